@@ -1,0 +1,1 @@
+"""Pure loss and estimator functions. Each returns ``(loss, stats)``; see docs/algorithms/."""

@@ -1,0 +1,132 @@
+"""The ``postlab`` command line: one Typer app; each stage parses its typed config and calls its recipe."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from postlab.config import describe_fields, load_config
+from postlab.errors import PostlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="postlab: post-training for language models (SFT, reward models, RLHF, evals).")
+models_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                         help="Obtain and list models.")
+app.add_typer(models_app, name="models")
+
+CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML config file; KEY=VALUE overrides apply on top")
+OVERRIDES = typer.Argument(None, metavar="[KEY=VALUE]...", help="dotted overrides, e.g. optim.lr=1e-4 lora.enabled=true")
+
+
+def _help(summary: str, cls) -> str:
+    fields = "\n".join(describe_fields(cls))
+    return f"{summary}\n\n\b\nConfig fields (YAML keys or KEY=VALUE overrides):\n{fields}"
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _lazy_help(module: str, cls_name: str, summary: str) -> str:
+    import importlib
+
+    return _help(summary, getattr(importlib.import_module(module), cls_name))
+
+
+@app.command(help=_lazy_help("postlab.train.sft", "SFTConfig", "Supervised fine-tuning on chat JSONL ({\"messages\": [...]} per line)."))
+def sft(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    from postlab.train import sft as recipe
+
+    cfg = load_config(recipe.SFTConfig, config, overrides)
+    _quiet_libraries()
+    result = recipe.train(cfg)
+    print(f"final model: {os.path.join(cfg.out_dir, 'model')} (step {result.state.step}, eval_loss {result.eval_loss})")
+
+
+@app.command(help=_lazy_help("postlab.train.pretrain", "PretrainConfig", "Next-token training on plain text files packed into blocks."))
+def pretrain(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    from postlab.train import pretrain as recipe
+
+    cfg = load_config(recipe.PretrainConfig, config, overrides)
+    _quiet_libraries()
+    result = recipe.train(cfg)
+    print(f"final model: {os.path.join(cfg.out_dir, 'model')} (step {result.state.step}, eval_loss {result.eval_loss})")
+
+
+@app.command(help=_lazy_help("postlab.run", "RunConfig", "The end-to-end job on a preset (resumable: rerun to continue)."))
+def run(
+    preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny"),
+    out: Optional[str] = typer.Option(None, "--out", help="run directory (default runs/<preset>)"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab import run as recipe
+
+    extra = [f"preset={preset}"] * bool(preset) + [f"out_dir={out}"] * bool(out)
+    cfg = load_config(recipe.RunConfig, config, list(overrides or []) + extra)
+    _quiet_libraries()
+    recipe.run(cfg)
+
+
+@models_app.command("fetch", help="Fetch (or build) a model into $POSTLAB_HOME and print its local path on the last line.")
+def models_fetch(name: str = typer.Argument(..., help="built-in name (see `postlab models list`), directory or hub id")) -> None:
+    from postlab.models.load import BUILTIN_MODELS, resolve_model
+
+    _quiet_libraries()
+    path = resolve_model(name)
+    if name not in BUILTIN_MODELS and not os.path.isdir(path):  # a hub id: download it now
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = snapshot_download(path)
+        except Exception as e:  # network or unknown repo
+            raise PostlabError(f"cannot fetch {name!r} from the hub: {e}") from None
+    print(path)
+
+
+@models_app.command("list", help="Show built-in model names and what is cached under $POSTLAB_HOME.")
+def models_list() -> None:
+    from postlab.models.home import models_dir
+    from postlab.models.load import BUILTIN_MODELS, builtin_path, cached_models
+
+    print("built-in models:")
+    for m in BUILTIN_MODELS.values():
+        state = "cached" if (builtin_path(m.name) / "config.json").is_file() else "not fetched"
+        print(f"  {m.name:<24} {state:<12} {m.description}")
+    print(f"cache: {models_dir()}")
+    for p in cached_models():
+        size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+        print(f"  {p}  ({size / 1e6:.1f} MB)")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PostlabError as e:
+        from postlab.train.loop import TrainingInterrupted
+
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(130 if isinstance(e, TrainingInterrupted) else 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Typed configs: YAML file + dotted ``key=value`` overrides, validated before any work starts.
+
+Every stage declares one pydantic model whose fields carry a ``description``; the CLI prints them
+as ``--help``. Unknown keys are rejected (``extra="forbid"``), values are type-checked, and each
+config may add semantic checks in ``check()`` (files exist, ranges agree). Errors name the field.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from postlab.errors import ConfigError
+
+C = TypeVar("C", bound="Section")
+
+
+class Section(BaseModel):
+    """Base for every config section: strict keys, validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    def check(self) -> None:
+        """Semantic checks beyond types; raise ``ConfigError`` naming the field. Recurses."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Section):
+                value.check()
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for i, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {'.'.join(keys[: i + 1])} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["train.lr=1e-4", "lora.enabled=true"]`` -> nested dict. Values are parsed as YAML scalars."""
+    tree: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-4)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {field}: unknown key")
+        else:
+            lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(cls: type[C], config_file: str | Path | None = None, overrides: list[str] | None = None) -> C:
+    """Build ``cls`` from an optional YAML file and dotted overrides; raise ``ConfigError`` on any problem."""
+    data: dict = {}
+    source = "overrides"
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of config fields")
+        data = loaded or {}
+        source = f"{path} + overrides"
+    data = _merge(data, parse_overrides(overrides or []))
+    try:
+        cfg = cls.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+    cfg.check()
+    return cfg
+
+
+def save_config(cfg: Section, path: Path) -> None:
+    from postlab.utils.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return getattr(annotation, "__name__", str(annotation))
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is typing.Literal:
+        return "|".join(repr(a) if isinstance(a, str) else str(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(_type_name(a) for a in args) + (" | null" if len(args) < len(typing.get_args(annotation)) else "")
+    return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+
+
+def describe_fields(cls: type[Section], prefix: str = "") -> list[str]:
+    """One line per leaf field: ``name (type, default): description`` — used for ``--help``."""
+    lines = []
+    for name, info in cls.model_fields.items():
+        ann = info.annotation
+        dotted = f"{prefix}{name}"
+        if isinstance(ann, type) and issubclass(ann, Section):
+            lines.append(f"[{dotted}] {info.description or ''}".rstrip())
+            lines.extend(describe_fields(ann, prefix=f"{dotted}."))
+            continue
+        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        lines.append(f"  {dotted} ({_type_name(ann)}, {default}): {info.description or ''}")
+    return lines

@@ -1,0 +1,61 @@
+"""Preparing a model for a training stage (device, fresh init, LoRA via peft) and saving the final model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from postlab.train.common import LoraConfig
+from postlab.utils.io import atomic_dir
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def apply_lora(model, cfg: LoraConfig, seed: int):
+    """Wrap ``model`` with LoRA adapters (dropout 0; only adapters train). Seeded for reproducible A init."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    torch.manual_seed(seed)
+    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=0.0,
+                              target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+    return get_peft_model(model, peft_cfg)
+
+
+def prepare_model(name: str, *, device: str, lora: LoraConfig, seed: int, from_scratch: bool = False):
+    """Load (model, tokenizer) for training: optionally re-initialised from its config, then LoRA-wrapped."""
+    from transformers import AutoModelForCausalLM
+
+    from postlab.models.load import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(name)
+    if from_scratch:
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(model.config)
+    model.to(pick_device(device))
+    if lora.enabled:
+        model = apply_lora(model, lora, seed)
+    return model, tok
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; tied weights counted once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def save_final_model(model, tokenizer, out: Path) -> Path:
+    """Save a Hugging Face model directory (LoRA merged into the weights) in one atomic rename."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out

@@ -1,0 +1,1 @@
+"""Recipes, one per stage, each a ``train(cfg)`` function composed from components."""

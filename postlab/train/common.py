@@ -1,0 +1,60 @@
+"""Config sections shared by every training recipe."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from postlab.config import Section
+from postlab.errors import ConfigError
+
+
+class OptimConfig(Section):
+    """Optimisation and the training loop."""
+
+    lr: float = Field(2e-5, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="AdamW beta2")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="learning-rate schedule after warmup")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup from 0 to lr over this many optimizer steps")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
+    batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (loss normalised over the whole step)")
+    max_steps: int = Field(0, ge=0, description="optimizer steps to run; 0 = derive from epochs")
+    epochs: float = Field(1.0, gt=0, description="passes over the training data (used when max_steps=0)")
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm to this (0 = off)")
+    bf16: bool = Field(False, description="bf16 autocast for forward/backward (fp32 master weights); fast on AVX-512 BF16 CPUs")
+    seed: int = Field(0, description="seed for data order, initialisation of new weights and RNG")
+
+
+class CheckpointConfig(Section):
+    """Evaluation, checkpoints and logging."""
+
+    eval_every: int = Field(0, ge=0, description="held-out eval loss every N steps (0 = only at the end)")
+    save_every: int = Field(0, ge=0, description="atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)")
+    keep_last: int = Field(2, ge=1, description="checkpoints to keep (older ones are deleted)")
+    resume: bool = Field(False, description="continue from the newest checkpoint in out_dir (exactly: data position, RNG, optimizer)")
+    log_every: int = Field(1, ge=1, description="write a metrics line every N steps")
+    report_to: list[Literal["jsonl", "tensorboard"]] = Field(
+        default_factory=lambda: ["jsonl"], description="metric sinks; metrics.jsonl is always written, add tensorboard for event files"
+    )
+    progress: bool = Field(True, description="show a progress bar with tokens/s and ETA")
+
+
+class LoraConfig(Section):
+    """Low-rank adapters (peft). With LoRA on, the final model is saved with adapters merged."""
+
+    enabled: bool = Field(False, description="train LoRA adapters instead of all weights")
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: float = Field(32.0, gt=0, description="scaling numerator (scale = alpha / r)")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="module names that get adapters",
+    )
+
+    def check(self) -> None:
+        if self.enabled and not self.target_modules:
+            raise ConfigError("lora.target_modules: must name at least one module when lora.enabled=true")

@@ -1,0 +1,271 @@
+"""The training loop shared by pretraining and SFT (and later RM/DPO): AdamW, warmup + cosine,
+exact gradient accumulation, clipping, bf16 autocast, held-out eval, atomic checkpoints with exact
+resume, Ctrl-C saves first, progress bar, metrics JSONL (+ TensorBoard)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from postlab.algos.lm import causal_lm_loss, token_nll_sum
+from postlab.data.collate import LMBatch, collate
+from postlab.errors import PostlabError
+from postlab.train.common import CheckpointConfig, OptimConfig
+from postlab.utils.io import atomic_dir, atomic_write_text, clean_stale_tmp
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict]]
+
+
+class TrainingInterrupted(PostlabError):
+    """Ctrl-C during training; a checkpoint was saved first."""
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps completed
+    samples_seen: int = 0  # data position: examples consumed, across epochs
+    tokens_seen: int = 0
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    train_losses: list[float] = field(default_factory=list)  # one per step run in this process
+    eval_loss: float | None = None
+
+
+def total_steps(optim: OptimConfig, num_examples: int) -> int:
+    if optim.max_steps:
+        return optim.max_steps
+    per_step = optim.batch_size * optim.grad_accum
+    return max(1, math.ceil(optim.epochs * num_examples / per_step))
+
+
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier on the peak lr for optimizer step ``step`` (0-based): linear warmup, then cosine or flat."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def example_index(k: int, n: int, seed: int) -> int:
+    """Index of the k-th example drawn: a fresh seeded permutation per epoch, so position k is resumable."""
+    epoch, pos = divmod(k, n)
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return int(torch.randperm(n, generator=g)[pos])
+
+
+class MetricsLogger:
+    """metrics.jsonl always; TensorBoard event files when asked."""
+
+    def __init__(self, run_dir: Path, report_to: Sequence[str], resume_step: int | None):
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():  # drop lines logged after the checkpoint
+            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= resume_step]
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+        elif self.path.exists():
+            self.path.unlink()
+        self.tb = None
+        if "tensorboard" in report_to:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise PostlabError("report_to includes tensorboard but it is not installed: pip install 'postlab[tensorboard]'") from None
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, step: int, metrics: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Checkpointer:
+    """``run_dir/checkpoints/step-NNNNNNN/``: trainable weights (safetensors), optimizer, scheduler,
+    RNG and trainer state. Each is written in one atomic rename, so any directory present is complete."""
+
+    PATTERN = re.compile(r"^step-(\d+)$")
+
+    def __init__(self, run_dir: Path, keep_last: int):
+        self.root = run_dir / "checkpoints"
+        self.keep_last = keep_last
+
+    def all(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        dirs = [p for p in self.root.iterdir() if self.PATTERN.match(p.name)]
+        return sorted(dirs, key=lambda p: int(self.PATTERN.match(p.name).group(1)))
+
+    def latest(self) -> Path | None:
+        found = self.all()
+        return found[-1] if found else None
+
+    def save(self, state: TrainState, model, optimizer, scheduler) -> Path:
+        clean_stale_tmp(self.root)
+        final = self.root / f"step-{state.step:07d}"
+        with atomic_dir(final) as tmp:
+            weights = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+            save_file(weights, str(tmp / "model.safetensors"))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+            (tmp / "python_rng.json").write_text(json.dumps(random.getstate()))
+            (tmp / "trainer_state.json").write_text(json.dumps(state.__dict__))
+        for old in self.all()[: -self.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self, path: Path, model, optimizer, scheduler) -> TrainState:
+        weights = load_file(str(path / "model.safetensors"))
+        params = dict(model.named_parameters())
+        trainable = {n for n, p in params.items() if p.requires_grad}
+        if set(weights) != trainable:
+            raise PostlabError(f"{path}: checkpoint weights do not match this model's trainable parameters "
+                               "(did the model or lora settings change since the run started?)")
+        with torch.no_grad():
+            for n, t in weights.items():
+                params[n].copy_(t)
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
+        py_state = json.loads((path / "python_rng.json").read_text())
+        random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+        return TrainState(**json.loads((path / "trainer_state.json").read_text()))
+
+
+def _autocast(model, enabled: bool):
+    device_type = next(model.parameters()).device.type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _forward(model, batch: LMBatch):
+    device = next(model.parameters()).device
+    return model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
+
+
+@torch.no_grad()
+def evaluate_loss(model, examples: Sequence[dict], pad_id: int, batch_size: int, bf16: bool) -> float:
+    """Token-mean next-token loss over ``examples``."""
+    was_training = model.training
+    model.eval()
+    nll, n = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        batch = collate(list(examples[i : i + batch_size]), pad_id)
+        with _autocast(model, bf16):
+            logits = _forward(model, batch)
+        s, c = token_nll_sum(logits, batch.labels.to(logits.device))
+        nll, n = nll + s.item(), n + c
+    model.train(was_training)
+    return nll / max(n, 1)
+
+
+def train_loop(
+    *,
+    model: torch.nn.Module,
+    examples: Sequence[dict],
+    eval_examples: Sequence[dict],
+    pad_id: int,
+    optim: OptimConfig,
+    ckpt: CheckpointConfig,
+    run_dir: Path,
+    loss_fn: LossFn = causal_lm_loss,
+    callbacks: Sequence[Callable[[TrainState, dict], None]] = (),
+    desc: str = "train",
+) -> TrainResult:
+    """Run (or resume) training until ``total_steps``; ``callbacks(state, metrics)`` run after each step."""
+    if not examples:
+        raise PostlabError("no training examples")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    n, T = len(examples), total_steps(optim, len(examples))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=(optim.adam_beta1, optim.adam_beta2),
+                                  eps=optim.adam_eps, weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, warmup=optim.warmup_steps, total=T, schedule=optim.schedule, min_ratio=optim.min_lr_ratio))
+    checkpointer = Checkpointer(run_dir, ckpt.keep_last)
+    state, latest = TrainState(), checkpointer.latest()
+    if latest is not None and not ckpt.resume:
+        raise PostlabError(f"{run_dir} already has checkpoints ({latest.name}); pass resume=true to continue "
+                           "or choose another out_dir")
+    if latest is not None:
+        state = checkpointer.load(latest, model, optimizer, scheduler)
+    logger = MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
+    result = TrainResult(state=state)
+    saved_at = state.step if latest is not None else -1
+    per_step = optim.batch_size * optim.grad_accum
+    model.train()
+    bar = tqdm(total=T, initial=state.step, desc=desc, disable=not ckpt.progress, dynamic_ncols=True, unit="step")
+    try:
+        while state.step < T:
+            t0 = time.perf_counter()
+            step_examples = [examples[example_index(state.samples_seen + j, n, optim.seed)] for j in range(per_step)]
+            micro = [collate(step_examples[j : j + optim.batch_size], pad_id) for j in range(0, per_step, optim.batch_size)]
+            N = sum(b.num_target_tokens for b in micro)  # target tokens in the whole optimizer step
+            nll_sum, tokens = 0.0, 0
+            for batch in micro:
+                with _autocast(model, optim.bf16):
+                    logits = _forward(model, batch)
+                loss, stats = loss_fn(logits, batch.labels.to(logits.device), N)
+                loss.backward()
+                nll_sum += stats["nll_sum"]
+                tokens += batch.num_tokens
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm if optim.max_grad_norm > 0 else float("inf"))
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.samples_seen += per_step
+            state.tokens_seen += tokens
+            dt = time.perf_counter() - t0
+            metrics = {"loss": nll_sum / max(N, 1), "lr": lr, "grad_norm": float(grad_norm), "num_tokens": state.tokens_seen,
+                       "tokens_per_s": tokens / dt, "epoch": state.samples_seen / n}
+            result.train_losses.append(metrics["loss"])
+            if ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T:
+                metrics["eval_loss"] = evaluate_loss(model, eval_examples, pad_id, optim.batch_size, optim.bf16)
+            if state.step % ckpt.log_every == 0 or "eval_loss" in metrics:
+                logger.log(state.step, metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
+            for cb in callbacks:
+                cb(state, metrics)
+            if ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < T:
+                checkpointer.save(state, model, optimizer, scheduler)
+                saved_at = state.step
+    except KeyboardInterrupt:
+        bar.close()
+        where = "no step completed yet; nothing saved"
+        if state.step > max(saved_at, 0):
+            where = f"checkpoint saved at {checkpointer.save(state, model, optimizer, scheduler)}"
+        elif saved_at >= 0:
+            where = f"newest checkpoint is step {saved_at}"
+        logger.close()
+        raise TrainingInterrupted(f"interrupted at step {state.step}/{T}; {where}. Rerun with resume=true to continue.") from None
+    bar.close()
+    if saved_at != state.step:
+        checkpointer.save(state, model, optimizer, scheduler)
+    if eval_examples:
+        result.eval_loss = evaluate_loss(model, eval_examples, pad_id, optim.batch_size, optim.bf16)
+        logger.log(state.step, {"eval_loss": result.eval_loss})
+    logger.close()
+    return result

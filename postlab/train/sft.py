@@ -1,0 +1,84 @@
+"""Supervised fine-tuning on chat demonstrations (``{"messages": [...]}`` JSONL).
+
+Loss only on assistant tokens (end-of-turn token included). Math: docs/algorithms/sft.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from postlab.config import Section, save_config
+from postlab.data.chat import IGNORE_INDEX, encode_chat, load_chat_jsonl
+from postlab.data.split import split_holdout
+from postlab.errors import ConfigError, DataError
+from postlab.models.prepare import count_parameters, prepare_model, save_final_model
+from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
+from postlab.train.loop import TrainResult, train_loop
+
+
+class SFTDataConfig(Section):
+    """Demonstration data."""
+
+    train_file: str = Field(..., description="chat JSONL, one {\"messages\": [...]} per line (required)")
+    eval_file: str | None = Field(None, description="held-out chat JSONL; if unset, eval_fraction of train_file is held out")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train_file held out for eval loss when eval_file is unset")
+    max_seq_len: int = Field(1024, ge=8, description="truncate conversations to this many tokens")
+
+    def check(self) -> None:
+        for name in ("train_file", "eval_file"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ConfigError(f"data.{name}: file not found: {value}")
+
+
+class SFTConfig(Section):
+    """postlab sft: fine-tune a chat model on demonstrations."""
+
+    model: str = Field("smollm2-135m-instruct", description="built-in name, local HF directory or hub id")
+    out_dir: str = Field("runs/sft", description="run directory: config, metrics, checkpoints, final model")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    data: SFTDataConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="optimiser and loop")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")
+
+
+def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str) -> list[dict]:
+    out, dropped = [], 0
+    for conv in conversations:
+        enc = encode_chat(tokenizer, conv, max_len=max_seq_len)
+        if all(label == IGNORE_INDEX for label in enc.labels[1:]):
+            dropped += 1  # truncation removed every assistant token
+            continue
+        out.append({"input_ids": enc.input_ids, "labels": enc.labels})
+    if dropped:
+        print(f"warning: {source}: {dropped} conversation(s) have no assistant tokens within "
+              f"data.max_seq_len={max_seq_len} and were skipped", file=sys.stderr)
+    if not out:
+        raise DataError(f"{source}: no usable conversations (raise data.max_seq_len?)")
+    return out
+
+
+def train(cfg: SFTConfig) -> TrainResult:
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
+    conversations = load_chat_jsonl(cfg.data.train_file)
+    if cfg.data.eval_file:
+        train_convs, eval_convs = conversations, load_chat_jsonl(cfg.data.eval_file)
+    else:
+        train_convs, eval_convs = split_holdout(conversations, cfg.data.eval_fraction, cfg.optim.seed)
+    examples = encode_conversations(tok, train_convs, cfg.data.max_seq_len, cfg.data.train_file)
+    eval_examples = encode_conversations(tok, eval_convs, cfg.data.max_seq_len, "held-out set") if eval_convs else []
+    trainable, total = count_parameters(model)
+    print(f"sft: {len(examples)} train / {len(eval_examples)} held-out conversations; "
+          f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
+    result = train_loop(model=model, examples=examples, eval_examples=eval_examples, pad_id=tok.pad_token_id,
+                        optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="sft")
+    save_final_model(model, tok, out / "model")
+    return result
