@@ -68,6 +68,17 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _fill_required_sections(cls: type[Section], data: dict) -> None:
+    """Insert ``{}`` for absent required sections so errors name their missing leaves (``data.train_file``)."""
+    for name, info in cls.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, Section):
+            if name not in data and info.is_required():
+                data[name] = {}
+            if isinstance(data.get(name), dict):
+                _fill_required_sections(ann, data[name])
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid config ({source}):"]
     for e in err.errors():
@@ -96,6 +107,7 @@ def load_config(cls: type[C], config_file: str | Path | None = None, overrides: 
         data = loaded or {}
         source = f"{path} + overrides"
     data = _merge(data, parse_overrides(overrides or []))
+    _fill_required_sections(cls, data)
     try:
         cfg = cls.model_validate(data)
     except ValidationError as e:

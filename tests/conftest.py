@@ -1,0 +1,30 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config):
+    # Fast tests build the tiny model into a private cache; slow tests use the real cache (the
+    # SmolLM2 download is ~93 MB), unless POSTLAB_HOME is already set.
+    if not config.getoption("-m") or "slow" not in config.getoption("-m") or "not slow" in config.getoption("-m"):
+        os.environ["POSTLAB_HOME"] = str(Path(config.rootpath) / ".pytest_cache" / "postlab-home")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path
+
+
+def conv(user: str, assistant: str) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+
+@pytest.fixture
+def chat_file(tmp_path):
+    rows = [conv(f"Question {i}?", f"Answer number {i} is {i * 7}.") for i in range(8)]
+    return write_jsonl(tmp_path / "chat.jsonl", rows)

@@ -1,0 +1,69 @@
+import pytest
+
+from postlab.config import describe_fields, load_config, parse_overrides
+from postlab.errors import ConfigError
+from postlab.train.pretrain import PretrainConfig
+from postlab.train.sft import SFTConfig
+
+
+def test_overrides_parse_types():
+    tree = parse_overrides(["optim.lr=1e-4", "lora.enabled=true", "optim.batch_size=8", "lora.target_modules=[q_proj, v_proj]"])
+    assert tree == {"optim": {"lr": "1e-4", "batch_size": 8}, "lora": {"enabled": True, "target_modules": ["q_proj", "v_proj"]}}
+
+
+def test_config_from_overrides_alone(chat_file):
+    cfg = load_config(SFTConfig, None, [f"data.train_file={chat_file}", "optim.lr=1e-4", "lora.enabled=true"])
+    assert cfg.optim.lr == pytest.approx(1e-4)
+    assert cfg.lora.enabled is True
+
+
+def test_yaml_then_overrides(tmp_path, chat_file):
+    f = tmp_path / "c.yaml"
+    f.write_text(f"data:\n  train_file: {chat_file}\noptim:\n  lr: 0.5\n  batch_size: 2\n")
+    cfg = load_config(SFTConfig, f, ["optim.lr=0.25"])
+    assert (cfg.optim.lr, cfg.optim.batch_size) == (0.25, 2)
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("optim.lr=abc", "optim.lr"),
+        ("optim.lr=-1", "optim.lr"),
+        ("optim.learning_rate=0.1", "optim.learning_rate"),
+        ("lora.rank=4", "lora.rank"),
+        ("optim.schedule=linear", "optim.schedule"),
+        ("device=tpu", "device"),
+    ],
+)
+def test_bad_value_names_field(chat_file, override, field):
+    with pytest.raises(ConfigError) as e:
+        load_config(SFTConfig, None, [f"data.train_file={chat_file}", override])
+    assert field in str(e.value)
+
+
+def test_missing_required_and_missing_files(tmp_path):
+    with pytest.raises(ConfigError, match="data.train_file"):
+        load_config(SFTConfig, None, [])
+    with pytest.raises(ConfigError, match="data.train_file: file not found"):
+        load_config(SFTConfig, None, [f"data.train_file={tmp_path / 'nope.jsonl'}"])
+    with pytest.raises(ConfigError, match=r"data.files\[1\]"):
+        (tmp_path / "a.txt").write_text("hello")
+        load_config(PretrainConfig, None, [f"data.files=[{tmp_path / 'a.txt'}, {tmp_path / 'b.txt'}]"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(SFTConfig, tmp_path / "missing.yaml", [])
+
+
+def test_bad_yaml_and_bad_override_syntax(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(SFTConfig, f, [])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(SFTConfig, None, ["optim.lr"])
+
+
+def test_describe_fields_documents_every_leaf():
+    lines = describe_fields(SFTConfig)
+    for name in ["model", "data.train_file", "optim.lr", "optim.grad_accum", "lora.r", "checkpoint.resume"]:
+        assert any(line.strip().startswith(name + " (") for line in lines), name
+    assert all(line.rstrip().endswith(":") is False for line in lines)  # every field has a description
