@@ -1,0 +1,88 @@
+"""The command line, run as a user runs it (a subprocess): help, errors without tracebacks, main paths."""
+
+import json
+import os
+import subprocess
+import sys
+
+from postlab.config import describe_fields
+from postlab.train.sft import SFTConfig
+
+from conftest import conv, write_jsonl
+
+
+def postlab(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "postlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ}, timeout=300)
+
+
+def test_help_lists_commands_and_fields():
+    top = postlab("--help")
+    assert top.returncode == 0
+    for cmd in ["run", "sft", "pretrain", "models"]:
+        assert cmd in top.stdout
+    sub = postlab("sft", "--help")
+    assert sub.returncode == 0
+    for line in describe_fields(SFTConfig):
+        name = line.strip().split(" ")[0]
+        assert name in sub.stdout, name
+
+
+def test_bad_config_is_a_clean_error(chat_file):
+    r = postlab("sft", f"data.train_file={chat_file}", "optim.lr=fast")
+    assert r.returncode == 2
+    assert "optim.lr" in r.stderr and "Traceback" not in r.stderr
+    r = postlab("sft", f"data.train_file={chat_file}", "optim.bogus=1")
+    assert r.returncode == 2 and "optim.bogus: unknown key" in r.stderr
+
+
+def test_bad_data_is_a_clean_error(tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [conv("a", "b"), '{"messages": [{"role": "user", "content": "x"}]}'])
+    r = postlab("sft", "model=tiny", f"data.train_file={bad}", f"out_dir={tmp_path / 'o'}")
+    assert r.returncode == 2
+    assert f"{bad}:2: conversation has no assistant turn" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_model_is_a_clean_error(chat_file, tmp_path):
+    r = postlab("sft", f"model={tmp_path / 'no-such-model'}", f"data.train_file={chat_file}", f"out_dir={tmp_path / 'o'}")
+    assert r.returncode == 2 and "no such directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_models_fetch_and_list():
+    r = postlab("models", "fetch", "tiny")
+    assert r.returncode == 0
+    path = r.stdout.strip().splitlines()[-1]
+    assert os.path.isfile(os.path.join(path, "config.json"))
+    listing = postlab("models", "list")
+    assert "smollm2-135m-instruct" in listing.stdout and "tiny" in listing.stdout and path in listing.stdout
+
+
+def test_sft_cli_with_yaml_config(chat_file, tmp_path):
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(f"model: tiny\ndata:\n  train_file: {chat_file}\noptim:\n  max_steps: 3\n  lr: 0.001\n")
+    r = postlab("sft", "--config", cfg, f"out_dir={tmp_path / 'run'}", "checkpoint.progress=false")
+    assert r.returncode == 0, r.stderr
+    assert "final model:" in r.stdout
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert "max_steps: 3" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_pretrain_cli(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world, " * 100)
+    r = postlab("pretrain", f"data.files=[{corpus}]", "data.block_size=32", "optim.max_steps=2",
+                f"out_dir={tmp_path / 'pt'}", "checkpoint.progress=false")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pt" / "model" / "config.json").is_file()
+
+
+def test_run_tiny_preset_end_to_end_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["preset"] == "tiny" and summary["stages"]["sft"]["steps"] == 20
+    assert summary["stages"]["sft"]["last_loss"] < summary["stages"]["sft"]["first_loss"]
+    assert {"fetch", "samples_before", "sft", "samples_after"} <= set(summary["timings_s"])
+    again = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
+    assert again.returncode == 0 and again.stderr.count("skipping") == 4
