@@ -58,6 +58,9 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Llama
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         attention_dropout=0.0,
+        # Wider than the usual 0.02 so the random model's greedy outputs vary from token to token
+        # (at 0.02 it repeats one token forever, which would make sampling tests vacuous).
+        initializer_range=0.2,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)

@@ -1,0 +1,99 @@
+"""Rollout engines behind one interface. ``TorchEngine`` runs in-process with a KV cache; a vLLM- or
+Ray-backed engine implements the same ``generate`` and callers do not change."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from transformers import DynamicCache
+
+from postlab.data.chat import Conversation
+from postlab.rollout.sampling import SamplingParams, choose_tokens
+from postlab.rollout.types import Rollout
+
+
+class RolloutEngine(Protocol):
+    def generate(self, conversations: list[Conversation], params: SamplingParams) -> Rollout: ...
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids (B, P), mask (B, P)) with every row right-aligned."""
+    P = max(len(r) for r in rows)
+    ids = torch.full((len(rows), P), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), P), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, P - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[b, P - len(r):] = 1
+    return ids, mask
+
+
+class TorchEngine:
+    """In-process PyTorch sampler: one prefill over the left-padded prompts, then one token per step
+    for the rows still running; rows that emitted a stop token are dropped from the batch and the
+    KV cache, so finished sequences cost nothing."""
+
+    def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id
+        self.stop_ids = torch.tensor(sorted(set(stop_token_ids or [tokenizer.eos_token_id])), dtype=torch.long)
+
+    def encode_prompts(self, conversations: list[Conversation]) -> list[list[int]]:
+        texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+    def generate(self, conversations: list[Conversation], params: SamplingParams) -> Rollout:
+        return self.generate_ids(self.encode_prompts(conversations), params)
+
+    @torch.inference_mode()
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
+        device = next(self.model.parameters()).device
+        prompt_ids, prompt_mask = left_pad(prompts, self.pad_id)
+        B, P, R = prompt_ids.size(0), prompt_ids.size(1), params.max_new_tokens
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(params.seed)
+        response = torch.full((B, R), self.pad_id, dtype=torch.long)
+        logprobs = torch.zeros((B, R), dtype=torch.float32)
+        lengths = torch.zeros(B, dtype=torch.long)
+        finished = torch.zeros(B, dtype=torch.bool)
+        stop_ids = self.stop_ids.to(device)
+
+        attn = torch.cat([prompt_mask, torch.zeros((B, R), dtype=torch.long)], dim=1).to(device)  # (B, P + R)
+        positions = (prompt_mask.sum(dim=1) - 1).to(device)  # (B,) position of each row's last prompt token
+        cache = DynamicCache(config=self.model.config)
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model(input_ids=prompt_ids.to(device), attention_mask=attn[:, :P],
+                         position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp_min(0).to(device),
+                         cache=cache, use_cache=True, logits_to_keep=1)
+        logits = out.logits[:, -1]  # (b, V) for the b rows still running
+        rows = torch.arange(B, device=device)  # batch row of each running sequence
+        for t in range(R):
+            tok, lp = choose_tokens(logits, params, generator)  # (b,), (b,)
+            rows_cpu = rows.cpu()
+            response[rows_cpu, t] = tok.cpu()
+            logprobs[rows_cpu, t] = lp.cpu()
+            lengths[rows_cpu] = t + 1
+            done = torch.isin(tok, stop_ids) if params.stop_at_eos else torch.zeros_like(tok, dtype=torch.bool)
+            if done.any():
+                finished[rows_cpu[done.cpu()]] = True
+                keep = (~done).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    break
+                rows, tok, attn, positions = rows[keep], tok[keep], attn[keep], positions[keep]
+                cache.batch_select_indices(keep)
+            if t == R - 1:
+                break
+            attn[:, P + t] = 1
+            positions = positions + 1
+            out = self.model(input_ids=tok[:, None], attention_mask=attn[:, : P + t + 1], position_ids=positions[:, None],
+                             cache=cache, use_cache=True)
+            logits = out.logits[:, -1]
+        self.model.train(was_training)
+        response_mask = (torch.arange(R)[None, :] < lengths[:, None]).long()
+        response = response.masked_fill(response_mask == 0, self.pad_id)
+        texts = self.tokenizer.batch_decode([r[:n].tolist() for r, n in zip(response, lengths)], skip_special_tokens=True)
+        return Rollout(prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response, response_mask=response_mask,
+                       logprobs=logprobs * response_mask, finished=finished, texts=texts, pad_id=self.pad_id)

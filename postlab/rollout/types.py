@@ -1,0 +1,42 @@
+"""The typed container every RL stage consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Rollout:
+    """B sampled responses. Prompts are left-padded, responses right-padded, both with ``pad_id``.
+
+    ``logprobs[b, t]`` is log π(y_t | x, y_<t) under the *sampling* distribution's temperature
+    (log-softmax of logits / T over the full vocabulary; top-k/top-p only restrict which tokens may be
+    drawn), so a PPO ratio against a fresh forward pass at the same temperature starts at exactly 1.
+    """
+
+    prompt_ids: torch.Tensor  # (B, P) long, left-padded
+    prompt_mask: torch.Tensor  # (B, P) long, 1 on prompt tokens
+    response_ids: torch.Tensor  # (B, R) long, right-padded
+    response_mask: torch.Tensor  # (B, R) long, 1 on generated tokens up to and including EOS
+    logprobs: torch.Tensor  # (B, R) float32, 0 where response_mask == 0
+    finished: torch.Tensor  # (B,) bool, True where the response ended with a stop token
+    texts: list[str]  # B decoded responses (special tokens removed)
+    pad_id: int
+
+    @property
+    def response_lengths(self) -> torch.Tensor:  # (B,)
+        return self.response_mask.sum(dim=1)
+
+    @property
+    def input_ids(self) -> torch.Tensor:  # (B, P + R) prompt and response side by side
+        return torch.cat([self.prompt_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:  # (B, P + R)
+        return torch.cat([self.prompt_mask, self.response_mask], dim=1)
+
+    def finish_reasons(self) -> list[str]:
+        """OpenAI's vocabulary: ``stop`` (a stop token was emitted) or ``length`` (hit max_new_tokens)."""
+        return ["stop" if f else "length" for f in self.finished.tolist()]

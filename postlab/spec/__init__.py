@@ -1,0 +1,1 @@
+"""Behaviour specs: verifiable instructions that a response either follows or not."""

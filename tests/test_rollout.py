@@ -1,0 +1,126 @@
+"""Correctness of the rollout engine against transformers' generate and a full forward pass."""
+
+import pytest
+import torch
+
+from postlab.models.load import load_model_and_tokenizer
+from postlab.rollout import SamplingParams, TorchEngine
+from postlab.rollout.sampling import restrict_top_k_top_p, scaled_logprobs
+
+PROMPTS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Tell me a much longer story, please."}],
+    [{"role": "user", "content": "2+2?"}],
+]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    model, tok = load_model_and_tokenizer("tiny")
+    return TorchEngine(model=model, tokenizer=tok)
+
+
+def hf_greedy(engine, ids, n):
+    out = engine.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                max_new_tokens=n, do_sample=False, eos_token_id=engine.tokenizer.eos_token_id,
+                                pad_token_id=engine.tokenizer.pad_token_id)
+    return out[0, len(ids):].tolist()
+
+
+def test_greedy_matches_transformers_generate(engine):
+    greedy = SamplingParams(temperature=0, max_new_tokens=24)
+    r = engine.generate(PROMPTS, greedy)
+    for b, ids in enumerate(engine.encode_prompts(PROMPTS)):
+        ours = r.response_ids[b, : int(r.response_lengths[b])].tolist()
+        assert len(set(ours)) > 3  # the tiny model's outputs are not degenerate
+        assert ours == hf_greedy(engine, ids, 24)[: len(ours)]
+
+
+def test_batched_left_padding_equals_each_prompt_alone(engine):
+    greedy = SamplingParams(temperature=0, max_new_tokens=20)
+    batch = engine.generate(PROMPTS, greedy)
+    assert batch.prompt_mask[:, 0].tolist().count(0) >= 1  # some rows really are left-padded
+    for b, p in enumerate(PROMPTS):
+        alone = engine.generate([p], greedy)
+        assert batch.response_ids[b].tolist() == alone.response_ids[0].tolist()
+        torch.testing.assert_close(batch.logprobs[b], alone.logprobs[0], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0])
+def test_logprobs_equal_full_forward_pass(engine, temperature):
+    r = engine.generate(PROMPTS, SamplingParams(temperature=temperature, max_new_tokens=16, seed=3))
+    with torch.no_grad():
+        logits = engine.model(input_ids=r.input_ids, attention_mask=r.attention_mask,
+                              position_ids=(r.attention_mask.cumsum(1) - 1).clamp_min(0)).logits
+    P = r.prompt_ids.size(1)
+    logp = scaled_logprobs(logits[:, P - 1 : -1].reshape(-1, logits.size(-1)), temperature).view(len(PROMPTS), -1, logits.size(-1))
+    ref = logp.gather(-1, r.response_ids[..., None]).squeeze(-1) * r.response_mask
+    torch.testing.assert_close(r.logprobs, ref, atol=1e-4, rtol=0)
+
+
+def test_seed_reproducible_and_different_seeds_differ(engine):
+    p = SamplingParams(temperature=1.0, max_new_tokens=16, seed=7)
+    a = engine.generate(PROMPTS, p)
+    b = engine.generate(PROMPTS, p)
+    c = engine.generate(PROMPTS, p.model_copy(update={"seed": 8}))
+    assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
+    assert not torch.equal(a.response_ids, c.response_ids)
+
+
+def biased_eos(engine, bias):
+    """Forward hook on the head adding ``bias(call_index)`` to the EOS logit."""
+    eos, calls = engine.tokenizer.eos_token_id, [0]
+
+    def hook(module, inputs, out):
+        calls[0] += 1
+        return out.index_add(-1, torch.tensor([eos]), torch.full(out.shape[:-1] + (1,), bias(calls[0])))
+
+    return engine.model.lm_head.register_forward_hook(hook)
+
+
+def test_stop_at_eos_and_masks(engine):
+    eos = engine.tokenizer.eos_token_id
+    handle = biased_eos(engine, lambda call: 100.0 if call == 2 else 0.0)  # EOS wins the second step
+    try:
+        r = engine.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=10))
+    finally:
+        handle.remove()
+    assert r.finished.all()
+    assert r.response_lengths.tolist() == [2, 2, 2]  # one token, then EOS (included in the mask)
+    assert (r.response_ids[:, 1] == eos).all()
+    assert (r.response_ids[:, 2:] == engine.pad_id).all() and (r.logprobs[:, 2:] == 0).all()
+    assert r.finish_reasons() == ["stop"] * 3
+    unstopped = engine.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=10, stop_at_eos=False))
+    assert unstopped.response_lengths.tolist() == [10, 10, 10]
+    assert not unstopped.finished.any() and unstopped.finish_reasons() == ["length"] * 3
+
+
+def test_rows_that_stop_early_leave_the_others_unchanged(engine):
+    """Rows finish at different steps and are dropped from the batch and cache; the rest continue as if alone."""
+    prompts = PROMPTS + [[{"role": "user", "content": f"prompt number {i}"}] for i in range(5)]
+    params = SamplingParams(temperature=0, max_new_tokens=24)
+    handle = biased_eos(engine, lambda call: 4.0)  # EOS becomes likely, so rows stop at various steps
+    try:
+        batch = engine.generate(prompts, params)
+        alone = [engine.generate([p], params) for p in prompts]
+    finally:
+        handle.remove()
+    lengths = batch.response_lengths.tolist()
+    assert len(set(lengths)) >= 3 and batch.finished.any()
+    for b, single in enumerate(alone):
+        assert batch.response_ids[b].tolist() == single.response_ids[0].tolist()
+        assert bool(batch.finished[b]) == bool(single.finished[0])
+
+
+def test_top_k_top_p_restrict_support():
+    logp = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(restrict_top_k_top_p(logp, 2, 1.0)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(restrict_top_k_top_p(logp, 0, 0.8)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(restrict_top_k_top_p(logp, 0, 0.81)).tolist() == [[False, False, False, True]]
+    assert torch.isinf(restrict_top_k_top_p(logp, 0, 0.4)).tolist() == [[False, True, True, True]]
+
+
+def test_top_k_one_is_greedy(engine):
+    greedy = engine.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=12))
+    k1 = engine.generate(PROMPTS, SamplingParams(temperature=1.0, top_k=1, max_new_tokens=12, seed=0))
+    assert torch.equal(greedy.response_ids, k1.response_ids)
