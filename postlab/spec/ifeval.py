@@ -169,9 +169,9 @@ def _detect_language(text: str) -> str | None:
 def _split_nonempty(text: str, separator: str) -> list[str] | None:
     """Parts between separators; empty parts are allowed only at either end (else None)."""
     parts = re.split(separator, text)
-    kept = [p for p in parts if p.strip()]
-    inner = parts[1:-1]
-    return None if any(not p.strip() for p in inner) else kept
+    if any(not p.strip() for p in parts[1:-1]):
+        return None
+    return [p for p in parts if p.strip()]
 
 
 # --- checkers: (response, **kwargs) -> followed? ---
