@@ -1,7 +1,11 @@
 """Correctness of the rollout engine against transformers' generate and a full forward pass."""
 
+import contextlib
+
 import pytest
 import torch
+
+from postlab.rollout import engine as engine_module
 
 from postlab.models.load import load_model_and_tokenizer
 from postlab.rollout import SamplingParams, TorchEngine
@@ -14,10 +18,15 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engine():
+EOS = 2  # the tiny tokenizer's <|im_end|>
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fast-decode", "hf-forward"])
+def engine(request):
+    """Every test runs on both decode paths: the lean Llama step and the model's own forward."""
     model, tok = load_model_and_tokenizer("tiny")
-    return TorchEngine(model=model, tokenizer=tok)
+    assert tok.eos_token_id == EOS
+    return TorchEngine(model=model, tokenizer=tok, fast_decode=request.param)
 
 
 def hf_greedy(engine, ids, n):
@@ -67,24 +76,28 @@ def test_seed_reproducible_and_different_seeds_differ(engine):
     assert not torch.equal(a.response_ids, c.response_ids)
 
 
-def biased_eos(engine, bias):
-    """Forward hook on the head adding ``bias(call_index)`` to the EOS logit."""
-    eos, calls = engine.tokenizer.eos_token_id, [0]
+@contextlib.contextmanager
+def biased_eos(bias):
+    """Add ``bias(step)`` to the EOS logit of every row before the engine picks tokens (both decode paths)."""
+    real, calls = engine_module.choose_tokens, [0]
 
-    def hook(module, inputs, out):
+    def biased(logits, params, generator):
         calls[0] += 1
-        return out.index_add(-1, torch.tensor([eos]), torch.full(out.shape[:-1] + (1,), bias(calls[0])))
+        logits = logits.clone()
+        logits[:, EOS] += bias(calls[0])
+        return real(logits, params, generator)
 
-    return engine.model.lm_head.register_forward_hook(hook)
+    engine_module.choose_tokens = biased
+    try:
+        yield
+    finally:
+        engine_module.choose_tokens = real
 
 
 def test_stop_at_eos_and_masks(engine):
     eos = engine.tokenizer.eos_token_id
-    handle = biased_eos(engine, lambda call: 100.0 if call == 2 else 0.0)  # EOS wins the second step
-    try:
+    with biased_eos(lambda step: 100.0 if step == 2 else 0.0):  # EOS wins the second step
         r = engine.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=10))
-    finally:
-        handle.remove()
     assert r.finished.all()
     assert r.response_lengths.tolist() == [2, 2, 2]  # one token, then EOS (included in the mask)
     assert (r.response_ids[:, 1] == eos).all()
@@ -99,12 +112,9 @@ def test_rows_that_stop_early_leave_the_others_unchanged(engine):
     """Rows finish at different steps and are dropped from the batch and cache; the rest continue as if alone."""
     prompts = PROMPTS + [[{"role": "user", "content": f"prompt number {i}"}] for i in range(5)]
     params = SamplingParams(temperature=0, max_new_tokens=24)
-    handle = biased_eos(engine, lambda call: 4.0)  # EOS becomes likely, so rows stop at various steps
-    try:
+    with biased_eos(lambda step: 4.0):  # EOS becomes likely, so rows stop at various steps
         batch = engine.generate(prompts, params)
         alone = [engine.generate([p], params) for p in prompts]
-    finally:
-        handle.remove()
     lengths = batch.response_lengths.tolist()
     assert len(set(lengths)) >= 3 and batch.finished.any()
     for b, single in enumerate(alone):
@@ -124,3 +134,21 @@ def test_top_k_one_is_greedy(engine):
     greedy = engine.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=12))
     k1 = engine.generate(PROMPTS, SamplingParams(temperature=1.0, top_k=1, max_new_tokens=12, seed=0))
     assert torch.equal(greedy.response_ids, k1.response_ids)
+
+
+def test_tiny_model_takes_the_fast_decode_path():
+    from postlab.rollout import llama_decode
+
+    model, _ = load_model_and_tokenizer("tiny")
+    assert llama_decode.supports(model)
+
+
+def test_inverse_cdf_sampling_matches_the_distribution():
+    from postlab.rollout.sampling import inverse_cdf_sample
+
+    p = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    g = torch.Generator().manual_seed(0)
+    draws = inverse_cdf_sample(p.expand(20000, 4).contiguous(), g)
+    freq = torch.bincount(draws, minlength=4).float() / 20000
+    assert freq[1] == 0  # zero-probability tokens (outside top-k/top-p) are never drawn
+    torch.testing.assert_close(freq, p, atol=0.015, rtol=0)

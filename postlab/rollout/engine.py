@@ -9,6 +9,7 @@ import torch
 from transformers import DynamicCache
 
 from postlab.data.chat import Conversation
+from postlab.rollout import llama_decode
 from postlab.rollout.sampling import SamplingParams, choose_tokens
 from postlab.rollout.types import Rollout
 
@@ -31,10 +32,12 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 class TorchEngine:
     """In-process PyTorch sampler: one prefill over the left-padded prompts, then one token per step
     for the rows still running; rows that emitted a stop token are dropped from the batch and the
-    KV cache, so finished sequences cost nothing."""
+    KV cache, so finished sequences cost nothing. Llama-style models decode through the lean step in
+    ``llama_decode``; any other causal LM decodes through its own forward with a DynamicCache."""
 
-    def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None):
+    def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None, fast_decode: bool = True):
         self.model = model
+        self.fast_decode = fast_decode  # lean decode step for Llama-style models (llama_decode.py)
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
         self.stop_ids = torch.tensor(sorted(set(stop_token_ids or [tokenizer.eos_token_id])), dtype=torch.long)
@@ -69,6 +72,11 @@ class TorchEngine:
                          position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp_min(0).to(device),
                          cache=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1]  # (b, V) for the b rows still running
+        fast = None
+        if self.fast_decode and llama_decode.supports(self.model):
+            fast = llama_decode.LlamaDecoder(self.model, batch=B, max_len=P + R)
+            fast.load_prefill(cache, P)
+            del cache
         rows = torch.arange(B, device=device)  # batch row of each running sequence
         for t in range(R):
             tok, lp = choose_tokens(logits, params, generator)  # (b,), (b,)
@@ -83,14 +91,20 @@ class TorchEngine:
                 if keep.numel() == 0:
                     break
                 rows, tok, attn, positions = rows[keep], tok[keep], attn[keep], positions[keep]
-                cache.batch_select_indices(keep)
+                if fast is not None:
+                    fast.keep_rows(keep)
+                else:
+                    cache.batch_select_indices(keep)
             if t == R - 1:
                 break
             attn[:, P + t] = 1
             positions = positions + 1
-            out = self.model(input_ids=tok[:, None], attention_mask=attn[:, : P + t + 1], position_ids=positions[:, None],
-                             cache=cache, use_cache=True)
-            logits = out.logits[:, -1]
+            if fast is not None:
+                logits = fast.step(tok, positions, P + t, attn[:, : P + t + 1].bool())
+            else:
+                out = self.model(input_ids=tok[:, None], attention_mask=attn[:, : P + t + 1],
+                                 position_ids=positions[:, None], cache=cache, use_cache=True)
+                logits = out.logits[:, -1]
         self.model.train(was_training)
         response_mask = (torch.arange(R)[None, :] < lengths[:, None]).long()
         response = response.masked_fill(response_mask == 0, self.pad_id)
