@@ -63,6 +63,15 @@ def pretrain(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] 
     print(f"final model: {os.path.join(cfg.out_dir, 'model')} (step {result.state.step}, eval_loss {result.eval_loss})")
 
 
+@app.command(help=_lazy_help("postlab.train.sample", "SampleConfig", "Sample K responses per prompt into a candidates JSONL."))
+def sample(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    from postlab.train import sample as recipe
+
+    cfg = load_config(recipe.SampleConfig, config, overrides)
+    _quiet_libraries()
+    print(recipe.sample(cfg))
+
+
 @app.command(help=_lazy_help("postlab.run", "RunConfig", "The end-to-end job on a preset (resumable: rerun to continue)."))
 def run(
     preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny"),

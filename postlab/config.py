@@ -68,15 +68,25 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _fill_required_sections(cls: type[Section], data: dict) -> None:
-    """Insert ``{}`` for absent required sections so errors name their missing leaves (``data.train_file``)."""
+def _complete_sections(cls: type[Section], data: dict) -> None:
+    """Prepare nested sections before validation.
+
+    - An absent required section becomes ``{}`` so errors name its missing leaves (``data.train_file``).
+    - A partially overridden section starts from the *field's* default, not the section class's: a
+      stage may default ``optim`` to ``OptimConfig(lr=1e-3)``, and ``optim.max_steps=5`` must keep it.
+    """
     for name, info in cls.model_fields.items():
         ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, Section):
-            if name not in data and info.is_required():
+        if not (isinstance(ann, type) and issubclass(ann, Section)):
+            continue
+        if name not in data:
+            if info.is_required():
                 data[name] = {}
-            if isinstance(data.get(name), dict):
-                _fill_required_sections(ann, data[name])
+            continue
+        if isinstance(data[name], dict):
+            if not info.is_required():
+                data[name] = _merge(info.get_default(call_default_factory=True).model_dump(), data[name])
+            _complete_sections(ann, data[name])
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
@@ -107,7 +117,7 @@ def load_config(cls: type[C], config_file: str | Path | None = None, overrides: 
         data = loaded or {}
         source = f"{path} + overrides"
     data = _merge(data, parse_overrides(overrides or []))
-    _fill_required_sections(cls, data)
+    _complete_sections(cls, data)
     try:
         cfg = cls.model_validate(data)
     except ValidationError as e:

@@ -86,3 +86,23 @@ def test_run_tiny_preset_end_to_end_and_resumes(tmp_path):
     assert {"fetch", "samples_before", "sft", "samples_after"} <= set(summary["timings_s"])
     again = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
     assert again.returncode == 0 and again.stderr.count("skipping") == 4
+
+
+def test_sample_writes_candidates_and_resumes(tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"p{i}", "messages": [{"role": "user", "content": f"say {i}"}]}
+                                                 for i in range(3)])
+    args = ["sample", "model=tiny", f"prompts={prompts}", "k=4", "batch_size=4", "sampling.max_new_tokens=8",
+            "dtype=fp32", "progress=false"]
+    r = postlab(*args, f"out={tmp_path / 'c.jsonl'}")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {r["prompt_id"] for r in rows} == {"p0", "p1", "p2"}
+    assert set(rows[0]) == {"prompt_id", "sample_index", "prompt", "completion", "logprob_sum", "num_tokens", "finish_reason"}
+    assert all(0 < r["num_tokens"] <= 8 and r["logprob_sum"] < 0 for r in rows)
+    assert len({r["completion"] for r in rows if r["prompt_id"] == "p0"}) > 1  # K distinct samples
+    # An interrupted run (one batch written, plus a torn line) resumes to the same file.
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    (tmp_path / "d.jsonl.partial").write_text("\n".join(lines[:4]) + "\n" + lines[4][:10] + "\n")
+    r2 = postlab(*args, f"out={tmp_path / 'd.jsonl'}")
+    assert r2.returncode == 0, r2.stderr and "resuming after 1" in r2.stderr
+    assert (tmp_path / "d.jsonl").read_text() == (tmp_path / "c.jsonl").read_text()

@@ -67,3 +67,11 @@ def test_describe_fields_documents_every_leaf():
     for name in ["model", "data.train_file", "optim.lr", "optim.grad_accum", "lora.r", "checkpoint.resume"]:
         assert any(line.strip().startswith(name + " (") for line in lines), name
     assert all(line.rstrip().endswith(":") is False for line in lines)  # every field has a description
+
+
+def test_partial_override_keeps_the_stage_specific_section_default(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("text")
+    cfg = load_config(PretrainConfig, None, [f"data.files=[{corpus}]", "optim.max_steps=5"])
+    assert cfg.optim.lr == pytest.approx(1e-3)  # PretrainConfig's default, not OptimConfig's 2e-5
+    assert cfg.optim.max_steps == 5

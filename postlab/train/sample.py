@@ -1,0 +1,99 @@
+"""``postlab sample``: K responses per prompt -> candidates JSONL, the input of labeling and reward models.
+
+Rows: ``{"prompt_id", "sample_index", "prompt": [messages], "completion": str, "logprob_sum",
+"num_tokens", "finish_reason"}``. Written incrementally to ``<out>.partial`` and renamed at the end;
+a rerun continues an interrupted file (each batch's seed depends only on its index, so resumed
+output equals uninterrupted output).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from postlab.config import Section
+from postlab.data.chat import validate_messages
+from postlab.data.jsonl import read_jsonl
+from postlab.errors import ConfigError, DataError
+from postlab.models.load import load_model_and_tokenizer
+from postlab.models.prepare import pick_device
+from postlab.rollout import SamplingParams, TorchEngine
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+class SampleConfig(Section):
+    """postlab sample: K sampled responses per prompt."""
+
+    model: str = Field("smollm2-135m-instruct", description="built-in name, local HF directory or hub id")
+    prompts: str = Field(..., description="JSONL of conversations ({\"messages\": [...]}, optional \"id\"); a trailing assistant turn is dropped (required)")
+    out: str = Field(..., description="candidates JSONL to write (required)")
+    k: int = Field(4, ge=1, description="samples per prompt")
+    batch_size: int = Field(16, ge=1, description="sequences generated together")
+    dtype: Literal["fp32", "bf16"] = Field("bf16", description="weights dtype for sampling")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to sample")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=128, seed=0),
+                                     description="temperature, top_p, top_k, max_new_tokens, seed")
+    progress: bool = Field(True, description="show a progress bar")
+
+    def check(self) -> None:
+        super().check()
+        if not Path(self.prompts).is_file():
+            raise ConfigError(f"prompts: file not found: {self.prompts}")
+        if self.sampling.seed is None:
+            raise ConfigError("sampling.seed: postlab sample needs a seed so interrupted runs resume identically")
+
+
+def load_prompts(path: str) -> list[tuple[str, list[dict]]]:
+    """(prompt_id, messages ending with a non-assistant turn) for each row."""
+    out = []
+    for lineno, row in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict) or "messages" not in row:
+            raise DataError(f"{where}: expected an object with a 'messages' key")
+        msgs = validate_messages(row["messages"], where, need_assistant=False)
+        if msgs[-1]["role"] == "assistant":
+            msgs = msgs[:-1]
+        if not msgs:
+            raise DataError(f"{where}: nothing left to prompt with after dropping the final assistant turn")
+        out.append((str(row.get("id", lineno)), msgs))
+    return out
+
+
+def sample(cfg: SampleConfig) -> Path:
+    prompts = load_prompts(cfg.prompts)
+    jobs = [(pid, i, msgs) for pid, msgs in prompts for i in range(cfg.k)]
+    batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
+    out, partial = Path(cfg.out), Path(cfg.out + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = 0
+    if partial.exists():  # resume: keep whole batches already written
+        lines = partial.read_text().splitlines()
+        done = len(lines) // cfg.batch_size
+        partial.write_text("".join(line + "\n" for line in lines[: done * cfg.batch_size]))
+        print(f"sample: resuming after {done} of {len(batches)} batches", file=sys.stderr)
+    model, tok = load_model_and_tokenizer(cfg.model, dtype=DTYPES[cfg.dtype])
+    model.to(pick_device(cfg.device))
+    engine = TorchEngine(model=model, tokenizer=tok)
+    bar = tqdm(total=len(jobs), initial=done * cfg.batch_size, desc="sample", unit="resp", disable=not cfg.progress)
+    with open(partial, "a", encoding="utf-8") as f:
+        for b in range(done, len(batches)):
+            batch = batches[b]
+            params = cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + b})
+            r = engine.generate([msgs for _, _, msgs in batch], params)
+            lp_sum, n_tok, reasons = r.logprobs.sum(1).tolist(), r.response_lengths.tolist(), r.finish_reasons()
+            for j, (pid, i, msgs) in enumerate(batch):
+                f.write(json.dumps({"prompt_id": pid, "sample_index": i, "prompt": msgs, "completion": r.texts[j],
+                                    "logprob_sum": lp_sum[j], "num_tokens": n_tok[j], "finish_reason": reasons[j]},
+                                   ensure_ascii=False) + "\n")
+            f.flush()
+            bar.update(len(batch))
+    bar.close()
+    partial.replace(out)
+    return out
