@@ -33,3 +33,26 @@ def test_smollm2_fetch_lora_sft_reload_generate(tmp_path):
     out = model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
     answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "Paris" in answer
+
+
+def test_smollm2_rollout_greedy_matches_generate_and_logprobs_match_forward():
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.rollout import SamplingParams, TorchEngine
+
+    model, tok = load_model_and_tokenizer("smollm2-135m-instruct")
+    engine = TorchEngine(model=model, tokenizer=tok)
+    convs = [[{"role": "user", "content": "What is the capital of France?"}],
+             [{"role": "user", "content": "Write a haiku about the sea."}]]
+    r = engine.generate(convs, SamplingParams(temperature=0, max_new_tokens=24))
+    for b, ids in enumerate(engine.encode_prompts(convs)):
+        ref = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
+        n = int(r.response_lengths[b])
+        assert r.response_ids[b, :n].tolist() == ref[:n]
+    assert "Paris" in r.texts[0]
+    with torch.no_grad():
+        logits = model(input_ids=r.input_ids, attention_mask=r.attention_mask,
+                       position_ids=(r.attention_mask.cumsum(1) - 1).clamp_min(0)).logits
+    P = r.prompt_ids.size(1)
+    ref_lp = torch.log_softmax(logits[:, P - 1 : -1].float(), -1).gather(-1, r.response_ids[..., None]).squeeze(-1)
+    torch.testing.assert_close(r.logprobs, ref_lp * r.response_mask, atol=1e-4, rtol=0)

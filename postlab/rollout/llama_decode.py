@@ -34,9 +34,8 @@ def supports(model) -> bool:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * xf.to(x.dtype)
+    """As transformers' LlamaRMSNorm: normalise in fp32, cast back, then scale (one fused op)."""
+    return weight * F.rms_norm(x.float(), (x.size(-1),), eps=eps).to(x.dtype)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -94,13 +93,15 @@ class LlamaDecoder:
         freqs = positions[:, None].float() * self.inv_freq  # (b, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # (b, 1, D)
         cos, sin = (emb.cos() * self.rope_scale).to(x.dtype), (emb.sin() * self.rope_scale).to(x.dtype)
-        mask = attn_mask[:, None, None, :]  # (b, 1, 1, S)
+        # Additive mask built once per step (a boolean one would be converted again in every layer).
+        mask = torch.zeros(attn_mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~attn_mask, float("-inf"))
+        mask = mask[:, None, None, :]  # (b, 1, 1, S)
         for i, (ln1, w_qkv, w_o, ln2, w_gu, w_down) in enumerate(self.layers):
             qkv = rms_norm(x, ln1, self.eps) @ w_qkv.T  # (b, (Hq + 2·Hkv)·D)
-            q, k, v = qkv.split([Hq * D, Hkv * D, Hkv * D], dim=-1)
-            q = rotate(q.view(b, Hq, D), cos, sin)
-            self.k[i, :, :, slot] = rotate(k.view(b, Hkv, D), cos, sin)
-            self.v[i, :, :, slot] = v.view(b, Hkv, D)
+            qk = rotate(qkv[:, : (Hq + Hkv) * D].view(b, Hq + Hkv, D), cos, sin)  # RoPE on q and k at once
+            q = qk[:, :Hq]  # (b, Hq, D)
+            self.k[i, :, :, slot] = qk[:, Hq:]
+            self.v[i, :, :, slot] = qkv[:, (Hq + Hkv) * D :].view(b, Hkv, D)
             attn = F.scaled_dot_product_attention(
                 q[:, :, None, :], self.k[i, :, :, : slot + 1], self.v[i, :, :, : slot + 1],
                 attn_mask=mask, enable_gqa=Hq != Hkv)  # (b, Hq, 1, D)
