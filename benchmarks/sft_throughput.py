@@ -26,13 +26,15 @@ from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import apply_lora
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import train_loop
+from postlab.utils.memory import keep_freed_memory
 
 MODEL = "smollm2-135m-instruct"
-CASES = [  # (name, lora, bf16)
-    ("full FT fp32", False, False),
-    ("full FT bf16 autocast", False, True),
-    ("LoRA fp32", True, False),
-    ("LoRA bf16 autocast", True, True),
+CASES = [  # (name, lora, bf16, torch.compile)
+    ("full FT fp32", False, False, False),
+    ("full FT bf16 autocast", False, True, False),
+    ("full FT bf16 autocast + compile", False, True, True),
+    ("LoRA fp32", True, False, False),
+    ("LoRA bf16 autocast", True, True, False),
 ]
 
 
@@ -109,7 +111,7 @@ def flops_per_token(n_matmul: int, cfg, seq_len: int, lora_params: int = 0) -> f
     return 6 * n_matmul + attn
 
 
-def run_case(lora: bool, bf16: bool, args) -> tuple[float, list[float], float, float]:
+def run_case(lora: bool, bf16: bool, compile_model: bool, args) -> tuple[float, list[float], float, float]:
     """(median tokens/s over the post-warmup steps, all per-step tokens/s, model FLOPs per token,
     other processes' load in cores during the timed steps)."""
     model, tok = load_model_and_tokenizer(MODEL)
@@ -130,7 +132,8 @@ def run_case(lora: bool, bf16: bool, args) -> tuple[float, list[float], float, f
     try:
         train_loop(
             model=model, examples=examples, eval_examples=[], pad_id=tok.pad_token_id,
-            optim=OptimConfig(lr=1e-5, batch_size=args.batch_size, grad_accum=1, max_steps=args.steps, bf16=bf16),
+            optim=OptimConfig(lr=1e-5, batch_size=args.batch_size, grad_accum=1, max_steps=args.steps, bf16=bf16,
+                              compile=compile_model),
             ckpt=CheckpointConfig(progress=False, save_every=0, keep_last=1),  # only the final save, untimed
             run_dir=run_dir, callbacks=[lambda state, metrics: marks.append(mark())],
         )
@@ -143,6 +146,7 @@ def run_case(lora: bool, bf16: bool, args) -> tuple[float, list[float], float, f
 
 
 def main() -> None:
+    keep_freed_memory()  # as the postlab CLI does (postlab/utils/memory.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=8, help="optimizer steps per case (incl. warmup steps)")
     ap.add_argument("--batch-size", type=int, default=4, help="sequences per step")
@@ -171,10 +175,10 @@ def main() -> None:
     # Peaks before and after the training cases (shared machine): keep the higher, so MFU is not flattered.
     before = peaks()
     results = []
-    for name, lora, bf16 in CASES:
+    for name, lora, bf16, compile_model in CASES:
         wait_idle(args.wait_idle)
         t0 = time.perf_counter()
-        med, tps, fpt, load = run_case(lora, bf16, args)
+        med, tps, fpt, load = run_case(lora, bf16, compile_model, args)
         results.append((name, bf16, med, fpt, load))
         log(f"{name}: tokens/s per step {[round(x) for x in tps]} -> median {med:.0f} ({fpt / 1e6:.0f} MFLOP/token; "
             f"{time.perf_counter() - t0:.0f} s incl. load and final checkpoint; other processes: {load:.2f} cores)")
@@ -197,12 +201,13 @@ def main() -> None:
         print(f"| {name} | {med:.0f} | {gflops:.0f} | {mfu[name]:.1f} |")
     print()
     print("Model FLOPs/token: full FT 6N + 12LdT; LoRA 4N + 12LdT + 6 x adapter params "
-          f"(full FT {results[0][3] / 1e6:.0f}M, LoRA {results[2][3] / 1e6:.0f}M).")
+          f"(full FT {results[0][3] / 1e6:.0f}M, LoRA {results[-1][3] / 1e6:.0f}M).")
     busy = [f"{n} {c:.2f}" for n, _, _, _, c in results if c > 0.15]
     print("Other processes' CPU during the timed steps (cores): "
           + (", ".join(busy) + " -- figures disturbed, rerun when idle" if busy else "none above 0.15 (clean run)"))
     print(f"Total time {time.perf_counter() - t_start:.0f} s.")
-    print(f"bf16 full fine-tuning MFU: {mfu['full FT bf16 autocast']:.1f}% of measured bf16 peak")
+    print(f"bf16 full fine-tuning MFU (eager): {mfu['full FT bf16 autocast']:.1f}% of measured bf16 peak")
+    print(f"bf16 full fine-tuning MFU: {mfu['full FT bf16 autocast + compile']:.1f}% of measured bf16 peak (optim.compile=true)")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,10 @@ def models_list() -> None:
 
 
 def main() -> None:
+    from postlab.utils.memory import keep_freed_memory
+
+    if os.environ.get("POSTLAB_MALLOC_TUNING", "1") != "0":
+        keep_freed_memory()
     try:
         app(standalone_mode=False)
     except PostlabError as e:

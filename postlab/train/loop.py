@@ -199,7 +199,7 @@ def train_loop(
     n, T = len(examples), total_steps(optim, len(examples))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=(optim.adam_beta1, optim.adam_beta2),
-                                  eps=optim.adam_eps, weight_decay=optim.weight_decay)
+                                  eps=optim.adam_eps, weight_decay=optim.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, warmup=optim.warmup_steps, total=T, schedule=optim.schedule, min_ratio=optim.min_lr_ratio))
     checkpointer = Checkpointer(run_dir, ckpt.keep_last)
@@ -214,6 +214,7 @@ def train_loop(
     saved_at = state.step if latest is not None else -1
     per_step = optim.batch_size * optim.grad_accum
     model.train()
+    forward_model = torch.compile(model) if optim.compile else model
     bar = tqdm(total=T, initial=state.step, desc=desc, disable=not ckpt.progress, dynamic_ncols=True, unit="step")
     try:
         while state.step < T:
@@ -224,7 +225,7 @@ def train_loop(
             nll_sum, tokens = 0.0, 0
             for batch in micro:
                 with _autocast(model, optim.bf16):
-                    logits = _forward(model, batch)
+                    logits = _forward(forward_model, batch)
                 loss, stats = loss_fn(logits, batch.labels.to(logits.device), N)
                 loss.backward()
                 nll_sum += stats["nll_sum"]
