@@ -20,6 +20,7 @@ from transformers.utils import logging as hf_logging
 
 from postlab.models.load import load_model_and_tokenizer
 from postlab.rollout import SamplingParams, TorchEngine
+from postlab.utils.memory import keep_freed_memory
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -40,6 +41,7 @@ def time_best(fn, reps: int) -> float:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the postlab CLI does; applies to both engines
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", default="16,64")
     ap.add_argument("--tokens", default="64,128")

@@ -14,13 +14,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import Field
 
 from postlab.config import Section, save_config
 from postlab.data.chat import load_chat_jsonl, validate_messages
 from postlab.data.jsonl import read_jsonl
 from postlab.models.load import load_model_and_tokenizer, resolve_model
+from postlab.rollout import SamplingParams, TorchEngine
 from postlab.train import sft
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.utils.io import atomic_write_text
@@ -48,16 +48,10 @@ def _demo_file(name: str) -> str:
     return str(resources.files("postlab") / "assets" / name)
 
 
-@torch.no_grad()
 def greedy_samples(model_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
     model, tok = load_model_and_tokenizer(model_dir)
-    model.eval()
-    tok.padding_side = "left"
-    texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    return [tok.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]
+    engine = TorchEngine(model=model, tokenizer=tok)
+    return [t.strip() for t in engine.generate(prompts, SamplingParams(temperature=0, max_new_tokens=max_new_tokens)).texts]
 
 
 def _stage(out: Path, name: str, timings: dict, fn):

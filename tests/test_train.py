@@ -170,3 +170,11 @@ def test_chunked_nll_matches_cross_entropy_value_and_gradient(dtype):
     torch.testing.assert_close(b.grad.float(), a.grad.float(), atol=tol, rtol=tol)
     with torch.no_grad():  # the eval path (no autograd) gives the same value
         torch.testing.assert_close(token_nll_sum(x, y)[0], ref.detach(), atol=1e-4, rtol=1e-5)
+
+
+def test_allocator_tuning_applies_on_linux():
+    import sys
+
+    from postlab.utils.memory import keep_freed_memory
+
+    assert keep_freed_memory() is sys.platform.startswith("linux")
