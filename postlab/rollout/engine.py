@@ -38,9 +38,17 @@ class TorchEngine:
     def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None, fast_decode: bool = True):
         self.model = model
         self.fast_decode = fast_decode  # lean decode step for Llama-style models (llama_decode.py)
+        self._weights: tuple[tuple, llama_decode.DecodeWeights] | None = None
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
         self.stop_ids = torch.tensor(sorted(set(stop_token_ids or [tokenizer.eos_token_id])), dtype=torch.long)
+
+    def _decode_weights(self, batch: int) -> llama_decode.DecodeWeights:
+        """Fused/packed weights, rebuilt only when the model's parameters changed since last time."""
+        key = llama_decode.DecodeWeights.version_key(self.model)
+        if self._weights is None or self._weights[0] != key:
+            self._weights = (key, llama_decode.DecodeWeights(self.model, batch_hint=batch))
+        return self._weights[1]
 
     def encode_prompts(self, conversations: list[Conversation]) -> list[list[int]]:
         texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
@@ -74,7 +82,7 @@ class TorchEngine:
         logits = out.logits[:, -1]  # (b, V) for the b rows still running
         fast = None
         if self.fast_decode and llama_decode.supports(self.model):
-            fast = llama_decode.LlamaDecoder(self.model, batch=B, max_len=P + R)
+            fast = llama_decode.LlamaDecoder(self._decode_weights(B), batch=B, max_len=P + R)
             fast.load_prefill(cache, P)
             del cache
         rows = torch.arange(B, device=device)  # batch row of each running sequence

@@ -3,8 +3,10 @@ sliding windows), over a preallocated KV cache.
 
 Why: on a CPU, decoding a 135M model at batch 16 is bound by reading the weights once per step; what
 transformers adds on top (cache concatenation, mask building, per-module dispatch) costs as much
-again. This step fuses the q/k/v and gate/up projections into one matmul each, writes K/V into a
-fixed buffer (no concatenation), and runs attention with SDPA. Numerics follow transformers' Llama
+again. This step fuses the q/k/v and gate/up projections into one matmul each, pre-packs every
+weight once into oneDNN's blocked layout on the CPU (otherwise each matmul call re-lays the weight
+out, which at decode batch sizes costs as much as the product: packed calls measured 1.3–2× faster),
+writes K/V into a fixed buffer (no concatenation), and runs attention with SDPA. Numerics follow transformers' Llama
 (RMSNorm in fp32, rotate-half RoPE); tests compare it with a full forward pass.
 """
 
@@ -45,34 +47,66 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
-class LlamaDecoder:
-    """Holds fused weights and the KV buffers for one generate call."""
+def _mkldnn_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
-    def __init__(self, model, *, batch: int, max_len: int):
+
+def _plain_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x @ weight.T
+
+
+class DecodeWeights:
+    """The model's weights laid out for decoding: q/k/v and gate/up fused, packed for oneDNN on CPU.
+
+    Built once per weight version (the engine caches it), not once per generate call.
+    """
+
+    def __init__(self, model, *, batch_hint: int = 16):
         cfg = model.config
         self.L = cfg.num_hidden_layers
         self.Hq = cfg.num_attention_heads
         self.Hkv = cfg.num_key_value_heads
         self.D = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.Hq
         self.eps = cfg.rms_norm_eps
-        self.embed = model.model.embed_tokens.weight
-        self.final_norm = model.model.norm.weight
-        self.lm_head = model.lm_head.weight
+        self.embed = model.model.embed_tokens.weight.detach()
+        self.final_norm = model.model.norm.weight.detach()
         self.inv_freq = model.model.rotary_emb.inv_freq.float()
         self.rope_scale = float(getattr(model.model.rotary_emb, "attention_scaling", 1.0))
-        self.layers = []
-        for layer in model.model.layers:
-            a, m = layer.self_attn, layer.mlp
-            self.layers.append((
-                layer.input_layernorm.weight,
-                torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),  # (Hq·D + 2·Hkv·D, C)
-                a.o_proj.weight,
-                layer.post_attention_layernorm.weight,
-                torch.cat([m.gate_proj.weight, m.up_proj.weight]),  # (2·F, C)
-                m.down_proj.weight,
-            ))
-        dtype, device = self.embed.dtype, self.embed.device
-        self.k = torch.zeros(self.L, batch, self.Hkv, max_len, self.D, dtype=dtype, device=device)  # post-RoPE keys
+        use_mkldnn = self.embed.device.type == "cpu" and torch.backends.mkldnn.is_available() and \
+            hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        self.linear = _mkldnn_linear if use_mkldnn else _plain_linear
+
+        def prep(w: torch.Tensor) -> torch.Tensor:
+            w = w.detach().contiguous()
+            return torch.ops.mkldnn._reorder_linear_weight(w, batch_hint) if use_mkldnn else w
+
+        with torch.no_grad():
+            self.lm_head = prep(model.lm_head.weight)
+            self.layers = []
+            for layer in model.model.layers:
+                a, m = layer.self_attn, layer.mlp
+                self.layers.append((
+                    layer.input_layernorm.weight.detach(),
+                    prep(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),  # (Hq·D + 2·Hkv·D, C)
+                    prep(a.o_proj.weight),
+                    layer.post_attention_layernorm.weight.detach(),
+                    prep(torch.cat([m.gate_proj.weight, m.up_proj.weight])),  # (2·F, C)
+                    prep(m.down_proj.weight),
+                ))
+
+    @staticmethod
+    def version_key(model) -> tuple:
+        """Changes whenever any parameter is replaced or updated in place (e.g. by an optimizer step)."""
+        return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+class LlamaDecoder:
+    """The KV buffers of one generate call, decoding with ``DecodeWeights``."""
+
+    def __init__(self, weights: DecodeWeights, *, batch: int, max_len: int):
+        self.w = weights
+        dtype, device = weights.embed.dtype, weights.embed.device
+        self.k = torch.zeros(weights.L, batch, weights.Hkv, max_len, weights.D, dtype=dtype, device=device)  # post-RoPE
         self.v = torch.zeros_like(self.k)
 
     def load_prefill(self, cache, length: int) -> None:
@@ -88,16 +122,17 @@ class LlamaDecoder:
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, slot: int, attn_mask: torch.Tensor) -> torch.Tensor:
         """One token per row. tokens, positions: (b,); attn_mask: (b, slot + 1) bool. Returns logits (b, V)."""
-        b, Hq, Hkv, D = tokens.size(0), self.Hq, self.Hkv, self.D
-        x = F.embedding(tokens, self.embed)  # (b, C)
-        freqs = positions[:, None].float() * self.inv_freq  # (b, D/2)
+        w, linear = self.w, self.w.linear
+        b, Hq, Hkv, D = tokens.size(0), w.Hq, w.Hkv, w.D
+        x = F.embedding(tokens, w.embed)  # (b, C)
+        freqs = positions[:, None].float() * w.inv_freq  # (b, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # (b, 1, D)
-        cos, sin = (emb.cos() * self.rope_scale).to(x.dtype), (emb.sin() * self.rope_scale).to(x.dtype)
+        cos, sin = (emb.cos() * w.rope_scale).to(x.dtype), (emb.sin() * w.rope_scale).to(x.dtype)
         # Additive mask built once per step (a boolean one would be converted again in every layer).
         mask = torch.zeros(attn_mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~attn_mask, float("-inf"))
         mask = mask[:, None, None, :]  # (b, 1, 1, S)
-        for i, (ln1, w_qkv, w_o, ln2, w_gu, w_down) in enumerate(self.layers):
-            qkv = rms_norm(x, ln1, self.eps) @ w_qkv.T  # (b, (Hq + 2·Hkv)·D)
+        for i, (ln1, w_qkv, w_o, ln2, w_gu, w_down) in enumerate(w.layers):
+            qkv = linear(rms_norm(x, ln1, w.eps), w_qkv)  # (b, (Hq + 2·Hkv)·D)
             qk = rotate(qkv[:, : (Hq + Hkv) * D].view(b, Hq + Hkv, D), cos, sin)  # RoPE on q and k at once
             q = qk[:, :Hq]  # (b, Hq, D)
             self.k[i, :, :, slot] = qk[:, Hq:]
@@ -105,7 +140,7 @@ class LlamaDecoder:
             attn = F.scaled_dot_product_attention(
                 q[:, :, None, :], self.k[i, :, :, : slot + 1], self.v[i, :, :, : slot + 1],
                 attn_mask=mask, enable_gqa=Hq != Hkv)  # (b, Hq, 1, D)
-            x = x + attn.reshape(b, Hq * D) @ w_o.T
-            gate, up = (rms_norm(x, ln2, self.eps) @ w_gu.T).chunk(2, dim=-1)  # (b, F) each
-            x = x + (F.silu(gate) * up) @ w_down.T
-        return rms_norm(x, self.final_norm, self.eps) @ self.lm_head.T  # (b, V)
+            x = x + linear(attn.reshape(b, Hq * D), w_o)
+            gate, up = linear(rms_norm(x, ln2, w.eps), w_gu).chunk(2, dim=-1)  # (b, F) each
+            x = x + linear(F.silu(gate) * up, w_down)
+        return linear(rms_norm(x, w.final_norm, w.eps), w.lm_head)  # (b, V)
