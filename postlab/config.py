@@ -144,16 +144,27 @@ def _type_name(annotation: Any) -> str:
     return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
 
 
-def describe_fields(cls: type[Section], prefix: str = "") -> list[str]:
-    """One line per leaf field: ``name (type, default): description`` — used for ``--help``."""
+def describe_fields(cls: type[Section], prefix: str = "", defaults: Section | None = None) -> list[str]:
+    """One line per leaf field: ``name (type, default): description`` — used for ``--help``.
+
+    ``defaults`` is the section's default instance where the parent overrides the class defaults
+    (``SampleConfig.sampling`` defaults to temperature 0.7, not ``SamplingParams``' 1.0).
+    """
     lines = []
     for name, info in cls.model_fields.items():
         ann = info.annotation
         dotted = f"{prefix}{name}"
         if isinstance(ann, type) and issubclass(ann, Section):
             lines.append(f"[{dotted}] {info.description or ''}".rstrip())
-            lines.extend(describe_fields(ann, prefix=f"{dotted}."))
+            if defaults is not None:
+                sub = getattr(defaults, name)
+            else:
+                sub = None if info.is_required() else info.get_default(call_default_factory=True)
+            lines.extend(describe_fields(ann, prefix=f"{dotted}.", defaults=sub))
             continue
-        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        if defaults is not None:
+            default = f"default {getattr(defaults, name)!r}"
+        else:
+            default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
         lines.append(f"  {dotted} ({_type_name(ann)}, {default}): {info.description or ''}")
     return lines

@@ -75,3 +75,12 @@ def test_partial_override_keeps_the_stage_specific_section_default(tmp_path):
     cfg = load_config(PretrainConfig, None, [f"data.files=[{corpus}]", "optim.max_steps=5"])
     assert cfg.optim.lr == pytest.approx(1e-3)  # PretrainConfig's default, not OptimConfig's 2e-5
     assert cfg.optim.max_steps == 5
+
+
+def test_help_shows_stage_specific_section_defaults():
+    from postlab.train.sample import SampleConfig
+
+    lines = describe_fields(SampleConfig)
+    assert any(line.strip().startswith("sampling.temperature (float, default 0.7)") for line in lines)
+    assert any(line.strip().startswith("prompts (str, required)") for line in lines)
+    assert any(line.strip().startswith("optim.lr (float, default 0.001)") for line in describe_fields(PretrainConfig))

@@ -32,8 +32,8 @@ class SampleConfig(Section):
     """postlab sample: K sampled responses per prompt."""
 
     model: str = Field("smollm2-135m-instruct", description="built-in name, local HF directory or hub id")
-    prompts: str = Field(..., description="JSONL of conversations ({\"messages\": [...]}, optional \"id\"); a trailing assistant turn is dropped (required)")
-    out: str = Field(..., description="candidates JSONL to write (required)")
+    prompts: str = Field(..., description="JSONL of conversations ({\"messages\": [...]}, optional \"id\"); a trailing assistant turn is dropped")
+    out: str = Field(..., description="candidates JSONL to write")
     k: int = Field(4, ge=1, description="samples per prompt")
     batch_size: int = Field(16, ge=1, description="sequences generated together")
     dtype: Literal["fp32", "bf16"] = Field("bf16", description="weights dtype for sampling")
