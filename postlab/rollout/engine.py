@@ -73,18 +73,18 @@ class TorchEngine:
 
         attn = torch.cat([prompt_mask, torch.zeros((B, R), dtype=torch.long)], dim=1).to(device)  # (B, P + R)
         positions = (prompt_mask.sum(dim=1) - 1).to(device)  # (B,) position of each row's last prompt token
-        cache = DynamicCache(config=self.model.config)
         was_training = self.model.training
         self.model.eval()
-        out = self.model(input_ids=prompt_ids.to(device), attention_mask=attn[:, :P],
-                         position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp_min(0).to(device),
-                         cache=cache, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1]  # (b, V) for the b rows still running
-        fast = None
+        fast, cache = None, None
         if self.fast_decode and llama_decode.supports(self.model):
             fast = llama_decode.LlamaDecoder(self._decode_weights(B), batch=B, max_len=P + R)
-            fast.load_prefill(cache, P)
-            del cache
+            logits = fast.prefill(prompt_ids.to(device), prompt_mask.to(device))  # (B, V)
+        else:
+            cache = DynamicCache(config=self.model.config)
+            out = self.model(input_ids=prompt_ids.to(device), attention_mask=attn[:, :P],
+                             position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp_min(0).to(device),
+                             cache=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[:, -1]  # (B, V)
         rows = torch.arange(B, device=device)  # batch row of each running sequence
         for t in range(R):
             tok, lp = choose_tokens(logits, params, generator)  # (b,), (b,)

@@ -101,7 +101,7 @@ class DecodeWeights:
 
 
 class LlamaDecoder:
-    """The KV buffers of one generate call, decoding with ``DecodeWeights``."""
+    """The KV buffers of one generate call: a prefill over the prompts, then one token per step."""
 
     def __init__(self, weights: DecodeWeights, *, batch: int, max_len: int):
         self.w = weights
@@ -109,11 +109,38 @@ class LlamaDecoder:
         self.k = torch.zeros(weights.L, batch, weights.Hkv, max_len, weights.D, dtype=dtype, device=device)  # post-RoPE
         self.v = torch.zeros_like(self.k)
 
-    def load_prefill(self, cache, length: int) -> None:
-        """Copy the K/V a transformers prefill left in a DynamicCache into the first ``length`` slots."""
-        for i, layer in enumerate(cache.layers):
-            self.k[i, :, :, :length] = layer.keys
-            self.v[i, :, :, :length] = layer.values
+    def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """Run the left-padded prompts (B, P), filling KV slots 0..P-1; returns last-position logits (B, V)."""
+        w, linear = self.w, self.w.linear
+        B, P = prompt_ids.shape
+        Hq, Hkv, D = w.Hq, w.Hkv, w.D
+        positions = (prompt_mask.cumsum(dim=1) - 1).clamp_min(0)  # (B, P)
+        cos, sin = self._rope(positions[:, :, None], w.embed.dtype)  # (B, P, 1, D)
+        # Causal and padding mask; the diagonal stays open so padded query rows are not all -inf.
+        allowed = torch.ones(P, P, dtype=torch.bool, device=prompt_ids.device).tril() & prompt_mask.bool()[:, None, :]
+        allowed |= torch.eye(P, dtype=torch.bool, device=prompt_ids.device)
+        mask = torch.zeros(allowed.shape, dtype=w.embed.dtype, device=prompt_ids.device).masked_fill_(~allowed, float("-inf"))
+        mask = mask[:, None]  # (B, 1, P, P)
+        x = F.embedding(prompt_ids, w.embed).view(B * P, -1)  # (B·P, C)
+        for i, (ln1, w_qkv, w_o, ln2, w_gu, w_down) in enumerate(w.layers):
+            qkv = linear(rms_norm(x, ln1, w.eps), w_qkv).view(B, P, -1)  # (B, P, (Hq + 2·Hkv)·D)
+            qk = rotate(qkv[..., : (Hq + Hkv) * D].reshape(B, P, Hq + Hkv, D), cos, sin)
+            q = qk[:, :, :Hq].transpose(1, 2)  # (B, Hq, P, D)
+            self.k[i, :, :, :P] = qk[:, :, Hq:].transpose(1, 2)
+            self.v[i, :, :, :P] = qkv[..., (Hq + Hkv) * D :].reshape(B, P, Hkv, D).transpose(1, 2)
+            attn = F.scaled_dot_product_attention(q, self.k[i, :, :, :P], self.v[i, :, :, :P], attn_mask=mask,
+                                                  enable_gqa=Hq != Hkv)  # (B, Hq, P, D)
+            x = x + linear(attn.transpose(1, 2).reshape(B * P, Hq * D), w_o)
+            gate, up = linear(rms_norm(x, ln2, w.eps), w_gu).chunk(2, dim=-1)
+            x = x + linear(F.silu(gate) * up, w_down)
+        last = x.view(B, P, -1)[:, -1]  # left padding: every row's last prompt token is at P-1
+        return linear(rms_norm(last, w.final_norm, w.eps), w.lm_head)
+
+    def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for integer positions of any shape (...) -> (..., D)."""
+        freqs = positions.float()[..., None] * self.w.inv_freq  # (..., D/2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * self.w.rope_scale).to(dtype), (emb.sin() * self.w.rope_scale).to(dtype)
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Drop finished rows from the KV buffers (one copy per event, not per step)."""
@@ -125,9 +152,7 @@ class LlamaDecoder:
         w, linear = self.w, self.w.linear
         b, Hq, Hkv, D = tokens.size(0), w.Hq, w.Hkv, w.D
         x = F.embedding(tokens, w.embed)  # (b, C)
-        freqs = positions[:, None].float() * w.inv_freq  # (b, D/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # (b, 1, D)
-        cos, sin = (emb.cos() * w.rope_scale).to(x.dtype), (emb.sin() * w.rope_scale).to(x.dtype)
+        cos, sin = self._rope(positions[:, None], x.dtype)  # (b, 1, D)
         # Additive mask built once per step (a boolean one would be converted again in every layer).
         mask = torch.zeros(attn_mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~attn_mask, float("-inf"))
         mask = mask[:, None, None, :]  # (b, 1, 1, S)
