@@ -7,6 +7,7 @@ config may add semantic checks in ``check()`` (files exist, ranges agree). Error
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,7 +140,7 @@ def _type_name(annotation: Any) -> str:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin is typing.Literal:
         return "|".join(repr(a) if isinstance(a, str) else str(a) for a in typing.get_args(annotation))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " | ".join(_type_name(a) for a in args) + (" | null" if len(args) < len(typing.get_args(annotation)) else "")
     return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
 

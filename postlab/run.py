@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from postlab.config import Section, save_config
-from postlab.data.chat import load_chat_jsonl, validate_messages
+from postlab.data.chat import validate_messages
 from postlab.data.jsonl import read_jsonl
 from postlab.models.load import load_model_and_tokenizer, resolve_model
 from postlab.rollout import SamplingParams, TorchEngine
@@ -108,8 +108,7 @@ def run(cfg: RunConfig) -> dict:
 
 
 def _run_sft(cfg: sft.SFTConfig) -> dict:
-    demos = load_chat_jsonl(cfg.data.train_file)
     result = sft.train(cfg)
     losses = result.train_losses
-    return {"conversations": len(demos), "steps": result.state.step,
+    return {"conversations": result.num_examples, "steps": result.state.step,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}

@@ -43,6 +43,7 @@ class TrainResult:
     state: TrainState
     train_losses: list[float] = field(default_factory=list)  # one per step run in this process
     eval_loss: float | None = None
+    num_examples: int = 0  # training examples the loop drew from
 
 
 def total_steps(optim: OptimConfig, num_examples: int) -> int:
@@ -210,7 +211,7 @@ def train_loop(
     if latest is not None:
         state = checkpointer.load(latest, model, optimizer, scheduler)
     logger = MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
-    result = TrainResult(state=state)
+    result = TrainResult(state=state, num_examples=n)
     saved_at = state.step if latest is not None else -1
     per_step = optim.batch_size * optim.grad_accum
     model.train()
