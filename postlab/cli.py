@@ -16,6 +16,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 models_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                          help="Obtain and list models.")
 app.add_typer(models_app, name="models")
+suites_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                         help="List and export the built-in task suites.")
+app.add_typer(suites_app, name="suites")
 
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML config file; KEY=VALUE overrides apply on top")
 OVERRIDES = typer.Argument(None, metavar="[KEY=VALUE]...", help="dotted overrides, e.g. optim.lr=1e-4 lora.enabled=true")
@@ -85,6 +88,83 @@ def run(
     cfg = load_config(recipe.RunConfig, config, list(overrides or []) + extra)
     _quiet_libraries()
     recipe.run(cfg)
+
+
+def _flags(**named: object) -> list[str]:
+    """KEY=VALUE overrides for the named command-line options that were given."""
+    return [f"{k}={v}" for k, v in named.items() if v is not None]
+
+
+@app.command("eval", help=_lazy_help("postlab.evals.harness", "EvalConfig",
+                                     "Answer a suite (or grade given responses) and score with the gold rater."))
+def eval_(
+    model: Optional[str] = typer.Option(None, "--model", help="model to evaluate"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="built-in suite name or JSONL file"),
+    split: Optional[str] = typer.Option(None, "--split", help="train | test | all"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N items"),
+    out: Optional[str] = typer.Option(None, "--out", help="results JSON path"),
+    responses: Optional[str] = typer.Option(None, "--responses", help="grade these responses instead of generating"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab.evals import harness
+
+    flags = _flags(model=model, suite=suite, split=split, limit=limit, out=out, responses=responses)
+    cfg = load_config(harness.EvalConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
+    harness.main(cfg)
+
+
+@app.command(help=_lazy_help("postlab.evals.compare", "CompareConfig",
+                             "Win rate of A over B on a suite (gold or simulated raters), raw and length-controlled."))
+def compare(
+    a: Optional[str] = typer.Option(None, "--a", help="model A or responses JSONL"),
+    b: Optional[str] = typer.Option(None, "--b", help="model B or responses JSONL"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="built-in suite name or JSONL file"),
+    split: Optional[str] = typer.Option(None, "--split", help="train | test | all"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N items"),
+    rater: Optional[str] = typer.Option(None, "--rater", help="gold | simulated"),
+    out: Optional[str] = typer.Option(None, "--out", help="also write the judgements as JSON"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab.evals import compare as recipe
+
+    flags = _flags(a=a, b=b, suite=suite, split=split, limit=limit, rater=rater, out=out)
+    cfg = load_config(recipe.CompareConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
+    recipe.main(cfg)
+
+
+@suites_app.command("list", help="Built-in suites with their item counts per split and category.")
+def suites_list() -> None:
+    from collections import Counter
+
+    from postlab.tasks.suite import BUILTIN_SUITES, builtin_suite
+
+    for name in BUILTIN_SUITES:
+        items = builtin_suite(name)
+        splits = Counter(it.split for it in items)
+        print(f"{name}: {len(items)} items ({', '.join(f'{s} {n}' for s, n in sorted(splits.items()))})")
+        cats = Counter((it.category, it.split) for it in items)
+        for cat in sorted({c for c, _ in cats}):
+            print(f"  {cat:18s} train {cats[(cat, 'train')]:4d}  test {cats[(cat, 'test')]:4d}")
+
+
+@suites_app.command("export", help="Write a built-in suite out as JSONL (one item per line).")
+def suites_export(
+    name: str = typer.Argument(..., help="built-in suite name (see `postlab suites list`)"),
+    out: Optional[str] = typer.Option(None, "--out", help="file to write (default NAME.jsonl)"),
+    split: Optional[str] = typer.Option(None, "--split", help="only this split (train | test)"),
+) -> None:
+    from postlab.tasks.suite import BUILTIN_SUITES, load_suite, write_suite
+
+    if name not in BUILTIN_SUITES:
+        raise PostlabError(f"unknown suite {name!r}; built-in suites: {', '.join(BUILTIN_SUITES)}")
+    items = load_suite(name, split=split)
+    path = out or f"{name}.jsonl"
+    write_suite(items, path)
+    print(f"wrote {len(items)} items to {path}")
 
 
 @models_app.command("fetch", help="Fetch (or build) a model into $POSTLAB_HOME and print its local path on the last line.")

@@ -1,0 +1,1 @@
+"""Evaluation: the eval harness (gold-rated suites), win rates and leaderboards."""

@@ -1,0 +1,122 @@
+"""``postlab eval``: answer a suite's items (or read given answers), grade them with the gold rater.
+
+Writes ``--out`` (results JSON) and ``<stem>.samples.jsonl`` beside it: one row per item with
+``prompt``, ``response``, ``follow_instruction_list`` (strict, one boolean per check, in order) and
+``follow_instruction_list_loose`` — IFEval's output fields — plus the item id, category, score and
+the check ids.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from postlab.config import Section
+from postlab.errors import ConfigError
+from postlab.evals.generate import DTYPES, Response, generate_responses, read_responses
+from postlab.evals.metrics import summarize
+from postlab.models.load import load_model_and_tokenizer
+from postlab.models.prepare import pick_device
+from postlab.raters.gold import GoldRater
+from postlab.rollout import SamplingParams, TorchEngine
+from postlab.tasks.suite import Item, load_suite
+from postlab.utils.io import atomic_write_text
+
+
+class EvalConfig(Section):
+    """postlab eval: gold-rated evaluation of a model (or of given responses) on a suite."""
+
+    model: str = Field("smollm2-135m-instruct", description="built-in name, local HF directory or hub id (ignored with responses=)")
+    suite: str = Field("spec", description="built-in suite name or JSONL file (postlab items or IFEval input rows)")
+    split: Literal["train", "test", "all"] = Field("test", description="which split to evaluate (items without a split are always kept)")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N items of the split")
+    out: str = Field("eval/results.json", description="results JSON; samples go to <stem>.samples.jsonl beside it")
+    responses: str | None = Field(None, description="JSONL of given responses ({prompt, response} as IFEval, or {id, response}) to grade instead of generating")
+    batch_size: int = Field(32, ge=1, description="prompts generated together")
+    dtype: Literal["fp32", "bf16"] = Field("bf16", description="weights dtype for generation")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to generate")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256, seed=0),
+                                     description="decoding: greedy by default (temperature=0); max_new_tokens, top_p, seed")
+    progress: bool = Field(True, description="show a progress bar")
+
+    def check(self) -> None:
+        super().check()
+        if self.responses is not None and not Path(self.responses).is_file():
+            raise ConfigError(f"responses: file not found: {self.responses}")
+        if not self.out.endswith(".json"):
+            raise ConfigError(f"out: expected a .json path, got {self.out!r}")
+
+
+def samples_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".samples.jsonl")
+
+
+def load_engine(model: str, dtype: str = "bf16", device: str = "auto") -> TorchEngine:
+    m, tok = load_model_and_tokenizer(model, dtype=DTYPES[dtype])
+    m.to(pick_device(device))
+    return TorchEngine(model=m, tokenizer=tok)
+
+
+def grade(items: list[Item], responses: list[Response]) -> tuple[dict, list[dict]]:
+    """(summary metrics, sample rows) for responses to items."""
+    gold = GoldRater()
+    results = [gold.grade(it, r.text) for it, r in zip(items, responses)]
+    rows = []
+    for it, r, g in zip(items, responses, results):
+        row = {"id": it.id, "category": it.category, "prompt": it.prompt, "messages": it.messages,
+               "response": r.text, "score": g.score,
+               "instruction_id_list": [c.id for c in it.checks],
+               "kwargs": [c.kwargs for c in it.checks],
+               "follow_instruction_list": [c.passed for c in g.checks],
+               "follow_instruction_list_loose": [c.passed_loose for c in g.checks]}
+        if r.num_tokens is not None:
+            row.update(num_tokens=r.num_tokens, finish_reason=r.finish_reason)
+        rows.append(row)
+    summary = summarize(items, results, [r.text for r in responses])
+    tokens = [r.num_tokens for r in responses if r.num_tokens is not None]
+    if tokens:
+        summary["mean_tokens"] = sum(tokens) / len(tokens)
+        summary["truncated_frac"] = sum(r.finish_reason == "length" for r in responses) / len(responses)
+    return summary, rows
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
+    if not items:
+        raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
+    if cfg.responses is not None:
+        responses = read_responses(cfg.responses, items)
+        model = cfg.responses
+    else:
+        engine = load_engine(cfg.model, cfg.dtype, cfg.device)
+        responses = generate_responses(engine, items, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress)
+        model = cfg.model
+    summary, rows = grade(items, responses)
+    results = {"model": model, "suite": cfg.suite, "split": cfg.split, **summary,
+               "samples": str(samples_path(cfg.out)), "config": cfg.model_dump(mode="json")}
+    atomic_write_text(samples_path(cfg.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(Path(cfg.out), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return results
+
+
+def format_results(results: dict) -> str:
+    """A short human-readable table for the terminal."""
+    lines = [f"{results['model']} on {results['suite']} ({results['split']}, n={results['n']}): "
+             f"gold {results['overall']:.3f} ± {results['overall_se']:.3f}"]
+    for cat, score in results["by_category"].items():
+        lines.append(f"  {cat:18s} {score:.3f} ± {results['by_category_se'][cat]:.3f}  (n={results['by_category_n'][cat]})")
+    lines.append(f"  prompt-level strict/loose {results['prompt_level_strict_acc']:.3f}/{results['prompt_level_loose_acc']:.3f}"
+                 f"  instruction-level strict/loose {results['inst_level_strict_acc']:.3f}/{results['inst_level_loose_acc']:.3f}"
+                 f"  mean length {results['mean_length']:.1f} words")
+    return "\n".join(lines)
+
+
+def main(cfg: EvalConfig) -> None:
+    results = evaluate(cfg)
+    print(format_results(results))
+    print(f"wrote {cfg.out} and {results['samples']}", file=sys.stderr)
