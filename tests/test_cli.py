@@ -106,3 +106,41 @@ def test_sample_writes_candidates_and_resumes(tmp_path):
     r2 = postlab(*args, f"out={tmp_path / 'd.jsonl'}")
     assert r2.returncode == 0, r2.stderr and "resuming after 1" in r2.stderr
     assert (tmp_path / "d.jsonl").read_text() == (tmp_path / "c.jsonl").read_text()
+
+
+IFEVAL_INPUT = [{"key": 7, "prompt": "List two fruits without commas.", "instruction_id_list": ["punctuation:no_comma"],
+                 "kwargs": [{}]},
+                {"key": 8, "prompt": "Say hi in quotes.", "instruction_id_list": ["startend:quotation"], "kwargs": [{}]}]
+
+
+def test_eval_grades_ifeval_responses(tmp_path):
+    suite = write_jsonl(tmp_path / "input.jsonl", IFEVAL_INPUT)
+    resp = write_jsonl(tmp_path / "resp.jsonl", [{"prompt": "List two fruits without commas.", "response": "Apple and pear"},
+                                                 {"prompt": "Say hi in quotes.", "response": "hi"}])
+    out = tmp_path / "r.json"
+    r = postlab("eval", "--suite", suite, "--split", "all", "--responses", resp, "--out", out)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["prompt_level_strict_acc"] == 0.5 and res["n"] == 2
+    assert "gold 0.500" in r.stdout
+    rows = [json.loads(line) for line in (tmp_path / "r.samples.jsonl").read_text().splitlines()]
+    assert [row["follow_instruction_list"] for row in rows] == [[True], [False]]
+
+
+def test_eval_bad_suite_is_a_clean_error(tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{**IFEVAL_INPUT[0], "instruction_id_list": ["punctuation:no_commas"]}])
+    r = postlab("eval", "--suite", bad, "--model", "tiny", "--out", tmp_path / "r.json")
+    assert r.returncode == 2 and "bad.jsonl:1" in r.stderr and "punctuation:no_comma" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_compare_prints_win_rate_with_se_and_lc(tmp_path):
+    suite = write_jsonl(tmp_path / "input.jsonl", IFEVAL_INPUT)
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": "7", "response": "Apple and pear"}, {"id": "8", "response": '"hi"'}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": "7", "response": "Apple, pear"}, {"id": "8", "response": '"hello"'}])
+    r = postlab("compare", "--a", a, "--b", b, "--suite", suite, "--split", "all", "--rater", "gold",
+                "--out", tmp_path / "c.json")
+    assert r.returncode == 0, r.stderr
+    assert "win rate of A over B (gold rater, n=2): 0.750 ± 0.250" in r.stdout
+    assert "length-controlled win rate" in r.stdout
+    assert json.loads((tmp_path / "c.json").read_text())["win_rate"] == 0.75
