@@ -1,6 +1,10 @@
-"""The training loop shared by pretraining and SFT (and later RM/DPO): AdamW, warmup + cosine,
+"""The training loop shared by pretraining, SFT, reward models and DPO: AdamW, warmup + cosine,
 exact gradient accumulation, clipping, bf16 autocast, held-out eval, atomic checkpoints with exact
-resume, Ctrl-C saves first, progress bar, metrics JSONL (+ TensorBoard)."""
+resume, Ctrl-C saves first, progress bar, metrics JSONL (+ TensorBoard).
+
+What is trained is an ``Objective``: how examples become batches, how many loss units (target tokens,
+pairs) a batch holds, the loss of a micro-batch, and the held-out evaluation. ``LMObjective`` is
+next-token prediction; ``postlab.train.rm`` and ``postlab.train.dpo`` bring their own."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +30,50 @@ from postlab.train.common import CheckpointConfig, OptimConfig
 from postlab.utils.io import atomic_dir, atomic_write_text, clean_stale_tmp
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict]]
+
+
+class Objective(Protocol):
+    def collate(self, examples: list[dict]) -> Any: ...
+
+    def units(self, batch) -> int:
+        """Loss units in a batch (target tokens, pairs): a step's loss is normalised by their total."""
+
+    def num_tokens(self, batch) -> int:
+        """Tokens processed, for throughput."""
+
+    def loss(self, model, batch, total_units: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The micro-batch's share of the step loss (divided by the step's total units) and metric
+        contributions that sum over the step's micro-batches to the step's value."""
+
+    def evaluate(self, model, examples: Sequence[dict], batch_size: int) -> dict[str, float]:
+        """Held-out metrics, named ``eval_*``."""
+
+
+@dataclass
+class LMObjective:
+    """Next-token cross-entropy on the labelled tokens (SFT, pretraining)."""
+
+    pad_id: int
+    bf16: bool = False
+    loss_fn: LossFn = causal_lm_loss
+
+    def collate(self, examples):
+        return collate(examples, self.pad_id)
+
+    def units(self, batch: LMBatch) -> int:
+        return batch.num_target_tokens
+
+    def num_tokens(self, batch: LMBatch) -> int:
+        return batch.num_tokens
+
+    def loss(self, model, batch: LMBatch, total_units: int):
+        logits = _forward(model, batch)  # under the loop's autocast
+        with torch.autocast(device_type=logits.device.type, enabled=False):  # the loss upcasts by itself
+            loss, stats = self.loss_fn(logits, batch.labels.to(logits.device), total_units)
+        return loss, {"loss": stats["nll_sum"] / max(total_units, 1)}
+
+    def evaluate(self, model, examples, batch_size):
+        return {"eval_loss": evaluate_loss(model, examples, self.pad_id, batch_size, self.bf16)}
 
 
 class TrainingInterrupted(PostlabError):
@@ -43,6 +92,7 @@ class TrainResult:
     state: TrainState
     train_losses: list[float] = field(default_factory=list)  # one per step run in this process
     eval_loss: float | None = None
+    eval_metrics: dict[str, float] = field(default_factory=dict)  # the objective's final held-out metrics
     num_examples: int = 0  # training examples the loop drew from
 
 
@@ -185,15 +235,20 @@ def train_loop(
     model: torch.nn.Module,
     examples: Sequence[dict],
     eval_examples: Sequence[dict],
-    pad_id: int,
+    pad_id: int | None = None,
     optim: OptimConfig,
     ckpt: CheckpointConfig,
     run_dir: Path,
-    loss_fn: LossFn = causal_lm_loss,
+    objective: Objective | None = None,
     callbacks: Sequence[Callable[[TrainState, dict], None]] = (),
     desc: str = "train",
 ) -> TrainResult:
-    """Run (or resume) training until ``total_steps``; ``callbacks(state, metrics)`` run after each step."""
+    """Run (or resume) training until ``total_steps``; ``callbacks(state, metrics)`` run after each step.
+    Without an ``objective``, next-token prediction padded with ``pad_id``."""
+    if objective is None:
+        if pad_id is None:
+            raise ValueError("train_loop needs an objective or a pad_id")
+        objective = LMObjective(pad_id, bf16=optim.bf16)
     if not examples:
         raise PostlabError("no training examples")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -221,16 +276,17 @@ def train_loop(
         while state.step < T:
             t0 = time.perf_counter()
             step_examples = [examples[example_index(state.samples_seen + j, n, optim.seed)] for j in range(per_step)]
-            micro = [collate(step_examples[j : j + optim.batch_size], pad_id) for j in range(0, per_step, optim.batch_size)]
-            N = sum(b.num_target_tokens for b in micro)  # target tokens in the whole optimizer step
-            nll_sum, tokens = 0.0, 0
+            micro = [objective.collate(step_examples[j : j + optim.batch_size]) for j in range(0, per_step, optim.batch_size)]
+            N = sum(objective.units(b) for b in micro)  # loss units in the whole optimizer step
+            step_stats: dict[str, float] = {}
+            tokens = 0
             for batch in micro:
                 with _autocast(model, optim.bf16):
-                    logits = _forward(forward_model, batch)
-                loss, stats = loss_fn(logits, batch.labels.to(logits.device), N)
+                    loss, stats = objective.loss(forward_model, batch, N)
                 loss.backward()
-                nll_sum += stats["nll_sum"]
-                tokens += batch.num_tokens
+                for k, v in stats.items():
+                    step_stats[k] = step_stats.get(k, 0.0) + v
+                tokens += objective.num_tokens(batch)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm if optim.max_grad_norm > 0 else float("inf"))
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -240,12 +296,13 @@ def train_loop(
             state.samples_seen += per_step
             state.tokens_seen += tokens
             dt = time.perf_counter() - t0
-            metrics = {"loss": nll_sum / max(N, 1), "lr": lr, "grad_norm": float(grad_norm), "num_tokens": state.tokens_seen,
+            metrics = {**step_stats, "lr": lr, "grad_norm": float(grad_norm), "num_tokens": state.tokens_seen,
                        "tokens_per_s": tokens / dt, "epoch": state.samples_seen / n}
             result.train_losses.append(metrics["loss"])
-            if ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T:
-                metrics["eval_loss"] = evaluate_loss(model, eval_examples, pad_id, optim.batch_size, optim.bf16)
-            if state.step % ckpt.log_every == 0 or "eval_loss" in metrics:
+            evaluated = ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T
+            if evaluated:
+                metrics.update(objective.evaluate(model, eval_examples, optim.batch_size))
+            if state.step % ckpt.log_every == 0 or evaluated:
                 logger.log(state.step, metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
@@ -267,7 +324,8 @@ def train_loop(
     if saved_at != state.step:
         checkpointer.save(state, model, optimizer, scheduler)
     if eval_examples:
-        result.eval_loss = evaluate_loss(model, eval_examples, pad_id, optim.batch_size, optim.bf16)
-        logger.log(state.step, {"eval_loss": result.eval_loss})
+        result.eval_metrics = objective.evaluate(model, eval_examples, optim.batch_size)
+        result.eval_loss = result.eval_metrics.get("eval_loss")
+        logger.log(state.step, result.eval_metrics)
     logger.close()
     return result
