@@ -16,14 +16,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def apply_lora(model, cfg: LoraConfig, seed: int):
-    """Wrap ``model`` with LoRA adapters (dropout 0; only adapters train). Seeded for reproducible A init."""
+def apply_lora(model, cfg: LoraConfig, seed: int, task_type: str = "CAUSAL_LM"):
+    """Wrap ``model`` with LoRA adapters (dropout 0; only adapters train — and, for ``SEQ_CLS``, the
+    new score head). Seeded for reproducible A init."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
     torch.manual_seed(seed)
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=0.0,
-                              target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+                              target_modules=list(cfg.target_modules), task_type=task_type)
     return get_peft_model(model, peft_cfg)
 
 

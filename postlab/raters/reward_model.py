@@ -1,0 +1,49 @@
+"""A trained reward model as a rater: the proxy reward that RL and best-of-n optimise."""
+
+from __future__ import annotations
+
+import torch
+
+from postlab.data.chat import Conversation
+from postlab.data.preferences import encode_response
+from postlab.models.reward import load_reward_model, reward_offset, rewards
+from postlab.raters.base import Preference
+from postlab.tasks.suite import Item
+
+
+class RewardModelRater:
+    """Scores r(x, y) − offset, so the SFT policy's responses average about 0."""
+
+    def __init__(self, path: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", batch_size: int = 16):
+        self.model, self.tokenizer = load_reward_model(path, dtype=dtype)
+        self.model.to(device).eval()
+        self.offset = reward_offset(self.model)
+        self.batch_size = batch_size
+        self.id = f"rm:{path}"
+
+    @torch.no_grad()
+    def score_texts(self, prompts: list[Conversation], responses: list[str]) -> list[float]:
+        seqs = [encode_response(self.tokenizer, p, r) for p, r in zip(prompts, responses)]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths together
+        out = [0.0] * len(seqs)
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            T = max(len(seqs[i]) for i in idx)
+            ids = torch.full((len(idx), T), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), T), dtype=torch.long)
+            for j, i in enumerate(idx):
+                ids[j, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[j, : len(seqs[i])] = 1
+            for j, r in zip(idx, rewards(self.model, ids.to(device), mask.to(device)).tolist()):
+                out[j] = r - self.offset
+        return out
+
+    def score(self, item: Item, response: str) -> float:
+        return self.score_texts([item.messages], [response])[0]
+
+    def compare(self, item: Item, a: str, b: str) -> Preference:
+        ra, rb = self.score_texts([item.messages] * 2, [a, b])
+        d = ra - rb
+        return Preference("a" if d > 0 else "b" if d < 0 else "tie", abs(d), self.id)

@@ -1,0 +1,209 @@
+"""``postlab rm``: a reward model from pairwise preferences (Bradley–Terry).
+
+The policy backbone plus a scalar head read at the final (EOS) token, trained on TRL-format
+preference rows (`postlab label` writes them). Reports held-out accuracy against the labels and
+against gold on pairs where gold has a clear margin, then centres the rewards so that the responses
+it was trained on (the SFT policy's samples) average 0. Math: docs/algorithms/reward_model.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from postlab.algos.reward import bradley_terry_loss
+from postlab.config import Section, save_config
+from postlab.data.preferences import PreferencePair, encode_response, load_preferences
+from postlab.data.split import split_holdout
+from postlab.errors import ConfigError, DataError
+from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
+from postlab.models.reward import OFFSET_KEY, load_reward_model, rewards
+from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
+from postlab.train.loop import TrainResult, train_loop
+from postlab.utils.io import atomic_write_text
+
+# Margin m_i per strength label with margin=strength (Llama 2 uses a larger margin for clearer pairs).
+STRENGTH_MARGINS = {"slightly better": 0.0, "better": 0.5, "much better": 1.0}
+
+
+class RMDataConfig(Section):
+    """Preference data."""
+
+    train_file: str = Field(..., description="preferences JSONL ({prompt, chosen, rejected}, TRL format) (required)")
+    eval_file: str | None = Field(None, description="held-out preferences; if unset, eval_fraction of the prompts in train_file are held out")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of prompts (all their pairs) held out when eval_file is unset")
+    max_seq_len: int = Field(1024, ge=8, description="pairs with a longer prompt + response are skipped")
+
+    def check(self) -> None:
+        for name in ("train_file", "eval_file"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ConfigError(f"data.{name}: file not found: {value}")
+
+
+class RMConfig(Section):
+    """postlab rm: train a reward model on pairwise preferences."""
+
+    model: str = Field("smollm2-135m-instruct", description="backbone: built-in name, directory (usually the SFT policy) or hub id")
+    out_dir: str = Field("runs/rm", description="run directory: config, metrics, checkpoints, final model, rm_results.json")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    data: RMDataConfig
+    margin: Literal["none", "strength"] = Field("none", description="BT margin term: none, or from the strength label (slightly 0 / better 0.5 / much 1)")
+    clear_margin: float = Field(0.3, gt=0, le=1, description="gold margin at or above which a held-out pair counts for accuracy_vs_gold")
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-5, batch_size=8, epochs=1.0, warmup_steps=5, bf16=True),
+                               description="optimiser and loop (batch_size counts pairs)")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters (the score head trains fully)")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")
+
+
+@dataclass
+class PairBatch:
+    input_ids: torch.Tensor  # (2B, T) chosen rows then rejected rows, right-padded
+    attention_mask: torch.Tensor  # (2B, T)
+    margin: torch.Tensor  # (B,) BT margin per pair
+    gold_margin: torch.Tensor  # (B,) gold(chosen) − gold(rejected); NaN when unknown
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _accuracy_vs_gold(diff: torch.Tensor, gold: torch.Tensor, clear: float) -> tuple[float, int]:
+    keep = gold.abs() >= clear  # NaN compares False: unknown gold is left out
+    n = int(keep.sum())
+    return (float(((diff[keep] > 0) == (gold[keep] > 0)).float().mean()) if n else float("nan")), n
+
+
+@dataclass
+class RewardObjective:
+    pad_id: int
+    clear_margin: float = 0.3
+
+    def collate(self, examples: list[dict]) -> PairBatch:
+        ids, mask = _pad([e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples], self.pad_id)
+        return PairBatch(ids, mask, torch.tensor([e["margin"] for e in examples], dtype=torch.float32),
+                         torch.tensor([e["gold_margin"] for e in examples], dtype=torch.float32))
+
+    def units(self, batch: PairBatch) -> int:
+        return batch.margin.numel()
+
+    def num_tokens(self, batch: PairBatch) -> int:
+        return int(batch.attention_mask.sum())
+
+    def _rewards(self, model, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        device = next(model.parameters()).device
+        r = rewards(model, batch.input_ids.to(device), batch.attention_mask.to(device))  # (2B,)
+        B = batch.margin.numel()
+        return r[:B], r[B:]
+
+    def loss(self, model, batch: PairBatch, total_units: int):
+        r_c, r_r = self._rewards(model, batch)
+        margin = batch.margin.to(r_c.device)
+        return bradley_terry_loss(r_c, r_r, margin if bool(margin.any()) else None, total_units)
+
+    @torch.no_grad()
+    def evaluate(self, model, examples: Sequence[dict], batch_size: int) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        sums: dict[str, float] = {}
+        diffs, golds = [], []
+        for i in range(0, len(examples), batch_size):
+            batch = self.collate(list(examples[i : i + batch_size]))
+            r_c, r_r = self._rewards(model, batch)
+            _, stats = bradley_terry_loss(r_c, r_r, None, len(examples))
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            diffs.append((r_c - r_r).cpu())
+            golds.append(batch.gold_margin)
+        model.train(was_training)
+        acc_gold, n_gold = _accuracy_vs_gold(torch.cat(diffs), torch.cat(golds), self.clear_margin)
+        return {**{f"eval_{k}": v for k, v in sums.items()}, "eval_accuracy_vs_gold": acc_gold,
+                "eval_gold_clear_pairs": n_gold}
+
+
+def encode_pairs(tok, pairs: list[PreferencePair], cfg: RMConfig, source: str) -> list[dict]:
+    out, skipped = [], 0
+    for p in pairs:
+        c, r = encode_response(tok, p.prompt, p.chosen), encode_response(tok, p.prompt, p.rejected)
+        if max(len(c), len(r)) > cfg.data.max_seq_len:
+            skipped += 1
+            continue
+        margin = STRENGTH_MARGINS.get(p.strength or "", 0.0) if cfg.margin == "strength" else 0.0
+        out.append({"chosen_ids": c, "rejected_ids": r, "margin": margin,
+                    "gold_margin": float("nan") if p.gold_margin is None else p.gold_margin})
+    if skipped:
+        print(f"warning: {source}: {skipped} pair(s) longer than data.max_seq_len={cfg.data.max_seq_len} skipped",
+              file=sys.stderr)
+    if not out:
+        raise DataError(f"{source}: no usable preference pairs")
+    return out
+
+
+def split_by_prompt(pairs: list[PreferencePair], fraction: float, seed: int):
+    """Hold out whole prompts, so no held-out response was seen in training."""
+    groups: dict[str, list[PreferencePair]] = {}
+    for p in pairs:
+        groups.setdefault(p.prompt_id or json.dumps(p.prompt), []).append(p)
+    train_keys, eval_keys = split_holdout(sorted(groups), fraction, seed)
+    return [p for k in train_keys for p in groups[k]], [p for k in eval_keys for p in groups[k]]
+
+
+@torch.no_grad()
+def mean_reward(model, examples: list[dict], pad_id: int, batch_size: int) -> float:
+    """Mean raw reward over every distinct response in `examples` (both sides of each pair)."""
+    seqs = list({tuple(e[k]) for e in examples for k in ("chosen_ids", "rejected_ids")})
+    device = next(model.parameters()).device
+    total = 0.0
+    model.eval()
+    for i in range(0, len(seqs), batch_size):
+        ids, mask = _pad([list(s) for s in seqs[i : i + batch_size]], pad_id)
+        total += float(rewards(model, ids.to(device), mask.to(device)).sum())
+    return total / len(seqs)
+
+
+def train(cfg: RMConfig) -> dict:
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    torch.manual_seed(cfg.optim.seed)  # the new score head's init
+    model, tok = load_reward_model(cfg.model)
+    model.to(pick_device(cfg.device))
+    if cfg.lora.enabled:
+        model = apply_lora(model, cfg.lora, cfg.optim.seed, task_type="SEQ_CLS")
+    pairs = load_preferences(cfg.data.train_file)
+    if cfg.data.eval_file:
+        train_pairs, eval_pairs = pairs, load_preferences(cfg.data.eval_file)
+    else:
+        train_pairs, eval_pairs = split_by_prompt(pairs, cfg.data.eval_fraction, cfg.optim.seed)
+    examples = encode_pairs(tok, train_pairs, cfg, cfg.data.train_file)
+    eval_examples = encode_pairs(tok, eval_pairs, cfg, "held-out pairs") if eval_pairs else []
+    trainable, total = count_parameters(model)
+    print(f"rm: {len(examples)} train / {len(eval_examples)} held-out pairs; training {trainable:,} of "
+          f"{total:,} parameters", file=sys.stderr)
+    objective = RewardObjective(tok.pad_token_id, cfg.clear_margin)
+    result: TrainResult = train_loop(model=model, examples=examples, eval_examples=eval_examples, objective=objective,
+                                     optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="rm")
+    offset = mean_reward(model, examples, tok.pad_token_id, cfg.optim.batch_size * 2)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    setattr(inner.config, OFFSET_KEY, offset)
+    save_final_model(model, tok, out / "model")
+    ev = result.eval_metrics
+    summary = {"model": str(out / "model"), "train_pairs": len(examples), "eval_pairs": len(eval_examples),
+               "accuracy_vs_labels": ev.get("eval_rewards/accuracies"), "accuracy_vs_gold": ev.get("eval_accuracy_vs_gold"),
+               "gold_clear_pairs": ev.get("eval_gold_clear_pairs"), "clear_margin": cfg.clear_margin,
+               "eval_loss": ev.get("eval_loss"), "reward_offset": offset, "steps": result.state.step}
+    atomic_write_text(out / "rm_results.json", json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,115 @@
+"""Reward models: Bradley–Terry math, reward read at the EOS under any padding, a tiny RM learning."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from postlab.algos.reward import bradley_terry_loss
+from postlab.data.preferences import PreferencePair, encode_response, load_preferences
+from postlab.errors import DataError
+from postlab.models.reward import OFFSET_KEY, last_token_index, load_reward_model, rewards
+
+from conftest import write_jsonl
+
+
+def test_bradley_terry_by_hand():
+    loss, s = bradley_terry_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]))
+    expected = (-math.log(1 / (1 + math.exp(-1))) + math.log(2)) / 2
+    assert loss.item() == pytest.approx(expected)
+    assert s["rewards/accuracies"] == 0.5 and s["rewards/margins"] == 0.5
+    assert s["rewards/chosen"] == 0.5 and s["rewards/rejected"] == 0.0
+    loss, _ = bradley_terry_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), margin=torch.tensor([1.0, 0.0]))
+    assert loss.item() == pytest.approx(math.log(2))
+    # normalised by the step's pair count: two halves sum to the whole
+    a, _ = bradley_terry_loss(torch.tensor([1.0]), torch.tensor([0.0]), total_pairs=2)
+    b, _ = bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0]), total_pairs=2)
+    assert (a + b).item() == pytest.approx(expected)
+
+
+def test_gradient_pushes_chosen_up():
+    r_c, r_r = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    bradley_terry_loss(r_c, r_r)[0].backward()
+    assert (r_c.grad < 0).all() and (r_r.grad > 0).all()  # descent raises chosen, lowers rejected
+
+
+def test_last_token_index_left_and_right_padding():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert last_token_index(mask).tolist() == [2, 4, 4]
+
+
+def test_reward_is_read_at_eos_under_left_and_right_padding():
+    torch.manual_seed(0)
+    model, tok = load_reward_model("tiny")
+    model.eval()
+    prompt = [{"role": "user", "content": "hi"}]
+    short, long = encode_response(tok, prompt, "ok"), encode_response(tok, prompt, "a longer answer here")
+    assert short[-1] == tok.eos_token_id
+    alone = [rewards(model, torch.tensor([s]), torch.ones(1, len(s), dtype=torch.long)).item() for s in (short, long)]
+    T, pad = len(long), tok.pad_token_id
+    right = torch.tensor([short + [pad] * (T - len(short)), long])
+    left = torch.tensor([[pad] * (T - len(short)) + short, long])
+    rmask = (torch.arange(T)[None] < torch.tensor([[len(short)], [T]])).long()
+    lmask = rmask.flip(1)
+    with torch.no_grad():
+        assert rewards(model, right, rmask).tolist() == pytest.approx(alone, abs=1e-5)
+        assert rewards(model, left, lmask).tolist() == pytest.approx(alone, abs=1e-5)
+        # transformers' own pooling (last non-pad token) agrees on right padding
+        hf = model(input_ids=right, attention_mask=rmask).logits.squeeze(-1)
+    assert hf.tolist() == pytest.approx(alone, abs=1e-5)
+
+
+def test_preference_file_errors_name_the_line(tmp_path):
+    ok = {"prompt": "Hi?", "chosen": "Hello!", "rejected": "Go away."}
+    path = write_jsonl(tmp_path / "p.jsonl", [ok, {"prompt": "x", "chosen": "y"}])
+    with pytest.raises(DataError, match="p.jsonl:2: missing 'rejected'"):
+        load_preferences(path)
+    path = write_jsonl(tmp_path / "q.jsonl", [ok, {**ok, "chosen": [{"role": "user", "content": "y"}]}])
+    with pytest.raises(DataError, match="q.jsonl:2: chosen: conversation has no assistant turn"):
+        load_preferences(path)
+    pairs = load_preferences(write_jsonl(tmp_path / "r.jsonl", [ok, PreferencePair(
+        [{"role": "user", "content": "a"}], "b", "c", prompt_id="7", gold_margin=0.5).to_json()]))
+    assert pairs[0].prompt == [{"role": "user", "content": "Hi?"}] and pairs[1].prompt_id == "7"
+
+
+def _marker_pairs(n, seed):
+    rng = random.Random(seed)
+    words = "apple river stone cloud table green quick paper music light".split()
+    rows = []
+    for i in range(n):
+        base = " ".join(rng.choice(words) for _ in range(rng.randint(2, 5)))
+        other = " ".join(rng.choice(words) for _ in range(rng.randint(2, 5)))
+        rows.append({"prompt": f"Say something {i % 7}.", "chosen": base + " zebra", "rejected": other,
+                     "prompt_id": str(i), "gold_margin": 1.0})
+    return rows
+
+
+def test_tiny_reward_model_learns_a_marker_preference(tmp_path):
+    from postlab.raters.reward_model import RewardModelRater
+    from postlab.train.rm import RMConfig, train
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", _marker_pairs(256, 0))
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", _marker_pairs(64, 1))
+    cfg = RMConfig(model="tiny", out_dir=str(tmp_path / "rm"),
+                   data={"train_file": str(train_file), "eval_file": str(eval_file)},
+                   optim={"lr": 3e-3, "batch_size": 16, "epochs": 3, "bf16": False, "warmup_steps": 0},
+                   checkpoint={"progress": False})
+    res = train(cfg)
+    assert res["accuracy_vs_labels"] >= 0.9 and res["accuracy_vs_gold"] >= 0.9 and res["gold_clear_pairs"] == 64
+    metrics = [json.loads(line) for line in (tmp_path / "rm" / "metrics.jsonl").read_text().splitlines()]
+    assert {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"} <= set(metrics[0])
+    # The saved model: plain transformers loads it; postlab's rater subtracts the stored offset.
+    from transformers import AutoModelForSequenceClassification
+
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm" / "model")
+    offset = getattr(hf.config, OFFSET_KEY)
+    assert offset == pytest.approx(res["reward_offset"])
+    rater = RewardModelRater(str(tmp_path / "rm" / "model"))
+    prompt = [{"role": "user", "content": "Say something 3."}]
+    ids = encode_response(rater.tokenizer, prompt, "green stone zebra")
+    with torch.no_grad():
+        raw = hf(input_ids=torch.tensor([ids])).logits.item()
+    assert rater.score_texts([prompt], ["green stone zebra"])[0] == pytest.approx(raw - offset, abs=1e-4)
+    assert rater.score_texts([prompt], ["green stone zebra"])[0] > rater.score_texts([prompt], ["green stone"])[0]
