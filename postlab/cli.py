@@ -136,6 +136,53 @@ def compare(
     recipe.main(cfg)
 
 
+@app.command(help=_lazy_help("postlab.raters.label", "LabelConfig",
+                             "Pair each prompt's candidates and ask a rater which is better -> preferences JSONL."))
+def label(
+    candidates: Optional[str] = typer.Option(None, "--candidates", help="candidates JSONL from `postlab sample`"),
+    rater: Optional[str] = typer.Option(None, "--rater", help="simulated | gold"),
+    out: Optional[str] = typer.Option(None, "--out", help="preferences JSONL to write"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="suite the prompts come from"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab.raters import label as recipe
+
+    flags = _flags(candidates=candidates, rater=rater, out=out, suite=suite)
+    cfg = load_config(recipe.LabelConfig, config, list(overrides or []) + flags)
+    recipe.main(cfg)
+
+
+@app.command(help=_lazy_help("postlab.train.rm", "RMConfig", "Train a reward model on pairwise preferences (Bradley-Terry)."))
+def rm(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    from postlab.train import rm as recipe
+
+    cfg = load_config(recipe.RMConfig, config, overrides)
+    _quiet_libraries()
+    s = recipe.train(cfg)
+    print(f"reward model: {s['model']}  held-out accuracy vs labels {s['accuracy_vs_labels']:.3f}, "
+          f"vs gold {s['accuracy_vs_gold']:.3f} ({s['gold_clear_pairs']} clear-margin pairs)")
+
+
+@app.command(help=_lazy_help("postlab.train.bon", "BoNConfig",
+                             "Best-of-n against a reward model: proxy and gold score for each n, with the analytic KL."))
+def bon(
+    policy: Optional[str] = typer.Option(None, "--policy", help="policy model"),
+    rm: Optional[str] = typer.Option(None, "--rm", help="reward model directory"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="suite name or JSONL"),
+    n: Optional[str] = typer.Option(None, "--n", help="comma-separated values of n, e.g. 1,2,4,8,16,32"),
+    out: Optional[str] = typer.Option(None, "--out", help="output directory"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab.train import bon as recipe
+
+    flags = _flags(policy=policy, rm=rm, suite=suite, out_dir=out, n=f"[{n}]" if n else None)
+    cfg = load_config(recipe.BoNConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
+    recipe.main(cfg)
+
+
 @suites_app.command("list", help="Built-in suites with their item counts per split and category.")
 def suites_list() -> None:
     from collections import Counter

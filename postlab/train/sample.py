@@ -32,7 +32,10 @@ class SampleConfig(Section):
     """postlab sample: K sampled responses per prompt."""
 
     model: str = Field("smollm2-135m-instruct", description="built-in name, local HF directory or hub id")
-    prompts: str = Field(..., description="JSONL of conversations ({\"messages\": [...]}, optional \"id\"); a trailing assistant turn is dropped")
+    prompts: str | None = Field(None, description="JSONL of conversations ({\"messages\": [...]}, optional \"id\"); a trailing assistant turn is dropped")
+    suite: str | None = Field(None, description="or: a suite (built-in name or JSONL); prompt_id is the item id")
+    split: Literal["train", "test", "all"] = Field("train", description="with suite: which split")
+    limit: int | None = Field(None, ge=1, description="with suite: only the first N items")
     out: str = Field(..., description="candidates JSONL to write")
     k: int = Field(4, ge=1, description="samples per prompt")
     batch_size: int = Field(16, ge=1, description="sequences generated together")
@@ -44,7 +47,9 @@ class SampleConfig(Section):
 
     def check(self) -> None:
         super().check()
-        if not Path(self.prompts).is_file():
+        if (self.prompts is None) == (self.suite is None):
+            raise ConfigError("prompts / suite: give exactly one of them")
+        if self.prompts is not None and not Path(self.prompts).is_file():
             raise ConfigError(f"prompts: file not found: {self.prompts}")
         if self.sampling.seed is None:
             raise ConfigError("sampling.seed: postlab sample needs a seed so interrupted runs resume identically")
@@ -67,7 +72,13 @@ def load_prompts(path: str) -> list[tuple[str, list[dict]]]:
 
 
 def sample(cfg: SampleConfig) -> Path:
-    prompts = load_prompts(cfg.prompts)
+    if cfg.suite is not None:
+        from postlab.tasks.suite import load_suite
+
+        items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
+        prompts = [(it.id, it.messages) for it in items]
+    else:
+        prompts = load_prompts(cfg.prompts)
     jobs = [(pid, i, msgs) for pid, msgs in prompts for i in range(cfg.k)]
     batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
     out, partial = Path(cfg.out), Path(cfg.out + ".partial")

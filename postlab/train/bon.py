@@ -1,0 +1,147 @@
+"""``postlab bon``: best-of-n against a reward model, scored by the proxy and by gold.
+
+For each prompt N = max(n) responses are drawn once from the policy; best-of-n for every smaller n
+reuses them. Rather than one arbitrary subset of size n, each figure is the exact expectation over
+all size-n subsets of the N samples (Gao et al. 2022, "Scaling laws for reward model
+overoptimization", appendix): with samples sorted by proxy reward ascending, the i-th (1-based) is
+the best of a random n-subset with probability C(i−1, n−1) / C(N, n). The policy's KL to itself after
+best-of-n selection is log n − (n − 1)/n (Stiennon et al. 2020, appendix). Math:
+docs/algorithms/best_of_n.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from postlab.config import Section
+from postlab.errors import ConfigError
+from postlab.evals.generate import generate_responses
+from postlab.evals.harness import load_engine
+from postlab.raters.gold import GoldRater
+from postlab.raters.reward_model import RewardModelRater
+from postlab.rollout import SamplingParams
+from postlab.tasks.suite import load_suite
+from postlab.utils.io import atomic_write_text
+
+
+class BoNConfig(Section):
+    """postlab bon: best-of-n sampling against a reward model, with gold tracking."""
+
+    policy: str = Field("smollm2-135m-instruct", description="policy model: built-in name, directory or hub id")
+    rm: str = Field(..., description="reward model directory (from `postlab rm`)")
+    suite: str = Field("spec", description="built-in suite name or JSONL")
+    split: Literal["train", "test", "all"] = Field("test", description="which split")
+    limit: int | None = Field(None, ge=1, description="only the first N items")
+    n: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32], description="values of n (the largest is drawn once per prompt)")
+    out_dir: str = Field("runs/bon", description="writes bon.json, bon.png and samples.jsonl here")
+    batch_size: int = Field(32, ge=1, description="sequences generated together")
+    dtype: Literal["fp32", "bf16"] = Field("bf16", description="policy dtype for sampling")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to sample and score")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=128, seed=0),
+                                     description="sampling (temperature 1 keeps the analytic KL exact)")
+    progress: bool = Field(True, description="show progress bars")
+
+    def check(self) -> None:
+        super().check()
+        if not self.n or any(k < 1 for k in self.n):
+            raise ConfigError(f"n: expected positive integers, got {self.n}")
+        if not Path(self.rm).is_dir():
+            raise ConfigError(f"rm: not a directory: {self.rm}")
+        if self.sampling.seed is None:
+            raise ConfigError("sampling.seed: best-of-n needs a seed for reproducible samples")
+
+
+def analytic_kl(n: int) -> float:
+    """KL(π_bon ‖ π) = log n − (n − 1)/n."""
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n_expectation(proxy: list[float], values: list[float], n: int) -> float:
+    """E[value of the proxy-best of a uniformly random n-subset of the samples]."""
+    N = len(proxy)
+    if n > N:
+        raise ValueError(f"n={n} > {N} samples")
+    ranked = [v for _, v in sorted(zip(proxy, values), key=lambda t: t[0])]
+    total = math.comb(N, n)
+    return sum(math.comb(i - 1, n - 1) * v for i, v in enumerate(ranked, start=1) if i >= n) / total
+
+
+def summarize(proxy: list[list[float]], gold: list[list[float]], ns: list[int]) -> list[dict]:
+    rows = []
+    for n in sorted(set(ns)):
+        p = [best_of_n_expectation(pr, pr, n) for pr in proxy]
+        g = [best_of_n_expectation(pr, gd, n) for pr, gd in zip(proxy, gold)]
+        k = len(p)
+        se = lambda xs: math.sqrt(sum((x - sum(xs) / k) ** 2 for x in xs) / max(k - 1, 1) / k)  # noqa: E731
+        kl = analytic_kl(n)
+        rows.append({"n": n, "kl": kl, "sqrt_kl": math.sqrt(kl), "proxy": sum(p) / k, "proxy_se": se(p),
+                     "gold": sum(g) / k, "gold_se": se(g)})
+    return rows
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["sqrt_kl"] for r in rows]
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    ax1.errorbar(x, [r["gold"] for r in rows], yerr=[r["gold_se"] for r in rows], marker="o", color="tab:green",
+                 label="gold score")
+    ax1.set_xlabel("sqrt(KL)  (KL = log n − (n−1)/n)")
+    ax1.set_ylabel("gold score", color="tab:green")
+    ax2 = ax1.twinx()
+    ax2.errorbar(x, [r["proxy"] for r in rows], yerr=[r["proxy_se"] for r in rows], marker="s", color="tab:blue",
+                 label="proxy reward")
+    ax2.set_ylabel("proxy reward (RM)", color="tab:blue")
+    for r in rows:
+        ax1.annotate(f"n={r['n']}", (r["sqrt_kl"], r["gold"]), textcoords="offset points", xytext=(3, 5), fontsize=8)
+    ax1.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(cfg: BoNConfig) -> dict:
+    out = Path(cfg.out_dir)
+    items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
+    if not items:
+        raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
+    N = max(cfg.n)
+    engine = load_engine(cfg.policy, cfg.dtype, cfg.device)
+    jobs = [it for it in items for _ in range(N)]
+    responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
+                                   desc=f"sample {N} per prompt")
+    del engine
+    texts = [r.text for r in responses]
+    rm = RewardModelRater(cfg.rm)
+    proxy_flat = rm.score_texts([it.messages for it in jobs], texts)
+    gold_rater = GoldRater()
+    gold_flat = [gold_rater.score(it, t) for it, t in zip(jobs, texts)]
+    proxy = [proxy_flat[i * N : (i + 1) * N] for i in range(len(items))]
+    gold = [gold_flat[i * N : (i + 1) * N] for i in range(len(items))]
+    rows = summarize(proxy, gold, cfg.n)
+    result = {"policy": cfg.policy, "rm": cfg.rm, "suite": cfg.suite, "split": cfg.split, "prompts": len(items),
+              "samples_per_prompt": N, "results": rows, "config": cfg.model_dump(mode="json")}
+    atomic_write_text(out / "samples.jsonl", "".join(
+        json.dumps({"id": it.id, "sample_index": k % N, "response": t, "proxy": p, "gold": g}, ensure_ascii=False) + "\n"
+        for k, (it, t, p, g) in enumerate(zip(jobs, texts, proxy_flat, gold_flat))))
+    atomic_write_text(out / "bon.json", json.dumps(result, indent=2) + "\n")
+    plot(rows, out / "bon.png", f"best-of-n on {cfg.suite} ({cfg.split}, {len(items)} prompts)")
+    return result
+
+
+def main(cfg: BoNConfig) -> None:
+    result = run(cfg)
+    print(f"{'n':>4s} {'KL':>7s} {'proxy':>14s} {'gold':>14s}")
+    for r in result["results"]:
+        print(f"{r['n']:4d} {r['kl']:7.3f} {r['proxy']:+7.3f} ± {r['proxy_se']:.3f} {r['gold']:7.3f} ± {r['gold_se']:.3f}")
+    print(f"wrote {cfg.out_dir}/bon.json and bon.png", file=sys.stderr)
