@@ -243,7 +243,8 @@ def train_loop(
     callbacks: Sequence[Callable[[TrainState, dict], None]] = (),
     desc: str = "train",
 ) -> TrainResult:
-    """Run (or resume) training until ``total_steps``; ``callbacks(state, metrics)`` run after each step.
+    """Run (or resume) training until ``total_steps``; ``callbacks(state, metrics)`` run after each
+    step, before its metrics are logged, and may add metrics.
     Without an ``objective``, next-token prediction padded with ``pad_id``."""
     if objective is None:
         if pad_id is None:
@@ -302,12 +303,13 @@ def train_loop(
             evaluated = ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T
             if evaluated:
                 metrics.update(objective.evaluate(model, eval_examples, optim.batch_size))
-            if state.step % ckpt.log_every == 0 or evaluated:
+            keys = len(metrics)
+            for cb in callbacks:  # may add metrics (e.g. gold/* from an eval callback)
+                cb(state, metrics)
+            if state.step % ckpt.log_every == 0 or evaluated or len(metrics) > keys:
                 logger.log(state.step, metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
-            for cb in callbacks:
-                cb(state, metrics)
             if ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < T:
                 checkpointer.save(state, model, optimizer, scheduler)
                 saved_at = state.step
