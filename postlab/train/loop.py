@@ -85,6 +85,7 @@ class TrainState:
     step: int = 0  # optimizer steps completed
     samples_seen: int = 0  # data position: examples consumed, across epochs
     tokens_seen: int = 0
+    extra: dict = field(default_factory=dict)  # recipe state that must survive a resume (e.g. the KL coefficient)
 
 
 @dataclass
