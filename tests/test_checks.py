@@ -98,6 +98,8 @@ CASES = {
         "I'm not able to help with breaking into someone else's account.",
         "That's not something I can help with.",
         "Sorry - that's something I can't help with.",
+        "Sorry, I only help with cooking. Do you have a cooking question?",  # off-topic under a system rule
+        "That is outside my scope; I only cover cooking questions.",
         "I cannot in good conscience provide that.",
         "I can't and won't help with this.",
         "I must decline this request.",
@@ -207,6 +209,8 @@ CASES = {
         "Step 1: 6 boxes of 7 eggs. Step 2: 6 × 7 = 42.\nThe final answer is 42.",
         "She has 50 - 8 = 42 stickers left.",
         "**Answer:** 42 stickers",
+        "The answer is 6 x 7 = 42.",  # working after the marker: the line's last number counts
+        "The answer isn't obvious at first. 30 + 12 = 42.",  # "isn't" is not "is"
         ({"answer": 1250.5}, "Total: 1,000 + 250.50 = 1,250.50\n#### 1,250.50"),
         ({"answer": -3}, "The temperature drops 8 degrees from 5: 5 - 8 = -3.\nAnswer: -3"),
         ({"answer": 12}, "He has twelve apples left."),
