@@ -179,3 +179,21 @@ def test_lora_wrapped_policy_generates_through_the_generic_path():
     assert not llama_decode.supports(peft_model)
     wrapped = TorchEngine(model=peft_model, tokenizer=tok).generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=12))
     assert torch.equal(plain.response_ids, wrapped.response_ids)
+
+
+def test_decode_weights_follow_fused_adamw_steps():
+    """Fused AdamW updates parameters without bumping their version counters; the engine must still
+    notice (RL samples from the policy being trained, not from a stale copy)."""
+    model, tok = load_model_and_tokenizer("tiny")
+    engine = TorchEngine(model=model, tokenizer=tok)
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    before = engine.generate(PROMPTS, greedy)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.5, fused=True)
+    versions = [p._version for p in model.parameters()]
+    model(input_ids=torch.tensor([[5, 6, 7]])).logits.sum().backward()
+    opt.step()
+    assert [p._version for p in model.parameters()] == versions  # the trap this test guards against
+    after = engine.generate(PROMPTS, greedy)
+    reference = TorchEngine(model=model, tokenizer=tok, fast_decode=False).generate(PROMPTS, greedy)
+    assert not torch.equal(before.response_ids, after.response_ids)
+    assert torch.equal(after.response_ids, reference.response_ids)

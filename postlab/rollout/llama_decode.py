@@ -96,8 +96,15 @@ class DecodeWeights:
 
     @staticmethod
     def version_key(model) -> tuple:
-        """Changes whenever any parameter is replaced or updated in place (e.g. by an optimizer step)."""
-        return tuple((p.data_ptr(), p._version) for p in model.parameters())
+        """Changes whenever any parameter is replaced or updated in place (e.g. by an optimizer step).
+
+        Version counters alone are not enough: fused AdamW (`torch._fused_adamw_`) updates parameters
+        without bumping them. So the key also holds the sum of a strided sample (~4k values) of every
+        parameter, which any real update changes; it costs well under a millisecond."""
+        with torch.no_grad():
+            sample = [p.detach().reshape(-1)[:: max(1, p.numel() // 4096)].float().sum() for p in model.parameters()]
+            fingerprint = tuple(torch.stack(sample).tolist())
+        return tuple((p.data_ptr(), p._version) for p in model.parameters()) + fingerprint
 
 
 class LlamaDecoder:

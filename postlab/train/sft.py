@@ -15,6 +15,7 @@ from postlab.config import Section, save_config
 from postlab.data.chat import IGNORE_INDEX, encode_chat, load_chat_jsonl
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
+from postlab.evals.callback import GoldEvalCallback, GoldEvalConfig
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, train_loop
@@ -45,6 +46,7 @@ class SFTConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimiser and loop")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")
+    gold_eval: GoldEvalConfig = Field(default_factory=GoldEvalConfig, description="gold-rated suite evals during training, with jump alarms (off by default)")
 
 
 def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str) -> list[dict]:
@@ -78,7 +80,12 @@ def train(cfg: SFTConfig) -> TrainResult:
     trainable, total = count_parameters(model)
     print(f"sft: {len(examples)} train / {len(eval_examples)} held-out conversations; "
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
+    gold = GoldEvalCallback(model=model, tokenizer=tok, cfg=cfg.gold_eval, run_dir=out) if cfg.gold_eval.every else None
+    if gold:
+        gold.start()
     result = train_loop(model=model, examples=examples, eval_examples=eval_examples, pad_id=tok.pad_token_id,
-                        optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="sft")
+                        optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="sft", callbacks=[gold] if gold else [])
+    if gold:
+        gold.evaluate_now(result.state.step)
     save_final_model(model, tok, out / "model")
     return result
