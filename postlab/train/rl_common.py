@@ -1,0 +1,254 @@
+"""Components shared by the RL recipes (PPO, GRPO/RLOO): reward sources, per-token log-probs and
+values of rollouts, the reference policy, the prompt stream, and the outer loop (checkpoints,
+resume, Ctrl-C, progress, metrics, evals during training)."""
+
+from __future__ import annotations
+
+import importlib
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from postlab.config import Section
+from postlab.errors import ConfigError
+from postlab.rollout.types import Rollout
+from postlab.tasks.suite import Item
+from postlab.train.common import CheckpointConfig
+from postlab.train.loop import Checkpointer, MetricsLogger, TrainingInterrupted, TrainState
+
+RewardFn = Callable[[list[Item], list[str]], list[float]]
+
+
+class RewardConfig(Section):
+    """Where the scalar reward of a response comes from."""
+
+    source: str = Field("gold", description="gold | simulated | rm:<reward model dir> | python:<module>:<function(item, response) -> float>")
+    eos_penalty: float | None = Field(None, description="score given instead to responses that hit max_new_tokens without EOS (None = no penalty)")
+
+    def check(self) -> None:
+        kind = self.source.split(":", 1)[0]
+        if kind not in ("gold", "simulated", "rm", "python"):
+            raise ConfigError(f"reward.source: expected gold, simulated, rm:<dir> or python:<module>:<fn>, got {self.source!r}")
+        if kind == "rm" and not Path(self.source[3:]).is_dir():
+            raise ConfigError(f"reward.source: reward model directory not found: {self.source[3:]}")
+        if kind == "python" and self.source.count(":") != 2:
+            raise ConfigError(f"reward.source: expected python:<module>:<function>, got {self.source!r}")
+
+
+def make_reward_fn(cfg: RewardConfig, device: str = "cpu") -> tuple[RewardFn, str]:
+    """(reward function over (items, responses), its short name for `rewards/<name>/mean`)."""
+    kind, _, rest = cfg.source.partition(":")
+    if kind == "gold":
+        from postlab.raters.gold import GoldRater
+
+        g = GoldRater()
+        return (lambda items, texts: [g.score(it, t) for it, t in zip(items, texts)]), "gold"
+    if kind == "simulated":
+        from postlab.raters.simulated import default_pool
+
+        pool = default_pool()
+        return (lambda items, texts: [pool.score(it, t) for it, t in zip(items, texts)]), "simulated"
+    if kind == "rm":
+        from postlab.raters.reward_model import RewardModelRater
+
+        rm = RewardModelRater(rest, device=device)
+        return (lambda items, texts: rm.score_texts([it.messages for it in items], texts)), "rm"
+    module, _, name = rest.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"reward.source: cannot import {rest!r}: {e}") from None
+    return (lambda items, texts: [float(fn(it, t)) for it, t in zip(items, texts)]), name
+
+
+def apply_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: float | None) -> torch.Tensor:
+    """The "EOS trick": a response that never stopped gets a fixed low score (Huang et al. 2024)."""
+    if penalty is None:
+        return scores
+    return torch.where(finished, scores, torch.full_like(scores, penalty))
+
+
+def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+
+
+def response_logprobs(model, rollout: Rollout, temperature: float, *, entropy: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log π(y_t | x, y_<t) at the sampling temperature for every response token, (B, R) fp32, and
+    optionally the per-token entropy of π (B, R). Positions follow the left-padded prompt exactly as
+    the rollout engine placed them."""
+    device = next(model.parameters()).device
+    ids, mask = rollout.input_ids.to(device), rollout.attention_mask.to(device)  # (B, P + R)
+    R = rollout.response_ids.size(1)
+    # Only the R + 1 last positions go through the LM head; position P − 1 + t predicts token t.
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                   logits_to_keep=R + 1).logits[:, :-1]
+    logits = logits.float() / (temperature if temperature > 0 else 1.0)  # (B, R, V)
+    logz = torch.logsumexp(logits, dim=-1)  # (B, R)
+    logp = logits.gather(-1, rollout.response_ids.to(device).unsqueeze(-1)).squeeze(-1) - logz
+    ent = None
+    if entropy:
+        with torch.no_grad():
+            p = torch.softmax(logits, dim=-1)
+            ent = logz - (p * logits).sum(-1)
+    return logp * rollout.response_mask.to(device), ent
+
+
+def response_values(value_model, rollout: Rollout) -> torch.Tensor:
+    """V(s_t) for every response token from a value model (a body + scalar `score` head), read at
+    the position that predicts token t. (B, R) fp32."""
+    inner = value_model.get_base_model() if hasattr(value_model, "get_base_model") else value_model
+    device = next(inner.parameters()).device
+    ids, mask = rollout.input_ids.to(device), rollout.attention_mask.to(device)
+    P, R = rollout.prompt_ids.size(1), rollout.response_ids.size(1)
+    h = inner.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).last_hidden_state
+    return inner.score(h[:, P - 1 : P + R - 1]).squeeze(-1).float() * rollout.response_mask.to(device)
+
+
+@contextmanager
+def reference_mode(policy, ref_model):
+    """The frozen reference π_ref: the separate copy if there is one, else the policy with its LoRA
+    adapters disabled (no second copy of the weights)."""
+    if ref_model is not None:
+        yield ref_model
+    else:
+        with policy.disable_adapter():
+            yield policy
+
+
+def prompt_batches(items: Sequence[Item], batch: int, seed: int, start: int) -> Callable[[int], list[Item]]:
+    """batch_at(step) -> the step's prompts: epochs of seeded shuffles, a pure function of the step
+    (so a resumed run draws exactly what the uninterrupted run would have)."""
+
+    def batch_at(step: int) -> list[Item]:
+        out = []
+        for j in range(batch):
+            k = (step - start) * batch + j if step >= start else j
+            epoch, i = divmod(k, len(items))
+            order = list(range(len(items)))
+            random.Random(seed * 1_000_003 + epoch).shuffle(order)
+            out.append(items[order[i]])
+        return out
+
+    return batch_at
+
+
+def autocast(model, enabled: bool):
+    device_type = next(model.parameters()).device.type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Callable[[TrainState], dict],
+                total_steps: int, run_dir: Path, ckpt: CheckpointConfig, callbacks: Sequence = (),
+                desc: str = "rl", init_extra: dict | None = None) -> TrainState:
+    """Run step_fn until total_steps with atomic checkpoints, exact resume (weights, optimizer, RNG,
+    step, `state.extra`), Ctrl-C saving first, a progress bar and metrics.jsonl."""
+    checkpointer = Checkpointer(run_dir, ckpt.keep_last)
+    state, latest = TrainState(extra=dict(init_extra or {})), checkpointer.latest()
+    if latest is not None and not ckpt.resume:
+        raise ConfigError(f"{run_dir} already has checkpoints ({latest.name}); pass checkpoint.resume=true to "
+                          "continue or choose another out_dir")
+    if latest is not None:
+        state = checkpointer.load(latest, modules, optimizer, scheduler)
+        print(f"{desc}: resuming from {latest.name}", file=sys.stderr)
+    logger = MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
+    saved_at = state.step if latest is not None else -1
+    bar = tqdm(total=total_steps, initial=state.step, desc=desc, disable=not ckpt.progress, dynamic_ncols=True,
+               unit="step")
+    try:
+        while state.step < total_steps:
+            t0 = time.perf_counter()
+            metrics = step_fn(state)
+            scheduler.step()
+            state.step += 1
+            metrics["time/step_s"] = time.perf_counter() - t0
+            for cb in callbacks:
+                cb(state, metrics)
+            if state.step % ckpt.log_every == 0 or any(k.startswith(("gold/", "alarm/")) for k in metrics):
+                logger.log(state.step, metrics)
+            bar.update(1)
+            shown = {k: metrics[k] for k in ("objective/scores", "reward", "objective/kl", "kl", "gold/score") if k in metrics}
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in shown.items()})
+            if ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < total_steps:
+                checkpointer.save(state, modules, optimizer, scheduler)
+                saved_at = state.step
+    except KeyboardInterrupt:
+        bar.close()
+        where = "no step completed yet; nothing saved"
+        if state.step > max(saved_at, 0):
+            where = f"checkpoint saved at {checkpointer.save(state, modules, optimizer, scheduler)}"
+        logger.close()
+        raise TrainingInterrupted(f"interrupted at step {state.step}/{total_steps}; {where}. "
+                                  "Rerun with checkpoint.resume=true to continue.") from None
+    bar.close()
+    if saved_at != state.step:
+        checkpointer.save(state, modules, optimizer, scheduler)
+    logger.close()
+    return state
+
+
+def mean(x: torch.Tensor) -> float:
+    return float(x.float().mean()) if x.numel() else float("nan")
+
+
+def entropy_mean(ent: torch.Tensor | None, mask: torch.Tensor) -> float:
+    if ent is None:
+        return float("nan")
+    m = mask.to(ent.device).float()
+    return float((ent * m).sum() / m.sum().clamp_min(1))
+
+
+
+
+def rollout_subset(r: Rollout, idx: list[int] | torch.Tensor) -> Rollout:
+    """Rows `idx` of a rollout, with columns of pure padding trimmed (prompt left, response right)."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    pm, rm = r.prompt_mask[idx], r.response_mask[idx]
+    p_start = int((pm.sum(0) > 0).nonzero().min()) if pm.any() else 0
+    r_end = int(rm.sum(1).max()) if rm.numel() else 0
+    return Rollout(prompt_ids=r.prompt_ids[idx, p_start:], prompt_mask=pm[:, p_start:],
+                   response_ids=r.response_ids[idx, :r_end], response_mask=rm[:, :r_end],
+                   logprobs=r.logprobs[idx, :r_end], finished=r.finished[idx],
+                   texts=[r.texts[i] for i in idx.tolist()], pad_id=r.pad_id)
+
+
+class RLOptimConfig(Section):
+    """Optimiser for RL updates (one optimizer step per update over the step's whole batch)."""
+
+    lr: float = Field(1e-5, gt=0, description="peak learning rate (AdamW)")
+    adam_eps: float = Field(1e-5, gt=0, description="AdamW epsilon (1e-5 as in the PPO RLHF replications)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm (0 = off)")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup steps")
+    schedule: str = Field("constant", pattern="^(constant|linear)$", description="after warmup: constant, or linear decay to 0")
+    micro_batch_size: int = Field(8, ge=1, description="responses per forward/backward (gradients accumulate over the batch)")
+    bf16: bool = Field(True, description="bf16 autocast for forward/backward (fp32 master weights)")
+    seed: int = Field(0, description="seed for prompt order, sampling and new weights")
+
+
+def make_optimizer(params, cfg: RLOptimConfig, total_steps: int):
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "linear":
+            return max(0.0, 1 - (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def clip_and_step(optimizer, params, max_grad_norm: float) -> float:
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
