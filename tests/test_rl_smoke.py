@@ -44,3 +44,28 @@ def test_grpo_and_rloo_raise_a_synthetic_reward(tmp_path, advantage):
     after, _ = load_model_and_tokenizer(str(tmp_path / "run" / "model"))
     changed = [not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())]
     assert any(changed)
+
+
+def test_ppo_raises_a_synthetic_reward_and_leaves_the_reference_alone(tmp_path):
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.train.ppo import PPOConfig, train
+
+    cfg = PPOConfig(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), prompts_per_step=16,
+                    steps=20, ppo_epochs=2, minibatch_size=8, kl_coef=0.01,
+                    reward={"source": "python:test_rl_smoke:lowercase_reward", "eos_penalty": None},
+                    sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0},
+                    optim={"lr": 1e-2, "bf16": False, "micro_batch_size": 8},
+                    checkpoint={"progress": False, "save_every": 0})
+    train(cfg)
+    m = _metrics(tmp_path / "run")
+    scores = [x["objective/scores"] for x in m]
+    start, end = sum(scores[:3]) / 3, sum(scores[-3:]) / 3
+    assert end > start + 0.1 and end > 2 * start, (start, end)
+    for key in ("objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward",
+                "policy/approxkl_avg", "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg", "val/clipfrac_avg",
+                "val/ratio", "val/num_eos_tokens", "lr", "episode", "proxy/score", "gold/train_score"):
+        assert key in m[-1], key
+    assert m[-1]["objective/kl"] > 0
+    fresh, _ = load_model_and_tokenizer("tiny")
+    trained, _ = load_model_and_tokenizer(str(tmp_path / "run" / "model"))
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))

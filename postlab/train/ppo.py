@@ -1,0 +1,186 @@
+"""``postlab ppo``: PPO with a KL leash against the reference — the InstructGPT recipe.
+
+Each step: sample one response per prompt; score it (reward model, gold, simulated raters or a
+function; a response that never emits EOS gets `reward.eos_penalty`); per-token rewards are
+−β·(log π − log π_ref) plus the score on the last token; GAE(γ, λ) with a value model initialised from
+the reward model; whitened advantages; `ppo_epochs` passes of clipped policy and clipped value
+updates over shuffled minibatches. β is fixed or follows the adaptive controller. Implementation
+details follow Huang et al. 2024 ("The N+ implementation details of RLHF with PPO").
+Math: docs/algorithms/ppo.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from postlab.algos.ppo import (AdaptiveKLController, FixedKLController, gae, kl_shaped_rewards, ppo_policy_loss,
+                               ppo_value_loss, whiten)
+from postlab.config import Section, save_config
+from postlab.errors import ConfigError
+from postlab.models.load import load_model_and_tokenizer
+from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
+from postlab.models.reward import load_reward_model
+from postlab.raters.gold import GoldRater
+from postlab.rollout import SamplingParams, TorchEngine
+from postlab.tasks.suite import load_suite
+from postlab.train.common import CheckpointConfig, LoraConfig
+from postlab.train.loop import TrainState
+from postlab.train.rl_common import (RewardConfig, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+                                     make_optimizer, make_reward_fn, prompt_batches, reference_mode,
+                                     response_logprobs, response_values, rollout_subset, run_rl_loop)
+from postlab.utils.io import atomic_write_text
+
+
+class PPOConfig(Section):
+    """postlab ppo: PPO against a reward source with a per-token KL penalty."""
+
+    model: str = Field("smollm2-135m-instruct", description="policy to start from (usually the SFT model)")
+    out_dir: str = Field("runs/ppo", description="run directory: config, metrics, checkpoints, final model")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    suite: str = Field("spec", description="prompts: built-in suite name or JSONL")
+    split: Literal["train", "test", "all"] = Field("train", description="which split to train on")
+    limit: int | None = Field(None, ge=1, description="only the first N items")
+    value_model: str | None = Field(None, description="value model init (default: the reward model of reward.source=rm:..., else the policy with a new head)")
+    prompts_per_step: int = Field(16, ge=1, description="responses sampled per step (one per prompt)")
+    steps: int = Field(50, ge=1, description="PPO steps (each: sample, score, ppo_epochs of updates)")
+    ppo_epochs: int = Field(4, ge=1, description="passes over each step's batch")
+    minibatch_size: int = Field(8, ge=1, description="responses per optimizer step within an epoch")
+    gamma: float = Field(1.0, gt=0, le=1, description="γ: discount")
+    lam: float = Field(0.95, ge=0, le=1, description="λ: GAE parameter")
+    clip: float = Field(0.2, gt=0, description="ε: policy ratio clip")
+    vf_clip: float = Field(0.2, gt=0, description="value clip around the old values")
+    vf_coef: float = Field(0.1, ge=0, description="value loss weight")
+    kl_coef: float = Field(0.05, ge=0, description="β: KL penalty per token (initial value when adaptive)")
+    adaptive_kl: bool = Field(False, description="adapt β toward kl_target (Ziegler et al. 2019)")
+    kl_target: float = Field(6.0, gt=0, description="target KL per response (nats) for the adaptive controller")
+    kl_horizon: int = Field(10000, ge=1, description="adaptive controller horizon (episodes)")
+    reward: RewardConfig = Field(default_factory=lambda: RewardConfig(eos_penalty=-1.0), description="reward source")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=64, seed=0),
+                                     description="rollout sampling (seed + step per step)")
+    optim: RLOptimConfig = Field(default_factory=lambda: RLOptimConfig(lr=3e-6), description="optimiser (policy and value)")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters on the policy (reference = adapters off)")
+    checkpoint: CheckpointConfig = Field(default_factory=lambda: CheckpointConfig(save_every=25),
+                                         description="checkpoints, resume, logging")
+
+    def check(self) -> None:
+        super().check()
+        if self.sampling.seed is None:
+            raise ConfigError("sampling.seed: RL needs a seed so resumed runs sample what the uninterrupted run would")
+        if self.minibatch_size > self.prompts_per_step:
+            raise ConfigError(f"minibatch_size ({self.minibatch_size}) > prompts_per_step ({self.prompts_per_step})")
+
+
+class PolicyAndValue(torch.nn.Module):
+    """One module holding both trained models, so a checkpoint covers them together."""
+
+    def __init__(self, policy, value):
+        super().__init__()
+        self.policy, self.value = policy, value
+
+
+def train(cfg: PPOConfig, callbacks=()) -> dict:
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    device = pick_device(cfg.device)
+    items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
+    if not items:
+        raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
+    policy, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
+    ref_model = None
+    if not cfg.lora.enabled:
+        ref_model, _ = load_model_and_tokenizer(cfg.model)
+        ref_model.to(device).eval().requires_grad_(False)
+    value_init = cfg.value_model or (cfg.reward.source[3:] if cfg.reward.source.startswith("rm:") else cfg.model)
+    torch.manual_seed(cfg.optim.seed)
+    value, _ = load_reward_model(value_init)
+    value.to(device)
+    modules = PolicyAndValue(policy, value)
+    reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device))
+    gold = GoldRater()
+    engine = TorchEngine(model=policy, tokenizer=tok)
+    params = [p for p in modules.parameters() if p.requires_grad]
+    optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)  # the schedule advances once per PPO step
+    batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
+    trainable, total = count_parameters(modules)
+    print(f"ppo: {len(items)} prompts, {cfg.prompts_per_step} per step, reward {cfg.reward.source}, value from "
+          f"{value_init}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
+    bf16, T = cfg.optim.bf16, cfg.sampling.temperature
+
+    def step(state: TrainState) -> dict:
+        beta = state.extra.setdefault("kl_coef", cfg.kl_coef)
+        ctl = (AdaptiveKLController(beta, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(beta))
+        batch_items = batch_at(state.step)
+        modules.eval()
+        r = engine.generate([it.messages for it in batch_items],
+                            cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step}))
+        B, mask = len(batch_items), r.response_mask.float()
+        raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32)
+        scores = apply_eos_penalty(raw, r.finished, cfg.reward.eos_penalty)
+        gold_scores = raw if reward_name == "gold" else torch.tensor([gold.score(it, t) for it, t in zip(batch_items, r.texts)])
+        with torch.no_grad(), autocast(policy, bf16):
+            old_logp, ent = response_logprobs(policy, r, T, entropy=True)
+            with reference_mode(policy, ref_model) as ref:
+                ref_logp = response_logprobs(ref, r, T)[0]
+            old_values = response_values(value, r)
+        rewards, kl = kl_shaped_rewards(scores, old_logp, ref_logp, mask, beta)
+        adv, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+        adv = whiten(adv, mask)
+        modules.train()
+        g = torch.Generator().manual_seed(cfg.optim.seed * 1_000_003 + state.step)
+        sums: dict[str, float] = {}
+        n_updates = 0
+        for _ in range(cfg.ppo_epochs):
+            perm = torch.randperm(B, generator=g).tolist()
+            for m in range(0, B, cfg.minibatch_size):
+                mb = perm[m : m + cfg.minibatch_size]
+                for s in range(0, len(mb), cfg.optim.micro_batch_size):
+                    idx = mb[s : s + cfg.optim.micro_batch_size]
+                    sub = rollout_subset(r, idx)
+                    Rs, sub_mask = sub.response_ids.size(1), sub.response_mask.float()
+                    with autocast(policy, bf16):
+                        logp, _ = response_logprobs(policy, sub, T)
+                        v = response_values(value, sub)
+                    pg, pst = ppo_policy_loss(logp, old_logp[idx, :Rs], adv[idx, :Rs], sub_mask, cfg.clip)
+                    vf, vst = ppo_value_loss(v, old_values[idx, :Rs], returns[idx, :Rs], sub_mask, cfg.vf_clip)
+                    ((pg + cfg.vf_coef * vf) * len(idx) / len(mb)).backward()
+                    for k, val in {**pst, **vst}.items():
+                        sums[k] = sums.get(k, 0.0) + val * len(idx) / len(mb)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
+                n_updates += 1
+        seq_kl = kl.sum(1)  # (B,) Σ_t k1 per response
+        non_score = -beta * seq_kl
+        state.extra["kl_coef"] = ctl.update(float(seq_kl.mean()), B)
+        avg = {k: v / n_updates for k, v in sums.items()}
+        return {
+            "objective/kl": float(seq_kl.mean()), "objective/kl_coef": beta,
+            "objective/entropy": float((ent * mask).sum(1).mean()),
+            "objective/non_score_reward": float(non_score.mean()),
+            "objective/rlhf_reward": float((scores + non_score).mean()), "objective/scores": float(scores.mean()),
+            "policy/approxkl_avg": avg["policy/approxkl"], "policy/clipfrac_avg": avg["policy/clipfrac"],
+            "loss/policy_avg": avg["loss/policy"], "loss/value_avg": avg["loss/value"],
+            "val/clipfrac_avg": avg["val/clipfrac"], "val/ratio": avg["val/ratio"],
+            "val/num_eos_tokens": int(r.finished.sum()), "grad_norm": avg["grad_norm"],
+            "proxy/score": float(raw.mean()), "gold/train_score": float(gold_scores.mean()),
+            "completions/mean_length": float(r.response_lengths.float().mean()),
+            "completions/clipped_ratio": float((~r.finished).float().mean()),
+            "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B,
+        }
+
+    state = run_rl_loop(modules=modules, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
+                        run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc="ppo",
+                        init_extra={"kl_coef": cfg.kl_coef})
+    save_final_model(policy, tok, out / "model")
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    last = [m for m in lines if "objective/scores" in m][-5:]
+    keys = ("objective/scores", "objective/kl", "proxy/score", "gold/train_score", "completions/mean_length")
+    summary = {"model": str(out / "model"), "steps": state.step,
+               **{k: sum(m[k] for m in last) / len(last) for k in keys if last and k in last[0]}}
+    atomic_write_text(out / "rl_results.json", json.dumps(summary, indent=2) + "\n")
+    return summary
