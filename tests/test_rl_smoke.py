@@ -69,3 +69,21 @@ def test_ppo_raises_a_synthetic_reward_and_leaves_the_reference_alone(tmp_path):
     fresh, _ = load_model_and_tokenizer("tiny")
     trained, _ = load_model_and_tokenizer(str(tmp_path / "run" / "model"))
     assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+
+
+def test_rl_recipes_run_the_gold_eval_callback_and_resume(tmp_path):
+    from postlab.train.grpo import GRPOConfig, train
+
+    args = dict(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), k=2, prompts_per_step=2,
+                reward={"source": "gold"}, sampling={"max_new_tokens": 6, "seed": 0},
+                optim={"lr": 1e-3, "bf16": False},
+                gold_eval={"every": 2, "suites": [_suite(tmp_path)], "split": "train", "limit": 4,
+                           "max_new_tokens": 6})
+    train(GRPOConfig(steps=3, checkpoint={"progress": False, "save_every": 1}, **args))
+    m = _metrics(tmp_path / "run")
+    assert [x["step"] for x in m if "gold/score" in x] == [0, 2, 3]
+    assert "gold/synthetic" in m[-1]
+    # resume: a longer run continues from step 3 instead of starting over
+    train(GRPOConfig(steps=5, checkpoint={"progress": False, "save_every": 1, "resume": True}, **args))
+    steps = [x["step"] for x in _metrics(tmp_path / "run") if "reward" in x]
+    assert steps == [1, 2, 3, 4, 5]

@@ -21,6 +21,7 @@ from postlab.algos.kl import kl_k1, masked_mean
 from postlab.algos.pg import ADVANTAGES, clipped_pg_loss
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError
+from postlab.evals.callback import GoldEvalCallback, GoldEvalConfig
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
 from postlab.raters.gold import GoldRater
@@ -59,6 +60,8 @@ class GRPOConfig(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters (reference = adapters off)")
     checkpoint: CheckpointConfig = Field(default_factory=lambda: CheckpointConfig(save_every=25),
                                          description="checkpoints, resume, logging")
+    gold_eval: GoldEvalConfig = Field(default_factory=GoldEvalConfig,
+                                      description="gold-rated held-out evals every N steps, with jump alarms (off by default)")
 
     def check(self) -> None:
         super().check()
@@ -148,8 +151,14 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         }
         return metrics
 
+    gold_eval = GoldEvalCallback(model=policy, tokenizer=tok, cfg=cfg.gold_eval, run_dir=out) if cfg.gold_eval.every else None
+    if gold_eval:
+        gold_eval.start()
+        callbacks = [gold_eval, *callbacks]
     state = run_rl_loop(modules=policy, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc=cfg.advantage)
+    if gold_eval:
+        gold_eval.evaluate_now(state.step)
     save_final_model(policy, tok, out / "model")
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = [m for m in lines if "reward" in m][-5:]
