@@ -160,8 +160,46 @@ def rm(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVER
     cfg = load_config(recipe.RMConfig, config, overrides)
     _quiet_libraries()
     s = recipe.train(cfg)
-    print(f"reward model: {s['model']}  held-out accuracy vs labels {s['accuracy_vs_labels']:.3f}, "
-          f"vs gold {s['accuracy_vs_gold']:.3f} ({s['gold_clear_pairs']} clear-margin pairs)")
+    if s["accuracy_vs_labels"] is None:
+        print(f"reward model: {s['model']}  (no held-out pairs)")
+    else:
+        print(f"reward model: {s['model']}  held-out accuracy vs labels {s['accuracy_vs_labels']:.3f}, "
+              f"vs gold {s['accuracy_vs_gold']:.3f} ({s['gold_clear_pairs']} clear-margin pairs)")
+
+
+def _rl_summary(s: dict) -> str:
+    return "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items())
+
+
+@app.command(help=_lazy_help("postlab.train.ppo", "PPOConfig", "PPO with a per-token KL penalty against the reference (InstructGPT recipe)."))
+def ppo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    from postlab.train import ppo as recipe
+
+    cfg = load_config(recipe.PPOConfig, config, overrides)
+    _quiet_libraries()
+    print(_rl_summary(recipe.train(cfg)))
+
+
+@app.command(help=_lazy_help("postlab.train.grpo", "GRPOConfig", "GRPO or RLOO (advantage=rloo): k samples per prompt, no critic."))
+def grpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    from postlab.train import grpo as recipe
+
+    cfg = load_config(recipe.GRPOConfig, config, overrides)
+    _quiet_libraries()
+    print(_rl_summary(recipe.train(cfg)))
+
+
+@app.command(help=_lazy_help("postlab.train.dpo", "DPOConfig", "DPO or IPO (loss=ipo) on preference pairs."))
+def dpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    from postlab.train import dpo as recipe
+
+    cfg = load_config(recipe.DPOConfig, config, overrides)
+    _quiet_libraries()
+    s = recipe.train(cfg)
+    acc, margin = s.get("eval_rewards/accuracies"), s.get("eval_rewards/margins")
+    held_out = (f"held-out reward accuracy {acc:.3f}, margin {margin:.3f}, eval_loss {s['eval_loss']:.4f}"
+                if acc is not None else "no held-out pairs")
+    print(f"dpo policy: {s['model']}  {held_out} ({s['loss']}, beta {s['beta']}, step {s['steps']})")
 
 
 @app.command(help=_lazy_help("postlab.train.bon", "BoNConfig",

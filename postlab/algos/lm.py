@@ -25,7 +25,7 @@ class _ChunkedNLLSum(torch.autograd.Function):
         for b in range(B):
             for s in range(0, T - 1, chunk):
                 e = min(s + chunk, T - 1)
-                z = logits[b, s:e].float()  # (c, V) predicts positions s+1 .. e
+                z = logits[b, s:e].to(torch.float32, copy=True)  # (c, V) predicts s+1 .. e; a copy: z is overwritten below
                 y = labels[b, s + 1 : e + 1]  # (c,)
                 valid = (y != IGNORE_INDEX).unsqueeze(1)  # (c, 1)
                 y_idx = y.clamp_min(0).unsqueeze(1)
