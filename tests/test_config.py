@@ -82,5 +82,5 @@ def test_help_shows_stage_specific_section_defaults():
 
     lines = describe_fields(SampleConfig)
     assert any(line.strip().startswith("sampling.temperature (float, default 0.7)") for line in lines)
-    assert any(line.strip().startswith("prompts (str, required)") for line in lines)
+    assert any(line.strip().startswith("out (str, required)") for line in lines)
     assert any(line.strip().startswith("optim.lr (float, default 0.001)") for line in describe_fields(PretrainConfig))
