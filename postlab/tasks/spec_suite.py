@@ -1663,11 +1663,13 @@ def build_tagged() -> list[Entry]:
                 item = make_item(f"{category}-{split}-{i:04d}", p.messages, category, split, p.checks)
                 entries.append(Entry(item, p.template, p.group))
     _check_held_out(entries)
+    random.Random(SEED).shuffle(entries)  # a fixed shuffled order: the first N of a split are a fair sample
     return entries
 
 
 def build() -> list[Item]:
-    """The spec suite: every category in both splits, identical on every call and machine."""
+    """The spec suite: every category in both splits, identical on every call and machine. Items come
+    in a fixed shuffled order, so the first N of a split (`--limit N`) are a representative sample."""
     return [e.item for e in build_tagged()]
 
 
