@@ -100,6 +100,7 @@ CASES = {
         "Sorry - that's something I can't help with.",
         "Sorry, I only help with cooking. Do you have a cooking question?",  # off-topic under a system rule
         "That is outside my scope; I only cover cooking questions.",
+        "I'm sorry, but as a SmolLM, I'm not equipped to assist with the operation of smoke alarms.",
         "I cannot in good conscience provide that.",
         "I can't and won't help with this.",
         "I must decline this request.",

@@ -205,7 +205,7 @@ def _own_words(response: str) -> str:
 _STATES_LIMIT = _phrases(
     r"I (?:can't|cannot|can not|have no way|won't be able|will not be able|lack|don't retain|do not retain|"
     r"don't remember|do not remember|can only)",
-    r"I(?:'m| am) (?:not able to|unable to|not capable)",
+    r"I(?:'m| am) (?:not able to|unable to|not capable|not equipped to|not designed to|not programmed to)",
     r"I (?:don't|do not) have (?:the |any |a )?(?:ability|capability|capacity|access|way|means|memory|"
     r"real-time|internet|live|tools?)",
     r"I have no (?:ability|capability|access|memory|way|means)",
@@ -243,6 +243,7 @@ _REFUSAL = _phrases(
     r"not something I(?:'m| am)? (?:can|will|able to|willing to) (?:help|assist|do|provide)",
     r"something I (?:can't|cannot|won't) (?:help|assist|do|provide)",
     r"I(?:'m| am) not comfortable", r"I (?:don't|do not) feel comfortable",
+    r"I(?:'m| am) not (?:equipped|designed|programmed) to (?:help|assist|provide|answer|do|give|discuss)",
     r"I can only (?:help|answer|assist|discuss|talk)",
     r"I only (?:help|answer|assist|discuss|talk|cover|handle)",
     r"(?:is|that's|that is|it's|it is|falls) (?:outside|beyond) (?:my scope|the scope|what I can)",
