@@ -144,3 +144,21 @@ def test_compare_prints_win_rate_with_se_and_lc(tmp_path):
     assert "win rate of A over B (gold rater, n=2): 0.750 ± 0.250" in r.stdout
     assert "length-controlled win rate" in r.stdout
     assert json.loads((tmp_path / "c.json").read_text())["win_rate"] == 0.75
+
+
+def test_suites_list_and_export(tmp_path):
+    r = postlab("suites", "list")
+    assert r.returncode == 0 and "spec:" in r.stdout and "honesty" in r.stdout
+    out = tmp_path / "spec_test.jsonl"
+    r = postlab("suites", "export", "spec", "--split", "test", "--out", out)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) >= 300 and {row["split"] for row in rows} == {"test"}
+    assert set(rows[0]) == {"id", "messages", "category", "split", "checks"}
+    # an exported suite is accepted wherever a suite name is
+    resp = write_jsonl(tmp_path / "r.jsonl", [{"id": row["id"], "response": "I can't help with that."} for row in rows])
+    r = postlab("eval", "--suite", out, "--responses", resp, "--out", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == len(rows)
+    r = postlab("suites", "export", "nope")
+    assert r.returncode == 2 and "unknown suite 'nope'" in r.stderr
