@@ -197,3 +197,13 @@ def test_decode_weights_follow_fused_adamw_steps():
     reference = TorchEngine(model=model, tokenizer=tok, fast_decode=False).generate(PROMPTS, greedy)
     assert not torch.equal(before.response_ids, after.response_ids)
     assert torch.equal(after.response_ids, reference.response_ids)
+
+
+def test_decode_dtype_samples_an_fp32_model_as_its_bf16_copy():
+    model, tok = load_model_and_tokenizer("tiny")
+    greedy = SamplingParams(temperature=0, max_new_tokens=16)
+    cast = TorchEngine(model=model, tokenizer=tok, decode_dtype=torch.bfloat16).generate(PROMPTS, greedy)
+    bf16_model, _ = load_model_and_tokenizer("tiny", dtype=torch.bfloat16)
+    native = TorchEngine(model=bf16_model, tokenizer=tok).generate(PROMPTS, greedy)
+    assert torch.equal(cast.response_ids, native.response_ids)
+    assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched

@@ -35,8 +35,12 @@ class TorchEngine:
     KV cache, so finished sequences cost nothing. Llama-style models decode through the lean step in
     ``llama_decode``; any other causal LM decodes through its own forward with a DynamicCache."""
 
-    def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None, fast_decode: bool = True):
+    def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None, fast_decode: bool = True,
+                 decode_dtype: torch.dtype | None = None):
         self.model = model
+        # Lean decode path only: sample in this dtype whatever the model's (bf16 from an fp32 policy in
+        # training is ~2x faster on CPU; trainers recompute log-probs with their own forward anyway).
+        self.decode_dtype = decode_dtype
         self.fast_decode = fast_decode  # lean decode step for Llama-style models (llama_decode.py)
         self._weights: tuple[tuple, llama_decode.DecodeWeights] | None = None
         self.tokenizer = tokenizer
@@ -47,7 +51,7 @@ class TorchEngine:
         """Fused/packed weights, rebuilt only when the model's parameters changed since last time."""
         key = llama_decode.DecodeWeights.version_key(self.model)
         if self._weights is None or self._weights[0] != key:
-            self._weights = (key, llama_decode.DecodeWeights(self.model, batch_hint=batch))
+            self._weights = (key, llama_decode.DecodeWeights(self.model, batch_hint=batch, dtype=self.decode_dtype))
         return self._weights[1]
 
     def encode_prompts(self, conversations: list[Conversation]) -> list[list[int]]:

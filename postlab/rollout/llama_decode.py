@@ -61,15 +61,17 @@ class DecodeWeights:
     Built once per weight version (the engine caches it), not once per generate call.
     """
 
-    def __init__(self, model, *, batch_hint: int = 16):
+    def __init__(self, model, *, batch_hint: int = 16, dtype: torch.dtype | None = None):
+        """`dtype` casts the copies (e.g. bf16 sampling from an fp32 policy being trained)."""
         cfg = model.config
+        cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
         self.L = cfg.num_hidden_layers
         self.Hq = cfg.num_attention_heads
         self.Hkv = cfg.num_key_value_heads
         self.D = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.Hq
         self.eps = cfg.rms_norm_eps
-        self.embed = model.model.embed_tokens.weight.detach()
-        self.final_norm = model.model.norm.weight.detach()
+        self.embed = cast(model.model.embed_tokens.weight)
+        self.final_norm = cast(model.model.norm.weight)
         self.inv_freq = model.model.rotary_emb.inv_freq.float()
         self.rope_scale = float(getattr(model.model.rotary_emb, "attention_scaling", 1.0))
         use_mkldnn = self.embed.device.type == "cpu" and torch.backends.mkldnn.is_available() and \
@@ -77,7 +79,7 @@ class DecodeWeights:
         self.linear = _mkldnn_linear if use_mkldnn else _plain_linear
 
         def prep(w: torch.Tensor) -> torch.Tensor:
-            w = w.detach().contiguous()
+            w = cast(w).contiguous()
             return torch.ops.mkldnn._reorder_linear_weight(w, batch_hint) if use_mkldnn else w
 
         with torch.no_grad():
@@ -86,10 +88,10 @@ class DecodeWeights:
             for layer in model.model.layers:
                 a, m = layer.self_attn, layer.mlp
                 self.layers.append((
-                    layer.input_layernorm.weight.detach(),
+                    cast(layer.input_layernorm.weight),
                     prep(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),  # (Hq·D + 2·Hkv·D, C)
                     prep(a.o_proj.weight),
-                    layer.post_attention_layernorm.weight.detach(),
+                    cast(layer.post_attention_layernorm.weight),
                     prep(torch.cat([m.gate_proj.weight, m.up_proj.weight])),  # (2·F, C)
                     prep(m.down_proj.weight),
                 ))

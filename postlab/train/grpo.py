@@ -84,7 +84,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         ref_model.to(pick_device(cfg.device)).eval().requires_grad_(False)
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(pick_device(cfg.device)))
     gold = GoldRater()
-    engine = TorchEngine(model=policy, tokenizer=tok)
+    # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
+    engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)

@@ -107,7 +107,8 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     modules = PolicyAndValue(policy, value)
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device))
     gold = GoldRater()
-    engine = TorchEngine(model=policy, tokenizer=tok)
+    # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
+    engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
     params = [p for p in modules.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)  # the schedule advances once per PPO step
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
