@@ -87,3 +87,36 @@ def test_rl_recipes_run_the_gold_eval_callback_and_resume(tmp_path):
     train(GRPOConfig(steps=5, checkpoint={"progress": False, "save_every": 1, "resume": True}, **args))
     steps = [x["step"] for x in _metrics(tmp_path / "run") if "reward" in x]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_lora_policy_update_leaves_the_reference_untouched():
+    """With LoRA the reference is the base with adapters disabled: a policy-gradient step moves the
+    policy's log-probs and leaves the reference's exactly where they were."""
+    from postlab.algos.pg import clipped_pg_loss
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.models.prepare import apply_lora
+    from postlab.rollout import SamplingParams, TorchEngine
+    from postlab.train.common import LoraConfig
+    from postlab.train.rl_common import reference_mode, response_logprobs
+
+    base, tok = load_model_and_tokenizer("tiny")
+    fresh, _ = load_model_and_tokenizer("tiny")
+    policy = apply_lora(base, LoraConfig(enabled=True, r=4), seed=0)
+    r = TorchEngine(model=policy, tokenizer=tok).generate([[{"role": "user", "content": "hi"}]] * 4,
+                                                          SamplingParams(temperature=1.0, max_new_tokens=8, seed=0))
+    with torch.no_grad():
+        ref_before = response_logprobs(fresh, r, 1.0)[0]
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=0.05)
+    for _ in range(3):
+        logp, _ = response_logprobs(policy, r, 1.0)
+        loss, _ = clipped_pg_loss(logp, logp.detach(), None, torch.tensor([1.0, -1.0, 1.0, -1.0]), r.response_mask,
+                                  clip=0.2, kl_coef=0.0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    with torch.no_grad():
+        pol = response_logprobs(policy, r, 1.0)[0]
+        with reference_mode(policy, None) as ref:
+            ref_after = response_logprobs(ref, r, 1.0)[0]
+    assert not torch.allclose(pol, ref_before, atol=1e-3)
+    torch.testing.assert_close(ref_after, ref_before, atol=1e-5, rtol=0)

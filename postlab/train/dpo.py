@@ -26,6 +26,7 @@ from postlab.config import Section, save_config
 from postlab.data.collate import LMBatch, collate
 from postlab.data.preferences import PreferencePair, encode_response, load_preferences
 from postlab.errors import DataError
+from postlab.evals.callback import GoldEvalCallback, GoldEvalConfig
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, train_loop
@@ -46,6 +47,8 @@ class DPOConfig(Section):
                                description="optimiser and loop (batch_size counts pairs; lr 1e-6 is for full fine-tuning, use ~5e-5 with lora.enabled)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters; the reference is the model with adapters disabled")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")
+    gold_eval: GoldEvalConfig = Field(default_factory=GoldEvalConfig,
+                                      description="gold-rated held-out evals every N steps, with jump alarms (off by default)")
 
 
 @dataclass
@@ -174,8 +177,14 @@ def train(cfg: DPOConfig) -> dict:
     trainable, total = count_parameters(model)
     print(f"dpo ({cfg.loss}, beta {cfg.beta}): {len(examples)} train / {len(eval_examples)} held-out pairs; "
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
+    gold = GoldEvalCallback(model=model, tokenizer=tok, cfg=cfg.gold_eval, run_dir=out) if cfg.gold_eval.every else None
+    if gold:
+        gold.start()
     result: TrainResult = train_loop(model=model, examples=examples, eval_examples=eval_examples, objective=objective,
-                                     optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc=cfg.loss)
+                                     optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc=cfg.loss,
+                                     callbacks=[gold] if gold else [])
+    if gold:
+        gold.evaluate_now(result.state.step)
     save_final_model(model, tok, out / "model")
     summary = {"model": str(out / "model"), "loss": cfg.loss, "beta": cfg.beta, "train_pairs": len(examples),
                "eval_pairs": len(eval_examples), "steps": result.state.step, **result.eval_metrics}
