@@ -3,6 +3,7 @@ Ray-backed engine implements the same ``generate`` and callers do not change."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 import torch
@@ -61,8 +62,14 @@ class TorchEngine:
     def generate(self, conversations: list[Conversation], params: SamplingParams) -> Rollout:
         return self.generate_ids(self.encode_prompts(conversations), params)
 
-    @torch.inference_mode()
     def generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
+        with torch.inference_mode():
+            r = self._generate_ids(prompts, params)
+        # Plain tensors (not inference-mode ones), so trainers can use them in autograd graphs.
+        return dataclasses.replace(r, **{f: getattr(r, f).clone() for f in (
+            "prompt_ids", "prompt_mask", "response_ids", "response_mask", "logprobs", "finished")})
+
+    def _generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
         device = next(self.model.parameters()).device
         prompt_ids, prompt_mask = left_pad(prompts, self.pad_id)
         B, P, R = prompt_ids.size(0), prompt_ids.size(1), params.max_new_tokens

@@ -93,8 +93,7 @@ def response_logprobs(model, rollout: Rollout, temperature: float, *, entropy: b
                    logits_to_keep=R + 1).logits[:, :-1]
     logits = logits.float() / (temperature if temperature > 0 else 1.0)  # (B, R, V)
     logz = torch.logsumexp(logits, dim=-1)  # (B, R)
-    # clone: rollout tensors come from inference mode and cannot enter autograd as they are
-    logp = logits.gather(-1, rollout.response_ids.to(device).clone().unsqueeze(-1)).squeeze(-1) - logz
+    logp = logits.gather(-1, rollout.response_ids.to(device).unsqueeze(-1)).squeeze(-1) - logz
     ent = None
     if entropy:
         with torch.no_grad():
