@@ -387,16 +387,7 @@ def _lookup(check_id: str) -> _Check:
 
 def _converted(check_id: str, kwargs: dict | None) -> tuple[_Check, dict[str, Any]]:
     check = _lookup(check_id)
-    given = {k: v for k, v in (kwargs or {}).items() if v is not None}
-    converted = {}
-    for name, convert in check.kwargs.items():
-        if name not in given:
-            raise ValueError(f"{check_id}: missing kwarg {name!r}")
-        try:
-            converted[name] = convert(given[name])
-        except ValueError as e:
-            raise ValueError(f"{check_id}: kwarg {name!r} {e}") from None
-    return check, converted
+    return check, ifeval.convert_kwargs(check_id, check.kwargs, kwargs)
 
 
 def is_ifeval(check_id: str) -> bool:

@@ -427,19 +427,24 @@ def _lookup(instruction_id: str) -> _Instruction:
     return _REGISTRY[instruction_id]
 
 
-def _converted(instruction_id: str, kwargs: dict | None) -> tuple[_Instruction, dict[str, Any]]:
-    """The instruction and its required kwargs, validated and converted; None and extra keys dropped."""
-    instruction = _lookup(instruction_id)
+def convert_kwargs(check_id: str, converters: dict[str, Callable[[Any], Any]], kwargs: dict | None) -> dict[str, Any]:
+    """The required kwargs, each validated and converted; None values and extra keys are dropped.
+    Raises ValueError naming the id and the missing or bad kwarg."""
     given = {k: v for k, v in (kwargs or {}).items() if v is not None}
     converted = {}
-    for name, convert in instruction.kwargs.items():
+    for name, convert in converters.items():
         if name not in given:
-            raise ValueError(f"{instruction_id}: missing kwarg {name!r}")
+            raise ValueError(f"{check_id}: missing kwarg {name!r}")
         try:
             converted[name] = convert(given[name])
         except ValueError as e:
-            raise ValueError(f"{instruction_id}: kwarg {name!r} {e}") from None
-    return instruction, converted
+            raise ValueError(f"{check_id}: kwarg {name!r} {e}") from None
+    return converted
+
+
+def _converted(instruction_id: str, kwargs: dict | None) -> tuple[_Instruction, dict[str, Any]]:
+    instruction = _lookup(instruction_id)
+    return instruction, convert_kwargs(instruction_id, instruction.kwargs, kwargs)
 
 
 def validate_kwargs(instruction_id: str, kwargs: dict) -> None:
