@@ -86,3 +86,8 @@ def test_sample_label_rm_bon_end_to_end_on_tiny(tmp_path):
     assert proxies == sorted(proxies)  # the expected proxy-best can only grow with n
     assert (tmp_path / "bon" / "bon.png").stat().st_size > 1000
     assert len((tmp_path / "bon" / "samples.jsonl").read_text().splitlines()) == 12
+    # rescoring the same samples (e.g. with another reward model) gives the same figures, no sampling
+    again = run(BoNConfig(policy="tiny", rm=str(tmp_path / "rm" / "model"), suite=str(suite), split="all", n=[1, 2, 4],
+                          out_dir=str(tmp_path / "bon2"), samples=str(tmp_path / "bon" / "samples.jsonl"),
+                          progress=False))
+    assert again["results"] == res["results"]

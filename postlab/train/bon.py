@@ -20,7 +20,8 @@ from typing import Literal
 from pydantic import Field
 
 from postlab.config import Section
-from postlab.errors import ConfigError
+from postlab.data.jsonl import read_jsonl
+from postlab.errors import ConfigError, DataError
 from postlab.evals.generate import generate_responses
 from postlab.evals.harness import load_engine
 from postlab.raters.gold import GoldRater
@@ -40,6 +41,7 @@ class BoNConfig(Section):
     limit: int | None = Field(None, ge=1, description="only the first N items")
     n: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32], description="values of n (the largest is drawn once per prompt)")
     out_dir: str = Field("runs/bon", description="writes bon.json, bon.png and samples.jsonl here")
+    samples: str | None = Field(None, description="score the samples.jsonl of an earlier bon run (same items, >= max(n) per item) instead of sampling again, e.g. to compare reward models")
     batch_size: int = Field(32, ge=1, description="sequences generated together")
     dtype: Literal["fp32", "bf16"] = Field("bf16", description="policy dtype for sampling")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to sample and score")
@@ -55,6 +57,8 @@ class BoNConfig(Section):
             raise ConfigError(f"rm: not a directory: {self.rm}")
         if self.sampling.seed is None:
             raise ConfigError("sampling.seed: best-of-n needs a seed for reproducible samples")
+        if self.samples is not None and not Path(self.samples).is_file():
+            raise ConfigError(f"samples: file not found: {self.samples}")
 
 
 def analytic_kl(n: int) -> float:
@@ -110,18 +114,37 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def reuse_samples(path: str, items, N: int) -> list[str]:
+    """The first N samples of each item from an earlier run's samples.jsonl, in item order."""
+    by_id: dict[str, dict[int, str]] = {}
+    for lineno, row in read_jsonl(path):
+        if not isinstance(row, dict) or not {"id", "sample_index", "response"} <= set(row):
+            raise DataError(f"{path}:{lineno}: expected a bon sample row with id, sample_index and response")
+        by_id.setdefault(str(row["id"]), {})[int(row["sample_index"])] = row["response"]
+    texts = []
+    for it in items:
+        got = by_id.get(it.id, {})
+        if any(k not in got for k in range(N)):
+            raise DataError(f"{path}: item {it.id!r} has {len(got)} samples, need {N}")
+        texts.extend(got[k] for k in range(N))
+    return texts
+
+
 def run(cfg: BoNConfig) -> dict:
     out = Path(cfg.out_dir)
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
     if not items:
         raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
     N = max(cfg.n)
-    engine = load_engine(cfg.policy, cfg.dtype, cfg.device)
     jobs = [it for it in items for _ in range(N)]
-    responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
-                                   desc=f"sample {N} per prompt")
-    del engine
-    texts = [r.text for r in responses]
+    if cfg.samples is not None:
+        texts = reuse_samples(cfg.samples, items, N)
+    else:
+        engine = load_engine(cfg.policy, cfg.dtype, cfg.device)
+        responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
+                                       desc=f"sample {N} per prompt")
+        del engine
+        texts = [r.text for r in responses]
     rm = RewardModelRater(cfg.rm)
     proxy_flat = rm.score_texts([it.messages for it in jobs], texts)
     gold_rater = GoldRater()
