@@ -105,26 +105,33 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32)
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.eos_penalty)
         gold_scores = raw if reward_name == "gold" else torch.tensor([gold.score(it, t) for it, t in zip(batch_items, r.texts)])
+        # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and
+        # entropy come from the training forward below, which saves a forward pass of the policy.
+        need_old = cfg.num_iterations > 1 or cfg.kl_in_reward
         with torch.no_grad(), autocast(policy, bf16):
             ref_logp = None
             if needs_ref:
                 with reference_mode(policy, ref_model) as ref:
                     ref_logp = response_logprobs(ref, r, T)[0].float()  # (B, R)
-            old_logp, ent = response_logprobs(policy, r, T, entropy=True)
-        seq_kl = kl_k1(old_logp, ref_logp).mul(mask).sum(1) if ref_logp is not None else torch.zeros(B)
-        shaped = scores - cfg.kl_coef * seq_kl if cfg.kl_in_reward else scores
+            old_logp, ent = response_logprobs(policy, r, T, entropy=True) if need_old else (None, None)
+        shaped = scores
+        if cfg.kl_in_reward:
+            shaped = scores - cfg.kl_coef * kl_k1(old_logp, ref_logp).mul(mask).sum(1)
         adv = advantage_fn(shaped, cfg.k, scale=cfg.scale_rewards) if cfg.advantage == "grpo" else advantage_fn(shaped, cfg.k)
         policy.train()
         stats_sum: dict[str, float] = {}
         grad_norm = 0.0
-        for _ in range(cfg.num_iterations):
+        seen_logp, seen_ent = torch.zeros(r.response_ids.shape), torch.zeros(r.response_ids.shape)  # (B, R)
+        for it in range(cfg.num_iterations):
             for s in range(0, B, cfg.optim.micro_batch_size):
                 idx = list(range(s, min(B, s + cfg.optim.micro_batch_size)))
                 sub = rollout_subset(r, idx)
                 Rs = sub.response_ids.size(1)
                 with autocast(policy, bf16):
-                    logp, _ = response_logprobs(policy, sub, T)
-                old = old_logp[idx, :Rs] if cfg.num_iterations > 1 else logp.detach()
+                    logp, ent_mb = response_logprobs(policy, sub, T, entropy=old_logp is None)
+                if old_logp is None:
+                    seen_logp[idx, :Rs], seen_ent[idx, :Rs] = logp.detach().float().cpu(), ent_mb.float().cpu()
+                old = old_logp[idx, :Rs] if old_logp is not None else logp.detach()
                 ref = ref_logp[idx, :Rs] if (ref_logp is not None and not cfg.kl_in_reward) else None
                 loss, st = clipped_pg_loss(logp, old, ref, adv[idx], sub.response_mask.to(logp.device), clip=cfg.clip,
                                            kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef)
@@ -132,6 +139,9 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                 for key, v in st.items():
                     stats_sum[key] = stats_sum.get(key, 0.0) + v * len(idx) / B / cfg.num_iterations
             grad_norm = clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
+        if old_logp is None:
+            old_logp, ent = seen_logp, seen_ent
+        seq_kl = kl_k1(old_logp, ref_logp).mul(mask).sum(1) if ref_logp is not None else torch.zeros(B)
         grouped = scores.view(-1, cfg.k)
         lengths = r.response_lengths.float()
         metrics = {
