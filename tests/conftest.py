@@ -10,8 +10,8 @@ def pytest_configure(config):
     # SmolLM2 download is ~93 MB), unless POSTLAB_HOME is already set.
     if not config.getoption("-m") or "slow" not in config.getoption("-m") or "not slow" in config.getoption("-m"):
         os.environ["POSTLAB_HOME"] = str(Path(config.rootpath) / ".pytest_cache" / "postlab-home")
-        # Tiny models: one intra-op thread is ~30x faster than two fighting over a busy 2-core machine
-        # (measured on the tiny model's forward + backward); subprocesses inherit the setting.
+        # Tiny models: with tensors this small, two intra-op threads mostly contend with each other
+        # (and with other jobs) on a 2-core machine; one thread each. Subprocesses inherit it.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import torch
 

@@ -245,3 +245,13 @@ class GoldEvalCallback:
             f.write(json.dumps(row) + "\n")
         self.prev, self.last = summary, (step, metrics)
         return metrics
+
+
+def start_gold_eval(cfg: GoldEvalConfig, *, model, tokenizer, run_dir: str | Path) -> GoldEvalCallback | None:
+    """The callback every recipe runs, already started (step-0 baseline unless resuming), or None
+    when `cfg.every` is 0. Recipes pass it to their loop and call `evaluate_now(final_step)` after."""
+    if not cfg.every:
+        return None
+    callback = GoldEvalCallback(model=model, tokenizer=tokenizer, cfg=cfg, run_dir=run_dir)
+    callback.start()
+    return callback

@@ -37,10 +37,13 @@ class GoldRater:
     id = "gold"
 
     def grade(self, item: Item, response: str) -> GoldResult:
-        results = tuple(
-            CheckResult(c.id, c.kwargs, checks.passes(c.id, c.kwargs, response),
-                        checks.passes(c.id, c.kwargs, response, loose=True))
-            for c in item.checks)
+        results = []
+        for c in item.checks:
+            strict = checks.passes(c.id, c.kwargs, response)
+            # loose differs from strict only for IFEval's checks; postlab's own are not run twice
+            loose = checks.passes(c.id, c.kwargs, response, loose=True) if checks.is_ifeval(c.id) else strict
+            results.append(CheckResult(c.id, c.kwargs, strict, loose))
+        results = tuple(results)
         return GoldResult(sum(r.passed for r in results) / len(results), results)
 
     def score(self, item: Item, response: str) -> float:

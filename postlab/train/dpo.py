@@ -26,7 +26,7 @@ from postlab.config import Section, save_config
 from postlab.data.collate import LMBatch, collate
 from postlab.data.preferences import PreferencePair, encode_response, load_preferences
 from postlab.errors import DataError
-from postlab.evals.callback import GoldEvalCallback, GoldEvalConfig
+from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, train_loop
@@ -177,9 +177,7 @@ def train(cfg: DPOConfig) -> dict:
     trainable, total = count_parameters(model)
     print(f"dpo ({cfg.loss}, beta {cfg.beta}): {len(examples)} train / {len(eval_examples)} held-out pairs; "
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
-    gold = GoldEvalCallback(model=model, tokenizer=tok, cfg=cfg.gold_eval, run_dir=out) if cfg.gold_eval.every else None
-    if gold:
-        gold.start()
+    gold = start_gold_eval(cfg.gold_eval, model=model, tokenizer=tok, run_dir=out)
     result: TrainResult = train_loop(model=model, examples=examples, eval_examples=eval_examples, objective=objective,
                                      optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc=cfg.loss,
                                      callbacks=[gold] if gold else [])

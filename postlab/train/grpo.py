@@ -21,7 +21,7 @@ from postlab.algos.kl import kl_k1, masked_mean
 from postlab.algos.pg import ADVANTAGES, clipped_pg_loss
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError
-from postlab.evals.callback import GoldEvalCallback, GoldEvalConfig
+from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
 from postlab.raters.gold import GoldRater
@@ -29,7 +29,7 @@ from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
-from postlab.train.rl_common import (RewardConfig, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+from postlab.train.rl_common import (RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      entropy_mean, make_optimizer, make_reward_fn, prompt_batches, reference_mode,
                                      response_logprobs, rollout_subset, run_rl_loop)
 from postlab.utils.io import atomic_write_text
@@ -65,8 +65,7 @@ class GRPOConfig(Section):
 
     def check(self) -> None:
         super().check()
-        if self.sampling.seed is None:
-            raise ConfigError("sampling.seed: RL needs a seed so resumed runs sample what the uninterrupted run would")
+        require_sampling_seed(self.sampling)
 
 
 def train(cfg: GRPOConfig, callbacks=()) -> dict:
@@ -162,9 +161,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         }
         return metrics
 
-    gold_eval = GoldEvalCallback(model=policy, tokenizer=tok, cfg=cfg.gold_eval, run_dir=out) if cfg.gold_eval.every else None
+    gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)
     if gold_eval:
-        gold_eval.start()
         callbacks = [gold_eval, *callbacks]
     state = run_rl_loop(modules=policy, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc=cfg.advantage)

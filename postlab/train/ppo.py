@@ -23,7 +23,7 @@ from postlab.algos.ppo import (AdaptiveKLController, FixedKLController, gae, kl_
                                ppo_value_loss, whiten)
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError
-from postlab.evals.callback import GoldEvalCallback, GoldEvalConfig
+from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
 from postlab.models.reward import load_reward_model
@@ -32,7 +32,7 @@ from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
-from postlab.train.rl_common import (RewardConfig, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+from postlab.train.rl_common import (RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      make_optimizer, make_reward_fn, prompt_batches, reference_mode,
                                      response_logprobs, response_values, rollout_subset, run_rl_loop)
 from postlab.utils.io import atomic_write_text
@@ -73,8 +73,7 @@ class PPOConfig(Section):
 
     def check(self) -> None:
         super().check()
-        if self.sampling.seed is None:
-            raise ConfigError("sampling.seed: RL needs a seed so resumed runs sample what the uninterrupted run would")
+        require_sampling_seed(self.sampling)
         if self.minibatch_size > self.prompts_per_step:
             raise ConfigError(f"minibatch_size ({self.minibatch_size}) > prompts_per_step ({self.prompts_per_step})")
 
@@ -177,9 +176,8 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
             "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B,
         }
 
-    gold_eval = GoldEvalCallback(model=policy, tokenizer=tok, cfg=cfg.gold_eval, run_dir=out) if cfg.gold_eval.every else None
+    gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)
     if gold_eval:
-        gold_eval.start()
         callbacks = [gold_eval, *callbacks]
     state = run_rl_loop(modules=modules, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc="ppo",

@@ -69,6 +69,11 @@ def make_reward_fn(cfg: RewardConfig, device: str = "cpu") -> tuple[RewardFn, st
     return (lambda items, texts: [float(fn(it, t)) for it, t in zip(items, texts)]), name
 
 
+def require_sampling_seed(sampling) -> None:
+    if sampling.seed is None:
+        raise ConfigError("sampling.seed: RL needs a seed so resumed runs sample what the uninterrupted run would")
+
+
 def apply_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: float | None) -> torch.Tensor:
     """The "EOS trick": a response that never stopped gets a fixed low score (Huang et al. 2024)."""
     if penalty is None:
@@ -193,10 +198,6 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
         checkpointer.save(state, modules, optimizer, scheduler)
     logger.close()
     return state
-
-
-def mean(x: torch.Tensor) -> float:
-    return float(x.float().mean()) if x.numel() else float("nan")
 
 
 def entropy_mean(ent: torch.Tensor | None, mask: torch.Tensor) -> float:

@@ -15,7 +15,7 @@ from postlab.config import Section, save_config
 from postlab.data.chat import IGNORE_INDEX, encode_chat, load_chat_jsonl
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
-from postlab.evals.callback import GoldEvalCallback, GoldEvalConfig
+from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, train_loop
@@ -80,9 +80,7 @@ def train(cfg: SFTConfig) -> TrainResult:
     trainable, total = count_parameters(model)
     print(f"sft: {len(examples)} train / {len(eval_examples)} held-out conversations; "
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
-    gold = GoldEvalCallback(model=model, tokenizer=tok, cfg=cfg.gold_eval, run_dir=out) if cfg.gold_eval.every else None
-    if gold:
-        gold.start()
+    gold = start_gold_eval(cfg.gold_eval, model=model, tokenizer=tok, run_dir=out)
     result = train_loop(model=model, examples=examples, eval_examples=eval_examples, pad_id=tok.pad_token_id,
                         optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="sft", callbacks=[gold] if gold else [])
     if gold:
