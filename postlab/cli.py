@@ -90,6 +90,34 @@ def run(
     recipe.run(cfg)
 
 
+@app.command(help="Rebuild report.html of a `postlab run` directory from its files.")
+def report(run_dir: str = typer.Argument(..., help="the run directory (holds summary.json)")) -> None:
+    from postlab.report import build_report
+
+    print(build_report(run_dir))
+
+
+@app.command(help=_lazy_help("postlab.evals.elo", "LeaderboardConfig",
+                             "Rank models on a suite: gold-judged pairwise games, Bradley-Terry/Elo with bootstrap CIs."))
+def leaderboard(
+    models: list[str] = typer.Argument(..., help="two or more models (built-in names, directories or hub ids)"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="built-in suite name or JSONL file"),
+    split: Optional[str] = typer.Option(None, "--split", help="train | test | all"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N items"),
+    out: Optional[str] = typer.Option(None, "--out", help="also write the leaderboard JSON here"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="KEY=VALUE config overrides (repeatable)"),
+) -> None:
+    import json as _json
+
+    from postlab.evals import elo
+
+    flags = _flags(suite=suite, split=split, limit=limit, out=out) + [f"models={_json.dumps(list(models))}"]
+    cfg = load_config(elo.LeaderboardConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
+    print(elo.format_leaderboard(elo.run_leaderboard(cfg)["rows"]))
+
+
 def _flags(**named: object) -> list[str]:
     """KEY=VALUE overrides for the named command-line options that were given."""
     return [f"{k}={v}" for k, v in named.items() if v is not None]

@@ -1,114 +1,485 @@
-"""``postlab run``: the end-to-end job on a preset. For now: fetch the model, sample before, LoRA SFT on
-the built-in demonstrations, sample after. Later stages (reward model, RL, evals, report) join here.
+"""``postlab run``: the whole recipe on a preset, resumable, ending in ``summary.json`` and ``report.html``.
 
-Resumable: each stage writes its outputs atomically and is skipped when they exist; SFT resumes from
-its newest checkpoint.
+    fetch → baseline eval → SFT data (spec examples + template answers + rejection sampling against the
+    gold rater) → SFT → SFT eval → sample K per prompt → simulated raters label pairs → reward model →
+    best-of-n curve → RL (ppo | grpo | rloo | dpo) → final eval → KL/proxy probe → Elo leaderboard → report
+
+Every stage writes its outputs under the run directory and then ``stages/<name>.json`` (its result and
+wall time) atomically; a rerun of the same command skips stages whose file exists, and the training
+stages (SFT, RM, RL) resume from their newest checkpoint. Evals use the held-out test split of the
+built-in ``spec`` suite (the first ``eval_limit`` items: a fair sample, fixed order), greedy decoding.
+Knobs are the preset's unless overridden (``postlab run --preset tiny rl_steps=3``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from postlab.config import Section, save_config
-from postlab.data.chat import validate_messages
 from postlab.data.jsonl import read_jsonl
+from postlab.errors import ConfigError
+from postlab.evals import harness
+from postlab.evals.callback import GoldEvalConfig
+from postlab.evals.elo import leaderboard
 from postlab.models.load import load_model_and_tokenizer, resolve_model
+from postlab.raters import label as labeling
+from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
-from postlab.train import sft
+from postlab.tasks import demos
+from postlab.tasks.suite import load_suite
+from postlab.train import bon, sft
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
+from postlab.train.sample import SampleConfig, sample
 from postlab.utils.io import atomic_write_text
 
-PRESETS = {
-    # SmolLM2-135M-Instruct, LoRA, bf16 autocast: ~2 minutes on 2 CPU cores.
-    "default": dict(model="smollm2-135m-instruct", steps=40, lr=3e-4, lora=True, bf16=True),
-    # The tiny random model: seconds; for CI smoke tests of the whole chain.
-    "tiny": dict(model="tiny", steps=20, lr=3e-3, lora=False, bf16=False),
+SUITE = "spec"
+STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label", "rm", "bon", "rl", "rl_eval",
+          "probe", "leaderboard", "report")
+
+
+class Knobs(Section):
+    """Every preset knob; in RunConfig each is optional and None means "the preset's value"."""
+
+    model: str = Field(..., description="base model: built-in name, directory or hub id")
+    algo: Literal["ppo", "grpo", "rloo", "dpo"] = Field("ppo", description="RL algorithm after SFT")
+    bf16: bool = Field(True, description="bf16 autocast in training and bf16 sampling")
+    eval_limit: int | None = Field(None, ge=1, description="test items per eval (the first N: a fair sample; null = all 417)")
+    eval_max_new_tokens: int = Field(192, ge=1, description="response cap in evals (greedy)")
+    batch_size: int = Field(64, ge=1, description="prompts generated together in evals and sampling")
+    demos_per_category: int = Field(60, ge=0, description="template answers per category (train split)")
+    rs_prompts: int = Field(240, ge=1, description="train prompts for rejection sampling (and the comparisons)")
+    rs_k: int = Field(4, ge=1, description="samples per prompt for rejection sampling")
+    rs_max_new_tokens: int = Field(160, ge=1, description="response cap for rejection sampling")
+    sft_lr: float = Field(2e-5, gt=0, description="SFT peak learning rate")
+    sft_epochs: float = Field(2.0, gt=0, description="SFT passes over the demonstrations")
+    sft_batch_size: int = Field(8, ge=1, description="SFT conversations per step")
+    sft_lora: bool = Field(False, description="LoRA adapters instead of full fine-tuning in SFT")
+    max_seq_len: int = Field(384, ge=16, description="token cap for SFT, reward-model and DPO sequences")
+    sample_prompts: int = Field(120, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
+    sample_k: int = Field(4, ge=2, description="SFT samples per prompt for comparisons (and best-of-n)")
+    sample_max_new_tokens: int = Field(128, ge=1, description="response cap for comparison samples")
+    pairs_per_prompt: int = Field(4, ge=1, description="labelled pairs per prompt at most")
+    rm_lr: float = Field(3e-5, gt=0, description="reward-model learning rate")
+    rm_epochs: float = Field(1.0, gt=0, description="reward-model passes over the pairs")
+    rl_steps: int = Field(20, ge=1, description="RL steps (DPO: optimizer steps)")
+    rl_prompts_per_step: int = Field(16, ge=1, description="prompts per RL step (GRPO/RLOO: times group size 4)")
+    rl_lr: float = Field(3e-6, gt=0, description="RL learning rate")
+    rl_kl_coef: float = Field(0.05, ge=0, description="β: KL penalty (DPO: β of the DPO loss)")
+    rl_max_new_tokens: int = Field(96, ge=1, description="response cap for RL rollouts")
+    rl_gold_every: int = Field(10, ge=0, description="held-out gold eval every N RL steps (0 = off)")
+    rl_gold_limit: int = Field(36, ge=1, description="held-out items in those evals")
+    probe_prompts: int = Field(48, ge=1, description="test prompts sampled to measure KL(π‖π_SFT) and the proxy reward")
+    report_samples: int = Field(12, ge=0, description="answers shown side by side in the report")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the leaderboard CIs")
+
+
+PRESETS: dict[str, Knobs] = {
+    # SmolLM2-135M-Instruct, full fine-tuning; target under 30 minutes on 2 CPU cores.
+    "default": Knobs(model="smollm2-135m-instruct"),
+    # The tiny random model: every stage runs, in well under 5 minutes; for CI and smoke tests.
+    "tiny": Knobs(model="tiny", bf16=False, eval_limit=60, eval_max_new_tokens=24, batch_size=16,
+                  demos_per_category=12, rs_prompts=24, rs_k=2, rs_max_new_tokens=24, sft_lr=3e-3, sft_epochs=1.0,
+                  max_seq_len=256, sample_prompts=24, sample_k=2, sample_max_new_tokens=24, rm_lr=1e-3,
+                  rl_steps=4, rl_prompts_per_step=8, rl_lr=1e-4, rl_max_new_tokens=16, rl_gold_every=2,
+                  rl_gold_limit=9, probe_prompts=9, report_samples=4, bootstrap=100),
 }
 
 
 class RunConfig(Section):
-    """postlab run: the end-to-end recipe on a preset."""
+    """postlab run: the end-to-end recipe on a preset (every knob below defaults to the preset's value)."""
 
     preset: Literal["default", "tiny"] = Field("default", description="default = SmolLM2-135M-Instruct; tiny = random test model")
     out_dir: str | None = Field(None, description="run directory (default runs/<preset>)")
-    model: str | None = Field(None, description="override the preset's model (built-in name, directory or hub id)")
-    steps: int = Field(0, ge=0, description="SFT optimizer steps (0 = the preset's)")
-    max_new_tokens: int = Field(48, ge=1, description="tokens to generate for each before/after sample")
     progress: bool = Field(True, description="show progress bars")
+    stop_after: str | None = Field(None, description=f"stop after this stage (one of {', '.join(STAGES)})")
+    # the knobs, optional (None = preset)
+    model: str | None = Field(None, description=Knobs.model_fields["model"].description)
+    algo: Literal["ppo", "grpo", "rloo", "dpo"] | None = Field(None, description=Knobs.model_fields["algo"].description)
+    bf16: bool | None = Field(None, description=Knobs.model_fields["bf16"].description)
+    eval_limit: int | None = Field(None, ge=1, description=Knobs.model_fields["eval_limit"].description)
+    eval_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["eval_max_new_tokens"].description)
+    batch_size: int | None = Field(None, ge=1, description=Knobs.model_fields["batch_size"].description)
+    demos_per_category: int | None = Field(None, ge=0, description=Knobs.model_fields["demos_per_category"].description)
+    rs_prompts: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_prompts"].description)
+    rs_k: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_k"].description)
+    rs_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_max_new_tokens"].description)
+    sft_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["sft_lr"].description)
+    sft_epochs: float | None = Field(None, gt=0, description=Knobs.model_fields["sft_epochs"].description)
+    sft_batch_size: int | None = Field(None, ge=1, description=Knobs.model_fields["sft_batch_size"].description)
+    sft_lora: bool | None = Field(None, description=Knobs.model_fields["sft_lora"].description)
+    max_seq_len: int | None = Field(None, ge=16, description=Knobs.model_fields["max_seq_len"].description)
+    sample_prompts: int | None = Field(None, ge=1, description=Knobs.model_fields["sample_prompts"].description)
+    sample_k: int | None = Field(None, ge=2, description=Knobs.model_fields["sample_k"].description)
+    sample_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["sample_max_new_tokens"].description)
+    pairs_per_prompt: int | None = Field(None, ge=1, description=Knobs.model_fields["pairs_per_prompt"].description)
+    rm_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["rm_lr"].description)
+    rm_epochs: float | None = Field(None, gt=0, description=Knobs.model_fields["rm_epochs"].description)
+    rl_steps: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_steps"].description)
+    rl_prompts_per_step: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_prompts_per_step"].description)
+    rl_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["rl_lr"].description)
+    rl_kl_coef: float | None = Field(None, ge=0, description=Knobs.model_fields["rl_kl_coef"].description)
+    rl_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_max_new_tokens"].description)
+    rl_gold_every: int | None = Field(None, ge=0, description=Knobs.model_fields["rl_gold_every"].description)
+    rl_gold_limit: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_gold_limit"].description)
+    probe_prompts: int | None = Field(None, ge=1, description=Knobs.model_fields["probe_prompts"].description)
+    report_samples: int | None = Field(None, ge=0, description=Knobs.model_fields["report_samples"].description)
+    bootstrap: int | None = Field(None, ge=0, description=Knobs.model_fields["bootstrap"].description)
+
+    def check(self) -> None:
+        super().check()
+        if self.stop_after is not None and self.stop_after not in STAGES:
+            raise ConfigError(f"stop_after: unknown stage {self.stop_after!r}; one of {', '.join(STAGES)}")
+        k = self.knobs()
+        if k.sample_prompts > k.rs_prompts:
+            raise ConfigError(f"sample_prompts ({k.sample_prompts}) must be ≤ rs_prompts ({k.rs_prompts})")
+
+    def knobs(self) -> Knobs:
+        """The preset's knobs with this config's non-None values on top."""
+        mine = {k: getattr(self, k) for k in Knobs.model_fields if getattr(self, k) is not None}
+        return Knobs.model_validate({**PRESETS[self.preset].model_dump(), **mine})
+
+    def directory(self) -> Path:
+        return Path(self.out_dir or f"runs/{self.preset}")
 
 
-def _demo_file(name: str) -> str:
-    return str(resources.files("postlab") / "assets" / name)
+# --- stage bookkeeping ---
 
 
-def greedy_samples(model_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
-    model, tok = load_model_and_tokenizer(model_dir)
-    engine = TorchEngine(model=model, tokenizer=tok)
-    return [t.strip() for t in engine.generate(prompts, SamplingParams(temperature=0, max_new_tokens=max_new_tokens)).texts]
+class Stages:
+    """Runs each stage once: its result and wall time go to ``stages/<name>.json`` atomically."""
+
+    def __init__(self, out: Path, stop_after: str | None):
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.stop_after = stop_after
+        self.t0 = time.perf_counter()
+
+    def done(self, name: str) -> bool:
+        return (self.dir / f"{name}.json").exists()
+
+    def result(self, name: str) -> dict:
+        return json.loads((self.dir / f"{name}.json").read_text())["result"]
+
+    def run(self, name: str, fn) -> dict:
+        k = STAGES.index(name) + 1
+        if self.done(name):
+            print(f"[{k}/{len(STAGES)} {name}] done already, skipping", file=sys.stderr)
+            result = self.result(name)
+        else:
+            elapsed = time.perf_counter() - self.t0
+            print(f"[{k}/{len(STAGES)} {name}] running (this invocation: {elapsed / 60:.1f} min so far)", file=sys.stderr)
+            t = time.perf_counter()
+            result = fn()
+            seconds = round(time.perf_counter() - t, 2)
+            atomic_write_text(self.dir / f"{name}.json",
+                              json.dumps({"result": result, "seconds": seconds}, indent=2, ensure_ascii=False) + "\n")
+            print(f"[{k}/{len(STAGES)} {name}] finished in {seconds / 60:.1f} min", file=sys.stderr)
+        if name == self.stop_after:
+            raise _Stop
+        return result
+
+    def timings(self) -> dict[str, float]:
+        return {n: json.loads((self.dir / f"{n}.json").read_text())["seconds"] for n in STAGES if self.done(n)}
 
 
-def _stage(out: Path, name: str, timings: dict, fn):
-    """Run ``fn`` unless ``out/<name>.json`` exists; store its JSON result atomically."""
-    path = out / f"{name}.json"
-    if path.exists():
-        print(f"[{name}] done already ({path}), skipping", file=sys.stderr)
-        return json.loads(path.read_text())
-    print(f"[{name}] running", file=sys.stderr)
-    t0 = time.perf_counter()
-    result = fn()
-    timings[name] = round(time.perf_counter() - t0, 2)
-    atomic_write_text(path, json.dumps(result, indent=2, ensure_ascii=False))
+class _Stop(Exception):
+    pass
+
+
+# --- stages ---
+
+
+def _gold(results: dict) -> dict:
+    """The G block of summary.json from eval results."""
+    return {"overall": results["overall"], "overall_se": results["overall_se"], "by_category": results["by_category"],
+            "n": results["n"], "mean_length": results["mean_length"]}
+
+
+def _evaluate(model: str, out: Path, name: str, k: Knobs, progress: bool) -> dict:
+    cfg = harness.EvalConfig(model=model, suite=SUITE, split="test", limit=k.eval_limit,
+                             out=str(out / "eval" / f"{name}.json"), batch_size=k.batch_size,
+                             dtype="bf16" if k.bf16 else "fp32", progress=progress,
+                             sampling=SamplingParams(temperature=0.0, max_new_tokens=k.eval_max_new_tokens, seed=0))
+    results = harness.evaluate(cfg)
+    print(harness.format_results(results), file=sys.stderr)
+    return {**_gold(results), "results": cfg.out, "samples": results["samples"]}
+
+
+def _sample(model: str, path: Path, limit: int, n: int, max_new_tokens: int, temperature: float, k: Knobs,
+            progress: bool) -> Path:
+    return sample(SampleConfig(model=model, suite=SUITE, split="train", limit=limit, out=str(path), k=n,
+                               batch_size=k.batch_size, dtype="bf16" if k.bf16 else "fp32", progress=progress,
+                               sampling=SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=0)))
+
+
+def _candidates(path: Path) -> dict[str, list[tuple[str, str | None]]]:
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for _, row in read_jsonl(path):
+        out.setdefault(row["prompt_id"], []).append((row["completion"].strip(), row.get("finish_reason")))
+    return out
+
+
+def build_sft_data(base: str, out: Path, k: Knobs, progress: bool) -> dict:
+    data = out / "data"
+    templates, per_category = demos.template_demos(k.demos_per_category)
+    examples = [{**row, "source": "spec_example"} for row in demos.spec_example_demos()]
+    cands_path = _sample(base, data / "base_candidates.jsonl", k.rs_prompts, k.rs_k, k.rs_max_new_tokens, 0.8, k,
+                         progress)
+    items = load_suite(SUITE, split="train", limit=k.rs_prompts)
+    accepted = demos.select_best(items, _candidates(cands_path))
+    rows = examples + templates + accepted
+    atomic_write_text(data / "sft.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    by_cat: dict[str, int] = {}
+    for r in accepted:
+        cat = r["id"].split("-")[0]
+        by_cat[cat] = by_cat.get(cat, 0) + 1
+    return {"file": str(data / "sft.jsonl"), "conversations": len(rows), "spec_examples": len(examples),
+            "template_answers": len(templates), "template_by_category": per_category,
+            "rejection_sampled": len(accepted), "rejection_prompts": len(items),
+            "rejection_acceptance": len(accepted) / len(items), "rejection_by_category": by_cat,
+            "base_candidates": str(cands_path)}
+
+
+def train_sft(base: str, data_file: str, out: Path, k: Knobs, progress: bool) -> dict:
+    cfg = sft.SFTConfig(
+        model=base, out_dir=str(out / "sft"),
+        data=sft.SFTDataConfig(train_file=data_file, eval_fraction=0.05, max_seq_len=k.max_seq_len),
+        optim=OptimConfig(lr=k.sft_lr, epochs=k.sft_epochs, batch_size=k.sft_batch_size, warmup_steps=5,
+                          bf16=k.bf16),
+        lora=LoraConfig(enabled=k.sft_lora),
+        checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
+    result = sft.train(cfg)
+    losses = result.train_losses
+    return {"model": str(out / "sft" / "model"), "conversations": result.num_examples, "steps": result.state.step,
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "eval_loss": result.eval_loss}
+
+
+def sample_comparisons(policy: str, base_candidates: str, out: Path, k: Knobs, progress: bool) -> dict:
+    data = out / "data"
+    sft_path = _sample(policy, data / "sft_candidates.jsonl", k.sample_prompts, k.sample_k, k.sample_max_new_tokens,
+                       1.0, k, progress)
+    keep = {it.id for it in load_suite(SUITE, split="train", limit=k.sample_prompts)}
+    rows = [row for _, row in read_jsonl(sft_path)]
+    rows += [{**row, "sample_index": row["sample_index"] + k.sample_k, "policy": "base"}
+             for _, row in read_jsonl(base_candidates) if row["prompt_id"] in keep]
+    merged = data / "candidates.jsonl"
+    atomic_write_text(merged, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return {"sft_candidates": str(sft_path), "candidates": str(merged), "prompts": len(keep), "rows": len(rows)}
+
+
+def label_pairs(candidates: str, out: Path, k: Knobs) -> dict:
+    cfg = labeling.LabelConfig(candidates=candidates, suite=SUITE, rater="simulated", out=str(out / "data" / "prefs.jsonl"),
+                               max_pairs_per_prompt=k.pairs_per_prompt, seed=0)
+    stats = labeling.label(cfg)
+    return {**stats, "file": cfg.out}
+
+
+def train_rm(policy: str, prefs: str, out: Path, k: Knobs, progress: bool) -> dict:
+    from postlab.train import rm
+
+    cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm"), margin="strength",
+                      data=rm.RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.max_seq_len),
+                      optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16),
+                      checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
+    return rm.train(cfg)
+
+
+def best_of_n(rm_dir: str, sft_candidates: str, prefs: str, out: Path, k: Knobs) -> dict:
+    """Best-of-n of the SFT policy on prompts the reward model never trained on (its held-out prompts)."""
+    from postlab.data.preferences import load_preferences
+    from postlab.raters.reward_model import RewardModelRater
+    from postlab.train.rm import split_by_prompt
+
+    _, held = split_by_prompt(load_preferences(prefs), 0.15, 0)
+    held_ids = {p.prompt_id for p in held}
+    items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in held_ids}
+    by_prompt: dict[str, list[str]] = {}
+    for _, row in read_jsonl(sft_candidates):
+        if row["prompt_id"] in items:
+            by_prompt.setdefault(row["prompt_id"], []).append(row["completion"].strip())
+    ids = [pid for pid, texts in by_prompt.items() if len(texts) >= k.sample_k]
+    if not ids:
+        return {"rows": [], "prompts": 0}
+    rater, gold = RewardModelRater(rm_dir), GoldRater()
+    proxy = [rater.score_texts([items[pid].messages] * k.sample_k, by_prompt[pid][: k.sample_k]) for pid in ids]
+    golds = [[gold.score(items[pid], t) for t in by_prompt[pid][: k.sample_k]] for pid in ids]
+    ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= k.sample_k]
+    rows = bon.summarize(proxy, golds, ns)
+    atomic_write_text(out / "bon.json", json.dumps({"prompts": len(ids), "rows": rows}, indent=2) + "\n")
+    return {"rows": rows, "prompts": len(ids)}
+
+
+def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress: bool) -> dict:
+    from postlab.train.rl_common import RewardConfig, RLOptimConfig
+
+    rl_dir = out / "rl"
+    gold_eval = GoldEvalConfig(every=k.rl_gold_every, limit=k.rl_gold_limit, max_new_tokens=min(k.eval_max_new_tokens, 128),
+                               batch_size=k.batch_size)
+    ckpt = CheckpointConfig(save_every=5, resume=True, progress=progress)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=0)
+    if k.algo == "ppo":
+        from postlab.train import ppo
+
+        cfg = ppo.PPOConfig(model=policy, out_dir=str(rl_dir), suite=SUITE, split="train",
+                            prompts_per_step=k.rl_prompts_per_step, minibatch_size=min(8, k.rl_prompts_per_step),
+                            steps=k.rl_steps, kl_coef=k.rl_kl_coef, ppo_epochs=2,
+                            reward=RewardConfig(source=f"rm:{rm_dir}", eos_penalty=-1.0),
+                            sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16),
+                            checkpoint=ckpt, gold_eval=gold_eval)
+        result = ppo.train(cfg)
+    elif k.algo in ("grpo", "rloo"):
+        from postlab.train import grpo
+
+        cfg = grpo.GRPOConfig(model=policy, out_dir=str(rl_dir), suite=SUITE, split="train", advantage=k.algo,
+                              k=4, prompts_per_step=max(1, k.rl_prompts_per_step // 4), steps=k.rl_steps,
+                              kl_coef=k.rl_kl_coef, reward=RewardConfig(source=f"rm:{rm_dir}", eos_penalty=-1.0),
+                              sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16),
+                              checkpoint=ckpt, gold_eval=gold_eval)
+        result = grpo.train(cfg)
+    else:
+        from postlab.train import dpo
+        from postlab.train.rm import RMDataConfig
+
+        cfg = dpo.DPOConfig(model=policy, out_dir=str(rl_dir), beta=max(k.rl_kl_coef, 1e-3),
+                            data=RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.max_seq_len),
+                            optim=OptimConfig(lr=k.rl_lr, max_steps=k.rl_steps, batch_size=8, warmup_steps=2, bf16=k.bf16),
+                            checkpoint=ckpt, gold_eval=gold_eval)
+        result = dpo.train(cfg)
+    return {**result, "algo": k.algo, "model": str(rl_dir / "model"), "metrics": str(rl_dir / "metrics.jsonl")}
+
+
+@torch.no_grad()
+def probe(policy: str, reference: str, rm_dir: str, k: Knobs) -> dict:
+    """KL(π‖π_ref) and proxy reward of a policy on held-out test prompts: one sample per prompt at
+    temperature 1, KL ≈ mean over samples of Σ_t log π − log π_ref (k1, unbiased for the sequence KL)."""
+    from postlab.raters.reward_model import RewardModelRater
+    from postlab.train.rl_common import response_logprobs
+
+    items = load_suite(SUITE, split="test", limit=k.probe_prompts)
+    pol, tok = load_model_and_tokenizer(policy)
+    ref, _ = load_model_and_tokenizer(reference)
+    engine = TorchEngine(model=pol, tokenizer=tok, decode_dtype=torch.bfloat16 if k.bf16 else None)
+    r = engine.generate([it.messages for it in items], SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=1))
+    mask = r.response_mask.float()
+    logp = response_logprobs(pol, r, 1.0)[0]
+    ref_logp = response_logprobs(ref, r, 1.0)[0]
+    kl = ((logp - ref_logp) * mask).sum(1)
+    proxy = RewardModelRater(rm_dir).score_texts([it.messages for it in items], r.texts)
+    gold = GoldRater()
+    return {"kl": float(kl.mean()), "kl_se": float(kl.std() / math.sqrt(len(items))),
+            "proxy": sum(proxy) / len(proxy), "gold_sampled": sum(gold.score(it, t) for it, t in zip(items, r.texts)) / len(items),
+            "mean_tokens": float(r.response_lengths.float().mean()), "prompts": len(items)}
+
+
+def build_leaderboard(evals: dict[str, dict], out: Path, k: Knobs) -> dict:
+    """Elo of the stage checkpoints from their answers to the same test items, judged by the gold rater."""
+    import numpy as np
+
+    names = list(evals)
+    columns = []
+    for name in names:
+        rows = {row["id"]: row["score"] for _, row in read_jsonl(evals[name]["samples"])}
+        columns.append(rows)
+    ids = sorted(set.intersection(*(set(c) for c in columns)))
+    scores = np.array([[c[i] for c in columns] for i in ids])
+    rows = leaderboard(names, scores, bootstrap=k.bootstrap)
+    result = {"judge": "gold", "items": len(ids), "rows": rows}
+    atomic_write_text(out / "leaderboard.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
+# --- the recipe ---
+
+
 def run(cfg: RunConfig) -> dict:
-    preset = PRESETS[cfg.preset]
-    out = Path(cfg.out_dir or f"runs/{cfg.preset}")
+    k = cfg.knobs()
+    out = cfg.directory()
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "run_config.yaml")
-    model_name = cfg.model or preset["model"]
-    timings: dict[str, float] = {}
-    prompts = [validate_messages(row["messages"], f"demo_prompts.jsonl:{i}", need_assistant=False)
-               for i, row in read_jsonl(_demo_file("demo_prompts.jsonl"))]
-
-    model_dir = _stage(out, "fetch", timings, lambda: {"path": resolve_model(model_name)})["path"]
-    before = _stage(out, "samples_before", timings, lambda: greedy_samples(model_dir, prompts, cfg.max_new_tokens))
-    sft_cfg = sft.SFTConfig(
-        model=model_dir, out_dir=str(out / "sft"),
-        data=sft.SFTDataConfig(train_file=_demo_file("demos.jsonl"), eval_fraction=0.0, max_seq_len=256),
-        optim=OptimConfig(lr=preset["lr"], max_steps=cfg.steps or preset["steps"], batch_size=4, warmup_steps=4,
-                          bf16=preset["bf16"]),
-        lora=LoraConfig(enabled=preset["lora"]),
-        checkpoint=CheckpointConfig(save_every=10, resume=True, progress=cfg.progress),
-    )
-    train_stats = _stage(out, "sft", timings, lambda: _run_sft(sft_cfg))
-    after = _stage(out, "samples_after", timings,
-                   lambda: greedy_samples(str(out / "sft" / "model"), prompts, cfg.max_new_tokens))
-
-    print("\n=== before / after SFT (held-out prompts, greedy) ===")
-    for p, b, a in zip(prompts, before, after):
-        print(f"\nUSER:   {p[-1]['content']}\nBEFORE: {b}\nAFTER:  {a}")
-    summary = {"model": model_name, "preset": cfg.preset,
-               "stages": {"sft": train_stats},
-               "samples": [{"prompt": p[-1]["content"], "before": b, "after": a} for p, b, a in zip(prompts, before, after)],
-               "timings_s": timings}
-    old = out / "summary.json"
-    if old.exists():  # keep timings of stages finished by an earlier invocation
-        summary["timings_s"] = {**json.loads(old.read_text()).get("timings_s", {}), **timings}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
-    print(f"\nsummary: {out / 'summary.json'}")
+    atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+    stages = Stages(out, cfg.stop_after)
+    p = cfg.progress
+    try:
+        base = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]
+        baseline = stages.run("baseline", lambda: _evaluate(base, out, "baseline", k, p))
+        data = stages.run("sft_data", lambda: build_sft_data(base, out, k, p))
+        sft_res = stages.run("sft", lambda: train_sft(base, data["file"], out, k, p))
+        policy = sft_res["model"]
+        sft_eval = stages.run("sft_eval", lambda: _evaluate(policy, out, "sft", k, p))
+        cands = stages.run("sample", lambda: sample_comparisons(policy, data["base_candidates"], out, k, p))
+        prefs = stages.run("label", lambda: label_pairs(cands["candidates"], out, k))
+        rm_res = stages.run("rm", lambda: train_rm(policy, prefs["file"], out, k, p))
+        stages.run("bon", lambda: best_of_n(rm_res["model"], cands["sft_candidates"], prefs["file"], out, k))
+        rl = stages.run("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], out, k, p))
+        rl_eval = stages.run("rl_eval", lambda: _evaluate(rl["model"], out, "rl", k, p))
+        stages.run("probe", lambda: {"sft": probe(policy, policy, rm_res["model"], k),
+                                     "rl": probe(rl["model"], policy, rm_res["model"], k)})
+        stages.run("leaderboard", lambda: build_leaderboard({"base": baseline, "sft": sft_eval, f"{k.algo}": rl_eval}, out, k))
+        summary = write_summary(cfg, k, out, stages)
+        stages.run("report", lambda: {"path": str(_report(out))})
+    except _Stop:
+        print(f"stopped after stage {cfg.stop_after!r} as asked; rerun without stop_after to continue", file=sys.stderr)
+        return {}
+    print_summary(summary)
+    print(f"\nsummary: {out / 'summary.json'}\nreport:  {out / 'report.html'}")
     return summary
 
 
-def _run_sft(cfg: sft.SFTConfig) -> dict:
-    result = sft.train(cfg)
-    losses = result.train_losses
-    return {"conversations": result.num_examples, "steps": result.state.step,
-            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
+def _report(out: Path) -> Path:
+    from postlab.report import build_report
+
+    return build_report(out)
+
+
+def write_summary(cfg: RunConfig, k: Knobs, out: Path, stages: Stages) -> dict:
+    r = stages.result
+    probe_res = r("probe")
+    summary = {
+        "model": k.model, "preset": cfg.preset, "algo": k.algo, "suite": SUITE, "split": "test",
+        "stages": {
+            "baseline": {"gold": r("baseline")},
+            "sft_data": r("sft_data"),
+            "sft": {"gold": r("sft_eval"), "train": r("sft")},
+            "comparisons": {**r("label"), "candidates": r("sample")["rows"]},
+            "rm": r("rm"),
+            "bon": r("bon"),
+            "rl": {"gold": r("rl_eval"), "proxy": probe_res["rl"]["proxy"], "kl": probe_res["rl"]["kl"],
+                   "mean_length": r("rl_eval")["mean_length"], "sft_proxy": probe_res["sft"]["proxy"],
+                   "probe": probe_res, "train": r("rl")},
+            "leaderboard": r("leaderboard"),
+        },
+        "gain": {"sft_minus_baseline": r("sft_eval")["overall"] - r("baseline")["overall"],
+                 "final_minus_baseline": r("rl_eval")["overall"] - r("baseline")["overall"]},
+        "timings_s": stages.timings(),
+    }
+    summary["timings_s"]["total"] = round(sum(summary["timings_s"].values()), 2)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return summary
+
+
+def print_summary(s: dict) -> None:
+    st = s["stages"]
+    print(f"\n=== postlab run: {s['model']} ({s['preset']} preset, RL = {s['algo']}) — held-out gold score "
+          f"({st['baseline']['gold']['n']} test items) ===")
+    cats = sorted(st["baseline"]["gold"]["by_category"])
+    head = f"{'':18s} {'base':>7s} {'sft':>7s} {s['algo']:>7s}"
+    print(head)
+    for cat in ["overall", *cats]:
+        vals = [st["baseline"]["gold"], st["sft"]["gold"], st["rl"]["gold"]]
+        get = (lambda g: g["overall"]) if cat == "overall" else (lambda g, c=cat: g["by_category"].get(c, float("nan")))
+        print(f"{cat:18s} " + " ".join(f"{get(v):7.3f}" for v in vals))
+    rm = st["rm"]
+    print(f"reward model: accuracy vs labels {rm.get('accuracy_vs_labels')}, vs gold {rm.get('accuracy_vs_gold')}")
+    print(f"RL: proxy {st['rl']['proxy']:+.3f} (SFT {st['rl']['sft_proxy']:+.3f}), KL {st['rl']['kl']:.2f} nats, "
+          f"mean length {st['rl']['mean_length']:.1f} words")
+    print(f"gain over baseline: {100 * s['gain']['final_minus_baseline']:+.1f} points (SFT alone "
+          f"{100 * s['gain']['sft_minus_baseline']:+.1f}); total {s['timings_s']['total'] / 60:.1f} min")

@@ -1,0 +1,349 @@
+"""``report.html`` from a ``postlab run`` directory: what changed, by how much, and at what cost.
+
+Sections: headline numbers; held-out gold score per category after each stage; the reward model;
+best-of-n (proxy and gold against sqrt(KL)); RL curves (proxy, gold, KL, length) and gold/proxy
+against sqrt(KL); the Elo leaderboard of the stage checkpoints; answers side by side; the SFT data;
+timings; the resolved config. Every plot is a matplotlib figure embedded as base64 PNG, so the file
+can be mailed or archived as is. Everything shown is read from files in the run directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+from postlab.errors import ConfigError
+from postlab.utils.io import atomic_write_text
+
+STAGE_COLOURS = ("#9e9e9e", "#1f77b4", "#2ca02c", "#d62728")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<figure><img class="plot" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(x, nd: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.{nd}f}"
+    return _esc(x)
+
+
+def _table(head: list[str], rows: list[list], cls: str = "") -> str:
+    th = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _fmt(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+class _Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# --- plots ---
+
+
+def plot_categories(stage_gold: dict[str, dict]) -> str:
+    plt = _plt()
+    names = list(stage_gold)
+    cats = ["overall", *sorted(next(iter(stage_gold.values()))["by_category"])]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(names)
+    for s, name in enumerate(names):
+        g = stage_gold[name]
+        vals = [g["overall"] if c == "overall" else g["by_category"].get(c, 0.0) for c in cats]
+        ax.bar([i + (s - (len(names) - 1) / 2) * width for i in range(len(cats))], vals, width, label=name,
+               color=STAGE_COLOURS[s % len(STAGE_COLOURS)])
+    ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("gold score (held-out test)")
+    ax.legend(ncols=len(names))
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [(m["step"], m[key]) for m in metrics if key in m and m[key] is not None and "step" in m]
+    return [p[0] for p in pts], [float(p[1]) for p in pts]
+
+
+def plot_rl_curves(metrics: list[dict]) -> str | None:
+    panels = [
+        ("proxy reward (RM)", ["proxy/score", "objective/scores", "rewards/margins"]),
+        ("gold score", ["gold/train_score", "gold/score"]),
+        ("KL to SFT (nats / response)", ["objective/kl", "kl"]),
+        ("response length (tokens)", ["completions/mean_length"]),
+    ]
+    if not any(_series(metrics, k)[0] for _, keys in panels for k in keys):
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            x, y = _series(metrics, key)
+            if x:
+                ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3,
+                        label={"gold/train_score": "on RL rollouts", "gold/score": "held-out eval (greedy)"}.get(key, key))
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+        if len(ax.get_lines()) > 1 or title == "gold score":
+            ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def plot_vs_sqrt_kl(metrics: list[dict]) -> str | None:
+    kl_key = "objective/kl" if _series(metrics, "objective/kl")[0] else "kl"
+    steps, kl = _series(metrics, kl_key)
+    if not steps:
+        return None
+    by_step = {m["step"]: m for m in metrics if "step" in m}
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, colour, label in (("proxy/score", "tab:blue", "proxy (RM)"), ("gold/train_score", "tab:green", "gold")):
+        pts = sorted((math.sqrt(max(kv, 0.0)), by_step[s][key]) for s, kv in zip(steps, kl) if key in by_step[s])
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color=colour, label=label)
+    ax.set_xlabel("sqrt(KL to SFT)")
+    ax.set_ylabel("score on RL rollouts")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def plot_bon(rows: list[dict]) -> str | None:
+    if not rows:
+        return None
+    plt = _plt()
+    x = [r["sqrt_kl"] for r in rows]
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    ax1.errorbar(x, [r["gold"] for r in rows], yerr=[r["gold_se"] for r in rows], marker="o", color="tab:green",
+                 label="gold")
+    ax1.set_xlabel("sqrt(KL)  (best-of-n: KL = log n − (n−1)/n)")
+    ax1.set_ylabel("gold score", color="tab:green")
+    ax2 = ax1.twinx()
+    ax2.errorbar(x, [r["proxy"] for r in rows], yerr=[r["proxy_se"] for r in rows], marker="s", color="tab:blue",
+                 label="proxy (RM)")
+    ax2.set_ylabel("proxy reward (RM, centred)", color="tab:blue")
+    for r in rows:
+        ax1.annotate(f"n={r['n']}", (r["sqrt_kl"], r["gold"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax1.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_rm(rm: dict, metrics: list[dict]) -> str:
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    labels = ["vs labels", "vs gold (clear pairs)"]
+    vals = [rm.get("accuracy_vs_labels") or 0.0, rm.get("accuracy_vs_gold") or 0.0]
+    ax1.bar(labels, vals, color=["tab:blue", "tab:green"])
+    ax1.axhline(0.5, color="k", ls="--", lw=1, label="chance")
+    ax1.set_ylim(0, 1)
+    ax1.set_title("held-out accuracy", fontsize=10)
+    ax1.legend()
+    x, y = _series(metrics, "rewards/accuracies")
+    if x:
+        ax2.plot(x, y, alpha=0.4, label="train batch")
+        w = max(1, len(y) // 10)
+        ax2.plot(x[w - 1:], [sum(y[i - w + 1 : i + 1]) / w for i in range(w - 1, len(y))], label=f"mean of {w}")
+    ex, ey = _series(metrics, "eval_rewards/accuracies")
+    if ex:
+        ax2.plot(ex, ey, "o", color="tab:red", label="held-out")
+    ax2.set_title("reward-model accuracy during training", fontsize=10)
+    ax2.set_xlabel("step")
+    ax2.set_ylim(0, 1)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_leaderboard(rows: list[dict]) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(rows) + 1.2))
+    rows = list(reversed(rows))
+    y = range(len(rows))
+    ax.errorbar([r["elo"] for r in rows], y,
+                xerr=[[r["elo"] - r["ci_low"] for r in rows], [r["ci_high"] - r["elo"] for r in rows]],
+                fmt="o", capsize=4)
+    ax.set_yticks(list(y), [r["model"] for r in rows])
+    ax.set_xlabel("Elo (Bradley–Terry, gold-judged; 95% bootstrap CI)")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+# --- page ---
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:14px} th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}
+th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+.samples td{text-align:left;vertical-align:top;white-space:pre-wrap;max-width:330px;font-size:13px}
+.headline{display:flex;gap:1.5em;flex-wrap:wrap}.headline div{background:#f6f8fa;border-radius:6px;padding:.6em 1em}
+.headline b{display:block;font-size:1.6em} figure{margin:1em 0} figcaption{font-size:13px;color:#555}
+img.plot{max-width:100%} pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}
+.note{color:#555;font-size:14px}
+"""
+
+
+def _samples_section(run_dir: Path, evals: dict[str, str], n: int) -> str:
+    cols = {}
+    for name, path in evals.items():
+        cols[name] = {row["id"]: row for row in _read_jsonl(Path(path))}
+    if not cols or n == 0:
+        return ""
+    first = next(iter(cols.values()))
+    ids = [i for i in first if all(i in c for c in cols.values())]
+    # one item per category first, then the rest in file order
+    seen, picked = set(), []
+    for i in ids:
+        if first[i]["category"] not in seen:
+            seen.add(first[i]["category"])
+            picked.append(i)
+    picked += [i for i in ids if i not in picked]
+    rows = []
+    for i in picked[:n]:
+        conv = "\n".join(f"[{m['role']}] {m['content']}" for m in first[i]["messages"])
+        rows.append([_Raw(f"<b>{_esc(first[i]['category'])}</b>\n{_esc(conv)}")]
+                    + [_Raw(f"<i>gold {c[i]['score']:.2f}</i>\n{_esc(c[i]['response'])}") for c in cols.values()])
+    return _table(["prompt", *cols], rows, "samples")
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` from the run's files; returns its path."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise ConfigError(f"{summary_path}: not found; is {run_dir} a finished `postlab run` directory?")
+    s = json.loads(summary_path.read_text())
+    st = s["stages"]
+    algo = s.get("algo", "rl")
+    stage_gold = {"base": st["baseline"]["gold"], "sft": st["sft"]["gold"], algo: st["rl"]["gold"]}
+    rl_metrics = _read_jsonl(run_dir / "rl" / "metrics.jsonl")
+    rm_metrics = _read_jsonl(run_dir / "rm" / "metrics.jsonl")
+    parts = [f"<h1>postlab run: {_esc(s['model'])}</h1>",
+             f"<p class='note'>preset <b>{_esc(s['preset'])}</b>, RL = <b>{_esc(algo)}</b>, held-out split "
+             f"<b>{_esc(s['split'])}</b> of the <b>{_esc(s['suite'])}</b> suite ({st['baseline']['gold']['n']} items, greedy). "
+             f"Gold = fraction of each item's behaviour-spec checks passed, averaged over items.</p>"]
+    gain = s["gain"]["final_minus_baseline"]
+    parts.append("<div class='headline'>" + "".join(
+        f"<div>{_esc(label)}<b>{value}</b></div>" for label, value in (
+            ("baseline gold", f"{st['baseline']['gold']['overall']:.3f}"),
+            ("after SFT", f"{st['sft']['gold']['overall']:.3f}"),
+            (f"after {algo}", f"{st['rl']['gold']['overall']:.3f}"),
+            ("gain (points)", f"{100 * gain:+.1f}"),
+            ("RM acc. vs gold", _fmt(st["rm"].get("accuracy_vs_gold"))),
+            ("total time", f"{s['timings_s'].get('total', 0) / 60:.1f} min"))) + "</div>")
+
+    parts.append("<h2>Gold score per category after each stage</h2>")
+    parts.append(_img(plot_categories(stage_gold), "held-out gold score per category: base model, after SFT, after RL"))
+    cats = sorted(st["baseline"]["gold"]["by_category"])
+    rows = [["overall", *(g["overall"] for g in stage_gold.values()), stage_gold[algo]["overall"] - stage_gold["base"]["overall"]]]
+    rows += [[c, *(g["by_category"].get(c) for g in stage_gold.values()),
+              stage_gold[algo]["by_category"].get(c, 0) - stage_gold["base"]["by_category"].get(c, 0)] for c in cats]
+    parts.append(_table(["category", *stage_gold, "Δ final − base"], rows))
+    parts.append(f"<p class='note'>Standard errors of the overall score: "
+                 + ", ".join(f"{n} ±{g.get('overall_se', float('nan')):.3f}" for n, g in stage_gold.items()) + ".</p>")
+
+    rm = st["rm"]
+    parts.append("<h2>Reward model</h2>")
+    parts.append(f"<p class='note'>Trained on {rm.get('train_pairs')} simulated-rater pairs (held out: {rm.get('eval_pairs')} "
+                 f"pairs of unseen prompts; accuracy vs gold on the {rm.get('gold_clear_pairs')} held-out pairs whose "
+                 f"gold margin is at least {rm.get('clear_margin')}). Labels agree with gold on "
+                 f"{_fmt(st['comparisons'].get('agreement_with_gold'))} of the pairs gold decides "
+                 f"({st['comparisons'].get('gold_decided')} of {st['comparisons'].get('written')}).</p>")
+    parts.append(_img(plot_rm(rm, rm_metrics), "reward model accuracy (held-out) and during training"))
+
+    bon_rows = st.get("bon", {}).get("rows", [])
+    parts.append("<h2>Best-of-n against the reward model</h2>")
+    b = plot_bon(bon_rows)
+    if b:
+        parts.append(_img(b, "best-of-n of the SFT policy on the reward model's held-out prompts: proxy and gold vs sqrt(KL)"))
+        parts.append(_table(["n", "KL", "proxy", "± SE", "gold", "± SE"],
+                            [[r["n"], r["kl"], r["proxy"], r["proxy_se"], r["gold"], r["gold_se"]] for r in bon_rows]))
+    else:
+        parts.append("<p class='note'>No best-of-n rows (no held-out prompts with enough samples).</p>")
+
+    parts.append(f"<h2>RL ({_esc(algo)})</h2>")
+    rl = st["rl"]
+    parts.append(f"<p class='note'>On {rl['probe']['rl']['prompts']} held-out prompts sampled at temperature 1: "
+                 f"KL(π‖π_SFT) = {rl['kl']:.2f} ± {rl['probe']['rl']['kl_se']:.2f} nats per response; proxy reward "
+                 f"{rl['proxy']:+.3f} (SFT policy: {rl['sft_proxy']:+.3f}); mean answer length {rl['mean_length']:.1f} words "
+                 f"(SFT {st['sft']['gold']['mean_length']:.1f}, base {st['baseline']['gold']['mean_length']:.1f}).</p>")
+    c = plot_rl_curves(rl_metrics)
+    if c:
+        parts.append(_img(c, "RL curves: proxy reward, gold score, KL and response length per step"))
+    v = plot_vs_sqrt_kl(rl_metrics)
+    if v:
+        parts.append(_img(v, "proxy and gold score of the RL rollouts against sqrt(KL)"))
+    if not (c or v):
+        parts.append("<p class='note'>This algorithm logs no per-step rollout curves (DPO trains on fixed pairs).</p>")
+
+    lb = st["leaderboard"]
+    parts.append("<h2>Leaderboard of the stage checkpoints</h2>")
+    parts.append(f"<p class='note'>Every pair of checkpoints plays one game per held-out item ({lb['items']} items); the "
+                 "gold rater's higher score wins, equal scores tie (half a win). Bradley–Terry fit, Elo = 400·θ/ln 10 + 1000, "
+                 "95% bootstrap CI over items.</p>")
+    parts.append(_img(plot_leaderboard(lb["rows"]), "Elo leaderboard with 95% bootstrap confidence intervals"))
+    parts.append(_table(["rank", "model", "Elo", "95% CI", "gold", "W-T-L"],
+                        [[k + 1, r["model"], f"{r['elo']:.0f}", f"[{r['ci_low']:.0f}, {r['ci_high']:.0f}]", r["mean_score"],
+                          f"{r['wins']}-{r['ties']}-{r['losses']}"] for k, r in enumerate(lb["rows"])]))
+
+    parts.append("<h2>Answers side by side (held-out items, greedy)</h2>")
+    evals = {"base": st["baseline"]["gold"].get("samples"), "sft": st["sft"]["gold"].get("samples"),
+             algo: st["rl"]["gold"].get("samples")}
+    n_samples = json.loads((run_dir / "resolved_config.json").read_text()).get("report_samples", 12) \
+        if (run_dir / "resolved_config.json").exists() else 12
+    parts.append(_samples_section(run_dir, {k: v for k, v in evals.items() if v}, n_samples))
+
+    data = st.get("sft_data", {})
+    parts.append("<h2>SFT demonstrations</h2>")
+    parts.append(_table(["source", "conversations"], [
+        ["behaviour-spec GOOD examples", data.get("spec_examples")],
+        ["template answers (train split, all checks pass)", data.get("template_answers")],
+        [f"rejection sampling: best of {json.dumps(data.get('rejection_by_category', {}))}", data.get("rejection_sampled")],
+        ["total", data.get("conversations")]]))
+    parts.append(f"<p class='note'>Rejection sampling kept the shortest sample that passes every check for "
+                 f"{_fmt(data.get('rejection_acceptance'))} of {data.get('rejection_prompts')} train prompts.</p>")
+
+    parts.append("<h2>Timings</h2>")
+    parts.append(_table(["stage", "seconds", "minutes"], [[k, v, v / 60] for k, v in s["timings_s"].items()]))
+    cfg_path = run_dir / "resolved_config.json"
+    if cfg_path.exists():
+        parts.append("<h2>Resolved configuration</h2><pre>" + _esc(cfg_path.read_text()) + "</pre>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>postlab run report: {_esc(s['model'])}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out = run_dir / "report.html"
+    atomic_write_text(out, page)
+    return out
