@@ -249,6 +249,26 @@ def bon(
     recipe.main(cfg)
 
 
+@app.command(help="Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/models), with "
+                  "Prometheus /metrics and a spec monitor (/monitor). See docs/serving.md.")
+def serve(
+    model: str = typer.Option(..., "--model", help="built-in name, model directory or hub id"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind"),
+    port: int = typer.Option(8000, "--port", help="port to bind"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="require 'Authorization: Bearer KEY'"),
+    max_batch: int = typer.Option(32, "--max-batch", help="requests decoded together (1 = no batching)"),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="default max_tokens when a request sets none"),
+    monitor_log: str = typer.Option("serve-monitor.jsonl", "--monitor-log", help="JSONL of flagged answers ('' = off)"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16"),
+    served_name: Optional[str] = typer.Option(None, "--served-name", help="model id clients use (default: --model)"),
+) -> None:
+    from postlab.serve import serve as run_server
+
+    _quiet_libraries()
+    run_server(model=model, host=host, port=port, api_key=api_key, max_batch=max_batch, default_max_tokens=max_tokens,
+               monitor_log=monitor_log or None, dtype=dtype, served_name=served_name)
+
+
 @suites_app.command("list", help="Built-in suites with their item counts per split and category.")
 def suites_list() -> None:
     from collections import Counter

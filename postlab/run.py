@@ -177,7 +177,7 @@ class Stages:
             elapsed = time.perf_counter() - self.t0
             print(f"[{k}/{len(STAGES)} {name}] running (this invocation: {elapsed / 60:.1f} min so far)", file=sys.stderr)
             t = time.perf_counter()
-            result = fn()
+            result = finite(fn())
             seconds = round(time.perf_counter() - t, 2)
             atomic_write_text(self.dir / f"{name}.json",
                               json.dumps({"result": result, "seconds": seconds}, indent=2, ensure_ascii=False) + "\n")
@@ -192,6 +192,17 @@ class Stages:
 
 class _Stop(Exception):
     pass
+
+
+def finite(x):
+    """JSON has no NaN: undefined numbers (e.g. accuracy over zero pairs) become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    return x
 
 
 # --- stages ---
@@ -462,6 +473,7 @@ def write_summary(cfg: RunConfig, k: Knobs, out: Path, stages: Stages) -> dict:
         "timings_s": stages.timings(),
     }
     summary["timings_s"]["total"] = round(sum(summary["timings_s"].values()), 2)
+    summary = finite(summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
 

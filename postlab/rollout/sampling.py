@@ -48,9 +48,14 @@ def inverse_cdf_sample(weights: torch.Tensor, generator: torch.Generator | None)
     One random number per row instead of one per vocabulary entry (Gumbel-max, multinomial's
     exponential race) keeps sampling cheap next to a 49k-token vocabulary.
     """
+    u = torch.rand((weights.size(0), 1), generator=generator, dtype=weights.dtype, device=weights.device)
+    return inverse_cdf_pick(weights, u)
+
+
+def inverse_cdf_pick(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The index of each row's cdf where the uniform u (B, 1) in [0, 1) lands. weights: (B, V) -> (B,)."""
     cdf = weights.cumsum(dim=-1)  # (B, V)
-    u = torch.rand((weights.size(0), 1), generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
-    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)  # first index whose cdf exceeds u
+    idx = torch.searchsorted(cdf, u.to(cdf.dtype) * cdf[:, -1:], right=True).squeeze(-1)  # first index whose cdf exceeds u
     return idx.clamp_max(weights.size(-1) - 1)
 
 
@@ -62,4 +67,29 @@ def choose_tokens(logits: torch.Tensor, params: SamplingParams, generator: torch
     else:
         allowed = restrict_top_k_top_p(logp, params.top_k, params.top_p)
         tokens = inverse_cdf_sample(allowed.exp(), generator)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def choose_tokens_per_row(logits: torch.Tensor, params: list[SamplingParams],
+                          generators: list[torch.Generator | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``choose_tokens`` with each row's own temperature, top-k/top-p and generator. logits: (B, V).
+
+    A seeded row draws its one uniform per step from its own generator, so its tokens do not depend
+    on which other rows share the batch (an unseeded row draws from torch's global generator).
+    Returns (tokens (B,), logprobs (B,) fp32).
+    """
+    B = logits.size(0)
+    temperature = torch.tensor([p.temperature for p in params], dtype=torch.float32, device=logits.device)
+    scale = torch.where(temperature > 0, temperature, torch.ones_like(temperature))  # greedy rows score with T = 1
+    logp = torch.log_softmax(logits.float() / scale[:, None], dim=-1)  # (B, V)
+    tokens = logp.argmax(dim=-1)
+    sampled = [b for b in range(B) if params[b].temperature > 0]
+    by_restriction: dict[tuple[int, float], list[int]] = {}
+    for b in sampled:
+        by_restriction.setdefault((params[b].top_k, params[b].top_p), []).append(b)
+    for (top_k, top_p), rows in by_restriction.items():
+        index = torch.tensor(rows, device=logits.device)
+        allowed = restrict_top_k_top_p(logp[index], top_k, top_p)  # (b, V)
+        u = torch.cat([torch.rand((1, 1), generator=generators[b], device=logits.device) for b in rows])  # (b, 1)
+        tokens[index] = inverse_cdf_pick(allowed.exp(), u)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)

@@ -1,0 +1,269 @@
+"""The HTTP server: OpenAI-compatible chat completions over the rollout engine, with a monitor.
+
+Routes: ``POST /v1/chat/completions`` (JSON or SSE streaming), ``GET /v1/models``, ``GET /metrics``
+(Prometheus), ``GET /monitor`` (recent flags), ``GET /health``. When an API key is set, the /v1
+routes and /monitor need ``Authorization: Bearer <key>`` (/monitor also takes ``?key=``); /metrics and
+/health stay open, as they hold no conversation text. See docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from postlab.rollout import SamplingParams
+from postlab.serve import protocol
+from postlab.serve.batcher import Batcher, BatchStats, Failed, Finished, GenerationRequest
+from postlab.serve.metrics import ServeMetrics
+from postlab.serve.monitor import Monitor
+from postlab.serve.page import render_monitor
+from postlab.serve.protocol import ApiError
+
+log = logging.getLogger("postlab.serve")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_name: str  # the id clients send as "model" and /v1/models lists
+    max_model_len: int  # prompt + completion tokens, at most
+    default_max_tokens: int = 256  # when a request sets no max_tokens (clipped to what the prompt leaves)
+    max_batch: int = 32  # requests decoded together; 1 = no batching
+    api_key: str | None = None
+    monitor_log: str | None = None  # JSONL of flagged answers with their conversation
+
+
+def max_model_len(model, tokenizer) -> int:
+    """The context the model was built for (the tokenizer's limit too, when it states a real one)."""
+    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(n) for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
+    return min(limits) if limits else 2048
+
+
+def _log_failure(future) -> None:
+    if future.exception() is not None:
+        log.error("monitor failed: %r", future.exception())
+
+
+class Server:
+    """Holds the engine's batcher, the metrics and the monitor; the routes call into it."""
+
+    def __init__(self, engine, settings: ServeSettings):
+        self.engine, self.settings = engine, settings
+        self.metrics = ServeMetrics()
+        m = self.metrics
+        self.batcher = Batcher(engine, max_batch=settings.max_batch, stats=BatchStats(
+            on_waiting=m.waiting.set, on_running=m.running.set, on_batch=m.batch_size.observe,
+            on_first_token=lambda r: m.time_to_first_token.observe(r.first_token_at - r.enqueued_at)))
+        self.monitor = Monitor(
+            log_path=settings.monitor_log,
+            on_checked=lambda a: m.monitor_checks.labels(a.rule, a.check).inc(),
+            on_flag=lambda f: m.monitor_flags.labels(f.rule, f.check).inc())
+        # One thread scores answers off the request path: responses do not wait for the monitor.
+        self._monitor_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postlab-monitor")
+        self.started = protocol.now()
+        # The worker thread decodes with the engine's tokenizer; requests are encoded here with a copy,
+        # as a Rust-backed tokenizer must not be used from two threads at once.
+        self._tokenizer = copy.deepcopy(engine.tokenizer)
+
+    def encode(self, conversation: list[dict]) -> list[int]:
+        """Prompt ids exactly as ``TorchEngine.encode_prompts`` makes them."""
+        text = self._tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return self._tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def check_auth(self, request: Request, *, allow_query: bool = False) -> None:
+        key = self.settings.api_key
+        if key is None:
+            return
+        given = request.headers.get("authorization", "")
+        token = given[7:] if given.lower().startswith("bearer ") else ""
+        if allow_query and not token:
+            token = request.query_params.get("key", "")
+        if not hmac.compare_digest(token.encode(), key.encode()):
+            raise ApiError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                           type="authentication_error", code="invalid_api_key")
+
+    def prepare(self, req: protocol.ChatCompletionRequest) -> tuple[list[dict], list[int], SamplingParams]:
+        """Validate the request against the model and turn it into (conversation, prompt ids, params)."""
+        if req.model != self.settings.model_name:
+            raise ApiError(404, f"model {req.model!r} does not exist; this server serves {self.settings.model_name!r}",
+                           param="model", code="model_not_found")
+        conversation = req.conversation()
+        try:
+            prompt_ids = self.encode(conversation)
+        except Exception as e:  # a chat template may reject a conversation (e.g. role order)
+            raise ApiError(400, f"messages cannot be formatted for this model: {e}", param="messages") from None
+        limit = self.settings.max_model_len
+        room = limit - len(prompt_ids)
+        if room < 1:
+            raise ApiError(400, f"prompt too long: {len(prompt_ids)} tokens, and this model takes at most {limit} "
+                                f"tokens of prompt and completion together", param="messages", code="context_length_exceeded")
+        wanted = req.requested_max_tokens()
+        if wanted is not None and wanted > room:
+            raise ApiError(400, f"max_tokens too large: {wanted} requested, but the {len(prompt_ids)}-token prompt "
+                                f"leaves room for at most {room} (context {limit})", param="max_tokens")
+        params = SamplingParams(max_new_tokens=wanted or min(self.settings.default_max_tokens, room),
+                                temperature=req.temperature, top_p=req.top_p, seed=req.seed)
+        return conversation, prompt_ids, params
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, stops: list[str]) -> tuple[GenerationRequest, asyncio.Queue]:
+        loop, events = asyncio.get_running_loop(), asyncio.Queue()
+        request = GenerationRequest(prompt_ids=prompt_ids, params=params, stops=stops,
+                                    sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+        self.batcher.submit(request)
+        return request, events
+
+    def finish(self, request: GenerationRequest, done: Finished, *, completion_id: str, conversation: list[dict]) -> None:
+        m = self.metrics
+        m.latency.observe(time.perf_counter() - request.enqueued_at)
+        m.prompt_tokens.inc(done.prompt_tokens)
+        m.generation_tokens.inc(done.completion_tokens)
+        m.requests.labels(done.finish_reason).inc()
+        future = self._monitor_pool.submit(self.monitor.observe, request_id=completion_id, model=self.settings.model_name,
+                                           messages=conversation, answer=done.text)
+        future.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        self.batcher.stop()
+        self._monitor_pool.shutdown(wait=True)
+
+
+async def _complete(server: Server, req: protocol.ChatCompletionRequest) -> Response:
+    conversation, prompt_ids, params = server.prepare(req)
+    completion_id, created = protocol.new_completion_id(), protocol.now()
+    request, events = server.submit(prompt_ids, params, req.stop_strings())
+    try:
+        while True:
+            event = await events.get()
+            if isinstance(event, Failed):
+                raise ApiError(500, event.message, type="server_error")
+            if isinstance(event, Finished):
+                break
+    finally:
+        request.cancelled.set()  # a no-op once finished; frees the row if the client went away
+    server.finish(request, event, completion_id=completion_id, conversation=conversation)
+    return JSONResponse(protocol.completion_body(
+        id=completion_id, model=server.settings.model_name, created=created, text=event.text,
+        finish_reason=event.finish_reason, prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens))
+
+
+async def _stream(server: Server, req: protocol.ChatCompletionRequest) -> StreamingResponse:
+    conversation, prompt_ids, params = server.prepare(req)
+    completion_id, created = protocol.new_completion_id(), protocol.now()
+    request, events = server.submit(prompt_ids, params, req.stop_strings())
+    name, with_usage = server.settings.model_name, req.include_usage
+
+    def chunk(**fields) -> bytes:
+        return protocol.sse(protocol.chunk_body(id=completion_id, model=name, created=created,
+                                                with_usage_field=with_usage, **fields))
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield chunk(delta={"role": "assistant", "content": ""})
+            while not isinstance(event := await events.get(), Finished):
+                if isinstance(event, Failed):
+                    yield protocol.sse(ApiError(500, event.message, type="server_error").body())
+                    yield protocol.sse("[DONE]")
+                    return
+                yield chunk(delta={"content": event.text})
+            server.finish(request, event, completion_id=completion_id, conversation=conversation)
+            yield chunk(finish_reason=event.finish_reason)
+            if with_usage:
+                yield chunk(usage_=protocol.usage(event.prompt_tokens, event.completion_tokens))
+            yield protocol.sse("[DONE]")
+        finally:
+            request.cancelled.set()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def create_app(engine, settings: ServeSettings) -> FastAPI:
+    """The FastAPI app for one engine; the batcher runs while the app's lifespan does."""
+    server = Server(engine, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        server.batcher.start()
+        yield
+        server.close()
+
+    app = FastAPI(title="postlab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.server = server
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError) -> JSONResponse:
+        server.metrics.errors.labels(str(e.status)).inc()
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return await api_error(request, ApiError(e.status_code, str(e.detail), type="invalid_request_error"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return await api_error(request, ApiError(500, f"internal error: {type(e).__name__}: {e}", type="server_error"))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        server.check_auth(request)
+        req = protocol.parse_request(await request.body())
+        return await (_stream(server, req) if req.stream else _complete(server, req))
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> JSONResponse:
+        server.check_auth(request)
+        return JSONResponse(protocol.models_body(settings.model_name, server.started))
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(server.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/monitor")
+    async def monitor(request: Request) -> HTMLResponse:
+        server.check_auth(request, allow_query=True)
+        m = server.monitor
+        return HTMLResponse(render_monitor(model=settings.model_name, answers_scored=m.answers_scored,
+                                           flag_counts=dict(m.flag_counts), recent=list(m.recent)))
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          max_batch: int = 32, default_max_tokens: int = 256, monitor_log: str | None = "serve-monitor.jsonl",
+          dtype: str = "float32", served_name: str | None = None) -> None:
+    """Load the model, build the engine and run the server until interrupted (``postlab serve``)."""
+    import torch
+    import uvicorn
+
+    from postlab.errors import ConfigError
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.rollout import TorchEngine
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise ConfigError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    if max_batch < 1 or default_max_tokens < 1:
+        raise ConfigError("--max-batch and --max-tokens must be at least 1")
+    lm, tokenizer = load_model_and_tokenizer(model, dtype=dtypes[dtype])
+    engine = TorchEngine(model=lm, tokenizer=tokenizer)
+    settings = ServeSettings(model_name=served_name or model, max_model_len=max_model_len(lm, tokenizer),
+                             default_max_tokens=default_max_tokens, max_batch=max_batch, api_key=api_key,
+                             monitor_log=monitor_log)
+    print(f"serving {settings.model_name} on http://{host}:{port}/v1 (max batch {max_batch}, "
+          f"context {settings.max_model_len}, monitor log {monitor_log or 'off'})", flush=True)
+    uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")

@@ -1,0 +1,178 @@
+"""`postlab run --preset tiny`: every stage runs, summary.json has the documented shape, reruns skip
+finished stages, an interrupted run continues, other RL algorithms slot in, the report renders."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from postlab.run import STAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def postlab(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "postlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def _gold_block(g):
+    assert isinstance(g["overall"], float) and 0 <= g["overall"] <= 1
+    assert isinstance(g["by_category"], dict) and g["by_category"]
+    assert all(isinstance(v, float) and 0 <= v <= 1 for v in g["by_category"].values())
+
+
+def test_summary_has_the_documented_structure(tiny_run):
+    out, _ = tiny_run
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"] == "tiny" and s["preset"] == "tiny"
+    st = s["stages"]
+    for stage in ("baseline", "sft", "rl"):
+        _gold_block(st[stage]["gold"])
+    assert set(st["baseline"]["gold"]["by_category"]) == set(st["rl"]["gold"]["by_category"])
+    assert len(st["baseline"]["gold"]["by_category"]) == 9  # every category of the spec suite is evaluated
+    for key in ("accuracy_vs_labels", "accuracy_vs_gold"):
+        assert key in st["rm"] and (st["rm"][key] is None or 0 <= st["rm"][key] <= 1)
+    assert st["rm"]["accuracy_vs_labels"] is not None
+    for key in ("proxy", "kl", "mean_length"):
+        assert isinstance(st["rl"][key], float)
+    assert set(STAGES) - {"report"} <= set(s["timings_s"])
+    assert all(isinstance(v, float) and v >= 0 for v in s["timings_s"].values())
+    json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_every_stage_ran_and_left_its_outputs(tiny_run):
+    out, r = tiny_run
+    for name in STAGES:
+        assert (out / "stages" / f"{name}.json").is_file(), name
+        assert f"[{STAGES.index(name) + 1}/{len(STAGES)} {name}] running" in r.stderr
+    data = json.loads((out / "stages" / "sft_data.json").read_text())["result"]
+    assert data["spec_examples"] > 50 and data["template_answers"] > 0
+    assert data["conversations"] == data["spec_examples"] + data["template_answers"] + data["rejection_sampled"]
+    for f in ("sft/model/model.safetensors", "rm/model/config.json", "rl/model/model.safetensors", "rl/metrics.jsonl",
+              "data/prefs.jsonl", "data/candidates.jsonl", "eval/baseline.json", "eval/rl.samples.jsonl",
+              "leaderboard.json", "bon.json", "report.html", "resolved_config.json"):
+        assert (out / f).is_file(), f
+    lb = json.loads((out / "leaderboard.json").read_text())
+    assert sorted(row["model"] for row in lb["rows"]) == ["base", "ppo", "sft"]
+    # comparisons mix both policies: SFT samples plus the base model's rejection-sampling candidates
+    rows = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
+    assert {"base"} == {r.get("policy") for r in rows if "policy" in r} and any("policy" not in r for r in rows)
+
+
+def test_rerun_skips_every_finished_stage(tiny_run):
+    out, _ = tiny_run
+    before = {p.name: p.read_text() for p in (out / "stages").iterdir()}
+    again = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("skipping") == len(STAGES)
+    assert {p.name: p.read_text() for p in (out / "stages").iterdir()} == before
+
+
+def test_an_interrupted_run_continues_where_it_stopped(tmp_path):
+    out = tmp_path / "r"
+    first = postlab("run", "--preset", "tiny", "--out", out, "progress=false", "stop_after=rm")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (out / "stages" / "rm.json").exists() and not (out / "stages" / "bon.json").exists()
+    assert not (out / "summary.json").exists()
+    rest = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
+    assert rest.returncode == 0, rest.stderr[-2000:]
+    assert rest.stderr.count("skipping") == STAGES.index("rm") + 1
+    assert (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo"])
+def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
+    src, _ = tiny_run
+    out = tmp_path / algo
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("rl"))
+    for name in STAGES[STAGES.index("rl"):]:
+        (out / "stages" / f"{name}.json").unlink()
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false", f"algo={algo}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["algo"] == algo and s["stages"]["rl"]["train"]["algo"] == algo
+    assert algo in {row["model"] for row in s["stages"]["leaderboard"]["rows"]}
+    assert (out / "rl" / "model" / "model.safetensors").is_file()
+
+
+def test_report_command_rebuilds_the_page(tiny_run, tmp_path):
+    src, _ = tiny_run
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    (out / "report.html").unlink()
+    r = postlab("report", out)
+    assert r.returncode == 0, r.stderr
+    page = (out / "report.html").read_text()
+    assert page.count('<img class="plot"') >= 6 and "Leaderboard" in page and "Resolved configuration" in page
+    bad = postlab("report", tmp_path / "nowhere")
+    assert bad.returncode != 0 and "summary.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bad_run_options_are_rejected_up_front(tmp_path):
+    r = postlab("run", "--preset", "tiny", "--out", tmp_path / "x", "algo=sarsa")
+    assert r.returncode != 0 and "algo" in r.stderr
+    r = postlab("run", "--preset", "tiny", "--out", tmp_path / "x", "sample_prompts=500")
+    assert r.returncode != 0 and "sample_prompts" in r.stderr
+    r = postlab("run", "--preset", "tiny", "--out", tmp_path / "x", "stop_after=nope")
+    assert r.returncode != 0 and "stop_after" in r.stderr
+
+
+def test_leaderboard_command_ranks_models(tmp_path):
+    out = tmp_path / "lb.json"
+    r = postlab("leaderboard", "tiny", "tiny", "--limit", "6", "--out", out, "--set", "bootstrap=20",
+                "--set", "max_new_tokens=4", "--set", "progress=false", "--set", 'names=["one","two"]')
+    assert r.returncode == 0, r.stderr[-2000:]
+    lb = json.loads(out.read_text())
+    assert {row["model"] for row in lb["rows"]} == {"one", "two"} and lb["items"] == 6
+    assert "Elo" in r.stdout
+    bad = postlab("leaderboard", "tiny")
+    assert bad.returncode != 0 and "at least two" in bad.stderr
+
+
+def _chromium() -> str | None:
+    return os.environ.get("POSTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_renders_in_headless_chromium(tiny_run):
+    exe = _chromium()
+    if not exe:
+        if os.environ.get("POSTLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail("POSTLAB_REQUIRE_BROWSER=1 but no chromium found")
+        pytest.skip("no chromium on this machine (CI installs it)")
+    from playwright.sync_api import sync_playwright
+
+    out, _ = tiny_run
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=args)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete, w: i.naturalWidth, h: i.naturalHeight}))")
+        headings = page.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
+        page.screenshot(path=str(artifacts / "report_tiny.png"), full_page=True)
+        browser.close()
+    assert len(images) >= 6
+    assert all(im["ok"] and im["w"] > 100 and im["h"] > 100 for im in images), images
+    alts = " ".join(im["alt"] for im in images)
+    for what in ("per category", "reward model", "best-of-n", "RL curves", "sqrt(KL)", "Elo"):
+        assert what in alts, what
+    for h in ("Gold score per category after each stage", "Leaderboard of the stage checkpoints",
+              "Answers side by side (held-out items, greedy)", "Timings", "Resolved configuration"):
+        assert h in headings

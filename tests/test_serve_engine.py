@@ -1,0 +1,115 @@
+"""What serving adds to the rollout engine (per-row sampling params, the per-step callback) and the
+text side of streaming (incremental detokenisation, stop strings)."""
+
+import pytest
+import torch
+
+from postlab.models.load import load_model_and_tokenizer
+from postlab.rollout import SamplingParams, TorchEngine
+from postlab.serve.stream import TextAssembler
+
+PROMPTS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Tell me a longer story, please."}],
+    [{"role": "user", "content": "2+2?"}],
+]
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fast-decode", "hf-forward"])
+def engine(request):
+    model, tok = load_model_and_tokenizer("tiny")
+    return TorchEngine(model=model, tokenizer=tok, fast_decode=request.param)
+
+
+def tokens(r, b):
+    return r.response_ids[b, : int(r.response_lengths[b])].tolist()
+
+
+def test_per_row_params_equal_to_shared_params_give_the_same_rollout(engine):
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    shared = engine.generate(PROMPTS, greedy)
+    per_row = engine.generate(PROMPTS, [greedy] * len(PROMPTS))
+    assert torch.equal(shared.response_ids, per_row.response_ids)
+    torch.testing.assert_close(shared.logprobs, per_row.logprobs)
+    seeded = SamplingParams(temperature=1.0, max_new_tokens=12, seed=11)
+    alone_shared = engine.generate(PROMPTS[:1], seeded)  # one row: the same single uniform stream
+    assert torch.equal(alone_shared.response_ids, engine.generate(PROMPTS[:1], [seeded]).response_ids)
+
+
+def test_seeded_row_samples_the_same_whatever_shares_its_batch(engine):
+    seeded = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=16, seed=42)
+    alone = engine.generate([PROMPTS[1]], [seeded])
+    crowd = engine.generate(PROMPTS, [SamplingParams(temperature=0.7, max_new_tokens=5), seeded,
+                                      SamplingParams(temperature=0, max_new_tokens=16, seed=3)])
+    assert tokens(crowd, 1) == tokens(alone, 0)
+    greedy_alone = engine.generate([PROMPTS[2]], SamplingParams(temperature=0, max_new_tokens=16))
+    assert tokens(crowd, 2) == tokens(greedy_alone, 0)  # a greedy row beside sampled ones stays greedy
+    other = engine.generate([PROMPTS[1]], [seeded.model_copy(update={"seed": 43})])
+    assert tokens(other, 0) != tokens(alone, 0)
+
+
+def test_per_row_max_new_tokens_and_stop_at_eos(engine):
+    r = engine.generate(PROMPTS, [SamplingParams(temperature=0, max_new_tokens=n, stop_at_eos=False) for n in (3, 9, 5)])
+    assert r.response_lengths.tolist() == [3, 9, 5] and r.finish_reasons() == ["length"] * 3
+    assert r.response_ids.size(1) == 9 and (r.response_ids[0, 3:] == engine.pad_id).all()
+
+
+def test_on_step_sees_every_token_and_can_end_rows(engine):
+    seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
+
+    def on_step(rows, toks):
+        for row, tok in zip(rows, toks):
+            seen[row].append(tok)
+        return [1] if len(seen[1]) == 4 else None  # end row 1 after its fourth token
+
+    params = SamplingParams(temperature=0, max_new_tokens=10, stop_at_eos=False)
+    r = engine.generate(PROMPTS, params, on_step=on_step)
+    assert r.response_lengths.tolist() == [10, 4, 10] and not r.finished[1]
+    for b in range(3):
+        assert seen[b] == tokens(r, b)
+    full = engine.generate(PROMPTS, params)
+    assert tokens(r, 1) == tokens(full, 1)[:4] and tokens(r, 0) == tokens(full, 0)
+
+
+def test_per_row_params_count_must_match_prompts(engine):
+    with pytest.raises(ValueError, match="2 SamplingParams for 3 prompts"):
+        engine.generate(PROMPTS, [SamplingParams()] * 2)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_model_and_tokenizer("tiny")[1]
+
+
+def feed(assembler, ids):
+    deltas = [assembler.push(i) for i in ids]
+    return deltas, assembler.finish()
+
+
+def test_multibyte_characters_are_never_split(tokenizer):
+    text = "héllo wörld — 日本語 🙂!"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > len(text)  # byte-level: several tokens per character
+    deltas, tail = feed(TextAssembler(tokenizer), ids + [tokenizer.eos_token_id])
+    assert "".join(deltas) + tail == text
+    assert all("\ufffd" not in d for d in deltas)
+
+
+def test_stop_strings_cut_the_text_even_across_deltas(tokenizer):
+    ids = tokenizer("The answer is 42. STOP here, more text", add_special_tokens=False)["input_ids"]
+    a = TextAssembler(tokenizer, stops=["STOP", "never"])
+    deltas, tail = feed(a, ids)
+    assert a.stopped and a.text == "The answer is 42. " and "".join(deltas) + tail == a.text
+    assert "S" not in "".join(deltas)  # the start of the stop string was held back, never emitted
+    b = TextAssembler(tokenizer, stops=["zzz"])
+    deltas, tail = feed(b, ids)
+    assert not b.stopped and "".join(deltas) + tail == "The answer is 42. STOP here, more text"
+
+
+def test_server_encodes_prompts_as_the_engine_does(engine):
+    from postlab.serve import ServeSettings, create_app
+
+    server = create_app(engine, ServeSettings(model_name="tiny", max_model_len=2048)).state.server
+    for conversation in PROMPTS:
+        assert server.encode(conversation) == engine.encode_prompts([conversation])[0]
+    assert server._tokenizer is not engine.tokenizer  # its own copy, for the request thread
