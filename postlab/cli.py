@@ -19,6 +19,9 @@ app.add_typer(models_app, name="models")
 suites_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                          help="List and export the built-in task suites.")
 app.add_typer(suites_app, name="suites")
+from postlab.labelapp.cli import label_app  # noqa: E402  (Typer only; the app itself loads inside each command)
+
+app.add_typer(label_app, name="label-app")
 
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML config file; KEY=VALUE overrides apply on top")
 OVERRIDES = typer.Argument(None, metavar="[KEY=VALUE]...", help="dotted overrides, e.g. optim.lr=1e-4 lora.enabled=true")

@@ -1,0 +1,266 @@
+"""The labeling web app (FastAPI): server-rendered pages for raters and admins, and a JSON API.
+
+Auth: every request except the login page and static files carries a token, as
+``Authorization: Bearer <token>`` (API clients) or the HttpOnly cookie the login form sets.
+Cookie-authenticated POSTs also need the CSRF token (form field ``csrf`` or header ``X-CSRF-Token``):
+an HMAC of the session token, so a page on another site cannot forge one. Templates autoescape
+everything (model outputs may contain markup) and the Content-Security-Policy allows only our own
+script file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from postlab.labelapp import export
+from postlab.labelapp.models import FLAG_KINDS, STRENGTHS, User
+from postlab.labelapp.store import Forbidden, LabelAppError, LabelInput, Store
+
+HERE = Path(__file__).parent
+COOKIE = "postlab_token"
+LOGIN_CSRF_COOKIE = "postlab_login_csrf"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+class NotLoggedIn(LabelAppError):
+    status = 401
+
+
+class LabelBody(BaseModel):
+    """POST /api/labels/{id}: the answer in the order shown (a = left)."""
+
+    model_config = ConfigDict(extra="forbid")
+    choice: Literal["a", "b", "tie"]
+    strength: Literal["slightly better", "better", "much better"] | None = None
+    edit: str | None = None
+    flags: dict[Literal["a", "b"], list[Literal["unsafe", "factual", "language"]]] = {}
+
+
+def csrf_token(token: str) -> str:
+    return hmac.new(token.encode(), b"postlab-labelapp-csrf", hashlib.sha256).hexdigest()
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def create_app(store: Store) -> FastAPI:
+    app = FastAPI(title="postlab label-app", docs_url=None, redoc_url=None, openapi_url=None)
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
+    templates = Jinja2Templates(env=env)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _install_handlers(app, templates)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def current_user(request: Request) -> User:
+        header = request.headers.get("authorization", "")
+        by_header = header.lower().startswith("bearer ")
+        token = header[7:].strip() if by_header else request.cookies.get(COOKIE, "")
+        if not token:
+            raise NotLoggedIn("a token is required: log in at /login or send 'Authorization: Bearer <token>'")
+        user = await run_in_threadpool(store.user_by_token, token)  # off the event loop: it may wait on the DB
+        if user is None:
+            raise NotLoggedIn("unknown token")
+        if request.method not in ("GET", "HEAD") and not by_header:
+            await _check_csrf(request, token)
+        return user
+
+    def page(request: Request, name: str, status: int = 200, **ctx) -> HTMLResponse:
+        ctx.setdefault("csrf", _csrf_of(request))
+        return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+    _add_login_routes(app, store, page)
+    _add_rater_pages(app, store, page, current_user)
+    _add_admin_pages(app, store, page, current_user)
+    _add_api(app, store, current_user)
+    return app
+
+
+async def _check_csrf(request: Request, token: str) -> None:
+    sent = request.headers.get("x-csrf-token")
+    if sent is None and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded",
+                                                                             "multipart/form-data")):
+        sent = (await request.form()).get("csrf")
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(token)):
+        raise Forbidden("csrf: missing or wrong CSRF token (reload the page)", "csrf")
+
+
+def _install_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
+    def error(request: Request, status: int, message: str, kind: str, field: str | None) -> Response:
+        if status == 401 and not _is_api(request) and request.method == "GET":
+            return RedirectResponse("/login", status_code=303)
+        if _is_api(request):
+            return JSONResponse({"error": {"message": message, "type": kind, "field": field}}, status_code=status)
+        return templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
+                                          status_code=status)
+
+    @app.exception_handler(LabelAppError)
+    async def app_error(request: Request, exc: LabelAppError):
+        return error(request, exc.status, str(exc), type(exc).__name__, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"] if part not in ("body", "path", "query")) or "body"
+        return error(request, 422, f"{field}: {first['msg']}", "ValidationError", field)
+
+
+def _add_login_routes(app: FastAPI, store: Store, page) -> None:
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request):
+        nonce = secrets.token_urlsafe(16)
+        response = page(request, "login.html", csrf=nonce)
+        response.set_cookie(LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict")
+        return response
+
+    @app.post("/login")
+    def login(request: Request, token: str = Form(...), csrf: str = Form(...)):
+        if not hmac.compare_digest(csrf, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+            raise Forbidden("csrf: the login form expired; reload /login", "csrf")
+        if store.user_by_token(token.strip()) is None:
+            return page(request, "login.html", status=401, csrf=csrf, error="Unknown token.")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict")
+        response.delete_cookie(LOGIN_CSRF_COOKIE)
+        return response
+
+
+def _add_rater_pages(app: FastAPI, store: Store, page, current_user) -> None:
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request, user: User = Depends(current_user)):
+        projects = [(p.name, store.progress(p.name, user)) for p in store.projects_for(user)]
+        return page(request, "home.html", user=user, projects=projects)
+
+    @app.post("/logout")
+    def logout(user: User = Depends(current_user)):
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/p/{project}", response_class=HTMLResponse)
+    def rate(request: Request, project: str, user: User = Depends(current_user)):
+        progress = store.progress(project, user)
+        summary = store.project_summary(project)
+        nxt = store.next_label(project, user)
+        if nxt is None:
+            return page(request, "done.html", user=user, project=project, progress=progress)
+        label, pair = nxt
+        left, right = (pair.response_b, pair.response_a) if label.swapped else (pair.response_a, pair.response_b)
+        return page(request, "rate.html", user=user, project=project, progress=progress, label_id=label.id,
+                    prompt=json.loads(pair.prompt_json), left=left, right=right,
+                    strengths=STRENGTHS, flag_kinds=FLAG_KINDS, instructions=summary["instructions"])
+
+    @app.post("/p/{project}/labels/{label_id}")
+    def answer(project: str, label_id: int, action: Literal["submit", "skip"] = Form("submit"),
+               choice: str | None = Form(None), strength: str | None = Form(None), edit: str | None = Form(None),
+               flag_a: list[str] = Form([]), flag_b: list[str] = Form([]), user: User = Depends(current_user)):
+        if action == "skip":
+            store.skip(label_id, user)
+        else:
+            if choice is None:
+                raise LabelAppError("choice: pick A, B or tie", "choice")
+            store.submit(label_id, user, LabelInput(choice=choice, strength=strength, edit=edit,
+                                                    flags={"a": flag_a, "b": flag_b}))
+        return RedirectResponse(f"/p/{project}", status_code=303)
+
+
+def _csrf_of(request: Request) -> str:
+    return csrf_token(request.cookies.get(COOKIE, ""))
+
+
+def _require_admin(user: User) -> None:
+    if user.role != "admin":
+        raise Forbidden("admins only")
+
+
+def _add_admin_pages(app: FastAPI, store: Store, page, current_user) -> None:
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_home(request: Request, user: User = Depends(current_user)):
+        _require_admin(user)
+        summaries = [store.project_summary(p.name) for p in store.projects_for(user)]
+        return page(request, "admin.html", user=user, summaries=summaries)
+
+    @app.get("/admin/p/{project}", response_class=HTMLResponse)
+    def admin_project(request: Request, project: str, user: User = Depends(current_user)):
+        _require_admin(user)
+        return page(request, "admin_project.html", user=user, summary=store.project_summary(project),
+                    quality=export.quality(store, project))
+
+
+def _add_api(app: FastAPI, store: Store, current_user) -> None:
+    @app.get("/api/me")
+    def me(user: User = Depends(current_user)):
+        return {"name": user.name, "role": user.role}
+
+    @app.get("/api/projects")
+    def projects(user: User = Depends(current_user)):
+        return [{"name": p.name, "overlap": p.overlap} for p in store.projects_for(user)]
+
+    @app.post("/api/projects/{project}/next")
+    def next_pair(project: str, user: User = Depends(current_user)):
+        nxt = store.next_label(project, user)
+        if nxt is None:
+            return Response(status_code=204)
+        label, pair = nxt
+        left, right = (pair.response_b, pair.response_a) if label.swapped else (pair.response_a, pair.response_b)
+        return {"label_id": label.id, "prompt": json.loads(pair.prompt_json), "response_a": left, "response_b": right}
+
+    @app.post("/api/labels/{label_id}")
+    def submit(label_id: int, body: LabelBody, user: User = Depends(current_user)):
+        flags = {side: list(kinds) for side, kinds in body.flags.items()}
+        store.submit(label_id, user, LabelInput(choice=body.choice, strength=body.strength, edit=body.edit, flags=flags))
+        return store.label_view(label_id, user)
+
+    @app.post("/api/labels/{label_id}/skip")
+    def skip(label_id: int, user: User = Depends(current_user)):
+        store.skip(label_id, user)
+        return store.label_view(label_id, user)
+
+    @app.get("/api/labels/{label_id}")
+    def get_label(label_id: int, user: User = Depends(current_user)):
+        return store.label_view(label_id, user)
+
+    @app.get("/api/projects/{project}/labels")
+    def labels(project: str, rater: str | None = None, user: User = Depends(current_user)):
+        return store.labels(project, user, rater)
+
+    @app.get("/api/projects/{project}/progress")
+    def progress(project: str, user: User = Depends(current_user)):
+        return store.progress(project, user)
+
+    @app.get("/api/projects/{project}/quality")
+    def quality(project: str, user: User = Depends(current_user)):
+        _require_admin(user)
+        return export.quality(store, project)
+
+    @app.get("/api/projects/{project}/export")
+    def export_jsonl(project: str, kind: str = Query("preferences"), votes: str = Query("majority"),
+                     user: User = Depends(current_user)):
+        _require_admin(user)
+        body = export.to_jsonl(export.export_rows(store, project, kind, votes))
+        name = f"{project}-{kind}.jsonl"
+        return PlainTextResponse(body, media_type="application/jsonl",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})

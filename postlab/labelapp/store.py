@@ -1,0 +1,415 @@
+"""The label store: engine setup (SQLite or PostgreSQL), migrations, and every read and write the app makes.
+
+Concurrency: assignment must never push a pair past its overlap, so each assignment runs serialised per
+project: SQLite transactions start with ``BEGIN IMMEDIATE`` (one writer at a time, others wait up to
+30 s), PostgreSQL takes a transaction-scoped advisory lock on the project. The unique (pair, rater)
+constraint is the last line of defence against a rater seeing a pair twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from postlab.errors import PostlabError
+from postlab.labelapp.ingest import NewPair
+from postlab.labelapp.models import (CHOICES, FLAG_KINDS, ROLES, STRENGTHS, Flag, Label, Member, Pair, Project, Revision,
+                                     User, utcnow)
+
+DEFAULT_DB = "sqlite:///postlab_labels.db"
+READ_ONLY = "postlab_read_only"
+PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class LabelAppError(PostlabError):
+    """A request the store refuses; ``status`` is the HTTP code the app answers with."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(LabelAppError):
+    status = 404
+
+
+class Forbidden(LabelAppError):
+    status = 403
+
+
+class Conflict(LabelAppError):
+    status = 409
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and write-locking transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
+    if parsed.database in (None, "", ":memory:"):
+        raise LabelAppError(f"--db {url}: use a SQLite file (sqlite:///path.db); an in-memory database is not shared")
+    engine = create_engine(parsed, pool_size=10, max_overflow=30, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below open transactions
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        # Writers take the write lock up front (no lock upgrades, so no deadlocks); readers don't wait for it.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config(connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision``; migrations only add, so labels survive every upgrade."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@dataclass
+class LabelInput:
+    """One answer, in the terms the rater saw: ``choice`` a = left, b = right."""
+
+    choice: str
+    strength: str | None = None
+    edit: str | None = None
+    flags: dict[str, list[str]] = field(default_factory=dict)  # "a"/"b" (as shown) -> flag kinds
+
+    def validate(self) -> None:
+        if self.choice not in CHOICES:
+            raise LabelAppError(f"choice: must be one of {', '.join(CHOICES)} (got {self.choice!r})", "choice")
+        if self.choice != "tie" and self.strength not in STRENGTHS:
+            raise LabelAppError(f"strength: must be one of {', '.join(STRENGTHS)} (got {self.strength!r})", "strength")
+        for side, kinds in self.flags.items():
+            if side not in ("a", "b"):
+                raise LabelAppError(f"flags: side must be a or b (got {side!r})", "flags")
+            bad = [k for k in kinds if k not in FLAG_KINDS]
+            if bad:
+                raise LabelAppError(f"flags.{side}: unknown flag {bad[0]!r} (expected {', '.join(FLAG_KINDS)})", "flags")
+        if self.edit is not None and self.edit.strip() and self.choice == "tie":
+            raise LabelAppError("edit: a tie has no better response to edit", "edit")
+        if self.edit is not None and len(self.edit) > 100_000:
+            raise LabelAppError("edit: longer than 100000 characters", "edit")
+
+
+def _flip(side: str, swapped: bool) -> str:
+    return {"a": "b", "b": "a"}.get(side, side) if swapped else side
+
+
+def _as_utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+class Store:
+    def __init__(self, url: str = DEFAULT_DB):
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction that only reads (on SQLite it does not queue behind writers)."""
+        with self._read_sessions.begin() as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- users and projects (admin) ---
+
+    def add_user(self, name: str, role: str) -> str:
+        """Create a user and return their token (shown once; only its hash is stored)."""
+        if role not in ROLES:
+            raise LabelAppError(f"role: must be admin or rater (got {role!r})", "role")
+        if not name.strip() or len(name) > 100:
+            raise LabelAppError("name: must be 1-100 characters", "name")
+        token = secrets.token_urlsafe(24)
+        try:
+            with self.tx() as s:
+                s.add(User(name=name, role=role, token_hash=hash_token(token)))
+        except IntegrityError:
+            raise Conflict(f"user {name!r} already exists", "name") from None
+        return token
+
+    def user_by_token(self, token: str) -> User | None:
+        with self.read() as s:
+            return s.scalar(select(User).where(User.token_hash == hash_token(token)))
+
+    def project(self, s: Session, name: str) -> Project:
+        p = s.scalar(select(Project).where(Project.name == name))
+        if p is None:
+            raise NotFound(f"project {name!r} not found", "project")
+        return p
+
+    def _user(self, s: Session, name: str) -> User:
+        u = s.scalar(select(User).where(User.name == name))
+        if u is None:
+            raise NotFound(f"user {name!r} not found", "name")
+        return u
+
+    def create_project(self, name: str, pairs: list[NewPair], *, overlap: int = 1, gold_every: int = 5,
+                       instructions: str = "") -> int:
+        if not PROJECT_NAME.fullmatch(name):
+            raise LabelAppError(f"name: {name!r} must be 1-100 letters, digits, '.', '_' or '-'", "name")
+        if overlap < 1 or gold_every < 1:
+            raise LabelAppError("overlap and gold_every must be at least 1", "overlap")
+        try:
+            with self.tx() as s:
+                p = Project(name=name, overlap=overlap, gold_every=gold_every, instructions=instructions)
+                s.add(p)
+                s.flush()
+                s.add_all(self._pair_rows(p.id, pairs))
+        except IntegrityError:
+            raise Conflict(f"project {name!r} already exists", "name") from None
+        return len(pairs)
+
+    @staticmethod
+    def _pair_rows(project_id: int, pairs: list[NewPair]) -> list[Pair]:
+        return [Pair(project_id=project_id, prompt_id=p.prompt_id, prompt_json=json.dumps(p.prompt, ensure_ascii=False),
+                     response_a=p.response_a, response_b=p.response_b, sample_a=p.sample_a, sample_b=p.sample_b,
+                     gold_choice=p.gold_choice) for p in pairs]
+
+    def add_gold(self, project: str, pairs: list[NewPair]) -> int:
+        try:
+            with self.tx() as s:
+                s.add_all(self._pair_rows(self.project(s, project).id, pairs))
+        except IntegrityError:
+            raise Conflict(f"project {project!r}: some of these gold questions were added before") from None
+        return len(pairs)
+
+    def add_member(self, project: str, user: str) -> None:
+        with self.tx() as s:
+            p, u = self.project(s, project), self._user(s, user)
+            if s.get(Member, (p.id, u.id)) is None:
+                s.add(Member(project_id=p.id, user_id=u.id))
+
+    def set_overlap(self, project: str, overlap: int) -> None:
+        if overlap < 1:
+            raise LabelAppError("overlap: must be at least 1", "overlap")
+        with self.tx() as s:
+            self.project(s, project).overlap = overlap
+
+    def release_drafts(self, project: str, older_than_minutes: float) -> int:
+        """Discard assignments left unanswered that long, so their pairs can reach other raters."""
+        cutoff = utcnow() - timedelta(minutes=older_than_minutes)
+        with self.tx() as s:
+            p = self.project(s, project)
+            self._lock_project(s, p.id)
+            stale = s.scalars(select(Label).join(Pair, Pair.id == Label.pair_id).where(
+                Pair.project_id == p.id, Label.status == "draft")).all()
+            stale = [label for label in stale if _as_utc(label.created_at) <= cutoff]
+            for label in stale:
+                label.status = "discarded"
+            return len(stale)
+
+    def projects_for(self, user: User) -> list[Project]:
+        with self.read() as s:
+            q = select(Project).order_by(Project.name)
+            if user.role != "admin":
+                q = q.join(Member, Member.project_id == Project.id).where(Member.user_id == user.id)
+            return list(s.scalars(q))
+
+    def _member_project(self, s: Session, name: str, user: User) -> Project:
+        p = self.project(s, name)
+        if user.role != "admin" and s.get(Member, (p.id, user.id)) is None:
+            raise NotFound(f"project {name!r} not found", "project")  # non-members cannot tell it exists
+        return p
+
+    # --- rating ---
+
+    def _lock_project(self, s: Session, project_id: int) -> None:
+        if self.is_postgres:
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 7_100_000 + project_id})
+
+    def next_label(self, project: str, user: User) -> tuple[Label, Pair] | None:
+        """The rater's open assignment, or a new one; None when nothing is left for them."""
+        with self.tx() as s:
+            p = self._member_project(s, project, user)
+            self._lock_project(s, p.id)
+            draft = s.execute(select(Label, Pair).join(Pair, Pair.id == Label.pair_id).where(
+                Pair.project_id == p.id, Label.user_id == user.id, Label.status == "draft").order_by(Label.id)).first()
+            if draft is not None:
+                return draft[0], draft[1]
+            pair = self._pick_pair(s, p, user)
+            if pair is None:
+                return None
+            label = Label(pair_id=pair.id, user_id=user.id, status="draft", swapped=secrets.randbelow(2) == 1)
+            s.add(label)
+            s.flush()
+            return label, pair
+
+    def _pick_pair(self, s: Session, p: Project, user: User) -> Pair | None:
+        seen = select(Label.pair_id).where(Label.user_id == user.id)
+        n_seen = s.scalar(select(func.count()).select_from(Label).join(Pair, Pair.id == Label.pair_id).where(
+            Pair.project_id == p.id, Label.user_id == user.id))
+        if (n_seen + 1) % p.gold_every == 0:
+            gold = s.scalar(select(Pair).where(Pair.project_id == p.id, Pair.gold_choice.is_not(None),
+                                               Pair.id.not_in(seen)).order_by(Pair.id).limit(1))
+            if gold is not None:
+                return gold
+        active = (select(Label.pair_id, func.count().label("n")).where(Label.status != "discarded")
+                  .group_by(Label.pair_id).subquery())
+        n_active = func.coalesce(active.c.n, 0)
+        # Finish pairs that others started first, so complete pairs (and agreement) accumulate early.
+        return s.scalar(select(Pair).outerjoin(active, active.c.pair_id == Pair.id).where(
+            Pair.project_id == p.id, Pair.gold_choice.is_(None), Pair.id.not_in(seen), n_active < p.overlap)
+            .order_by(n_active.desc(), Pair.id).limit(1))
+
+    def _own_label(self, s: Session, label_id: int, user: User, *, lock: bool = False) -> Label:
+        label = s.get(Label, label_id, with_for_update=lock)
+        if label is None or label.user_id != user.id:
+            raise NotFound(f"label {label_id} not found", "label_id")  # others' labels are invisible, not forbidden
+        return label
+
+    def submit(self, label_id: int, user: User, answer: LabelInput) -> Label:
+        answer.validate()
+        with self.tx() as s:
+            label = self._open_label(s, label_id, user)
+            pair = s.get(Pair, label.pair_id)
+            label.choice = _flip(answer.choice, label.swapped)
+            label.strength = None if answer.choice == "tie" else answer.strength
+            self._finish(label, "submitted")
+            edited = (answer.edit or "").strip()
+            original = pair.response_a if label.choice == "a" else pair.response_b
+            if edited and edited != original.strip():
+                s.add(Revision(label_id=label.id, side=label.choice, text=answer.edit.strip()))
+            for side, kinds in answer.flags.items():
+                for kind in sorted(set(kinds)):
+                    s.add(Flag(label_id=label.id, side=_flip(side, label.swapped), kind=kind))
+            return label
+
+    def skip(self, label_id: int, user: User) -> Label:
+        with self.tx() as s:
+            label = self._open_label(s, label_id, user)
+            self._finish(label, "discarded")
+            return label
+
+    def _open_label(self, s: Session, label_id: int, user: User) -> Label:
+        label = self._own_label(s, label_id, user, lock=True)
+        if label.status != "draft":
+            raise Conflict(f"label {label_id} was already {label.status}", "label_id")
+        return label
+
+    @staticmethod
+    def _finish(label: Label, status: str) -> None:
+        now = utcnow()
+        label.status, label.submitted_at = status, now
+        label.duration_ms = int((now - _as_utc(label.created_at)).total_seconds() * 1000)
+
+    def label_view(self, label_id: int, user: User) -> dict:
+        with self.read() as s:
+            label = self._own_label(s, label_id, user)
+            return self._view(s, label, s.get(Pair, label.pair_id), user.name)
+
+    def labels(self, project: str, user: User, rater: str | None = None) -> list[dict]:
+        """Raters get their own labels; admins anyone's (``rater`` filters)."""
+        with self.read() as s:
+            p = self._member_project(s, project, user)
+            q = (select(Label, Pair, User.name).join(Pair, Pair.id == Label.pair_id).join(User, User.id == Label.user_id)
+                 .where(Pair.project_id == p.id).order_by(Label.id))
+            if user.role != "admin":
+                if rater not in (None, user.name):
+                    raise Forbidden("rater: only admins can see other raters' labels", "rater")
+                q = q.where(Label.user_id == user.id)
+            elif rater is not None:
+                q = q.where(User.name == rater)
+            return [self._view(s, label, pair, name) for label, pair, name in s.execute(q)]
+
+    @staticmethod
+    def _view(s: Session, label: Label, pair: Pair, rater: str) -> dict:
+        edits = s.scalars(select(Revision.text).where(Revision.label_id == label.id).order_by(Revision.id)).all()
+        flags = s.execute(select(Flag.side, Flag.kind).where(Flag.label_id == label.id).order_by(Flag.id)).all()
+        return {"label_id": label.id, "pair_id": pair.id, "prompt_id": pair.prompt_id, "rater": rater,
+                "status": label.status, "swapped": label.swapped, "choice": label.choice, "strength": label.strength,
+                "gold": pair.gold_choice is not None, "edits": list(edits),
+                "flags": [{"side": side, "kind": kind} for side, kind in flags]}
+
+    def progress(self, project: str, user: User) -> dict:
+        with self.read() as s:
+            p = self._member_project(s, project, user)
+            rows = s.execute(select(Label.status, func.count()).join(Pair, Pair.id == Label.pair_id).where(
+                Pair.project_id == p.id, Label.user_id == user.id).group_by(Label.status)).all()
+            counts = dict(rows)
+            n_pairs = s.scalar(select(func.count()).select_from(Pair).where(Pair.project_id == p.id,
+                                                                              Pair.gold_choice.is_(None)))
+            return {"submitted": counts.get("submitted", 0), "skipped": counts.get("discarded", 0),
+                    "pairs": n_pairs, "overlap": p.overlap}
+
+    # --- admin reads: export and quality live in export.py; they read through this ---
+
+    def submitted(self, project: str) -> list[tuple[Label, Pair, str]]:
+        with self.read() as s:
+            p = self.project(s, project)
+            q = (select(Label, Pair, User.name).join(Pair, Pair.id == Label.pair_id).join(User, User.id == Label.user_id)
+                 .where(Pair.project_id == p.id, Label.status == "submitted").order_by(Pair.id, Label.id))
+            return [(label, pair, name) for label, pair, name in s.execute(q)]
+
+    def revisions_and_flags(self, project: str) -> tuple[list[Revision], list[Flag]]:
+        with self.read() as s:
+            p = self.project(s, project)
+            in_project = select(Label.id).join(Pair, Pair.id == Label.pair_id).where(Pair.project_id == p.id)
+            revs = s.scalars(select(Revision).where(Revision.label_id.in_(in_project)).order_by(Revision.id)).all()
+            flags = s.scalars(select(Flag).where(Flag.label_id.in_(in_project)).order_by(Flag.id)).all()
+            return list(revs), list(flags)
+
+    def project_summary(self, project: str) -> dict:
+        with self.read() as s:
+            p = self.project(s, project)
+            n_pairs = s.scalar(select(func.count()).select_from(Pair).where(Pair.project_id == p.id,
+                                                                              Pair.gold_choice.is_(None)))
+            n_gold = s.scalar(select(func.count()).select_from(Pair).where(Pair.project_id == p.id,
+                                                                             Pair.gold_choice.is_not(None)))
+            raters = s.scalars(select(User.name).join(Member, Member.user_id == User.id)
+                               .where(Member.project_id == p.id).order_by(User.name)).all()
+            return {"name": p.name, "overlap": p.overlap, "gold_every": p.gold_every, "pairs": n_pairs,
+                    "gold_questions": n_gold, "raters": list(raters), "instructions": p.instructions}
