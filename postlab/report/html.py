@@ -143,23 +143,9 @@ def plot_vs_sqrt_kl(metrics: list[dict]) -> str | None:
 
 
 def plot_bon(rows: list[dict]) -> str | None:
-    if not rows:
-        return None
-    plt = _plt()
-    x = [r["sqrt_kl"] for r in rows]
-    fig, ax1 = plt.subplots(figsize=(6, 4))
-    ax1.errorbar(x, [r["gold"] for r in rows], yerr=[r["gold_se"] for r in rows], marker="o", color="tab:green",
-                 label="gold")
-    ax1.set_xlabel("sqrt(KL)  (best-of-n: KL = log n − (n−1)/n)")
-    ax1.set_ylabel("gold score", color="tab:green")
-    ax2 = ax1.twinx()
-    ax2.errorbar(x, [r["proxy"] for r in rows], yerr=[r["proxy_se"] for r in rows], marker="s", color="tab:blue",
-                 label="proxy (RM)")
-    ax2.set_ylabel("proxy reward (RM, centred)", color="tab:blue")
-    for r in rows:
-        ax1.annotate(f"n={r['n']}", (r["sqrt_kl"], r["gold"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax1.grid(alpha=0.3)
-    return _png(fig)
+    from postlab.train.bon import figure
+
+    return _png(figure(rows)) if rows else None
 
 
 def plot_rm(rm: dict, metrics: list[dict]) -> str:

@@ -89,7 +89,8 @@ def summarize(proxy: list[list[float]], gold: list[list[float]], ns: list[int]) 
     return rows
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def figure(rows: list[dict], title: str = ""):
+    """Gold (left axis) and proxy (right axis) against sqrt(KL), one point per n."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,8 +108,16 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax2.set_ylabel("proxy reward (RM)", color="tab:blue")
     for r in rows:
         ax1.annotate(f"n={r['n']}", (r["sqrt_kl"], r["gold"]), textcoords="offset points", xytext=(3, 5), fontsize=8)
-    ax1.set_title(title)
+    if title:
+        ax1.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
