@@ -45,6 +45,12 @@ STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label",
           "probe", "leaderboard", "report")
 
 
+# Template answers per category in the default SFT mix: enough refusals to learn the behaviour, more
+# look-alikes than refusals so the model does not learn to refuse everything that sounds dangerous.
+DEFAULT_DEMOS = {"instructions": 100, "chain_of_command": 100, "overrefusal": 60, "honesty": 40, "refusal": 25,
+                 "knowledge": 30, "concision": 40}
+
+
 class Knobs(Section):
     """Every preset knob; in RunConfig each is optional and None means "the preset's value"."""
 
@@ -54,7 +60,9 @@ class Knobs(Section):
     eval_limit: int | None = Field(None, ge=1, description="test items per eval (the first N: a fair sample; null = all 417)")
     eval_max_new_tokens: int = Field(192, ge=1, description="response cap in evals (greedy)")
     batch_size: int = Field(64, ge=1, description="prompts generated together in evals and sampling")
-    demos_per_category: int = Field(60, ge=0, description="template answers per category (train split)")
+    demos_per_category: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_DEMOS),
+        description="template answers per category at most (train split); categories not listed get none")
     rs_prompts: int = Field(240, ge=1, description="train prompts for rejection sampling (and the comparisons)")
     rs_k: int = Field(4, ge=1, description="samples per prompt for rejection sampling")
     rs_max_new_tokens: int = Field(160, ge=1, description="response cap for rejection sampling")
@@ -86,7 +94,7 @@ PRESETS: dict[str, Knobs] = {
     "default": Knobs(model="smollm2-135m-instruct"),
     # The tiny random model: every stage runs, in well under 5 minutes; for CI and smoke tests.
     "tiny": Knobs(model="tiny", bf16=False, eval_limit=60, eval_max_new_tokens=24, batch_size=16,
-                  demos_per_category=12, rs_prompts=24, rs_k=2, rs_max_new_tokens=24, sft_lr=3e-3, sft_epochs=1.0,
+                  demos_per_category={k: 4 for k in DEFAULT_DEMOS}, rs_prompts=24, rs_k=2, rs_max_new_tokens=24, sft_lr=3e-3, sft_epochs=1.0,
                   max_seq_len=256, sample_prompts=24, sample_k=2, sample_max_new_tokens=24, rm_lr=1e-3,
                   rl_steps=4, rl_prompts_per_step=8, rl_lr=1e-4, rl_max_new_tokens=16, rl_gold_every=2,
                   rl_gold_limit=9, probe_prompts=9, report_samples=4, bootstrap=100),
@@ -107,7 +115,7 @@ class RunConfig(Section):
     eval_limit: int | None = Field(None, ge=1, description=Knobs.model_fields["eval_limit"].description)
     eval_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["eval_max_new_tokens"].description)
     batch_size: int | None = Field(None, ge=1, description=Knobs.model_fields["batch_size"].description)
-    demos_per_category: int | None = Field(None, ge=0, description=Knobs.model_fields["demos_per_category"].description)
+    demos_per_category: dict[str, int] | None = Field(None, description=Knobs.model_fields["demos_per_category"].description + " (merged into the preset's: demos_per_category.refusal=10)")
     rs_prompts: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_prompts"].description)
     rs_k: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_k"].description)
     rs_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_max_new_tokens"].description)
@@ -143,8 +151,11 @@ class RunConfig(Section):
 
     def knobs(self) -> Knobs:
         """The preset's knobs with this config's non-None values on top."""
+        preset = PRESETS[self.preset].model_dump()
         mine = {k: getattr(self, k) for k in Knobs.model_fields if getattr(self, k) is not None}
-        return Knobs.model_validate({**PRESETS[self.preset].model_dump(), **mine})
+        if "demos_per_category" in mine:
+            mine["demos_per_category"] = {**preset["demos_per_category"], **mine["demos_per_category"]}
+        return Knobs.model_validate({**preset, **mine})
 
     def directory(self) -> Path:
         return Path(self.out_dir or f"runs/{self.preset}")

@@ -22,9 +22,11 @@ def test_template_answers_cover_their_categories_and_pass_every_check():
     rows, kept = demos.template_demos()
     train = Counter(it.category for it in load_suite("spec", split="train"))
     # every train item of these categories gets a passing template answer
-    for cat in ("honesty", "refusal", "chain_of_command", "knowledge", "concision"):
+    for cat in ("honesty", "refusal", "overrefusal", "chain_of_command", "knowledge", "concision"):
         assert kept[cat] == train[cat], cat
-    assert set(kept) == {"honesty", "refusal", "chain_of_command", "knowledge", "concision"}
+    # instructions: an answer reshaped to meet its IFEval instructions; a few combinations fail and are dropped
+    assert 0.9 * train["instructions"] <= kept["instructions"] < train["instructions"]
+    assert set(kept) == {"honesty", "refusal", "overrefusal", "chain_of_command", "knowledge", "concision", "instructions"}
     items = {it.id: it for it in load_suite("spec", split="train")}
     gold = GoldRater()
     for row in rows:
@@ -36,6 +38,21 @@ def test_template_answers_respect_the_per_category_cap_and_skip_test_items():
     rows, kept = demos.template_demos(per_category=5)
     assert all(v == 5 for v in kept.values()) and len(rows) == 5 * len(kept)
     assert all("-train-" in r["id"] for r in rows)
+    rows, kept = demos.template_demos(per_category={"refusal": 3, "honesty": 2})
+    assert kept == {"refusal": 3, "honesty": 2}  # unlisted categories get none
+
+
+def test_instruction_answers_are_shaped_by_their_instructions():
+    rng = random.Random(0)
+    by_group = {}
+    for e in spec_suite.build_tagged():
+        if e.item.split == "train" and e.item.category == "instructions":
+            by_group.setdefault(e.group, e)
+    lower = demos.template_answer(by_group["change_case:english_lowercase"], rng)
+    assert lower == lower.lower() and len(lower.split()) > 5
+    e = next(e for g, e in by_group.items() if g.startswith("detectable_format:number_bullet_lists") and "+" not in g)
+    n = e.item.checks[0].kwargs["num_bullets"]
+    assert demos.template_answer(e, rng).count("\n* ") == n - 1
 
 
 def test_no_template_for_a_test_item_is_ever_needed_but_they_would_not_leak_across_splits():
