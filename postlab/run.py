@@ -58,23 +58,23 @@ class Knobs(Section):
     algo: Literal["ppo", "grpo", "rloo", "dpo"] = Field("ppo", description="RL algorithm after SFT")
     bf16: bool = Field(True, description="bf16 autocast in training and bf16 sampling")
     eval_limit: int | None = Field(None, ge=1, description="test items per eval (the first N: a fair sample; null = all 417)")
-    eval_max_new_tokens: int = Field(192, ge=1, description="response cap in evals (greedy)")
+    eval_max_new_tokens: int = Field(160, ge=1, description="response cap in evals (greedy)")
     batch_size: int = Field(64, ge=1, description="prompts generated together in evals and sampling")
     demos_per_category: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_DEMOS),
         description="template answers per category at most (train split); categories not listed get none")
-    rs_prompts: int = Field(240, ge=1, description="train prompts for rejection sampling (and the comparisons)")
+    rs_prompts: int = Field(160, ge=1, description="train prompts for rejection sampling (and the comparisons)")
     rs_k: int = Field(4, ge=1, description="samples per prompt for rejection sampling")
-    rs_max_new_tokens: int = Field(160, ge=1, description="response cap for rejection sampling")
+    rs_max_new_tokens: int = Field(128, ge=1, description="response cap for rejection sampling")
     sft_lr: float = Field(2e-5, gt=0, description="SFT peak learning rate")
     sft_epochs: float = Field(2.0, gt=0, description="SFT passes over the demonstrations")
     sft_batch_size: int = Field(8, ge=1, description="SFT conversations per step")
     sft_lora: bool = Field(False, description="LoRA adapters instead of full fine-tuning in SFT")
     max_seq_len: int = Field(384, ge=16, description="token cap for SFT, reward-model and DPO sequences")
-    sample_prompts: int = Field(120, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
+    sample_prompts: int = Field(100, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
     sample_k: int = Field(4, ge=2, description="SFT samples per prompt for comparisons (and best-of-n)")
     sample_max_new_tokens: int = Field(128, ge=1, description="response cap for comparison samples")
-    pairs_per_prompt: int = Field(4, ge=1, description="labelled pairs per prompt at most")
+    pairs_per_prompt: int = Field(3, ge=1, description="labelled pairs per prompt at most")
     rm_lr: float = Field(3e-5, gt=0, description="reward-model learning rate")
     rm_epochs: float = Field(1.0, gt=0, description="reward-model passes over the pairs")
     rl_steps: int = Field(20, ge=1, description="RL steps (DPO: optimizer steps)")
@@ -164,14 +164,35 @@ class RunConfig(Section):
 # --- stage bookkeeping ---
 
 
+# Stage wall times (seconds) of a reference run of each preset on the project's 2-core CPU, for the
+# ETA shown at each stage start; scaled by how fast this run has been so far.
+REFERENCE_SECONDS = {
+    "default": {"fetch": 1, "baseline": 200, "sft_data": 160, "sft": 240, "sft_eval": 60, "sample": 60, "label": 2,
+                "rm": 200, "bon": 20, "rl": 420, "rl_eval": 60, "probe": 40, "leaderboard": 5, "report": 5},
+    "tiny": {"fetch": 1, "baseline": 1, "sft_data": 1, "sft": 1, "sft_eval": 1, "sample": 1, "label": 1, "rm": 1,
+             "bon": 1, "rl": 2, "rl_eval": 1, "probe": 1, "leaderboard": 1, "report": 1},
+}
+
+
 class Stages:
     """Runs each stage once: its result and wall time go to ``stages/<name>.json`` atomically."""
 
-    def __init__(self, out: Path, stop_after: str | None):
+    def __init__(self, out: Path, stop_after: str | None, reference: dict[str, float] | None = None):
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stop_after = stop_after
         self.t0 = time.perf_counter()
+        self.reference = reference or {}
+        self.ran: dict[str, float] = {}  # stages run by this invocation -> seconds
+
+    def eta(self, name: str) -> str:
+        """Time left for this and later stages: reference times scaled by this run's pace so far."""
+        if not self.reference:
+            return ""
+        ref_done = sum(self.reference.get(n, 0) for n in self.ran)
+        pace = sum(self.ran.values()) / ref_done if ref_done > 0 else 1.0
+        left = pace * sum(self.reference.get(n, 0) for n in STAGES[STAGES.index(name):] if not self.done(n))
+        return f"; about {left / 60:.0f} min to go" if left >= 60 else "; under a minute to go"
 
     def done(self, name: str) -> bool:
         return (self.dir / f"{name}.json").exists()
@@ -186,10 +207,11 @@ class Stages:
             result = self.result(name)
         else:
             elapsed = time.perf_counter() - self.t0
-            print(f"[{k}/{len(STAGES)} {name}] running (this invocation: {elapsed / 60:.1f} min so far)", file=sys.stderr)
+            print(f"[{k}/{len(STAGES)} {name}] running ({elapsed / 60:.1f} min so far{self.eta(name)})", file=sys.stderr)
             t = time.perf_counter()
             result = finite(fn())
             seconds = round(time.perf_counter() - t, 2)
+            self.ran[name] = seconds
             atomic_write_text(self.dir / f"{name}.json",
                               json.dumps({"result": result, "seconds": seconds}, indent=2, ensure_ascii=False) + "\n")
             print(f"[{k}/{len(STAGES)} {name}] finished in {seconds / 60:.1f} min", file=sys.stderr)
@@ -331,7 +353,7 @@ def best_of_n(rm_dir: str, sft_candidates: str, prefs: str, out: Path, k: Knobs)
     ids = [pid for pid, texts in by_prompt.items() if len(texts) >= k.sample_k]
     if not ids:
         return {"rows": [], "prompts": 0}
-    rater, gold = RewardModelRater(rm_dir), GoldRater()
+    rater, gold = RewardModelRater(rm_dir, bf16=k.bf16), GoldRater()
     proxy = [rater.score_texts([items[pid].messages] * k.sample_k, by_prompt[pid][: k.sample_k]) for pid in ids]
     golds = [[gold.score(items[pid], t) for t in by_prompt[pid][: k.sample_k]] for pid in ids]
     ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= k.sample_k]
@@ -395,7 +417,7 @@ def probe(policy: str, reference: str, rm_dir: str, k: Knobs) -> dict:
     logp = response_logprobs(pol, r, 1.0)[0]
     ref_logp = response_logprobs(ref, r, 1.0)[0]
     kl = ((logp - ref_logp) * mask).sum(1)
-    proxy = RewardModelRater(rm_dir).score_texts([it.messages for it in items], r.texts)
+    proxy = RewardModelRater(rm_dir, bf16=k.bf16).score_texts([it.messages for it in items], r.texts)
     gold = GoldRater()
     return {"kl": float(kl.mean()), "kl_se": float(kl.std() / math.sqrt(len(items))),
             "proxy": sum(proxy) / len(proxy), "gold_sampled": sum(gold.score(it, t) for it, t in zip(items, r.texts)) / len(items),
@@ -428,7 +450,7 @@ def run(cfg: RunConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "run_config.yaml")
     atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
-    stages = Stages(out, cfg.stop_after)
+    stages = Stages(out, cfg.stop_after, REFERENCE_SECONDS.get(cfg.preset))
     p = cfg.progress
     try:
         base = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]

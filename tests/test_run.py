@@ -121,6 +121,18 @@ def test_report_command_rebuilds_the_page(tiny_run, tmp_path):
     assert bad.returncode != 0 and "summary.json" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_eta_scales_reference_times_by_the_pace_so_far(tmp_path):
+    from postlab.run import Stages
+
+    ref = {n: 10.0 for n in STAGES}
+    st = Stages(tmp_path, None, ref)
+    assert "about 2 min to go" in st.eta("fetch")  # 14 stages x 10 s at the reference pace
+    st.ran = {"fetch": 20.0}  # this run is twice as slow as the reference
+    for n in ("fetch",):
+        (tmp_path / "stages" / f"{n}.json").write_text('{"result": {}, "seconds": 20.0}')
+    assert "about 4 min to go" in st.eta("baseline")  # 13 stages left x 10 s x 2
+
+
 def test_bad_run_options_are_rejected_up_front(tmp_path):
     r = postlab("run", "--preset", "tiny", "--out", tmp_path / "x", "algo=sarsa")
     assert r.returncode != 0 and "algo" in r.stderr

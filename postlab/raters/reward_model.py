@@ -14,7 +14,10 @@ from postlab.tasks.suite import Item
 class RewardModelRater:
     """Scores r(x, y) − offset, so the SFT policy's responses average about 0."""
 
-    def __init__(self, path: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", batch_size: int = 16):
+    def __init__(self, path: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", batch_size: int = 16,
+                 bf16: bool = False):
+        """`bf16`: score under bf16 autocast (fp32 weights), as the reward model was trained."""
+        self.bf16 = bf16
         self.model, self.tokenizer = load_reward_model(path, dtype=dtype)
         self.model.to(device).eval()
         self.offset = reward_offset(self.model)
@@ -36,7 +39,9 @@ class RewardModelRater:
             for j, i in enumerate(idx):
                 ids[j, : len(seqs[i])] = torch.tensor(seqs[i])
                 mask[j, : len(seqs[i])] = 1
-            for j, r in zip(idx, rewards(self.model, ids.to(device), mask.to(device)).tolist()):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                scores = rewards(self.model, ids.to(device), mask.to(device)).tolist()
+            for j, r in zip(idx, scores):
                 out[j] = r - self.offset
         return out
 

@@ -81,7 +81,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     if needs_ref and not cfg.lora.enabled:  # a frozen copy; with LoRA the reference is the base (adapters off)
         ref_model, _ = load_model_and_tokenizer(cfg.model)
         ref_model.to(pick_device(cfg.device)).eval().requires_grad_(False)
-    reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(pick_device(cfg.device)))
+    reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(pick_device(cfg.device)), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
     engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)

@@ -104,7 +104,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     value, _ = load_reward_model(value_init)
     value.to(device)
     modules = PolicyAndValue(policy, value)
-    reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device))
+    reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
     engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)

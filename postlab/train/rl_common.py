@@ -43,8 +43,9 @@ class RewardConfig(Section):
             raise ConfigError(f"reward.source: expected python:<module>:<function>, got {self.source!r}")
 
 
-def make_reward_fn(cfg: RewardConfig, device: str = "cpu") -> tuple[RewardFn, str]:
-    """(reward function over (items, responses), its short name for `rewards/<name>/mean`)."""
+def make_reward_fn(cfg: RewardConfig, device: str = "cpu", bf16: bool = False) -> tuple[RewardFn, str]:
+    """(reward function over (items, responses), its short name for `rewards/<name>/mean`); `bf16`
+    scores with a reward model under bf16 autocast."""
     kind, _, rest = cfg.source.partition(":")
     if kind == "gold":
         from postlab.raters.gold import GoldRater
@@ -59,7 +60,7 @@ def make_reward_fn(cfg: RewardConfig, device: str = "cpu") -> tuple[RewardFn, st
     if kind == "rm":
         from postlab.raters.reward_model import RewardModelRater
 
-        rm = RewardModelRater(rest, device=device)
+        rm = RewardModelRater(rest, device=device, bf16=bf16)
         return (lambda items, texts: rm.score_texts([it.messages for it in items], texts)), "rm"
     module, _, name = rest.partition(":")
     try:
