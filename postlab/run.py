@@ -190,7 +190,8 @@ class Stages:
         if not self.reference:
             return ""
         ref_done = sum(self.reference.get(n, 0) for n in self.ran)
-        pace = sum(self.ran.values()) / ref_done if ref_done > 0 else 1.0
+        # pace from this run's own stages once they cover enough reference time to be telling
+        pace = sum(self.ran.values()) / ref_done if ref_done >= 0.05 * sum(self.reference.values()) else 1.0
         left = pace * sum(self.reference.get(n, 0) for n in STAGES[STAGES.index(name):] if not self.done(n))
         return f"; about {left / 60:.0f} min to go" if left >= 60 else "; under a minute to go"
 

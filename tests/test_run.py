@@ -131,6 +131,8 @@ def test_eta_scales_reference_times_by_the_pace_so_far(tmp_path):
     for n in ("fetch",):
         (tmp_path / "stages" / f"{n}.json").write_text('{"result": {}, "seconds": 20.0}')
     assert "about 4 min to go" in st.eta("baseline")  # 13 stages left x 10 s x 2
+    st.reference = {**ref, "baseline": 1000.0}
+    assert "about 19 min to go" in st.eta("baseline")  # fetch is too small a share to judge the pace by
 
 
 def test_bad_run_options_are_rejected_up_front(tmp_path):
