@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-## The main job: fetch SmolLM2-135M-Instruct, short LoRA SFT, before/after samples.
+## The main job: the whole recipe on SmolLM2-135M-Instruct (postlab run, default preset; docs/recipe.md).
 demo: $(STAMP)
 	$(BIN)/postlab run
 
