@@ -47,8 +47,8 @@ STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label",
 
 # Template answers per category in the default SFT mix: enough refusals to learn the behaviour, more
 # look-alikes than refusals so the model does not learn to refuse everything that sounds dangerous.
-DEFAULT_DEMOS = {"instructions": 100, "chain_of_command": 100, "overrefusal": 60, "honesty": 40, "refusal": 25,
-                 "knowledge": 30, "concision": 40}
+DEFAULT_DEMOS = {"instructions": 140, "chain_of_command": 160, "overrefusal": 70, "honesty": 60, "refusal": 45,
+                 "knowledge": 40, "concision": 50}
 
 
 class Knobs(Section):
@@ -77,12 +77,12 @@ class Knobs(Section):
     pairs_per_prompt: int = Field(3, ge=1, description="labelled pairs per prompt at most")
     rm_lr: float = Field(3e-5, gt=0, description="reward-model learning rate")
     rm_epochs: float = Field(1.0, gt=0, description="reward-model passes over the pairs")
-    rl_steps: int = Field(20, ge=1, description="RL steps (DPO: optimizer steps)")
-    rl_prompts_per_step: int = Field(16, ge=1, description="prompts per RL step (GRPO/RLOO: times group size 4)")
+    rl_steps: int = Field(16, ge=1, description="RL steps (DPO: optimizer steps)")
+    rl_prompts_per_step: int = Field(8, ge=1, description="prompts per RL step (GRPO/RLOO: times group size 4)")
     rl_lr: float = Field(3e-6, gt=0, description="RL learning rate")
     rl_kl_coef: float = Field(0.05, ge=0, description="β: KL penalty (DPO: β of the DPO loss)")
     rl_max_new_tokens: int = Field(96, ge=1, description="response cap for RL rollouts")
-    rl_gold_every: int = Field(10, ge=0, description="held-out gold eval every N RL steps (0 = off)")
+    rl_gold_every: int = Field(8, ge=0, description="held-out gold eval every N RL steps (0 = off)")
     rl_gold_limit: int = Field(36, ge=1, description="held-out items in those evals")
     probe_prompts: int = Field(48, ge=1, description="test prompts sampled to measure KL(π‖π_SFT) and the proxy reward")
     report_samples: int = Field(12, ge=0, description="answers shown side by side in the report")
@@ -298,7 +298,7 @@ def train_sft(base: str, data_file: str, out: Path, k: Knobs, progress: bool) ->
         model=base, out_dir=str(out / "sft"),
         data=sft.SFTDataConfig(train_file=data_file, eval_fraction=0.05, max_seq_len=k.max_seq_len),
         optim=OptimConfig(lr=k.sft_lr, epochs=k.sft_epochs, batch_size=k.sft_batch_size, warmup_steps=5,
-                          bf16=k.bf16),
+                          bf16=k.bf16, group_by_length=True),
         lora=LoraConfig(enabled=k.sft_lora),
         checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
     result = sft.train(cfg)
@@ -333,7 +333,8 @@ def train_rm(policy: str, prefs: str, out: Path, k: Knobs, progress: bool) -> di
 
     cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm"), margin="strength",
                       data=rm.RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.max_seq_len),
-                      optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16),
+                      optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16,
+                                        group_by_length=True),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
     return rm.train(cfg)
 
@@ -369,7 +370,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress
     rl_dir = out / "rl"
     gold_eval = GoldEvalConfig(every=k.rl_gold_every, limit=k.rl_gold_limit, max_new_tokens=min(k.eval_max_new_tokens, 128),
                                batch_size=k.batch_size)
-    ckpt = CheckpointConfig(save_every=5, resume=True, progress=progress)
+    ckpt = CheckpointConfig(save_every=10, resume=True, progress=progress)  # policy + value + Adam: ~3 GB each
     sampling = SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=0)
     if k.algo == "ppo":
         from postlab.train import ppo
@@ -396,7 +397,8 @@ def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress
 
         cfg = dpo.DPOConfig(model=policy, out_dir=str(rl_dir), beta=max(k.rl_kl_coef, 1e-3),
                             data=RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.max_seq_len),
-                            optim=OptimConfig(lr=k.rl_lr, max_steps=k.rl_steps, batch_size=8, warmup_steps=2, bf16=k.bf16),
+                            optim=OptimConfig(lr=k.rl_lr, max_steps=k.rl_steps, batch_size=8, warmup_steps=2, bf16=k.bf16,
+                                              group_by_length=True),
                             checkpoint=ckpt, gold_eval=gold_eval)
         result = dpo.train(cfg)
     return {**result, "algo": k.algo, "model": str(rl_dir / "model"), "metrics": str(rl_dir / "metrics.jsonl")}

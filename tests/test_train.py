@@ -68,9 +68,26 @@ def test_grad_accumulation_is_exact(chat_file, tmp_path):
             torch.testing.assert_close(w[k], weights[0][k], atol=1e-5, rtol=1e-4)
 
 
-def test_resume_equivalence(chat_file, tmp_path):
+def test_example_order_groups_by_length_and_stays_a_permutation():
+    from postlab.train.loop import ExampleOrder, example_index
+
+    plain = ExampleOrder(10, seed=3)
+    assert [plain(k) for k in range(25)] == [example_index(k, 10, 3) for k in range(25)]
+    lengths = [5, 50, 7, 30, 1, 80, 9, 60, 2, 40]
+    grouped = ExampleOrder(10, seed=3, lengths=lengths, window=4)
+    for epoch in range(2):
+        order = [grouped(epoch * 10 + k) for k in range(10)]
+        base = [example_index(epoch * 10 + k, 10, 3) for k in range(10)]
+        assert sorted(order) == list(range(10))
+        for w in range(0, 10, 4):  # each window holds the same examples, longest first
+            assert set(order[w : w + 4]) == set(base[w : w + 4])
+            assert [lengths[i] for i in order[w : w + 4]] == sorted((lengths[i] for i in order[w : w + 4]), reverse=True)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_resume_equivalence(chat_file, tmp_path, grouped):
     """10 steps straight == 5 steps, Ctrl-C (checkpoint), resume, 5 more: same losses and weights."""
-    extra = ["optim.max_steps=10", "optim.batch_size=3", "optim.warmup_steps=2"]
+    extra = ["optim.max_steps=10", "optim.batch_size=3", "optim.warmup_steps=2", f"optim.group_by_length={grouped}"]
     straight = sft.train(sft_cfg(chat_file, tmp_path / "a", *extra))
 
     from postlab.train import loop

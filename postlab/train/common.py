@@ -29,6 +29,7 @@ class OptimConfig(Section):
     bf16: bool = Field(False, description="bf16 autocast for forward/backward (fp32 master weights); fast on AVX-512 BF16 CPUs")
     seed: int = Field(0, description="seed for data order, initialisation of new weights and RNG")
     compile: bool = Field(False, description="torch.compile the model's forward (fuses norm/RoPE/SwiGLU ops; ~1 min to compile on a CPU)")
+    group_by_length: bool = Field(False, description="within windows of 16 micro-batches of the shuffled order, sort examples by length, so micro-batches pad less (faster; the order stays a pure function of seed and epoch)")
 
 
 class CheckpointConfig(Section):

@@ -121,6 +121,35 @@ def example_index(k: int, n: int, seed: int) -> int:
     return int(torch.randperm(n, generator=g)[pos])
 
 
+def example_length(example: dict) -> int:
+    """Tokens in an example: the sum over its token-id lists (one sequence, or chosen + rejected)."""
+    return sum(len(v) for v in example.values() if isinstance(v, (list, tuple)) and v and isinstance(v[0], int))
+
+
+class ExampleOrder:
+    """Which example comes k-th: ``example_index``'s seeded permutation per epoch, optionally with each
+    window of ``window`` consecutive positions sorted by length (longest first), so micro-batches
+    hold similar lengths. Still a pure function of (seed, epoch, lengths): resume stays exact."""
+
+    def __init__(self, n: int, seed: int, lengths: Sequence[int] | None = None, window: int = 0):
+        self.n, self.seed, self.lengths, self.window = n, seed, lengths, window
+        self._epoch, self._order = -1, []
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+            if self.lengths is not None and self.window > 1:
+                order = [i for w in range(0, self.n, self.window)
+                         for i in sorted(order[w : w + self.window], key=lambda i: -self.lengths[i])]
+            self._epoch, self._order = epoch, order
+        return self._order
+
+    def __call__(self, k: int) -> int:
+        epoch, pos = divmod(k, self.n)
+        return self._epoch_order(epoch)[pos]
+
+
 class MetricsLogger:
     """metrics.jsonl always; TensorBoard event files when asked."""
 
@@ -271,13 +300,15 @@ def train_loop(
     result = TrainResult(state=state, num_examples=n)
     saved_at = state.step if latest is not None else -1
     per_step = optim.batch_size * optim.grad_accum
+    order = ExampleOrder(n, optim.seed, [example_length(e) for e in examples] if optim.group_by_length else None,
+                         window=16 * optim.batch_size)
     model.train()
     forward_model = torch.compile(model) if optim.compile else model
     bar = tqdm(total=T, initial=state.step, desc=desc, disable=not ckpt.progress, dynamic_ncols=True, unit="step")
     try:
         while state.step < T:
             t0 = time.perf_counter()
-            step_examples = [examples[example_index(state.samples_seen + j, n, optim.seed)] for j in range(per_step)]
+            step_examples = [examples[order(state.samples_seen + j)] for j in range(per_step)]
             micro = [objective.collate(step_examples[j : j + optim.batch_size]) for j in range(0, per_step, optim.batch_size)]
             N = sum(objective.units(b) for b in micro)  # loss units in the whole optimizer step
             step_stats: dict[str, float] = {}
