@@ -47,8 +47,8 @@ STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label",
 
 # Template answers per category in the default SFT mix: enough refusals to learn the behaviour, more
 # look-alikes than refusals so the model does not learn to refuse everything that sounds dangerous.
-DEFAULT_DEMOS = {"instructions": 140, "chain_of_command": 160, "overrefusal": 70, "honesty": 60, "refusal": 45,
-                 "knowledge": 40, "concision": 50}
+DEFAULT_DEMOS = {"instructions": 100, "chain_of_command": 100, "overrefusal": 65, "honesty": 45, "refusal": 30,
+                 "knowledge": 30, "concision": 40}
 
 
 class Knobs(Section):
@@ -70,19 +70,20 @@ class Knobs(Section):
     sft_epochs: float = Field(2.0, gt=0, description="SFT passes over the demonstrations")
     sft_batch_size: int = Field(8, ge=1, description="SFT conversations per step")
     sft_lora: bool = Field(False, description="LoRA adapters instead of full fine-tuning in SFT")
-    max_seq_len: int = Field(384, ge=16, description="token cap for SFT, reward-model and DPO sequences")
+    max_seq_len: int = Field(384, ge=16, description="token cap for SFT and DPO sequences")
     sample_prompts: int = Field(100, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
     sample_k: int = Field(4, ge=2, description="SFT samples per prompt for comparisons (and best-of-n)")
     sample_max_new_tokens: int = Field(128, ge=1, description="response cap for comparison samples")
-    pairs_per_prompt: int = Field(3, ge=1, description="labelled pairs per prompt at most")
+    pairs_per_prompt: int = Field(2, ge=1, description="labelled pairs per prompt at most")
     rm_lr: float = Field(3e-5, gt=0, description="reward-model learning rate")
     rm_epochs: float = Field(1.0, gt=0, description="reward-model passes over the pairs")
-    rl_steps: int = Field(16, ge=1, description="RL steps (DPO: optimizer steps)")
+    rm_max_seq_len: int = Field(256, ge=16, description="token cap for reward-model pairs (longer pairs are skipped)")
+    rl_steps: int = Field(10, ge=1, description="RL steps (DPO: optimizer steps)")
     rl_prompts_per_step: int = Field(8, ge=1, description="prompts per RL step (GRPO/RLOO: times group size 4)")
     rl_lr: float = Field(3e-6, gt=0, description="RL learning rate")
     rl_kl_coef: float = Field(0.05, ge=0, description="β: KL penalty (DPO: β of the DPO loss)")
     rl_max_new_tokens: int = Field(96, ge=1, description="response cap for RL rollouts")
-    rl_gold_every: int = Field(8, ge=0, description="held-out gold eval every N RL steps (0 = off)")
+    rl_gold_every: int = Field(5, ge=0, description="held-out gold eval every N RL steps (0 = off)")
     rl_gold_limit: int = Field(36, ge=1, description="held-out items in those evals")
     probe_prompts: int = Field(48, ge=1, description="test prompts sampled to measure KL(π‖π_SFT) and the proxy reward")
     report_samples: int = Field(12, ge=0, description="answers shown side by side in the report")
@@ -130,6 +131,7 @@ class RunConfig(Section):
     pairs_per_prompt: int | None = Field(None, ge=1, description=Knobs.model_fields["pairs_per_prompt"].description)
     rm_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["rm_lr"].description)
     rm_epochs: float | None = Field(None, gt=0, description=Knobs.model_fields["rm_epochs"].description)
+    rm_max_seq_len: int | None = Field(None, ge=16, description=Knobs.model_fields["rm_max_seq_len"].description)
     rl_steps: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_steps"].description)
     rl_prompts_per_step: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_prompts_per_step"].description)
     rl_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["rl_lr"].description)
@@ -167,8 +169,8 @@ class RunConfig(Section):
 # Stage wall times (seconds) of a reference run of each preset on the project's 2-core CPU, for the
 # ETA shown at each stage start; scaled by how fast this run has been so far.
 REFERENCE_SECONDS = {
-    "default": {"fetch": 1, "baseline": 200, "sft_data": 160, "sft": 240, "sft_eval": 60, "sample": 60, "label": 2,
-                "rm": 200, "bon": 20, "rl": 420, "rl_eval": 60, "probe": 40, "leaderboard": 5, "report": 5},
+    "default": {"fetch": 1, "baseline": 90, "sft_data": 115, "sft": 520, "sft_eval": 90, "sample": 85, "label": 2,
+                "rm": 200, "bon": 12, "rl": 280, "rl_eval": 90, "probe": 50, "leaderboard": 3, "report": 5},
     "tiny": {"fetch": 1, "baseline": 1, "sft_data": 1, "sft": 1, "sft_eval": 1, "sample": 1, "label": 1, "rm": 1,
              "bon": 1, "rl": 2, "rl_eval": 1, "probe": 1, "leaderboard": 1, "report": 1},
 }
@@ -332,7 +334,7 @@ def train_rm(policy: str, prefs: str, out: Path, k: Knobs, progress: bool) -> di
     from postlab.train import rm
 
     cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm"), margin="strength",
-                      data=rm.RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.max_seq_len),
+                      data=rm.RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.rm_max_seq_len),
                       optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16,
                                         group_by_length=True),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
