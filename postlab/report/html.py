@@ -195,7 +195,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;ma
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.8em 0;font-size:14px} th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
-.samples td{text-align:left;vertical-align:top;white-space:pre-wrap;max-width:330px;font-size:13px}
+.samples td{text-align:left;vertical-align:top;white-space:pre-wrap;overflow-wrap:anywhere;max-width:330px;font-size:13px}
 .headline{display:flex;gap:1.5em;flex-wrap:wrap}.headline div{background:#f6f8fa;border-radius:6px;padding:.6em 1em}
 .headline b{display:block;font-size:1.6em} figure{margin:1em 0} figcaption{font-size:13px;color:#555}
 img.plot{max-width:100%} pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}
@@ -318,7 +318,9 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append(_table(["source", "conversations"], [
         ["behaviour-spec GOOD examples", data.get("spec_examples")],
         ["template answers (train split, all checks pass)", data.get("template_answers")],
-        [f"rejection sampling: best of {json.dumps(data.get('rejection_by_category', {}))}", data.get("rejection_sampled")],
+        ["rejection sampling against the gold rater (kept per category: "
+         + ", ".join(f"{c} {n}" for c, n in sorted(data.get("rejection_by_category", {}).items())) + ")",
+         data.get("rejection_sampled")],
         ["total", data.get("conversations")]]))
     parts.append(f"<p class='note'>Rejection sampling kept the shortest sample that passes every check for "
                  f"{_fmt(data.get('rejection_acceptance'))} of {data.get('rejection_prompts')} train prompts.</p>")
