@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationError, create_model
 
-from postlab.config import Section, save_config
+from postlab.config import Section, _format_validation_error, save_config
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError
 from postlab.evals import harness
@@ -102,46 +102,13 @@ PRESETS: dict[str, Knobs] = {
 }
 
 
-class RunConfig(Section):
+class _RunOptions(Section):
     """postlab run: the end-to-end recipe on a preset (every knob below defaults to the preset's value)."""
 
     preset: Literal["default", "tiny"] = Field("default", description="default = SmolLM2-135M-Instruct; tiny = random test model")
     out_dir: str | None = Field(None, description="run directory (default runs/<preset>)")
     progress: bool = Field(True, description="show progress bars")
     stop_after: str | None = Field(None, description=f"stop after this stage (one of {', '.join(STAGES)})")
-    # the knobs, optional (None = preset)
-    model: str | None = Field(None, description=Knobs.model_fields["model"].description)
-    algo: Literal["ppo", "grpo", "rloo", "dpo"] | None = Field(None, description=Knobs.model_fields["algo"].description)
-    bf16: bool | None = Field(None, description=Knobs.model_fields["bf16"].description)
-    eval_limit: int | None = Field(None, ge=1, description=Knobs.model_fields["eval_limit"].description)
-    eval_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["eval_max_new_tokens"].description)
-    batch_size: int | None = Field(None, ge=1, description=Knobs.model_fields["batch_size"].description)
-    demos_per_category: dict[str, int] | None = Field(None, description=Knobs.model_fields["demos_per_category"].description + " (merged into the preset's: demos_per_category.refusal=10)")
-    rs_prompts: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_prompts"].description)
-    rs_k: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_k"].description)
-    rs_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["rs_max_new_tokens"].description)
-    sft_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["sft_lr"].description)
-    sft_epochs: float | None = Field(None, gt=0, description=Knobs.model_fields["sft_epochs"].description)
-    sft_batch_size: int | None = Field(None, ge=1, description=Knobs.model_fields["sft_batch_size"].description)
-    sft_lora: bool | None = Field(None, description=Knobs.model_fields["sft_lora"].description)
-    max_seq_len: int | None = Field(None, ge=16, description=Knobs.model_fields["max_seq_len"].description)
-    sample_prompts: int | None = Field(None, ge=1, description=Knobs.model_fields["sample_prompts"].description)
-    sample_k: int | None = Field(None, ge=2, description=Knobs.model_fields["sample_k"].description)
-    sample_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["sample_max_new_tokens"].description)
-    pairs_per_prompt: int | None = Field(None, ge=1, description=Knobs.model_fields["pairs_per_prompt"].description)
-    rm_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["rm_lr"].description)
-    rm_epochs: float | None = Field(None, gt=0, description=Knobs.model_fields["rm_epochs"].description)
-    rm_max_seq_len: int | None = Field(None, ge=16, description=Knobs.model_fields["rm_max_seq_len"].description)
-    rl_steps: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_steps"].description)
-    rl_prompts_per_step: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_prompts_per_step"].description)
-    rl_lr: float | None = Field(None, gt=0, description=Knobs.model_fields["rl_lr"].description)
-    rl_kl_coef: float | None = Field(None, ge=0, description=Knobs.model_fields["rl_kl_coef"].description)
-    rl_max_new_tokens: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_max_new_tokens"].description)
-    rl_gold_every: int | None = Field(None, ge=0, description=Knobs.model_fields["rl_gold_every"].description)
-    rl_gold_limit: int | None = Field(None, ge=1, description=Knobs.model_fields["rl_gold_limit"].description)
-    probe_prompts: int | None = Field(None, ge=1, description=Knobs.model_fields["probe_prompts"].description)
-    report_samples: int | None = Field(None, ge=0, description=Knobs.model_fields["report_samples"].description)
-    bootstrap: int | None = Field(None, ge=0, description=Knobs.model_fields["bootstrap"].description)
 
     def check(self) -> None:
         super().check()
@@ -152,15 +119,25 @@ class RunConfig(Section):
             raise ConfigError(f"sample_prompts ({k.sample_prompts}) must be ≤ rs_prompts ({k.rs_prompts})")
 
     def knobs(self) -> Knobs:
-        """The preset's knobs with this config's non-None values on top."""
+        """The preset's knobs with this config's non-None values on top (validated: errors name the knob)."""
         preset = PRESETS[self.preset].model_dump()
         mine = {k: getattr(self, k) for k in Knobs.model_fields if getattr(self, k) is not None}
         if "demos_per_category" in mine:
             mine["demos_per_category"] = {**preset["demos_per_category"], **mine["demos_per_category"]}
-        return Knobs.model_validate({**preset, **mine})
+        try:
+            return Knobs.model_validate({**preset, **mine})
+        except ValidationError as e:
+            raise ConfigError(_format_validation_error(e, f"preset {self.preset} + overrides")) from None
 
     def directory(self) -> Path:
         return Path(self.out_dir or f"runs/{self.preset}")
+
+
+# RunConfig = the options above + every knob of Knobs as an optional field (None = the preset's value).
+RunConfig = create_model(
+    "RunConfig", __base__=_RunOptions,
+    **{name: (f.annotation | None, Field(None, description=f.description)) for name, f in Knobs.model_fields.items()})
+RunConfig.__doc__ = _RunOptions.__doc__
 
 
 # --- stage bookkeeping ---
