@@ -41,6 +41,7 @@ from postlab.train.sample import SampleConfig, sample
 from postlab.utils.io import atomic_write_text
 
 SUITE = "spec"
+HELD_OUT_PROMPTS = 0.15  # fraction of the labelled prompts the reward model (and DPO) never train on
 STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label", "rm", "bon", "rl", "rl_eval",
           "probe", "leaderboard", "report")
 
@@ -311,7 +312,7 @@ def train_rm(policy: str, prefs: str, out: Path, k: Knobs, progress: bool) -> di
     from postlab.train import rm
 
     cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm"), margin="strength",
-                      data=rm.RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.rm_max_seq_len),
+                      data=rm.RMDataConfig(train_file=prefs, eval_fraction=HELD_OUT_PROMPTS, max_seq_len=k.rm_max_seq_len),
                       optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16,
                                         group_by_length=True),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
@@ -324,7 +325,7 @@ def best_of_n(rm_dir: str, sft_candidates: str, prefs: str, out: Path, k: Knobs)
     from postlab.raters.reward_model import RewardModelRater
     from postlab.train.rm import split_by_prompt
 
-    _, held = split_by_prompt(load_preferences(prefs), 0.15, 0)
+    _, held = split_by_prompt(load_preferences(prefs), HELD_OUT_PROMPTS, 0)  # the RM's split (optim.seed 0)
     held_ids = {p.prompt_id for p in held}
     items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in held_ids}
     by_prompt: dict[str, list[str]] = {}
@@ -375,7 +376,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress
         from postlab.train.rm import RMDataConfig
 
         cfg = dpo.DPOConfig(model=policy, out_dir=str(rl_dir), beta=max(k.rl_kl_coef, 1e-3),
-                            data=RMDataConfig(train_file=prefs, eval_fraction=0.15, max_seq_len=k.max_seq_len),
+                            data=RMDataConfig(train_file=prefs, eval_fraction=HELD_OUT_PROMPTS, max_seq_len=k.max_seq_len),
                             optim=OptimConfig(lr=k.rl_lr, max_steps=k.rl_steps, batch_size=8, warmup_steps=2, bf16=k.bf16,
                                               group_by_length=True),
                             checkpoint=ckpt, gold_eval=gold_eval)
