@@ -19,6 +19,24 @@ def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Headless Chromium flags: the closed network makes Chromium hang on background connections without them.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_executable() -> str:
+    """Debian's chromium (or $POSTLAB_CHROMIUM). Without one the test skips, unless
+    POSTLAB_REQUIRE_BROWSER=1 (set by .ci/run, which installs it): then it fails."""
+    import shutil
+
+    path = os.environ.get("POSTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path and os.path.exists(path):
+        return path
+    if os.environ.get("POSTLAB_REQUIRE_BROWSER") == "1":
+        pytest.fail("POSTLAB_REQUIRE_BROWSER=1 but no chromium was found (set POSTLAB_CHROMIUM)")
+    pytest.skip("no chromium on this machine (.ci/run installs it)")
+
+
 def write_jsonl(path: Path, rows) -> Path:
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:

@@ -5,7 +5,6 @@ Store-backed tests run on SQLite, and on PostgreSQL when POSTLAB_TEST_DATABASE_U
 
 import json
 import os
-import shutil
 import threading
 import time
 from collections import Counter
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import write_jsonl
+from conftest import CHROMIUM_ARGS, chromium_executable, write_jsonl
 from postlab.errors import DataError
 from postlab.labelapp.agreement import cohen_kappa, krippendorff_alpha
 from postlab.labelapp.store import Store, migrate
@@ -443,17 +442,8 @@ def test_exports_quality_gold_and_rm_round_trip(store, tmp_path, client, db_url)
 
 # --- a real browser ---
 
-def _chromium() -> str | None:
-    path = os.environ.get("POSTLAB_CHROMIUM") or shutil.which("chromium")
-    if path and os.path.exists(path):
-        return path
-    if os.environ.get("POSTLAB_REQUIRE_BROWSER") == "1":
-        pytest.fail("POSTLAB_REQUIRE_BROWSER=1 but no chromium was found (set POSTLAB_CHROMIUM)")
-    pytest.skip("no chromium found")
-
-
 def test_browser_rater_labels_with_mouse_and_keys(store, tmp_path, db_url):
-    chromium = _chromium()
+    chromium = chromium_executable()
     sync_api = pytest.importorskip("playwright.sync_api")
     make_project(store, tmp_path, n_prompts=2, k=2, extra={(0, 1): XSS})  # 2 pairs
     make_project(store, tmp_path, "more", n_prompts=2, k=2)
@@ -462,8 +452,7 @@ def test_browser_rater_labels_with_mouse_and_keys(store, tmp_path, db_url):
     admin = store.add_user("root", "admin")
     shots = ARTIFACTS / ("sqlite" if db_url.startswith("sqlite") else "postgresql")
     shots.mkdir(parents=True, exist_ok=True)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    args = CHROMIUM_ARGS
     expected_prefs, expected_edits, expected_flags = set(), set(), set()
     with live_server(store) as base, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=args)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CHROMIUM_ARGS, chromium_executable
 from postlab.run import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,21 +157,12 @@ def test_leaderboard_command_ranks_models(tmp_path):
     assert bad.returncode != 0 and "at least two" in bad.stderr
 
 
-def _chromium() -> str | None:
-    return os.environ.get("POSTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_report_renders_in_headless_chromium(tiny_run):
-    exe = _chromium()
-    if not exe:
-        if os.environ.get("POSTLAB_REQUIRE_BROWSER") == "1":
-            pytest.fail("POSTLAB_REQUIRE_BROWSER=1 but no chromium found")
-        pytest.skip("no chromium on this machine (CI installs it)")
+    exe = chromium_executable()
     from playwright.sync_api import sync_playwright
 
     out, _ = tiny_run
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    args = CHROMIUM_ARGS
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     with sync_playwright() as p:
