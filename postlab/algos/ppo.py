@@ -19,7 +19,7 @@ def kl_shaped_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.
     kl = (logp - ref_logp) * mask  # (B, R)
     rewards = -beta * kl
     last = (mask.long().sum(dim=1) - 1).clamp_min(0)  # (B,) index of each response's last token
-    rewards[torch.arange(rewards.size(0)), last] += scores
+    rewards[torch.arange(rewards.size(0), device=rewards.device), last] += scores
     return rewards * mask, kl
 
 

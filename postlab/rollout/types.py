@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,12 @@ class Rollout:
     @property
     def attention_mask(self) -> torch.Tensor:  # (B, P + R)
         return torch.cat([self.prompt_mask, self.response_mask], dim=1)
+
+    def to(self, device: torch.device | str) -> Rollout:
+        """The same rollout with every tensor on `device` (engines return CPU tensors; trainers move
+        them next to the model once)."""
+        return dataclasses.replace(self, **{f: getattr(self, f).to(device) for f in (
+            "prompt_ids", "prompt_mask", "response_ids", "response_mask", "logprobs", "finished")})
 
     def finish_reasons(self) -> list[str]:
         """OpenAI's vocabulary: ``stop`` (a stop token was emitted) or ``length`` (hit max_new_tokens)."""

@@ -29,7 +29,7 @@ from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
-from postlab.train.rl_common import (RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      entropy_mean, make_optimizer, make_reward_fn, prompt_batches, reference_mode,
                                      response_logprobs, rollout_subset, run_rl_loop)
 from postlab.utils.io import atomic_write_text
@@ -40,7 +40,7 @@ class GRPOConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="policy to start from: built-in name, directory or hub id")
     out_dir: str = Field("runs/grpo", description="run directory: config, metrics, checkpoints, final model")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    device: str = Field("auto", description="where to train: auto (cuda when available) or any torch device: cpu, cuda, cuda:1, mps, ...")
     suite: str = Field("spec", description="prompts: built-in suite name or JSONL")
     split: Literal["train", "test", "all"] = Field("train", description="which split to train on")
     limit: int | None = Field(None, ge=1, description="only the first N items")
@@ -66,6 +66,7 @@ class GRPOConfig(Section):
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
+        require_torch_device(self.device)
 
 
 def train(cfg: GRPOConfig, callbacks=()) -> dict:
@@ -75,13 +76,14 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
     if not items:
         raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
+    device = pick_device(cfg.device)
     policy, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     ref_model = None
     needs_ref = cfg.kl_coef > 0
     if needs_ref and not cfg.lora.enabled:  # a frozen copy; with LoRA the reference is the base (adapters off)
         ref_model, _ = load_model_and_tokenizer(cfg.model)
-        ref_model.to(pick_device(cfg.device)).eval().requires_grad_(False)
-    reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(pick_device(cfg.device)), bf16=cfg.optim.bf16)
+        ref_model.to(device).eval().requires_grad_(False)
+    reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
     engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
@@ -99,11 +101,12 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         batch_items = [it for it in batch_at(state.step) for _ in range(cfg.k)]  # k samples of a prompt adjacent
         policy.eval()
         r = engine.generate([it.messages for it in batch_items],
-                            cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step}))
+                            cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
         B, mask = len(batch_items), r.response_mask
-        raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32)
+        raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.eos_penalty)
-        gold_scores = raw if reward_name == "gold" else torch.tensor([gold.score(it, t) for it, t in zip(batch_items, r.texts)])
+        gold_scores = raw if reward_name == "gold" else torch.tensor(
+            [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
         # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and
         # entropy come from the training forward below, which saves a forward pass of the policy.
         need_old = cfg.num_iterations > 1 or cfg.kl_in_reward
@@ -120,7 +123,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         policy.train()
         stats_sum: dict[str, float] = {}
         grad_norm = 0.0
-        seen_logp, seen_ent = torch.zeros(r.response_ids.shape), torch.zeros(r.response_ids.shape)  # (B, R)
+        seen_logp = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
+        seen_ent = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
         for it in range(cfg.num_iterations):
             for s in range(0, B, cfg.optim.micro_batch_size):
                 idx = list(range(s, min(B, s + cfg.optim.micro_batch_size)))
@@ -129,7 +133,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                 with autocast(policy, bf16):
                     logp, ent_mb = response_logprobs(policy, sub, T, entropy=old_logp is None)
                 if old_logp is None:
-                    seen_logp[idx, :Rs], seen_ent[idx, :Rs] = logp.detach().float().cpu(), ent_mb.float().cpu()
+                    seen_logp[idx, :Rs], seen_ent[idx, :Rs] = logp.detach().float(), ent_mb.float()
                 old = old_logp[idx, :Rs] if old_logp is not None else logp.detach()
                 ref = ref_logp[idx, :Rs] if (ref_logp is not None and not cfg.kl_in_reward) else None
                 loss, st = clipped_pg_loss(logp, old, ref, adv[idx], sub.response_mask.to(logp.device), clip=cfg.clip,
@@ -140,7 +144,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
             grad_norm = clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
         if old_logp is None:
             old_logp, ent = seen_logp, seen_ent
-        seq_kl = kl_k1(old_logp, ref_logp).mul(mask).sum(1) if ref_logp is not None else torch.zeros(B)
+        seq_kl = kl_k1(old_logp, ref_logp).mul(mask).sum(1) if ref_logp is not None else torch.zeros(B, device=device)
         grouped = scores.view(-1, cfg.k)
         lengths = r.response_lengths.float()
         metrics = {

@@ -32,7 +32,7 @@ from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
-from postlab.train.rl_common import (RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      make_optimizer, make_reward_fn, prompt_batches, reference_mode,
                                      response_logprobs, response_values, rollout_subset, run_rl_loop)
 from postlab.utils.io import atomic_write_text
@@ -43,7 +43,7 @@ class PPOConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="policy to start from (usually the SFT model)")
     out_dir: str = Field("runs/ppo", description="run directory: config, metrics, checkpoints, final model")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    device: str = Field("auto", description="where to train: auto (cuda when available) or any torch device: cpu, cuda, cuda:1, mps, ...")
     suite: str = Field("spec", description="prompts: built-in suite name or JSONL")
     split: Literal["train", "test", "all"] = Field("train", description="which split to train on")
     limit: int | None = Field(None, ge=1, description="only the first N items")
@@ -74,6 +74,7 @@ class PPOConfig(Section):
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
+        require_torch_device(self.device)
         if self.minibatch_size > self.prompts_per_step:
             raise ConfigError(f"minibatch_size ({self.minibatch_size}) > prompts_per_step ({self.prompts_per_step})")
 
@@ -122,11 +123,12 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         batch_items = batch_at(state.step)
         modules.eval()
         r = engine.generate([it.messages for it in batch_items],
-                            cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step}))
+                            cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
         B, mask = len(batch_items), r.response_mask.float()
-        raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32)
+        raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.eos_penalty)
-        gold_scores = raw if reward_name == "gold" else torch.tensor([gold.score(it, t) for it, t in zip(batch_items, r.texts)])
+        gold_scores = raw if reward_name == "gold" else torch.tensor(
+            [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
         with torch.no_grad(), autocast(policy, bf16):
             old_logp, ent = response_logprobs(policy, r, T, entropy=True)
             with reference_mode(policy, ref_model) as ref:

@@ -70,6 +70,16 @@ def make_reward_fn(cfg: RewardConfig, device: str = "cpu", bf16: bool = False) -
     return (lambda items, texts: [float(fn(it, t)) for it, t in zip(items, texts)]), name
 
 
+def require_torch_device(name: str) -> None:
+    """`device`: auto, or anything torch.device parses (cpu, cuda, cuda:1, mps, xpu, ...)."""
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: expected auto or a torch device (cpu, cuda, cuda:1, mps, ...), got {name!r}") from None
+
+
 def require_sampling_seed(sampling) -> None:
     if sampling.seed is None:
         raise ConfigError("sampling.seed: RL needs a seed so resumed runs sample what the uninterrupted run would")
@@ -212,7 +222,7 @@ def entropy_mean(ent: torch.Tensor | None, mask: torch.Tensor) -> float:
 
 def rollout_subset(r: Rollout, idx: list[int] | torch.Tensor) -> Rollout:
     """Rows `idx` of a rollout, with columns of pure padding trimmed (prompt left, response right)."""
-    idx = torch.as_tensor(idx, dtype=torch.long)
+    idx = torch.as_tensor(idx, dtype=torch.long, device=r.prompt_ids.device)
     pm, rm = r.prompt_mask[idx], r.response_mask[idx]
     p_start = int((pm.sum(0) > 0).nonzero().min()) if pm.any() else 0
     r_end = int(rm.sum(1).max()) if rm.numel() else 0
@@ -237,7 +247,9 @@ class RLOptimConfig(Section):
 
 
 def make_optimizer(params, cfg: RLOptimConfig, total_steps: int):
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)  # torch's fused kernels; elsewhere the plain loop
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=fused)
 
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
