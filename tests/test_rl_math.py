@@ -103,3 +103,22 @@ def test_adaptive_kl_controller():
     assert c.update(12.0, 100) == pytest.approx(0.1 * (1 + 0.2 * 0.01))
     c = AdaptiveKLController(beta=0.1, target=6.0, horizon=10000)
     assert c.update(5.4, 100) == pytest.approx(0.1 * (1 - 0.1 * 0.01))
+
+
+def test_missing_eos_penalty_is_subtracted_from_the_score():
+    """TRL's `missing_eos_penalty`: a response that never stopped keeps its score, minus the penalty."""
+    from postlab.train.rl_common import apply_eos_penalty
+
+    scores, finished = T([0.5, 0.2, -0.3]), T([True, False, False])
+    assert apply_eos_penalty(scores, finished, 1.0).tolist() == pytest.approx([0.5, -0.8, -1.3])
+    assert apply_eos_penalty(scores, finished, None).tolist() == pytest.approx([0.5, 0.2, -0.3])
+
+
+def test_reward_config_takes_the_old_eos_penalty_name_as_its_negative():
+    from postlab.train.rl_common import RewardConfig
+
+    assert RewardConfig(missing_eos_penalty=1.0).missing_eos_penalty == 1.0
+    assert RewardConfig(eos_penalty=-1.0).missing_eos_penalty == 1.0
+    assert RewardConfig(eos_penalty=None).missing_eos_penalty is None
+    with pytest.raises(ValueError):
+        RewardConfig(missing_eos_penalty=-1.0)

@@ -52,7 +52,7 @@ def test_ppo_raises_a_synthetic_reward_and_leaves_the_reference_alone(tmp_path):
 
     cfg = PPOConfig(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), prompts_per_step=16,
                     steps=20, ppo_epochs=2, minibatch_size=8, kl_coef=0.01,
-                    reward={"source": "python:test_rl_smoke:lowercase_reward", "eos_penalty": None},
+                    reward={"source": "python:test_rl_smoke:lowercase_reward", "missing_eos_penalty": None},
                     sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0},
                     optim={"lr": 1e-2, "bf16": False, "micro_batch_size": 8},
                     checkpoint={"progress": False, "save_every": 0})

@@ -104,7 +104,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                             cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
         B, mask = len(batch_items), r.response_mask
         raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
-        scores = apply_eos_penalty(raw, r.finished, cfg.reward.eos_penalty)
+        scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
         gold_scores = raw if reward_name == "gold" else torch.tensor(
             [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
         # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and

@@ -1,7 +1,7 @@
 """``postlab ppo``: PPO with a KL leash against the reference — the InstructGPT recipe.
 
 Each step: sample one response per prompt; score it (reward model, gold, simulated raters or a
-function; a response that never emits EOS gets `reward.eos_penalty`); per-token rewards are
+function; a response that never emits EOS loses `reward.missing_eos_penalty`); per-token rewards are
 −β·(log π − log π_ref) plus the score on the last token; GAE(γ, λ) with a value model initialised from
 the reward model; whitened advantages; `ppo_epochs` passes of clipped policy and clipped value
 updates over shuffled minibatches. β is fixed or follows the adaptive controller. Implementation
@@ -61,7 +61,7 @@ class PPOConfig(Section):
     adaptive_kl: bool = Field(False, description="adapt β toward kl_target (Ziegler et al. 2019)")
     kl_target: float = Field(6.0, gt=0, description="target KL per response (nats) for the adaptive controller")
     kl_horizon: int = Field(10000, ge=1, description="adaptive controller horizon (episodes)")
-    reward: RewardConfig = Field(default_factory=lambda: RewardConfig(eos_penalty=-1.0), description="reward source")
+    reward: RewardConfig = Field(default_factory=lambda: RewardConfig(missing_eos_penalty=1.0), description="reward source")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=64, seed=0),
                                      description="rollout sampling (seed + step per step)")
     optim: RLOptimConfig = Field(default_factory=lambda: RLOptimConfig(lr=3e-6), description="optimiser (policy and value)")
@@ -126,7 +126,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                             cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
         B, mask = len(batch_items), r.response_mask.float()
         raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
-        scores = apply_eos_penalty(raw, r.finished, cfg.reward.eos_penalty)
+        scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
         gold_scores = raw if reward_name == "gold" else torch.tensor(
             [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
         with torch.no_grad(), autocast(policy, bf16):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from postlab.config import Section
@@ -31,7 +31,19 @@ class RewardConfig(Section):
     """Where the scalar reward of a response comes from."""
 
     source: str = Field("gold", description="gold | simulated | rm:<reward model dir> | python:<module>:<function(item, response) -> float>")
-    eos_penalty: float | None = Field(None, description="score given instead to responses that hit max_new_tokens without EOS (None = no penalty)")
+    missing_eos_penalty: float | None = Field(None, ge=0, description="subtracted from the score of a response that hit max_new_tokens without EOS (TRL's missing_eos_penalty; None = off)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_eos_penalty_name(cls, data):
+        """`eos_penalty=-p`, the old name (for the score given instead), means `missing_eos_penalty=p` now."""
+        if isinstance(data, dict) and "eos_penalty" in data:
+            data = dict(data)
+            old = data.pop("eos_penalty")
+            if old is not None and old > 0:
+                raise ValueError(f"eos_penalty={old}: the old name takes a score <= 0; use missing_eos_penalty={-old}")
+            data["missing_eos_penalty"] = None if old is None else -old
+        return data
 
     def check(self) -> None:
         kind = self.source.split(":", 1)[0]
@@ -86,10 +98,11 @@ def require_sampling_seed(sampling) -> None:
 
 
 def apply_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: float | None) -> torch.Tensor:
-    """The "EOS trick": a response that never stopped gets a fixed low score (Huang et al. 2024)."""
+    """The "EOS trick" (Huang et al. 2024) as TRL applies it: s − p for a response that never stopped.
+    scores, finished: (B,)."""
     if penalty is None:
         return scores
-    return torch.where(finished, scores, torch.full_like(scores, penalty))
+    return scores - penalty * (~finished).to(scores.dtype)
 
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
