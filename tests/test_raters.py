@@ -20,7 +20,9 @@ def test_gold_score_is_fraction_of_checks_passed_with_per_check_results():
     assert r.score == 1.0 and r.all_passed and [c.id for c in r.checks] == [c.id for c in ITEM.checks]
     r = gold.grade(ITEM, "The capital of Italy, a lovely country in southern Europe, is Rome.")
     assert [c.passed for c in r.checks] == [True, False, False] and r.score == pytest.approx(1 / 3)
-    assert gold.grade(ITEM, "Milan, I think.").score == pytest.approx(1 / 3)
+    # a wrong answer earns nothing for its form: "fewer than 10 words" counts only when the answer is right
+    r = gold.grade(ITEM, "Milan, I think.")
+    assert r.score == 0.0 and [c.raw for c in r.checks] == [None, True, None]
     assert gold.grade(ITEM, "   ").score == 0.0
     assert gold.grade(ITEM, "Rome.") == gold.grade(ITEM, "Rome.")  # deterministic
 
@@ -37,7 +39,7 @@ def test_gold_loose_differs_from_strict_only_for_ifeval_checks():
 def test_gold_compare():
     gold = GoldRater()
     p = gold.compare(ITEM, "Milan.", "Rome.")
-    assert p.choice == "b" and p.gold_margin == pytest.approx(-1 / 3) and p.strength == pytest.approx(1 / 3)
+    assert p.choice == "b" and p.gold_margin == pytest.approx(-1.0) and p.strength == pytest.approx(1.0)
     assert gold.compare(ITEM, "Rome.", "Rome!").choice == "tie"
 
 
