@@ -1,5 +1,6 @@
 """Seconds-long RL runs on the tiny model: a synthetic reward rises; only the policy changes."""
 
+import dataclasses
 import json
 
 import pytest
@@ -120,3 +121,57 @@ def test_lora_policy_update_leaves_the_reference_untouched():
             ref_after = response_logprobs(ref, r, 1.0)[0]
     assert not torch.allclose(pol, ref_before, atol=1e-3)
     torch.testing.assert_close(ref_after, ref_before, atol=1e-5, rtol=0)
+
+
+def ragged(recipe, monkeypatch):
+    """Make `recipe`'s engine end its responses at different lengths (the tiny random model rarely
+    emits EOS, and micro-batch weighting only matters when lengths differ)."""
+    real = recipe.TorchEngine
+
+    class Ragged(real):
+        def generate(self, conversations, params, **kw):
+            r = real.generate(self, conversations, params, **kw)
+            R = r.response_ids.size(1)
+            keep = torch.tensor([1 + (5 * b) % R for b in range(r.response_ids.size(0))])  # (B,) lengths
+            mask = (torch.arange(R)[None, :] < keep[:, None]).long()
+            ids = r.response_ids.masked_fill(mask == 0, r.pad_id)
+            texts = self.tokenizer.batch_decode([row[:n].tolist() for row, n in zip(ids, keep)], skip_special_tokens=True)
+            return dataclasses.replace(r, response_ids=ids, response_mask=mask, logprobs=r.logprobs * mask,
+                                       finished=r.finished | (keep < R), texts=texts)
+
+    monkeypatch.setattr(recipe, "TorchEngine", Ragged)
+
+
+def first_step_grads(recipe, cfg, monkeypatch) -> list[torch.Tensor]:
+    """The gradients of the first optimizer step of `recipe.train(cfg)`, before clipping."""
+    grads = []
+    real = recipe.clip_and_step
+
+    def spy(optimizer, params, max_grad_norm):
+        if not grads:
+            grads.extend(p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params)
+        return real(optimizer, params, max_grad_norm)
+
+    monkeypatch.setattr(recipe, "clip_and_step", spy)
+    recipe.train(cfg)
+    return grads
+
+
+def test_ppo_micro_batch_size_does_not_change_the_gradient(tmp_path, monkeypatch):
+    """PPO's losses are means over the minibatch's tokens: accumulating them over micro-batches of
+    responses of different lengths must give the full minibatch's gradient."""
+    from postlab.train import ppo
+
+    ragged(ppo, monkeypatch)
+    grads = {}
+    for micro in (1, 4):
+        cfg = ppo.PPOConfig(model="tiny", out_dir=str(tmp_path / f"run{micro}"), suite=_suite(tmp_path), prompts_per_step=4,
+                            minibatch_size=4, ppo_epochs=1, steps=1, kl_coef=0.05,
+                            reward={"source": "python:test_rl_smoke:lowercase_reward"},
+                            sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0},
+                            optim={"lr": 1e-2, "bf16": False, "micro_batch_size": micro},
+                            checkpoint={"progress": False, "save_every": 0})
+        grads[micro] = first_step_grads(ppo, cfg, monkeypatch)
+    assert any(g.abs().max() > 1e-3 for g in grads[4])
+    for g1, g4 in zip(grads[1], grads[4]):
+        torch.testing.assert_close(g1, g4, atol=1e-6, rtol=0)

@@ -21,8 +21,10 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None, total: float | None = None) -> torch.Tensor:
+    """Σ x·mask / Σ mask (over `dim`, or everything). `total` replaces the denominator Σ mask: a
+    micro-batch then contributes its share of the mean over a larger batch."""
     mask = mask.to(x.dtype)
     if dim is None:
-        return (x * mask).sum() / mask.sum().clamp_min(1)
+        return (x * mask).sum() / (mask.sum().clamp_min(1) if total is None else max(total, 1))
     return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1)

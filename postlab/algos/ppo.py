@@ -52,33 +52,37 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: fl
 
 
 def ppo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                    clip: float) -> tuple[torch.Tensor, dict[str, float]]:
+                    clip: float, n_tokens: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """L^CLIP = −E_t[min(ρ_t A_t, clip(ρ_t, 1−ε, 1+ε) A_t)],  ρ_t = π(y_t)/π_old(y_t)
-    (Schulman et al. 2017, eq. 7), averaged over the masked tokens."""
+    (Schulman et al. 2017, eq. 7), averaged over the minibatch's tokens.
+
+    `n_tokens`: the minibatch's token count when this call sees one micro-batch of it (default: the
+    mask's own), so that the micro-batches' losses and stats add up to the minibatch's."""
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
     pg1 = -advantages * ratio
     pg2 = -advantages * torch.clamp(ratio, 1 - clip, 1 + clip)
-    loss = masked_mean(torch.max(pg1, pg2), mask)
+    loss = masked_mean(torch.max(pg1, pg2), mask, total=n_tokens)
     with torch.no_grad():
         stats = {
             "loss/policy": loss.item(),
-            "policy/clipfrac": masked_mean((pg2 > pg1).float(), mask).item(),
-            "policy/approxkl": masked_mean(0.5 * log_ratio ** 2, mask).item(),  # ½ E[(log ρ)²]
-            "val/ratio": masked_mean(ratio, mask).item(),
+            "policy/clipfrac": masked_mean((pg2 > pg1).float(), mask, total=n_tokens).item(),
+            "policy/approxkl": masked_mean(0.5 * log_ratio ** 2, mask, total=n_tokens).item(),  # ½ E[(log ρ)²]
+            "val/ratio": masked_mean(ratio, mask, total=n_tokens).item(),
         }
     return loss, stats
 
 
 def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-                   clip: float) -> tuple[torch.Tensor, dict[str, float]]:
+                   clip: float, n_tokens: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """L^V = ½ E_t[max((V_t − G_t)², (clip(V_t, V_old ± ε) − G_t)²)]  (the clipped value loss of
-    OpenAI's baselines / lm-human-preferences)."""
+    OpenAI's baselines / lm-human-preferences), averaged over the minibatch's tokens (`n_tokens` as
+    in `ppo_policy_loss`)."""
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     vf1, vf2 = (values - returns) ** 2, (clipped - returns) ** 2
-    loss = 0.5 * masked_mean(torch.max(vf1, vf2), mask)
+    loss = 0.5 * masked_mean(torch.max(vf1, vf2), mask, total=n_tokens)
     with torch.no_grad():
-        stats = {"loss/value": loss.item(), "val/clipfrac": masked_mean((vf2 > vf1).float(), mask).item()}
+        stats = {"loss/value": loss.item(), "val/clipfrac": masked_mean((vf2 > vf1).float(), mask, total=n_tokens).item()}
     return loss, stats
 
 

@@ -145,6 +145,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
             perm = torch.randperm(B, generator=g).tolist()
             for m in range(0, B, cfg.minibatch_size):
                 mb = perm[m : m + cfg.minibatch_size]
+                n_tokens = float(mask[mb].sum())  # the losses are means over the minibatch's tokens
                 for s in range(0, len(mb), cfg.optim.micro_batch_size):
                     idx = mb[s : s + cfg.optim.micro_batch_size]
                     sub = rollout_subset(r, idx)
@@ -152,11 +153,11 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                     with autocast(policy, bf16):
                         logp, _ = response_logprobs(policy, sub, T)
                         v = response_values(value, sub)
-                    pg, pst = ppo_policy_loss(logp, old_logp[idx, :Rs], adv[idx, :Rs], sub_mask, cfg.clip)
-                    vf, vst = ppo_value_loss(v, old_values[idx, :Rs], returns[idx, :Rs], sub_mask, cfg.vf_clip)
-                    ((pg + cfg.vf_coef * vf) * len(idx) / len(mb)).backward()
+                    pg, pst = ppo_policy_loss(logp, old_logp[idx, :Rs], adv[idx, :Rs], sub_mask, cfg.clip, n_tokens)
+                    vf, vst = ppo_value_loss(v, old_values[idx, :Rs], returns[idx, :Rs], sub_mask, cfg.vf_clip, n_tokens)
+                    (pg + cfg.vf_coef * vf).backward()
                     for k, val in {**pst, **vst}.items():
-                        sums[k] = sums.get(k, 0.0) + val * len(idx) / len(mb)
+                        sums[k] = sums.get(k, 0.0) + val
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
                 n_updates += 1
         seq_kl = kl.sum(1)  # (B,) Σ_t k1 per response
