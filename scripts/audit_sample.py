@@ -1,0 +1,96 @@
+"""Draw the gold-audit sample: real model answers to spec test items, stratified by category, as
+batches for people (or careful readers) to judge without seeing the gold rater's verdicts.
+
+    python scripts/audit_sample.py --source base=runs/d1/eval/baseline.samples.jsonl \
+        --source sft=runs/d1/eval/sft.samples.jsonl --per-category 12 --batch 55 --out audit/
+
+writes audit/batch_<k>.jsonl (key, category, messages, response, requirements). Judges write
+audit/labels_<k>.jsonl rows {"key", "checks": [true|false per requirement], "good": bool, "note"};
+`python scripts/audit_sample.py --merge audit/ --out postlab/assets/gold_audit.jsonl` joins them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from postlab.spec import checks as spec_checks
+from postlab.tasks.suite import load_suite
+
+
+def draw(sources: dict[str, Path], per_category: int, seed: int = 0) -> list[dict]:
+    items = {it.id: it for it in load_suite("spec", split="test")}
+    rng, rows = random.Random(seed), []
+    for source, path in sources.items():
+        samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        by_cat: dict[str, list[dict]] = {}
+        for s in samples:
+            by_cat.setdefault(s["category"], []).append(s)
+        for cat in sorted(by_cat):
+            for s in rng.sample(by_cat[cat], min(per_category, len(by_cat[cat]))):
+                it = items[s["id"]]
+                rows.append({"key": f"{source}:{it.id}", "source": source, "item_id": it.id, "category": cat,
+                             "messages": it.messages, "response": s["response"],
+                             "checks": [{"id": c.id, "kwargs": c.kwargs,
+                                         "requirement": spec_checks.describe(c.id, c.kwargs)} for c in it.checks]})
+    rng.shuffle(rows)
+    return rows
+
+
+def merge(folder: Path) -> list[dict]:
+    keys = json.loads((folder / "keys.json").read_text())  # opaque key -> "source:item_id"
+    labels = {}
+    for path in sorted(folder.glob("labels_*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                labels[row["key"]] = row
+    out = []
+    for path in sorted(folder.glob("batch_*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            lab = labels.get(row["key"])
+            if lab is None:
+                continue
+            if len(lab["checks"]) != len(row["checks"]):
+                raise SystemExit(f"{row['key']}: {len(lab['checks'])} verdicts for {len(row['checks'])} requirements")
+            source, item_id = keys[row["key"]].split(":", 1)
+            row["human"] = {"checks": lab["checks"], "good": lab["good"], "note": lab.get("note", "")}
+            out.append({"key": keys[row["key"]], "source": source, "item_id": item_id,
+                        **{k: v for k, v in row.items() if k != "key"}})
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", action="append", default=[], help="NAME=samples.jsonl from postlab eval")
+    p.add_argument("--per-category", type=int, default=12)
+    p.add_argument("--batch", type=int, default=55)
+    p.add_argument("--merge", type=Path, help="join batch_*.jsonl and labels_*.jsonl of this folder")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    if args.merge:
+        rows = merge(args.merge)
+        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        print(f"{len(rows)} judged responses -> {args.out}")
+        return
+    rows = draw({k: Path(v) for k, v in (s.split("=", 1) for s in args.source)}, args.per_category)
+    args.out.mkdir(parents=True, exist_ok=True)
+    # Judges see an opaque key, not which model wrote the answer.
+    opaque = {hashlib.sha1(r["key"].encode()).hexdigest()[:10]: r["key"] for r in rows}
+    (args.out / "keys.json").write_text(json.dumps(opaque, indent=1))
+    hidden = {v: k for k, v in opaque.items()}
+    for k in range(0, len(rows), args.batch):
+        batch = rows[k:k + args.batch]
+        (args.out / f"batch_{k // args.batch}.jsonl").write_text(
+            "".join(json.dumps({"key": hidden[r["key"]], **{x: r[x] for x in ("category", "messages", "response",
+                                                                                  "checks")}},
+                               ensure_ascii=False) + "\n" for r in batch))
+    print(f"{len(rows)} responses in {(len(rows) + args.batch - 1) // args.batch} batches -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

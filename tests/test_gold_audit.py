@@ -1,0 +1,54 @@
+"""postlab gold-audit: Wilson intervals by hand, and precision/recall counted on a three-row audit."""
+
+import json
+
+import pytest
+
+from postlab.evals.audit import audit, read_audit, wilson
+from postlab.errors import DataError
+
+
+def test_wilson_interval_by_hand():
+    # p = 0.8, n = 10, z = 1.96: centre 0.7167, half-width 0.2266
+    lo, hi = wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == 1.0
+
+
+def _row(key, content, checks, response, human, good):
+    return {"key": key, "source": key.split(":")[0], "item_id": key.split(":")[1], "category": "knowledge",
+            "messages": [{"role": "user", "content": content}], "response": response,
+            "checks": [{"id": c, "kwargs": k} for c, k in checks], "human": {"checks": human, "good": good}}
+
+
+ROME = [("answer:contains", {"answers": ["Rome"], "wrong": ["Milan"]}),
+        ("length_constraints:number_words", {"num_words": 10, "relation": "less than"})]
+
+
+def test_audit_counts_precision_recall_and_agreement():
+    rows = [
+        _row("base:a", "What is the capital of Italy?", ROME, "Rome.", [True, True], True),  # both pass
+        # rater passes both, readers fail the answer (say they judged it sarcastic): two false passes
+        _row("sft:b", "What is the capital of Italy?", ROME, "Rome, obviously.", [False, False], False),
+        # rater fails both (wrong answer gates the length), readers agree
+        _row("rl:c", "What is the capital of Italy?", ROME, "Milan.", [False, False], False),
+    ]
+    r = audit(rows)
+    contains = r["by_check"]["answer:contains"]
+    assert (contains["precision"]["k"], contains["precision"]["n"]) == (1, 2)
+    assert (contains["recall"]["k"], contains["recall"]["n"]) == (1, 1)
+    assert contains["agreement"]["value"] == pytest.approx(2 / 3)
+    assert r["overall"]["n"] == 6 and r["overall"]["agreement"]["k"] == 4
+    assert r["response_agreement"]["k"] == 2 and r["good_agreement"]["k"] == 2
+    assert r["by_source"]["sft"]["k"] == 0 and r["by_source"]["base"]["k"] == 1
+    assert {(d["key"], d["check"]) for d in r["disagreements"]} == {("sft:b", "answer:contains"),
+                                                                   ("sft:b", "length_constraints:number_words")}
+    json.dumps(r, allow_nan=False)  # valid JSON, no NaN
+
+
+def test_bad_audit_rows_name_the_line(tmp_path):
+    path = tmp_path / "a.jsonl"
+    row = _row("base:a", "q?", ROME, "Rome.", [True], True)  # one verdict for two checks
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=r"a.jsonl:1: human.checks must hold one verdict per check"):
+        read_audit(path)
