@@ -15,9 +15,10 @@ def lowercase_reward(item, response: str) -> float:
     return sum("a" <= c <= "z" for c in response) / max(len(response), 1)
 
 
-def _suite(tmp_path):
-    items = [make_item(f"p{i}", [{"role": "user", "content": f"Write something, number {i}."}], "synthetic", "train",
-                       [("keywords:existence", {"keywords": ["a"]})]) for i in range(8)]
+def _suite(tmp_path, varied: bool = False):
+    """Eight prompts, of one length or (`varied`) of different lengths."""
+    items = [make_item(f"p{i}", [{"role": "user", "content": f"Write something, number {i}." + " More." * (i if varied else 0)}],
+                       "synthetic", "train", [("keywords:existence", {"keywords": ["a"]})]) for i in range(8)]
     write_suite(items, tmp_path / "suite.jsonl")
     return str(tmp_path / "suite.jsonl")
 
@@ -175,3 +176,31 @@ def test_ppo_micro_batch_size_does_not_change_the_gradient(tmp_path, monkeypatch
     assert any(g.abs().max() > 1e-3 for g in grads[4])
     for g1, g4 in zip(grads[1], grads[4]):
         torch.testing.assert_close(g1, g4, atol=1e-6, rtol=0)
+
+
+def test_ppo_first_epoch_ratio_is_exactly_one_under_bf16(tmp_path, monkeypatch):
+    """Old and new log-probs come from identical forward passes (same rows, same padding), so before
+    the first update ρ = 1 exactly, even in bf16."""
+    from postlab.train import ppo
+
+    ragged(ppo, monkeypatch)
+    seen = []
+    real = ppo.ppo_policy_loss
+
+    def spy(logp, old_logp, *args, **kw):
+        seen.append((logp.detach().clone(), old_logp.clone()))
+        return real(logp, old_logp, *args, **kw)
+
+    monkeypatch.setattr(ppo, "ppo_policy_loss", spy)
+    cfg = ppo.PPOConfig(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path, varied=True), prompts_per_step=6,
+                        minibatch_size=6, ppo_epochs=1, steps=1, kl_coef=0.05,
+                        reward={"source": "python:test_rl_smoke:lowercase_reward"},
+                        sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0},
+                        optim={"lr": 1e-2, "bf16": True, "micro_batch_size": 2},
+                        checkpoint={"progress": False, "save_every": 0})
+    ppo.train(cfg)
+    assert len(seen) == 3
+    for logp, old in seen:
+        assert torch.equal(logp, old)
+    m = _metrics(tmp_path / "run")[-1]
+    assert m["policy/approxkl_avg"] == 0.0 and m["policy/clipfrac_avg"] == 0.0 and m["val/ratio"] == pytest.approx(1.0, abs=1e-6)

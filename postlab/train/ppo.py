@@ -34,7 +34,8 @@ from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
 from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      make_optimizer, make_reward_fn, prompt_batches, reference_mode,
-                                     response_logprobs, response_values, rollout_subset, run_rl_loop)
+                                     over_micro_batches, response_logprobs, response_values, rollout_subset,
+                                     run_rl_loop, split_batches)
 from postlab.utils.io import atomic_write_text
 
 
@@ -129,25 +130,25 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
         gold_scores = raw if reward_name == "gold" else torch.tensor(
             [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
+        g = torch.Generator().manual_seed(cfg.optim.seed * 1_000_003 + state.step)  # CPU: only an order of rows
+        epochs = [split_batches(torch.randperm(B, generator=g).tolist(), cfg.minibatch_size, cfg.optim.micro_batch_size)
+                  for _ in range(cfg.ppo_epochs)]
+        first = [idx for mb in epochs[0] for idx in mb]  # old/ref/value passes see the rows as epoch 1 will
         with torch.no_grad(), autocast(policy, bf16):
-            old_logp, ent = response_logprobs(policy, r, T, entropy=True)
+            old_logp, ent = over_micro_batches(r, first, lambda sub: response_logprobs(policy, sub, T, entropy=True))
             with reference_mode(policy, ref_model) as ref:
-                ref_logp = response_logprobs(ref, r, T)[0]
-            old_values = response_values(value, r)
+                [ref_logp] = over_micro_batches(r, first, lambda sub: response_logprobs(ref, sub, T)[:1])
+            [old_values] = over_micro_batches(r, first, lambda sub: (response_values(value, sub),))
         rewards, kl = kl_shaped_rewards(scores, old_logp, ref_logp, mask, beta)
         adv, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         adv = whiten(adv, mask)
         modules.train()
-        g = torch.Generator().manual_seed(cfg.optim.seed * 1_000_003 + state.step)
         sums: dict[str, float] = {}
         n_updates = 0
-        for _ in range(cfg.ppo_epochs):
-            perm = torch.randperm(B, generator=g).tolist()
-            for m in range(0, B, cfg.minibatch_size):
-                mb = perm[m : m + cfg.minibatch_size]
-                n_tokens = float(mask[mb].sum())  # the losses are means over the minibatch's tokens
-                for s in range(0, len(mb), cfg.optim.micro_batch_size):
-                    idx = mb[s : s + cfg.optim.micro_batch_size]
+        for minibatches in epochs:
+            for micro_batches in minibatches:
+                n_tokens = float(sum(mask[idx].sum() for idx in micro_batches))  # losses: means over the minibatch's tokens
+                for idx in micro_batches:
                     sub = rollout_subset(r, idx)
                     Rs, sub_mask = sub.response_ids.size(1), sub.response_mask.float()
                     with autocast(policy, bf16):

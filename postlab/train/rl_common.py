@@ -245,6 +245,29 @@ def rollout_subset(r: Rollout, idx: list[int] | torch.Tensor) -> Rollout:
                    texts=[r.texts[i] for i in idx.tolist()], pad_id=r.pad_id)
 
 
+def split_batches(order: Sequence[int], minibatch_size: int, micro_batch_size: int) -> list[list[list[int]]]:
+    """Rows in `order` cut into minibatches (one optimizer step each), each cut into micro-batches
+    (one forward/backward each): [[micro-batch rows, ...] per minibatch]."""
+    minibatches = [list(order[m : m + minibatch_size]) for m in range(0, len(order), minibatch_size)]
+    return [[mb[s : s + micro_batch_size] for s in range(0, len(mb), micro_batch_size)] for mb in minibatches]
+
+
+def over_micro_batches(r: Rollout, micro_batches: Sequence[list[int]], fn: Callable[[Rollout], Sequence[torch.Tensor]]
+                       ) -> list[torch.Tensor]:
+    """fn(sub-rollout) -> tensors (b, R_sub), run on each micro-batch of rows exactly as the training
+    pass will cut it (same rows, same trimming), so the numbers match that pass bit for bit, even in
+    bf16 (the first PPO ratio is then exactly 1). Returns them scattered back into (B, R) fp32 tensors."""
+    B, R = r.response_ids.shape
+    outs: list[torch.Tensor] = []
+    for idx in micro_batches:
+        parts = fn(rollout_subset(r, idx))
+        if not outs:
+            outs = [torch.zeros((B, R), dtype=torch.float32, device=p.device) for p in parts]
+        for out, part in zip(outs, parts):
+            out[idx, : part.size(1)] = part.float()
+    return outs
+
+
 class RLOptimConfig(Section):
     """Optimiser for RL updates (one optimizer step per update over the step's whole batch)."""
 
