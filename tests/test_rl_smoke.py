@@ -204,3 +204,14 @@ def test_ppo_first_epoch_ratio_is_exactly_one_under_bf16(tmp_path, monkeypatch):
         assert torch.equal(logp, old)
     m = _metrics(tmp_path / "run")[-1]
     assert m["policy/approxkl_avg"] == 0.0 and m["policy/clipfrac_avg"] == 0.0 and m["val/ratio"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_grpo_kl_in_reward_without_a_kl_coef_trains(tmp_path):
+    from postlab.train.grpo import GRPOConfig, train
+
+    cfg = GRPOConfig(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), k=2, prompts_per_step=2, steps=1,
+                     kl_in_reward=True, kl_coef=0.0, reward={"source": "python:test_rl_smoke:lowercase_reward"},
+                     sampling={"max_new_tokens": 6, "seed": 0}, optim={"lr": 1e-3, "bf16": False},
+                     checkpoint={"progress": False, "save_every": 0})
+    train(cfg)
+    assert _metrics(tmp_path / "run")[-1]["kl"] == 0.0

@@ -117,7 +117,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                     ref_logp = response_logprobs(ref, r, T)[0].float()  # (B, R)
             old_logp, ent = response_logprobs(policy, r, T, entropy=True) if need_old else (None, None)
         shaped = scores
-        if cfg.kl_in_reward:
+        if cfg.kl_in_reward and ref_logp is not None:  # β = 0: nothing to subtract, and no reference was loaded
             shaped = scores - cfg.kl_coef * kl_k1(old_logp, ref_logp).mul(mask).sum(1)
         adv = advantage_fn(shaped, cfg.k, scale=cfg.scale_rewards) if cfg.advantage == "grpo" else advantage_fn(shaped, cfg.k)
         policy.train()
