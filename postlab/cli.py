@@ -147,14 +147,14 @@ def eval_(
 
 
 @app.command(help=_lazy_help("postlab.evals.compare", "CompareConfig",
-                             "Win rate of A over B on a suite (gold or simulated raters), raw and length-controlled."))
+                             "Win rate of A over B on a suite (gold, simulated or model-judge raters), raw and length-controlled."))
 def compare(
     a: Optional[str] = typer.Option(None, "--a", help="model A or responses JSONL"),
     b: Optional[str] = typer.Option(None, "--b", help="model B or responses JSONL"),
     suite: Optional[str] = typer.Option(None, "--suite", help="built-in suite name or JSONL file"),
     split: Optional[str] = typer.Option(None, "--split", help="train | test | all"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N items"),
-    rater: Optional[str] = typer.Option(None, "--rater", help="gold | simulated"),
+    rater: Optional[str] = typer.Option(None, "--rater", help="gold | simulated | judge:<url>[#model] | judge:<model> | judge-lc:<...>"),
     out: Optional[str] = typer.Option(None, "--out", help="also write the judgements as JSON"),
     config: Optional[str] = CONFIG_OPT,
     overrides: Optional[list[str]] = OVERRIDES,
@@ -171,7 +171,7 @@ def compare(
                              "Pair each prompt's candidates and ask a rater which is better -> preferences JSONL."))
 def label(
     candidates: Optional[str] = typer.Option(None, "--candidates", help="candidates JSONL from `postlab sample`"),
-    rater: Optional[str] = typer.Option(None, "--rater", help="simulated | gold"),
+    rater: Optional[str] = typer.Option(None, "--rater", help="simulated | gold | judge:<url>[#model] | judge:<model> | judge-lc:<...>"),
     out: Optional[str] = typer.Option(None, "--out", help="preferences JSONL to write"),
     suite: Optional[str] = typer.Option(None, "--suite", help="suite the prompts come from"),
     config: Optional[str] = CONFIG_OPT,
@@ -181,6 +181,7 @@ def label(
 
     flags = _flags(candidates=candidates, rater=rater, out=out, suite=suite)
     cfg = load_config(recipe.LabelConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
     recipe.main(cfg)
 
 

@@ -1,8 +1,10 @@
-"""``postlab compare``: win rate of A over B on a suite, judged by the gold rater or simulated raters.
+"""``postlab compare``: win rate of A over B on a suite, judged by the gold rater, simulated raters
+or a model judge (`judge:<url>[#model]`, `judge:<model>`, `judge-lc:...`; postlab.raters.judge).
 
 A and B are each a model (built-in name, directory, hub id) or a JSONL file of responses (an eval
-samples file, or IFEval's `{prompt, response}` rows). With simulated raters each pair is shown in a
-random order (seeded per item), so position bias cancels out on average.
+samples file, or IFEval's `{prompt, response}` rows). With simulated raters and judges each pair is
+shown in a random order (seeded per item), so position bias cancels out on average (a judge also
+asks both orders itself).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from postlab.errors import ConfigError
 from postlab.evals.generate import Response, generate_responses, read_responses
 from postlab.evals.harness import load_engine
 from postlab.evals.winrate import WinRate, win_rate
-from postlab.raters.gold import GoldRater
-from postlab.raters.simulated import default_pool, num_words
+from postlab.raters.registry import RATER_HELP, check_rater, compare_all, make_rater
+from postlab.raters.simulated import num_words
 from postlab.rollout import SamplingParams
 from postlab.tasks.suite import Item, load_suite
 from postlab.utils.io import atomic_write_text
@@ -35,8 +37,8 @@ class CompareConfig(Section):
     suite: str = Field("spec", description="built-in suite name or JSONL file")
     split: Literal["train", "test", "all"] = Field("test", description="which split")
     limit: int | None = Field(None, ge=1, description="only the first N items")
-    rater: Literal["gold", "simulated"] = Field("gold", description="gold rater, or the default simulated rater pool")
-    seed: int = Field(0, description="seed of the simulated raters and of the presentation order")
+    rater: str = Field("gold", description=RATER_HELP)
+    seed: int = Field(0, description="seed of the simulated raters and judges, and of the presentation order")
     out: str | None = Field(None, description="also write the result and per-item judgements as JSON here")
     batch_size: int = Field(32, ge=1, description="prompts generated together")
     dtype: Literal["fp32", "bf16"] = Field("bf16", description="weights dtype for generation")
@@ -47,6 +49,7 @@ class CompareConfig(Section):
 
     def check(self) -> None:
         super().check()
+        check_rater(self.rater)
         for side in ("a", "b"):
             value = getattr(self, side)
             if value.endswith(".jsonl") and not Path(value).is_file():
@@ -63,14 +66,14 @@ def _responses(source: str, items: list[Item], cfg: CompareConfig, name: str) ->
 
 def judge(items: list[Item], a: list[str], b: list[str], rater: str, seed: int = 0) -> list[dict]:
     """Per-item judgements: outcome for A (1, ½, 0) and who was shown first."""
-    judge_ = GoldRater() if rater == "gold" else default_pool(seed)
+    a_first = [rater == "gold" or random.Random(f"{seed}|order|{it.id}").random() < 0.5 for it in items]
+    prefs = compare_all(make_rater(rater, seed), [(it, ra, rb) if first else (it, rb, ra)
+                                                  for it, ra, rb, first in zip(items, a, b, a_first)])
     rows = []
-    for it, ra, rb in zip(items, a, b):
-        a_first = rater == "gold" or random.Random(f"{seed}|order|{it.id}").random() < 0.5
-        pref = judge_.compare(it, ra, rb) if a_first else judge_.compare(it, rb, ra)
-        a_won = {"a": a_first, "b": not a_first}.get(pref.choice)
+    for it, pref, first in zip(items, prefs, a_first):
+        a_won = {"a": first, "b": not first}.get(pref.choice)
         rows.append({"id": it.id, "category": it.category, "outcome": 0.5 if a_won is None else float(a_won),
-                     "rater_id": pref.rater_id, "a_shown_first": a_first})
+                     "rater_id": pref.rater_id, "a_shown_first": first})
     return rows
 
 

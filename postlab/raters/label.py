@@ -5,6 +5,9 @@ Reads a candidates JSONL (`postlab sample` rows: `prompt_id`, `prompt`, `complet
 Writes TRL-style preference rows (`prompt`, `chosen`, `rejected` as messages) plus `prompt_id`,
 `rater_id`, `strength` (slightly better / better / much better), `gold_margin` (gold(chosen) −
 gold(rejected)) and `source`. Identical completions are compared once; ties are not written.
+
+The rater is `gold`, `simulated` (the default pool) or a model judge (`judge:<url>[#model]`,
+`judge:<model>`, `judge-lc:...`; postlab.raters.judge), which is asked every pair in one batch.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import random
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
@@ -24,7 +26,7 @@ from postlab.data.jsonl import read_jsonl
 from postlab.data.preferences import PreferencePair
 from postlab.errors import ConfigError, DataError
 from postlab.raters.gold import GoldRater
-from postlab.raters.simulated import default_pool
+from postlab.raters.registry import RATER_HELP, check_rater, compare_all, make_rater, rater_source
 from postlab.tasks.suite import Item, load_suite
 from postlab.utils.io import atomic_write_text
 
@@ -34,13 +36,14 @@ class LabelConfig(Section):
 
     candidates: str = Field(..., description="candidates JSONL from `postlab sample` (prompt_id = suite item id)")
     suite: str = Field("spec", description="the suite the prompts come from (built-in name or JSONL)")
-    rater: Literal["simulated", "gold"] = Field("simulated", description="default simulated rater pool, or the gold rater")
+    rater: str = Field("simulated", description=RATER_HELP)
     out: str = Field(..., description="preferences JSONL to write")
     max_pairs_per_prompt: int = Field(6, ge=1, description="at most this many pairs per prompt (all pairs of 4 candidates = 6)")
-    seed: int = Field(0, description="seed of the simulated raters, pair choice and presentation order")
+    seed: int = Field(0, description="seed of the simulated raters and judges, pair choice and presentation order")
 
     def check(self) -> None:
         super().check()
+        check_rater(self.rater)
         if not Path(self.candidates).is_file():
             raise ConfigError(f"candidates: file not found: {self.candidates}")
 
@@ -62,30 +65,31 @@ def read_candidates(path: str, items: dict[str, Item]) -> dict[str, list[str]]:
     return out
 
 
-def label_pairs(items: dict[str, Item], candidates: dict[str, list[str]], rater_kind: str, *,
+def label_pairs(items: dict[str, Item], candidates: dict[str, list[str]], rater_spec: str, *,
                 max_pairs_per_prompt: int, seed: int) -> tuple[list[PreferencePair], Counter]:
-    rater = GoldRater() if rater_kind == "gold" else default_pool(seed)
+    rater = make_rater(rater_spec, seed)
     gold = GoldRater()
     rng = random.Random(seed)
-    counts: Counter = Counter()
-    out = []
+    asked = []  # (prompt id, item, a, b), a shown first
     for pid, texts in candidates.items():
-        item = items[pid]
         pairs = list(itertools.combinations(range(len(texts)), 2))
         rng.shuffle(pairs)
         for i, j in pairs[:max_pairs_per_prompt]:
             a, b = (texts[i], texts[j]) if rng.random() < 0.5 else (texts[j], texts[i])  # presentation order
-            pref = rater.compare(item, a, b)
-            counts["pairs"] += 1
-            if pref.choice == "tie":
-                counts["ties"] += 1
-                continue
-            chosen, rejected = (a, b) if pref.choice == "a" else (b, a)
-            margin = gold.score(item, chosen) - gold.score(item, rejected)
-            counts["agree_with_gold"] += margin > 0
-            counts["gold_decided"] += margin != 0
-            out.append(PreferencePair(item.messages, chosen, rejected, prompt_id=pid, rater_id=pref.rater_id,
-                                      strength=pref.strength_label, gold_margin=margin, source=rater_kind))
+            asked.append((pid, items[pid], a, b))
+    prefs = compare_all(rater, [(item, a, b) for _, item, a, b in asked])
+    counts: Counter = Counter(pairs=len(asked), **getattr(rater, "stats", {}))
+    out = []
+    for (pid, item, a, b), pref in zip(asked, prefs):
+        if pref.choice == "tie":
+            counts["ties"] += 1
+            continue
+        chosen, rejected = (a, b) if pref.choice == "a" else (b, a)
+        margin = gold.score(item, chosen) - gold.score(item, rejected)
+        counts["agree_with_gold"] += margin > 0
+        counts["gold_decided"] += margin != 0
+        out.append(PreferencePair(item.messages, chosen, rejected, prompt_id=pid, rater_id=pref.rater_id,
+                                  strength=pref.strength_label, gold_margin=margin, source=rater_source(rater_spec)))
     return out, counts
 
 
@@ -96,13 +100,20 @@ def label(cfg: LabelConfig) -> dict:
                                 seed=cfg.seed)
     atomic_write_text(Path(cfg.out), "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in pairs))
     decided = counts["gold_decided"]
-    return {"prompts": len(candidates), "pairs_compared": counts["pairs"], "ties": counts["ties"], "written": len(pairs),
-            "gold_decided": decided,
-            "agreement_with_gold": counts["agree_with_gold"] / decided if decided else float("nan")}
+    summary = {"prompts": len(candidates), "pairs_compared": counts["pairs"], "ties": counts["ties"],
+               "written": len(pairs), "gold_decided": decided,
+               "agreement_with_gold": counts["agree_with_gold"] / decided if decided else float("nan")}
+    if "verdicts" in counts:  # a judge: how many of its verdicts were unusable
+        summary.update(judge_verdicts=counts["verdicts"], judge_unparseable=counts["unparseable"],
+                       judge_too_long=counts["too_long"])
+    return summary
 
 
 def main(cfg: LabelConfig) -> None:
     s = label(cfg)
     print(f"label: {s['written']} preference pairs from {s['prompts']} prompts ({s['ties']} ties skipped); "
           f"agreement with gold on the {s['gold_decided']} pairs gold decides: {s['agreement_with_gold']:.1%}")
+    if "judge_verdicts" in s:
+        print(f"judge: {s['judge_verdicts']} verdicts asked (both orders), {s['judge_unparseable']} unparseable, "
+              f"{s['judge_too_long']} prompts too long for the judge (each counts as a tie vote)")
     print(f"wrote {cfg.out}", file=sys.stderr)
