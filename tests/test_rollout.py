@@ -130,6 +130,15 @@ def test_top_k_top_p_restrict_support():
     assert torch.isinf(restrict_top_k_top_p(logp, 0, 0.4)).tolist() == [[False, True, True, True]]
 
 
+def test_top_p_applies_to_the_renormalised_top_k():
+    """Top-k, then top-p over the renormalised survivors, as HF's warpers and vLLM do: with
+    p = (0.4, 0.3, 0.2, 0.1) and k = 3 the survivors are (4/9, 3/9, 2/9); top-p 0.75 keeps two of
+    them (4/9 + 3/9 ≥ 0.75), where the unrenormalised mass (0.4 + 0.3 < 0.75) would keep three."""
+    logp = torch.log(torch.tensor([[0.4, 0.3, 0.2, 0.1]]))
+    assert torch.isinf(restrict_top_k_top_p(logp, 3, 0.75)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(restrict_top_k_top_p(logp, 3, 0.8)).tolist() == [[False, False, False, True]]  # 7/9 < 0.8
+
+
 def test_top_k_one_is_greedy(engine):
     greedy = engine.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=12))
     k1 = engine.generate(PROMPTS, SamplingParams(temperature=1.0, top_k=1, max_new_tokens=12, seed=0))

@@ -29,10 +29,13 @@ def scaled_logprobs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def restrict_top_k_top_p(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Set to -inf every token outside the top-k and outside the top-p nucleus. (B, V) -> (B, V)."""
+    """Set to -inf every token outside the top-k, then outside the top-p nucleus of what is left
+    (renormalised, as HF's warpers and vLLM do). (B, V) -> (B, V)."""
     if top_k and top_k < logp.size(-1):
         kth = torch.topk(logp, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logp = logp.masked_fill(logp < kth, float("-inf"))
+        if top_p < 1.0:  # top-p measures mass among the top-k survivors
+            logp = logp - torch.logsumexp(logp, dim=-1, keepdim=True)
     if top_p < 1.0:
         sorted_lp, order = torch.sort(logp, dim=-1, descending=True)
         cum = sorted_lp.exp().cumsum(dim=-1)
