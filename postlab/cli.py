@@ -167,6 +167,18 @@ def compare(
     recipe.main(cfg)
 
 
+@app.command("gold-audit", help="How accurate is the gold rater? Per-check precision and recall (Wilson 95% CIs) "
+                                "against answers judged by reading (docs/evals.md).")
+def gold_audit(
+    audit: Optional[str] = typer.Option(None, "--audit", help="audit JSONL (default: the shipped audit set)"),
+    out: Optional[str] = typer.Option(None, "--out", help="also write the results as JSON"),
+    show: int = typer.Option(0, "--show", help="print the first N disagreements"),
+) -> None:
+    from postlab.evals import audit as recipe
+
+    recipe.main(audit or recipe.AUDIT_PATH, out, show)
+
+
 @app.command(help=_lazy_help("postlab.raters.label", "LabelConfig",
                              "Pair each prompt's candidates and ask a rater which is better -> preferences JSONL."))
 def label(

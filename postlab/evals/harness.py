@@ -69,7 +69,7 @@ def grade(items: list[Item], responses: list[Response]) -> tuple[dict, list[dict
     rows = []
     for it, r, g in zip(items, responses, results):
         row = {"id": it.id, "category": it.category, "prompt": it.prompt, "messages": it.messages,
-               "response": r.text, "score": g.score,
+               "response": r.text, "score": g.score, "non_answer": g.non_answer,
                "instruction_id_list": [c.id for c in it.checks],
                "kwargs": [c.kwargs for c in it.checks],
                "follow_instruction_list": [c.passed for c in g.checks],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from postlab.raters.gold import GoldResult
 from postlab.raters.simulated import num_words
@@ -50,4 +50,6 @@ def summarize(items: list[Item], results: list[GoldResult], responses: list[str]
         "prompt_level_loose_acc": sum(r.all_passed_loose for r in results) / len(results),
         "inst_level_loose_acc": sum(c.passed_loose for c in inst) / len(inst),
         "mean_length": sum(num_words(t) for t in responses) / len(responses),
+        # responses the gold rater's answer gate scored 0 (postlab.spec.answer), by reason
+        "non_answer": dict(sorted(Counter(r.non_answer for r in results if r.non_answer).items())),
     }
