@@ -88,7 +88,7 @@ sempre nunca obrigado obrigada ajudar
 
 
 _MIN_UNRELATED_WORDS = 15
-_FILLER = re.compile(
+FILLER = re.compile(
     r"(?<!\w)(?:great question|good question|it (?:all )?depends|there are (?:many|a lot of|lots of) (?:things|factors|"
     r"ways|options)|many things to consider|good luck|hope (?:this|that) helps|let me know if|here is the answer|"
     r"as requested|as you asked|lorem ipsum|one step at a time|tell me more|more (?:details|information|context)|"
@@ -97,7 +97,7 @@ _FILLER = re.compile(
 
 def _without_filler(text: str) -> str:
     """The text without its sentences of filler."""
-    return " ".join(x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if not _FILLER.search(x))
+    return " ".join(x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if not FILLER.search(x))
 
 
 @lru_cache(maxsize=1)
