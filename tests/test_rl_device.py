@@ -56,14 +56,19 @@ def test_ppo_runs_on_another_device(tmp_path, monkeypatch):
     dict(advantage="grpo", num_iterations=2),
     dict(advantage="rloo", kl_in_reward=True),
     dict(advantage="grpo", lora={"enabled": True, "r": 2}),
-], ids=["grpo-iterations", "rloo-kl-in-reward", "grpo-lora"])
+    dict(loss_type="dapo", epsilon_high=0.28, dynamic_sampling=True, mask_truncated_completions=True, num_iterations=2,
+         reward={"source": "python:test_rl_smoke:half_constant_reward"}),
+    dict(loss_type="dr_grpo", scale_rewards=False),
+], ids=["grpo-iterations", "rloo-kl-in-reward", "grpo-lora", "dapo", "dr-grpo"])
 def test_grpo_runs_on_another_device(tmp_path, monkeypatch, variant):
     from postlab.train import grpo
 
     cfg = grpo.GRPOConfig(out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), k=2, prompts_per_step=2,
-                          kl_coef=0.04, optim={"lr": 1e-3, "bf16": False, "micro_batch_size": 3}, **variant, **COMMON)
+                          kl_coef=0.04, optim={"lr": 1e-3, "bf16": False, "micro_batch_size": 3}, **{**COMMON, **variant})
     m = run_steps(grpo, cfg, monkeypatch)
     assert all(torch.isfinite(torch.tensor(x["loss"])) for x in m)
+    if variant.get("dynamic_sampling"):
+        assert any(x["dynamic_sampling/rounds"] > 1 for x in m)  # refills were sampled and joined on the device
 
 
 FACTORIES = {"tensor", "as_tensor", "zeros", "ones", "full", "empty", "arange", "rand", "randn", "randint", "linspace", "eye"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from postlab.algos.kl import kl_k1, kl_k3, masked_mean
-from postlab.algos.pg import clipped_pg_loss, grpo_advantages, rloo_advantages
+from postlab.algos.pg import BatchTotals, grpo_advantages, grpo_loss, rloo_advantages
 from postlab.algos.ppo import (AdaptiveKLController, gae, kl_shaped_rewards, ppo_policy_loss, ppo_value_loss,
                                whiten)
 
@@ -81,6 +81,12 @@ def test_grpo_and_rloo_advantages_by_hand():
         rloo_advantages(scores, k=1)
 
 
+def clipped_pg_loss(logp, old_logp, ref_logp, advantages, mask, *, clip, kl_coef):
+    """GRPO's loss on a whole batch, with a symmetric clip."""
+    totals = BatchTotals.of(mask, mask.size(1))
+    return grpo_loss(logp, old_logp, ref_logp, advantages, mask, totals, epsilon=clip, epsilon_high=clip, kl_coef=kl_coef)
+
+
 def test_clipped_pg_loss_averages_within_then_across_responses():
     logp = T([[-1.0, -1.0], [-1.0, -1.0]])
     loss, s = clipped_pg_loss(logp, logp, None, T([1.0, 2.0]), T([[1, 1], [1, 0]]), clip=0.2, kl_coef=0.0)
@@ -122,3 +128,66 @@ def test_reward_config_takes_the_old_eos_penalty_name_as_its_negative():
     assert RewardConfig(eos_penalty=None).missing_eos_penalty is None
     with pytest.raises(ValueError):
         RewardConfig(missing_eos_penalty=-1.0)
+
+
+# The GRPO family's losses on one batch, by hand. Two responses of 3 and 1 tokens, ρ = 1 (π_θ = π_old),
+# Â = (1, −2), L_max = 4: per-token loss ℓ = −Â, so row 0 is (−1, −1, −1) and row 1 is (2).
+LOGP, MASK, ADV = torch.zeros(2, 3), T([[1, 1, 1], [1, 0, 0]]), T([1.0, -2.0])
+K3 = math.exp(-0.5) + 0.5 - 1  # k3 when log π_ref = log π − 0.5
+BY_HAND = {  # loss_type: (loss, d loss / d logp of row 0's tokens, of row 1's token, loss with β = 0.1 and that k3)
+    "grpo": (0.5, -1 / 6, 1.0, 0.5 + 0.1 * K3),  # (1/2)(mean(−1, −1, −1) + mean(2))
+    "bnpo": (-0.25, -1 / 4, 0.5, -0.25 + 0.1 * K3),  # (−3 + 2) / 4 tokens
+    "dapo": (-0.25, -1 / 4, 0.5, -0.25 + 0.1 * K3),
+    "dr_grpo": (-0.125, -1 / 8, 0.25, -0.125 + 0.1 * K3 * 4 / 8),  # (−3 + 2) / (2 responses · L_max 4)
+    "rloo": (0.5, -1 / 2, 1.0, 0.5 + 0.1 * K3 * 4 / 2),  # (1/2)(−Â_0 − Â_1) with ρ_i = exp Σ_t log ρ_t
+}
+
+
+@pytest.mark.parametrize("loss_type", sorted(BY_HAND))
+def test_loss_aggregations_by_hand(loss_type):
+    from postlab.algos.pg import LOSSES
+
+    loss_fn, (want, d_row0, d_row1, want_kl) = LOSSES[loss_type], BY_HAND[loss_type]
+    totals = BatchTotals.of(MASK, max_len=4)
+    logp = LOGP.clone().requires_grad_(True)
+    loss, s = loss_fn(logp, logp.detach(), None, ADV, MASK, totals, epsilon=0.2, epsilon_high=0.2, kl_coef=0.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(want) and s["loss"] == pytest.approx(want)
+    assert logp.grad.flatten().tolist() == pytest.approx([d_row0] * 3 + [d_row1, 0.0, 0.0])
+    loss_kl, _ = loss_fn(LOGP, LOGP, LOGP - 0.5, ADV, MASK, totals, epsilon=0.2, epsilon_high=0.2, kl_coef=0.1)
+    assert loss_kl.item() == pytest.approx(want_kl)
+
+
+@pytest.mark.parametrize("loss_type", sorted(BY_HAND))
+def test_losses_add_up_over_micro_batches(loss_type):
+    """A micro-batch divides by the whole batch's totals: its losses and stats sum to the batch's."""
+    from postlab.algos.pg import LOSSES
+
+    g = torch.Generator().manual_seed(0)
+    logp, old, ref = (torch.randn(5, 4, generator=g) * 0.3 - 1 for _ in range(3))
+    adv, mask = torch.randn(5, generator=g), T([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]])
+    totals, kw = BatchTotals.of(mask, max_len=6), dict(epsilon=0.2, epsilon_high=0.28, kl_coef=0.05)
+    full, full_stats = LOSSES[loss_type](logp, old, ref, adv, mask, totals, **kw)
+    parts = [LOSSES[loss_type](logp[i], old[i], ref[i], adv[i], mask[i], totals, **kw) for i in ([0, 3], [1], [2, 4])]
+    assert sum(p[0] for p in parts).item() == pytest.approx(full.item(), abs=1e-6)
+    for key, value in full_stats.items():
+        assert sum(p[1][key] for p in parts) == pytest.approx(value, abs=1e-6), key
+
+
+def test_clip_higher_by_hand():
+    """DAPO's clip-higher: ρ may rise to 1 + ε_high (0.28) where it would stop at 1 + ε (0.2)."""
+    logp, old, mask, totals = torch.log(T([[1.25, 0.7]])), T([[0.0, 0.0]]), T([[1, 1]]), BatchTotals(1, 2, 2)
+    loss, s = grpo_loss(logp, old, None, T([1.0]), mask, totals, epsilon=0.2, epsilon_high=0.2, kl_coef=0.0)
+    assert loss.item() == pytest.approx(-(1.2 + 0.7) / 2)  # 1.25 clipped to 1.2; 0.7 with Â > 0 is not clipped
+    assert (s["clip_ratio/high_mean"], s["clip_ratio/low_mean"], s["clip_ratio/region_mean"]) == (0.5, 0.0, 0.5)
+    loss, s = grpo_loss(logp, old, None, T([1.0]), mask, totals, epsilon=0.2, epsilon_high=0.28, kl_coef=0.0)
+    assert loss.item() == pytest.approx(-(1.25 + 0.7) / 2) and s["clip_ratio/region_mean"] == 0.0
+    loss, s = grpo_loss(logp, old, None, T([-1.0]), mask, totals, epsilon=0.2, epsilon_high=0.28, kl_coef=0.0)
+    assert loss.item() == pytest.approx((1.25 + 0.8) / 2)  # Â < 0: 0.7 clipped up to 1 − ε = 0.8
+    assert (s["clip_ratio/low_mean"], s["clip_ratio/high_mean"]) == (0.5, 0.0)
+
+
+def test_zero_std_groups():
+    from postlab.algos.pg import zero_std_groups
+
+    assert zero_std_groups(T([1.0, 1.0, 0.0, 1.0, 2.0, 2.0]), k=2).tolist() == [True, False, True]

@@ -94,7 +94,7 @@ def test_rl_recipes_run_the_gold_eval_callback_and_resume(tmp_path):
 def test_lora_policy_update_leaves_the_reference_untouched():
     """With LoRA the reference is the base with adapters disabled: a policy-gradient step moves the
     policy's log-probs and leaves the reference's exactly where they were."""
-    from postlab.algos.pg import clipped_pg_loss
+    from postlab.algos.pg import BatchTotals, grpo_loss
     from postlab.models.load import load_model_and_tokenizer
     from postlab.models.prepare import apply_lora
     from postlab.rollout import SamplingParams, TorchEngine
@@ -111,8 +111,8 @@ def test_lora_policy_update_leaves_the_reference_untouched():
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=0.05)
     for _ in range(3):
         logp, _ = response_logprobs(policy, r, 1.0)
-        loss, _ = clipped_pg_loss(logp, logp.detach(), None, torch.tensor([1.0, -1.0, 1.0, -1.0]), r.response_mask,
-                                  clip=0.2, kl_coef=0.0)
+        loss, _ = grpo_loss(logp, logp.detach(), None, torch.tensor([1.0, -1.0, 1.0, -1.0]), r.response_mask,
+                            BatchTotals.of(r.response_mask, 8), epsilon=0.2, epsilon_high=0.2, kl_coef=0.0)
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -215,3 +215,158 @@ def test_grpo_kl_in_reward_without_a_kl_coef_trains(tmp_path):
                      checkpoint={"progress": False, "save_every": 0})
     train(cfg)
     assert _metrics(tmp_path / "run")[-1]["kl"] == 0.0
+
+
+def test_rloo_gradient_is_sequence_level_reinforce(tmp_path, monkeypatch):
+    """RLOO (Ahmadian et al. 2024) treats a whole response as one action: with one update per batch
+    its gradient is −(1/B) Σ_i Â_i ∇ log π(o_i), Â the leave-one-out advantage, with no 1/|o_i| per
+    response (responses here have different lengths, where the two differ)."""
+    from postlab.algos.pg import rloo_advantages
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.train import grpo
+    from postlab.train.rl_common import response_logprobs
+
+    ragged(grpo, monkeypatch)
+    rollouts = []
+    ragged_generate = grpo.TorchEngine.generate
+
+    def keep(self, *a, **kw):
+        rollouts.append(ragged_generate(self, *a, **kw))
+        return rollouts[-1]
+
+    monkeypatch.setattr(grpo.TorchEngine, "generate", keep)
+    cfg = grpo.GRPOConfig(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), advantage="rloo", k=4,
+                          prompts_per_step=1, steps=1, kl_coef=0.0, reward={"source": "python:test_rl_smoke:lowercase_reward"},
+                          sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0},
+                          optim={"lr": 1e-3, "bf16": False, "micro_batch_size": 4},
+                          checkpoint={"progress": False, "save_every": 0})
+    got = first_step_grads(grpo, cfg, monkeypatch)
+    r = rollouts[0]
+    A = rloo_advantages(torch.tensor([lowercase_reward(None, t) for t in r.texts]), k=4)
+    assert len(set(r.response_lengths.tolist())) > 1 and A.abs().max() > 0
+    policy, _ = load_model_and_tokenizer("tiny")
+    logp, _ = response_logprobs(policy, r, 1.0)
+    (-(A * logp.sum(1)).sum() / len(A)).backward()
+    for g, p in zip(got, [p for p in policy.parameters() if p.requires_grad]):
+        torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kl_in_reward", [False, True])
+def test_grpo_first_iteration_ratio_is_exactly_one_under_bf16(tmp_path, monkeypatch, kl_in_reward):
+    """With π_old computed before the update (num_iterations > 1, or kl_in_reward), old and new
+    log-probs come from identical forward passes, so the first iteration's ρ is exactly 1 in bf16."""
+    from postlab.algos import pg
+    from postlab.train import grpo
+
+    ragged(grpo, monkeypatch)
+    seen = []
+    real = pg.LOSSES["grpo"]
+
+    def spy(logp, old_logp, *args, **kw):
+        seen.append((logp.detach().clone(), old_logp.clone()))
+        return real(logp, old_logp, *args, **kw)
+
+    monkeypatch.setitem(pg.LOSSES, "grpo", spy)
+    cfg = grpo.GRPOConfig(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path, varied=True), k=2,
+                          prompts_per_step=3, steps=1, num_iterations=1 if kl_in_reward else 2, kl_in_reward=kl_in_reward,
+                          reward={"source": "python:test_rl_smoke:lowercase_reward"},
+                          sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0},
+                          optim={"lr": 1e-2, "bf16": True, "micro_batch_size": 2},
+                          checkpoint={"progress": False, "save_every": 0})
+    grpo.train(cfg)
+    first = seen[:3]  # the first iteration's micro-batches, before any update
+    assert len(first) == 3
+    for logp, old in first:
+        assert torch.equal(logp, old)
+
+
+def half_constant_reward(item, response: str) -> float:
+    """0 for prompts p0–p3 whatever the response (groups with no signal), lowercase_reward for the rest."""
+    return 0.0 if item.id in ("p0", "p1", "p2", "p3") else lowercase_reward(item, response)
+
+
+def grpo_config(tmp_path, **kw):
+    from postlab.train.grpo import GRPOConfig
+
+    args = dict(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), k=2, prompts_per_step=2, steps=2,
+                kl_coef=0.01, reward={"source": "python:test_rl_smoke:lowercase_reward"},
+                sampling={"max_new_tokens": 6, "temperature": 1.0, "seed": 0},
+                optim={"lr": 1e-2, "bf16": False, "micro_batch_size": 16}, checkpoint={"progress": False, "save_every": 0})
+    return GRPOConfig(**{**args, **kw})
+
+
+def test_dynamic_sampling_trains_only_on_groups_with_a_signal(tmp_path, monkeypatch):
+    from postlab.algos import pg
+    from postlab.train import grpo
+
+    advantages = []
+    real = pg.LOSSES["grpo"]
+
+    def spy(logp, old_logp, ref_logp, adv, *args, **kw):
+        advantages.append(adv.detach().clone())
+        return real(logp, old_logp, ref_logp, adv, *args, **kw)
+
+    monkeypatch.setitem(pg.LOSSES, "grpo", spy)
+    grpo.train(grpo_config(tmp_path, steps=4, dynamic_sampling=True, max_refill_rounds=3,
+                           reward={"source": "python:test_rl_smoke:half_constant_reward"}))
+    m = _metrics(tmp_path / "run")
+    assert len(advantages) == 4
+    for adv in advantages:  # every trained group has responses scored differently
+        assert (adv.view(-1, 2).abs().sum(1) > 0).all()
+    assert any(x["dynamic_sampling/rounds"] > 1 for x in m) and all(1 <= x["dynamic_sampling/groups"] <= 2 for x in m)
+    assert any(x["frac_reward_zero_std"] > 0 for x in m)
+
+
+def test_overlong_filtering_masks_the_loss_of_truncated_responses(tmp_path, monkeypatch):
+    from postlab.algos import pg
+    from postlab.train import grpo
+
+    ragged(grpo, monkeypatch)
+    rollouts, masks = [], []
+    ragged_generate = grpo.TorchEngine.generate
+
+    def keep(self, *a, **kw):
+        rollouts.append(ragged_generate(self, *a, **kw))
+        return rollouts[-1]
+
+    real = pg.LOSSES["dapo"]
+
+    def spy(logp, old_logp, ref_logp, adv, mask, *args, **kw):
+        masks.append(mask.clone())
+        return real(logp, old_logp, ref_logp, adv, mask, *args, **kw)
+
+    monkeypatch.setattr(grpo.TorchEngine, "generate", keep)
+    monkeypatch.setitem(pg.LOSSES, "dapo", spy)
+    grpo.train(grpo_config(tmp_path, steps=1, k=4, loss_type="dapo", mask_truncated_completions=True,
+                           sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0}))
+    r, mask = rollouts[0], masks[0]
+    assert (~r.finished).any() and r.finished.any()
+    R = mask.size(1)
+    assert torch.equal(mask, r.response_mask[:, :R] * r.finished[:, None])
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dapo", "dr_grpo", "rloo"])
+def test_every_loss_type_trains(tmp_path, loss_type):
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.train.grpo import train
+
+    train(grpo_config(tmp_path, loss_type=loss_type, num_iterations=2, epsilon_high=0.28, scale_rewards=False))
+    m = _metrics(tmp_path / "run")
+    for key in ("loss", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "frac_reward_zero_std",
+                "completions/mean_length_rewarded", "completions/mean_length_unrewarded"):
+        assert key in m[-1], key
+    before, _ = load_model_and_tokenizer("tiny")
+    after, _ = load_model_and_tokenizer(str(tmp_path / "run" / "model"))
+    assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
+
+
+def test_grpo_config_loss_type_names_and_defaults():
+    import typing
+
+    from postlab.algos.pg import LOSSES
+    from postlab.train.grpo import GRPOConfig
+
+    names = typing.get_args(typing.get_args(GRPOConfig.model_fields["loss_type"].annotation)[0])
+    assert set(names) == set(LOSSES)
+    assert GRPOConfig().loss == "grpo" and GRPOConfig(advantage="rloo").loss == "rloo"
+    assert GRPOConfig(advantage="rloo", loss_type="dr_grpo").loss == "dr_grpo"

@@ -216,3 +216,19 @@ def test_decode_dtype_samples_an_fp32_model_as_its_bf16_copy():
     native = TorchEngine(model=bf16_model, tokenizer=tok).generate(PROMPTS, greedy)
     assert torch.equal(cast.response_ids, native.response_ids)
     assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
+
+
+def test_cat_rollouts_pads_prompts_left_and_responses_right():
+    from postlab.rollout.types import cat_rollouts
+
+    model, tok = load_model_and_tokenizer("tiny")
+    engine = TorchEngine(model=model, tokenizer=tok)
+    a = engine.generate(PROMPTS[:1], SamplingParams(temperature=0, max_new_tokens=4))
+    b = engine.generate(PROMPTS[1:], SamplingParams(temperature=0, max_new_tokens=7))
+    c = cat_rollouts([a, b])
+    assert c.prompt_ids.shape == (3, b.prompt_ids.size(1)) and c.response_ids.shape == (3, 7)
+    assert c.texts == a.texts + b.texts and c.finished.tolist() == a.finished.tolist() + b.finished.tolist()
+    n = a.prompt_ids.size(1)
+    assert c.prompt_ids[0, -n:].tolist() == a.prompt_ids[0].tolist() and (c.prompt_mask[0, :-n] == 0).all()
+    assert c.response_ids[0, :4].tolist() == a.response_ids[0].tolist() and (c.response_mask[0, 4:] == 0).all()
+    assert torch.equal(c.logprobs[1:], b.logprobs) and torch.equal(c.attention_mask[1:], b.attention_mask)

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -47,3 +48,21 @@ class Rollout:
     def finish_reasons(self) -> list[str]:
         """OpenAI's vocabulary: ``stop`` (a stop token was emitted) or ``length`` (hit max_new_tokens)."""
         return ["stop" if f else "length" for f in self.finished.tolist()]
+
+
+def cat_rollouts(rollouts: list[Rollout]) -> Rollout:
+    """The rows of several rollouts as one: prompts left-padded and responses right-padded to the widest."""
+    if len(rollouts) == 1:
+        return rollouts[0]
+    P = max(r.prompt_ids.size(1) for r in rollouts)
+    R = max(r.response_ids.size(1) for r in rollouts)
+    pad_id = rollouts[0].pad_id
+
+    def cat(field: str, width: int, left: bool, value) -> torch.Tensor:
+        parts = [getattr(r, field) for r in rollouts]
+        return torch.cat([F.pad(x, (width - x.size(1), 0) if left else (0, width - x.size(1)), value=value) for x in parts])
+
+    return Rollout(prompt_ids=cat("prompt_ids", P, True, pad_id), prompt_mask=cat("prompt_mask", P, True, 0),
+                   response_ids=cat("response_ids", R, False, pad_id), response_mask=cat("response_mask", R, False, 0),
+                   logprobs=cat("logprobs", R, False, 0.0), finished=torch.cat([r.finished for r in rollouts]),
+                   texts=[t for r in rollouts for t in r.texts], pad_id=pad_id)

@@ -1,16 +1,19 @@
-"""``postlab grpo``: critic-free RL with k samples per prompt — GRPO or RLOO advantages.
+"""``postlab grpo``: critic-free RL with k samples per prompt — GRPO, RLOO, Dr. GRPO, DAPO.
 
 Each step: draw `prompts_per_step` prompts from the suite, sample k responses to each, score them
-with the reward source, turn scores into advantages within each prompt's group (GRPO: normalised by
-the group's mean and std; RLOO: minus the mean of the other k − 1), and take `num_iterations`
-optimizer steps on the clipped surrogate with a k3 KL penalty to the reference (or, with
-`kl_in_reward`, subtract β·KL from the scores instead). Math: docs/algorithms/grpo.md.
+with the reward source (with `dynamic_sampling`, drop the groups whose k scores are all equal and
+sample more prompts to refill the batch), turn scores into advantages within each prompt's group
+(GRPO: normalised by the group's mean and std; RLOO: minus the mean of the other k − 1), and take
+`num_iterations` optimizer steps on the loss `loss_type` names (algos/pg.py `LOSSES`): a clipped
+surrogate with a k3 KL penalty to the reference (or, with `kl_in_reward`, β·KL subtracted from the
+scores instead). Math: docs/algorithms/grpo.md.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +21,7 @@ import torch
 from pydantic import Field
 
 from postlab.algos.kl import kl_k1, masked_mean
-from postlab.algos.pg import ADVANTAGES, clipped_pg_loss
+from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, zero_std_groups
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
@@ -26,17 +29,21 @@ from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
-from postlab.tasks.suite import load_suite
+from postlab.rollout.types import Rollout, cat_rollouts
+from postlab.tasks.suite import Item, load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
 from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
-                                     entropy_mean, make_optimizer, make_reward_fn, prompt_batches, reference_mode,
-                                     response_logprobs, rollout_subset, run_rl_loop)
+                                     entropy_mean, make_optimizer, make_reward_fn, over_micro_batches, prompt_batches,
+                                     reference_mode, response_logprobs, rollout_subset, run_rl_loop, split_batches)
 from postlab.utils.io import atomic_write_text
 
 
+REFILL_SEED_STRIDE = 1_000_003  # sampling seed of refill round j at step s: seed + s + j · stride
+
+
 class GRPOConfig(Section):
-    """postlab grpo: GRPO / RLOO on a suite's prompts."""
+    """postlab grpo: GRPO / RLOO / Dr. GRPO / DAPO on a suite's prompts."""
 
     model: str = Field("smollm2-135m-instruct", description="policy to start from: built-in name, directory or hub id")
     out_dir: str = Field("runs/grpo", description="run directory: config, metrics, checkpoints, final model")
@@ -45,14 +52,22 @@ class GRPOConfig(Section):
     split: Literal["train", "test", "all"] = Field("train", description="which split to train on")
     limit: int | None = Field(None, ge=1, description="only the first N items")
     advantage: Literal["grpo", "rloo"] = Field("grpo", description="grpo: (r − mean)/std in the group; rloo: r − mean of the others")
-    scale_rewards: bool = Field(True, description="grpo: divide by the group std (false = Dr. GRPO)")
+    scale_rewards: bool = Field(True, description="grpo: divide by the group std (false, with loss_type=dr_grpo, is Dr. GRPO)")
+    loss_type: Literal["grpo", "bnpo", "dapo", "dr_grpo", "rloo"] | None = Field(
+        None, description="loss aggregation (TRL's names): grpo = mean over each response's tokens, then over responses; "
+                          "bnpo, dapo = mean over the batch's tokens; dr_grpo = sum over tokens / (responses · max_new_tokens); "
+                          "rloo = sequence-level REINFORCE; default: rloo with advantage=rloo, else grpo")
     k: int = Field(8, ge=2, description="samples per prompt (group size)")
     prompts_per_step: int = Field(2, ge=1, description="prompts per step (completions per step = k · prompts_per_step)")
     steps: int = Field(50, ge=1, description="RL steps (each: sample, score, update)")
     num_iterations: int = Field(1, ge=1, description="μ: optimizer steps per sampled batch (ratios leave 1 only when > 1)")
-    clip: float = Field(0.2, gt=0, description="ε of the clipped surrogate")
+    epsilon: float = Field(0.2, gt=0, description="ε_low: the ratio's lower clip 1 − ε (and its upper clip unless epsilon_high is set)")
+    epsilon_high: float | None = Field(None, gt=0, description="ε_high: the ratio's upper clip 1 + ε_high (DAPO's clip-higher: 0.28; None = epsilon)")
     kl_coef: float = Field(0.04, ge=0, description="β: weight of the KL penalty to the reference")
     kl_in_reward: bool = Field(False, description="subtract β·Σ_t k1 from the scores instead of a k3 loss term")
+    dynamic_sampling: bool = Field(False, description="DAPO: drop the groups whose k scores are all equal and sample more prompts to refill the batch")
+    max_refill_rounds: int = Field(3, ge=1, description="dynamic sampling: at most this many extra sampling rounds per step (then train on the groups kept)")
+    mask_truncated_completions: bool = Field(False, description="DAPO's overlong filtering: responses that hit max_new_tokens without EOS carry no loss")
     reward: RewardConfig = Field(default_factory=RewardConfig, description="reward source")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=64, seed=0),
                                      description="rollout sampling (seed + step per step)")
@@ -63,10 +78,41 @@ class GRPOConfig(Section):
     gold_eval: GoldEvalConfig = Field(default_factory=GoldEvalConfig,
                                       description="gold-rated held-out evals every N steps, with jump alarms (off by default)")
 
+    @property
+    def loss(self) -> str:
+        """loss_type, with its default resolved."""
+        return self.loss_type or ("rloo" if self.advantage == "rloo" else "grpo")
+
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
         require_torch_device(self.device)
+
+
+@dataclass
+class StepSamples:
+    """Every response sampled in one step (all rounds of dynamic sampling): N rows, the k samples of a
+    prompt adjacent."""
+
+    items: list[Item]  # N
+    rollout: Rollout  # N rows, on the training device
+    raw: torch.Tensor  # (N,) the reward source's scores
+    scores: torch.Tensor  # (N,) after the missing-EOS penalty
+    rounds: int  # sampling rounds it took
+    rows: list[int]  # the rows trained on, whole groups
+
+
+def lengths_by_reward(lengths: torch.Tensor, scores: torch.Tensor, k: int) -> dict[str, float]:
+    """Mean length of the responses scored above their group's mean and of those below it (with 0/1
+    rewards: right and wrong answers, in groups that have both). NaN where there are none."""
+    r = scores.view(-1, k)  # (P, k)
+    above = (r > r.mean(dim=1, keepdim=True)).reshape(-1)  # (B,)
+    below = (r < r.mean(dim=1, keepdim=True)).reshape(-1)
+
+    def mean_length(selected: torch.Tensor) -> float:
+        return float(lengths[selected].float().mean()) if bool(selected.any()) else float("nan")
+
+    return {"completions/mean_length_rewarded": mean_length(above), "completions/mean_length_unrewarded": mean_length(below)}
 
 
 def train(cfg: GRPOConfig, callbacks=()) -> dict:
@@ -90,44 +136,72 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
-    advantage_fn = ADVANTAGES[cfg.advantage]
+    refill_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed + 1, 0)  # its own stream, for dynamic sampling
+    advantage_fn, loss_fn = ADVANTAGES[cfg.advantage], LOSSES[cfg.loss]
+    epsilon_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
     trainable, total = count_parameters(policy)
-    print(f"{cfg.advantage}: {len(items)} prompts, {cfg.prompts_per_step}×{cfg.k} completions per step, "
+    print(f"{cfg.advantage} ({cfg.loss} loss): {len(items)} prompts, {cfg.prompts_per_step}×{cfg.k} completions per step, "
           f"reward {cfg.reward.source}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
     bf16 = cfg.optim.bf16
     T = cfg.sampling.temperature
 
-    def step(state: TrainState) -> dict:
-        batch_items = [it for it in batch_at(state.step) for _ in range(cfg.k)]  # k samples of a prompt adjacent
-        policy.eval()
-        r = engine.generate([it.messages for it in batch_items],
-                            cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
-        B, mask = len(batch_items), r.response_mask
+    def sample(step: int, round_: int) -> StepSamples:
+        """Sampling round `round_` of `step` (0, then refills): prompts_per_step prompts, k samples each.
+        A pure function of (step, round), so a resumed run samples what the uninterrupted one would."""
+        prompts = batch_at(step) if round_ == 0 else refill_at(step * cfg.max_refill_rounds + round_ - 1)
+        batch_items = [it for it in prompts for _ in range(cfg.k)]
+        seed = cfg.sampling.seed + step + round_ * REFILL_SEED_STRIDE
+        r = engine.generate([it.messages for it in batch_items], cfg.sampling.model_copy(update={"seed": seed})).to(device)
         raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
-        gold_scores = raw if reward_name == "gold" else torch.tensor(
-            [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
+        return StepSamples(batch_items, r, raw, scores, rounds=1, rows=list(range(len(batch_items))))
+
+    def sample_step(step: int) -> StepSamples:
+        """The step's responses. With dynamic sampling (DAPO), the rows trained on are the first
+        prompts_per_step groups whose scores differ, sampling up to max_refill_rounds more rounds to
+        find them (if none is found, the first round as drawn)."""
+        rounds = [sample(step, 0)]
+        if not cfg.dynamic_sampling:
+            return rounds[0]
+        scores = rounds[0].scores
+        while int((~zero_std_groups(scores, cfg.k)).sum()) < cfg.prompts_per_step and len(rounds) <= cfg.max_refill_rounds:
+            rounds.append(sample(step, len(rounds)))
+            scores = torch.cat([x.scores for x in rounds])
+        kept = (~zero_std_groups(scores, cfg.k)).nonzero().squeeze(1)[: cfg.prompts_per_step].tolist()
+        groups = kept or range(cfg.prompts_per_step)
+        return StepSamples([it for x in rounds for it in x.items], cat_rollouts([x.rollout for x in rounds]),
+                           torch.cat([x.raw for x in rounds]), scores, rounds=len(rounds),
+                           rows=[g * cfg.k + j for g in groups for j in range(cfg.k)])
+
+    def step(state: TrainState) -> dict:
+        policy.eval()
+        sampled = sample_step(state.step)
+        r, scores = rollout_subset(sampled.rollout, sampled.rows), sampled.scores[sampled.rows]
+        B, mask = len(sampled.rows), r.response_mask
+        loss_mask = mask * r.finished.unsqueeze(1) if cfg.mask_truncated_completions else mask  # (B, R)
+        micro_batches = split_batches(range(B), B, cfg.optim.micro_batch_size)[0]
         # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and
         # entropy come from the training forward below, which saves a forward pass of the policy.
-        need_old = cfg.num_iterations > 1 or cfg.kl_in_reward
-        with torch.no_grad(), autocast(policy, bf16):
-            ref_logp = None
+        need_old = cfg.num_iterations > 1 or (cfg.kl_in_reward and needs_ref)
+        with torch.no_grad(), autocast(policy, bf16):  # on the training pass's micro-batches: identical numbers
+            ref_logp = old_logp = ent = None
             if needs_ref:
                 with reference_mode(policy, ref_model) as ref:
-                    ref_logp = response_logprobs(ref, r, T)[0].float()  # (B, R)
-            old_logp, ent = response_logprobs(policy, r, T, entropy=True) if need_old else (None, None)
+                    [ref_logp] = over_micro_batches(r, micro_batches, lambda sub: response_logprobs(ref, sub, T)[:1])  # (B, R)
+            if need_old:
+                old_logp, ent = over_micro_batches(r, micro_batches, lambda sub: response_logprobs(policy, sub, T, entropy=True))
         shaped = scores
         if cfg.kl_in_reward and ref_logp is not None:  # β = 0: nothing to subtract, and no reference was loaded
             shaped = scores - cfg.kl_coef * kl_k1(old_logp, ref_logp).mul(mask).sum(1)
         adv = advantage_fn(shaped, cfg.k, scale=cfg.scale_rewards) if cfg.advantage == "grpo" else advantage_fn(shaped, cfg.k)
+        totals = BatchTotals.of(loss_mask, cfg.sampling.max_new_tokens)
         policy.train()
         stats_sum: dict[str, float] = {}
         grad_norm = 0.0
         seen_logp = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
         seen_ent = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
-        for it in range(cfg.num_iterations):
-            for s in range(0, B, cfg.optim.micro_batch_size):
-                idx = list(range(s, min(B, s + cfg.optim.micro_batch_size)))
+        for _ in range(cfg.num_iterations):
+            for idx in micro_batches:
                 sub = rollout_subset(r, idx)
                 Rs = sub.response_ids.size(1)
                 with autocast(policy, bf16):
@@ -136,21 +210,23 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                     seen_logp[idx, :Rs], seen_ent[idx, :Rs] = logp.detach().float(), ent_mb.float()
                 old = old_logp[idx, :Rs] if old_logp is not None else logp.detach()
                 ref = ref_logp[idx, :Rs] if (ref_logp is not None and not cfg.kl_in_reward) else None
-                loss, st = clipped_pg_loss(logp, old, ref, adv[idx], sub.response_mask.to(logp.device), clip=cfg.clip,
-                                           kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef)
-                (loss * len(idx) / B).backward()
-                for key, v in st.items():
-                    stats_sum[key] = stats_sum.get(key, 0.0) + v * len(idx) / B / cfg.num_iterations
+                loss, st = loss_fn(logp, old, ref, adv[idx], loss_mask[idx, :Rs], totals, epsilon=cfg.epsilon,
+                                   epsilon_high=epsilon_high, kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef)
+                loss.backward()
+                for key, v in st.items():  # each micro-batch's share of the batch's value
+                    stats_sum[key] = stats_sum.get(key, 0.0) + v / cfg.num_iterations
             grad_norm = clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
         if old_logp is None:
             old_logp, ent = seen_logp, seen_ent
         seq_kl = kl_k1(old_logp, ref_logp).mul(mask).sum(1) if ref_logp is not None else torch.zeros(B, device=device)
-        grouped = scores.view(-1, cfg.k)
-        lengths = r.response_lengths.float()
+        grouped = sampled.scores.view(-1, cfg.k)  # every group sampled this step, trained on or not
+        lengths = sampled.rollout.response_lengths
+        gold_scores = sampled.raw if reward_name == "gold" else torch.tensor(
+            [gold.score(it, t) for it, t in zip(sampled.items, sampled.rollout.texts)], device=device)
         metrics = {
-            "reward": float(scores.mean()), "reward_std": float(grouped.std(dim=1).mean()),
-            f"rewards/{reward_name}/mean": float(raw.mean()),
-            "frac_reward_zero_std": float((grouped.std(dim=1) == 0).float().mean()),
+            "reward": float(sampled.scores.mean()), "reward_std": float(grouped.std(dim=1).mean()),
+            f"rewards/{reward_name}/mean": float(sampled.raw.mean()),
+            "frac_reward_zero_std": float(zero_std_groups(sampled.scores, cfg.k).float().mean()),
             "kl": float(masked_mean(kl_k1(old_logp, ref_logp), mask)) if ref_logp is not None else 0.0,
             "objective/kl": float(seq_kl.mean()),
             "entropy": entropy_mean(ent, mask),
@@ -158,11 +234,14 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
             "clip_ratio/low_mean": stats_sum.get("clip_ratio/low_mean", 0.0),
             "clip_ratio/high_mean": stats_sum.get("clip_ratio/high_mean", 0.0),
             "loss": stats_sum.get("loss", 0.0),
-            "completions/mean_length": float(lengths.mean()),
-            "completions/clipped_ratio": float((~r.finished).float().mean()),
-            "proxy/score": float(raw.mean()), "gold/train_score": float(gold_scores.mean()),
+            "completions/mean_length": float(lengths.float().mean()),
+            "completions/clipped_ratio": float((~sampled.rollout.finished).float().mean()),
+            **lengths_by_reward(lengths, sampled.scores, cfg.k),
+            "proxy/score": float(sampled.raw.mean()), "gold/train_score": float(gold_scores.mean()),
             "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B,
         }
+        if cfg.dynamic_sampling:
+            metrics.update({"dynamic_sampling/rounds": sampled.rounds, "dynamic_sampling/groups": B // cfg.k})
         return metrics
 
     gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)
