@@ -277,7 +277,7 @@ class RLOptimConfig(Section):
     max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm (0 = off)")
     warmup_steps: int = Field(0, ge=0, description="linear warmup steps")
     schedule: str = Field("constant", pattern="^(constant|linear)$", description="after warmup: constant, or linear decay to 0")
-    micro_batch_size: int = Field(8, ge=1, description="responses per forward/backward (gradients accumulate over the batch)")
+    micro_batch_size: int = Field(8, ge=1, description="responses per forward/backward; gradients accumulate over the batch, and its size does not change them (losses divide by the whole batch's totals)")
     bf16: bool = Field(True, description="bf16 autocast for forward/backward (fp32 master weights)")
     seed: int = Field(0, description="seed for prompt order, sampling and new weights")
 
