@@ -85,6 +85,8 @@ def test_rl_recipes_run_the_gold_eval_callback_and_resume(tmp_path):
     m = _metrics(tmp_path / "run")
     assert [x["step"] for x in m if "gold/score" in x] == [0, 2, 3]
     assert "gold/synthetic" in m[-1]
+    # the gold reward brings the reward-hacking watch: every step reports it
+    assert all({"hacking/full_marks_frac", "hacking/flagged_frac"} <= set(x) for x in m if "reward" in x)
     # resume: a longer run continues from step 3 instead of starting over
     train(GRPOConfig(steps=5, checkpoint={"progress": False, "save_every": 1, "resume": True}, **args))
     steps = [x["step"] for x in _metrics(tmp_path / "run") if "reward" in x]

@@ -34,7 +34,7 @@ from postlab.tasks.suite import Item, load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
 from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
-                                     entropy_mean, make_optimizer, make_reward_fn, over_micro_batches, prompt_batches,
+                                     entropy_mean, make_optimizer, make_reward_fn, reward_watch, over_micro_batches, prompt_batches,
                                      reference_mode, response_logprobs, rollout_subset, run_rl_loop, split_batches)
 from postlab.utils.io import atomic_write_text
 
@@ -244,6 +244,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
             metrics.update({"dynamic_sampling/rounds": sampled.rounds, "dynamic_sampling/groups": B // cfg.k})
         return metrics
 
+    callbacks = [*reward_watch(reward_fn, out), *callbacks]
     gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)
     if gold_eval:
         callbacks = [gold_eval, *callbacks]

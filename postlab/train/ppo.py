@@ -33,7 +33,7 @@ from postlab.tasks.suite import load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState
 from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
-                                     make_optimizer, make_reward_fn, prompt_batches, reference_mode,
+                                     make_optimizer, make_reward_fn, reward_watch, prompt_batches, reference_mode,
                                      over_micro_batches, response_logprobs, response_values, rollout_subset,
                                      run_rl_loop, split_batches)
 from postlab.utils.io import atomic_write_text
@@ -180,6 +180,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
             "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B,
         }
 
+    callbacks = [*reward_watch(reward_fn, out), *callbacks]
     gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)
     if gold_eval:
         callbacks = [gold_eval, *callbacks]

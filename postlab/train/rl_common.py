@@ -60,10 +60,18 @@ def make_reward_fn(cfg: RewardConfig, device: str = "cpu", bf16: bool = False) -
     scores with a reward model under bf16 autocast."""
     kind, _, rest = cfg.source.partition(":")
     if kind == "gold":
+        from postlab.evals.hacking import RewardHackingWatch
         from postlab.raters.gold import GoldRater
 
-        g = GoldRater()
-        return (lambda items, texts: [g.score(it, t) for it, t in zip(items, texts)]), "gold"
+        g, watch = GoldRater(), RewardHackingWatch()
+
+        def gold_reward(items, texts):
+            results = [g.grade(it, t) for it, t in zip(items, texts)]
+            watch.observe(items, texts, results)
+            return [r.score for r in results]
+
+        gold_reward.watch = watch  # optimising the ruler itself: watch for full marks that look degenerate
+        return gold_reward, "gold"
     if kind == "simulated":
         from postlab.raters.simulated import default_pool
 
@@ -80,6 +88,15 @@ def make_reward_fn(cfg: RewardConfig, device: str = "cpu", bf16: bool = False) -
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"reward.source: cannot import {rest!r}: {e}") from None
     return (lambda items, texts: [float(fn(it, t)) for it, t in zip(items, texts)]), name
+
+
+def reward_watch(reward_fn: RewardFn, run_dir: Path) -> list:
+    """The reward-hacking watch as a training callback, when the reward is the gold rater (else none)."""
+    watch = getattr(reward_fn, "watch", None)
+    if watch is None:
+        return []
+    watch.run_dir = Path(run_dir)
+    return [watch]
 
 
 def require_torch_device(name: str) -> None:
