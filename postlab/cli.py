@@ -93,6 +93,23 @@ def run(
     recipe.run(cfg)
 
 
+@app.command(help=_lazy_help("postlab.overopt", "OveroptConfig",
+                             "Reward over-optimisation (Gao et al. 2022): proxies on N gold-labelled pairs, best-of-n "
+                             "and RL against each, gold and proxy vs sqrt(KL) with fits (resumable: rerun to continue)."))
+def overopt(
+    preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny"),
+    out: Optional[str] = typer.Option(None, "--out", help="run directory (default runs/overopt-<preset>)"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab import overopt as recipe
+
+    extra = [f"preset={preset}"] * bool(preset) + [f"out_dir={out}"] * bool(out)
+    cfg = load_config(recipe.OveroptConfig, config, list(overrides or []) + extra)
+    _quiet_libraries()
+    recipe.run(cfg)
+
+
 @app.command(help="Rebuild report.html of a `postlab run` directory from its files.")
 def report(run_dir: str = typer.Argument(..., help="the run directory (holds summary.json)")) -> None:
     from postlab.report import build_report

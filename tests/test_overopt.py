@@ -1,0 +1,201 @@
+"""`postlab overopt`: the Gao et al. forms fitted exactly, curves centred per prompt by hand, the RL
+recipes' prompt order as the centring assumes, the tiny preset end to end, reruns skip finished stages."""
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from postlab.config import load_config
+from postlab.errors import ConfigError
+from postlab.overopt import OveroptConfig, Stages, bon_curve, fit_form, form_value, rl_curve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def postlab(*args):
+    return subprocess.run([sys.executable, "-m", "postlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+
+
+# --- fits ---
+
+
+@pytest.mark.parametrize("form", ["bon", "rl"])
+def test_points_made_from_known_alpha_beta_give_them_back(form):
+    alpha, beta = 0.37, 0.11
+    d = np.sqrt([math.log(n) - (n - 1) / n for n in (1, 2, 4, 8, 16, 32, 64)])  # starts at d = 0
+    R = d * (alpha - beta * d) if form == "bon" else np.concatenate([[0.0], d[1:] * (alpha - beta * np.log(d[1:]))])
+    f = fit_form(d, R, form)
+    assert f["alpha"] == pytest.approx(alpha, abs=1e-9) and f["beta"] == pytest.approx(beta, abs=1e-9)
+    assert f["r2"] == pytest.approx(1.0, abs=1e-12)
+    assert f["points"] == 6  # d = 0 carries no information about (α, β) and is left out
+    np.testing.assert_allclose(form_value(d, alpha, beta, form), R, atol=1e-15)
+
+
+def test_two_points_by_hand():
+    # bon: α − β = 1 (d = 1, R = 1) and 2α − 4β = 0 (d = 2, R = 0) → α = 2, β = 1; peak at α/2β = 1, R = 1
+    f = fit_form([0.0, 1.0, 2.0], [0.0, 1.0, 0.0], "bon")
+    assert (f["alpha"], f["beta"]) == pytest.approx((2.0, 1.0), abs=1e-12)
+    assert (f["d_peak"], f["kl_peak"], f["peak"]) == pytest.approx((1.0, 1.0, 1.0))
+    # rl: R(1) = α = 1, R(e) = e(α − β) = 0 → β = 1; peak at exp(α/β − 1) = 1, R = 1·(1 − log 1) = 1
+    f = fit_form([1.0, math.e], [1.0, 0.0], "rl")
+    assert (f["alpha"], f["beta"]) == pytest.approx((1.0, 1.0), abs=1e-12)
+    assert (f["d_peak"], f["peak"]) == pytest.approx((1.0, 1.0))
+
+
+def test_fits_that_cannot_be_made_say_so():
+    assert fit_form([0.0, 0.5], [0.0, 0.2], "bon")["alpha"] is None  # one point with d > 0
+    assert fit_form([0.5, 0.5], [0.1, 0.2], "rl")["alpha"] is None  # one distinct d
+    flat = fit_form([0.0, 0.5, 1.0], [0.0, 0.0, 0.0], "rl")
+    assert flat["alpha"] == 0.0 and flat["beta"] == 0.0 and flat["r2"] is None  # nothing to explain
+    rising = fit_form([1.0, 2.0], [1.0, 3.0], "bon")  # α − β = 1, 2α − 4β = 3 → β = −1/2: no peak
+    assert rising["beta"] == pytest.approx(-0.5) and rising["d_peak"] is None
+
+
+# --- curves ---
+
+
+def test_bon_curve_is_centred_per_prompt(tmp_path):
+    rows = [("p", 0, 0.1, 1.0), ("p", 1, 0.9, 0.0),  # the proxy prefers the gold-worse sample
+            ("q", 0, 2.0, 0.5), ("q", 1, 1.0, 0.5)]
+    (tmp_path / "s.jsonl").write_text("".join(
+        json.dumps({"id": i, "sample_index": s, "response": "x", "proxy": p, "gold": g}) + "\n" for i, s, p, g in rows))
+    c = bon_curve(str(tmp_path / "s.jsonl"), [1, 2])
+    assert c["gold"] == pytest.approx([0.0, (-0.5 + 0.0) / 2])  # best of 2: p's gold 0 (mean 0.5), q's 0.5 (mean 0.5)
+    assert c["proxy"] == pytest.approx([0.0, (0.4 + 0.5) / 2])
+    assert c["kl"] == pytest.approx([0.0, math.log(2) - 0.5]) and c["sqrt_kl"][1] == pytest.approx(math.sqrt(c["kl"][1]))
+    assert c["base_gold"] == pytest.approx(0.5) and c["base_proxy"] == pytest.approx(1.0)
+
+
+class _It:
+    def __init__(self, id):
+        self.id = id
+
+
+def test_rl_curve_centres_each_step_by_its_prompts_and_averages_steps():
+    batches = {0: ["a", "b"], 1: ["b", "b"], 2: ["a", "a"]}  # step s + 1 was logged after sampling batch s
+    base_gold, base_proxy = {"a": 0.2, "b": 0.6}, {"a": 1.0, "b": -1.0}
+    metrics = [{"step": 3, "gold/train_score": 0.3, "proxy/score": 2.0, "objective/kl": 5.0},
+               {"step": 1, "gold/train_score": 0.5, "proxy/score": 0.5, "objective/kl": 0.0},
+               {"step": 2, "gold/train_score": 0.7, "proxy/score": 0.0, "objective/kl": 3.0},
+               {"step": 2, "gold/score": 0.9}]  # a held-out eval line: not a step's samples
+    c = rl_curve(metrics, lambda s: [_It(i) for i in batches[s]], base_gold, base_proxy, 2)
+    assert c["step"] == [0, 2, 3]
+    assert c["gold"] == pytest.approx([0.0, ((0.5 - 0.4) + (0.7 - 0.6)) / 2, 0.3 - 0.2])
+    assert c["proxy"] == pytest.approx([0.0, ((0.5 - 0.0) + (0.0 + 1.0)) / 2, 2.0 - 1.0])
+    assert c["kl"] == pytest.approx([0.0, 1.5, 5.0]) and c["sqrt_kl"] == pytest.approx([0.0, math.sqrt(1.5), math.sqrt(5)])
+    assert c["gold_se"][1] == pytest.approx(0.0) and c["gold_se"][2] is None
+    neg = rl_curve([{"step": 1, "gold/train_score": 0.2, "proxy/score": 1.0, "objective/kl": -0.1}],
+                   lambda s: [_It("a")], base_gold, base_proxy, 1)
+    assert neg["sqrt_kl"] == [0.0, 0.0]  # a negative k1 estimate is d = 0
+
+
+SEEN: list[list[str]] = []
+
+
+def record_prompts(item, response):
+    """reward.source=python:test_overopt:record_prompts — remembers which prompts each call scored."""
+    SEEN.append(item.id)
+    return float(len(response) % 3)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_rl_recipes_sample_the_prompts_the_centring_assumes(tmp_path, algo):
+    """rl_curve's centring relies on step s sampling prompt_batches(items, prompts_per_step, seed, 0)(s)."""
+    from postlab.tasks.suite import load_suite, write_suite
+    from postlab.train import grpo, ppo
+    from postlab.train.rl_common import prompt_batches
+
+    items = load_suite("spec", split="train", limit=5)
+    write_suite(items, tmp_path / "p.jsonl")
+    seen = importlib.import_module("test_overopt").SEEN
+    seen.clear()
+    common = dict(model="tiny", out_dir=str(tmp_path / algo), suite=str(tmp_path / "p.jsonl"), steps=3, kl_coef=0.01,
+                  reward={"source": "python:test_overopt:record_prompts"},
+                  sampling={"temperature": 1.0, "max_new_tokens": 4, "seed": 0},
+                  optim={"lr": 1e-3, "bf16": False, "seed": 3}, checkpoint={"progress": False})
+    if algo == "grpo":
+        grpo.train(grpo.GRPOConfig(**common, k=2, prompts_per_step=2))
+        per_step, copies = 2, 2
+    else:
+        ppo.train(ppo.PPOConfig(**common, prompts_per_step=2, minibatch_size=2, ppo_epochs=1))
+        per_step, copies = 2, 1
+    batch_at = prompt_batches(load_suite(str(tmp_path / "p.jsonl"), split="train"), per_step, 3, 0)
+    expected = [it.id for s in range(3) for it in batch_at(s) for _ in range(copies)]
+    assert seen == expected
+
+
+# --- the command ---
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("overopt") / "tiny"
+    r = postlab("overopt", "--preset", "tiny", "--out", out, "progress=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_tiny_preset_writes_curves_fits_and_plots(tiny_run):
+    out, r = tiny_run
+    res = json.loads((out / "overopt.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert sorted({(c["method"], c["pairs"]) for c in res["curves"]}) == [(m, n) for m in ("bon", "rl") for n in (4, 8, 16)]
+    for c in res["curves"]:
+        assert len(c["kl"]) == len(c["gold"]) == len(c["proxy"]) == len(c["sqrt_kl"]) >= 3
+        assert c["kl"][0] == 0.0 and c["gold"][0] == pytest.approx(0.0) and c["proxy"][0] == pytest.approx(0.0)
+        if c["method"] == "bon":
+            assert c["n"] == [1, 2, 4, 8]
+            assert c["kl"] == pytest.approx([math.log(n) - (n - 1) / n for n in c["n"]])
+        else:
+            assert c["step"] == [0, 2, 4, 6]
+    assert len(res["fits"]) == 12  # (bon, rl) × 3 proxies × (gold, proxy)
+    for f in res["fits"]:
+        assert {"alpha", "beta", "r2", "form", "target", "method", "pairs"} <= set(f)
+    assert all(isinstance(f["alpha"], float) for f in res["fits"] if f["method"] == "bon")
+    assert [p["pairs"] for p in res["proxies"]] == [4, 8, 16] and all(p["train_pairs"] == p["pairs"] for p in res["proxies"])
+    assert "centred per prompt" in res["plotted"]
+    for png in ("bon.png", "rl.png", "gold.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob("*/*/checkpoints"))  # finished stages keep their models, not optimizer state
+    assert "[13/13 rl-16] running" in r.stderr and "gold and proxy gain over π_init" in r.stdout
+
+
+def test_rerun_skips_finished_stages(tiny_run):
+    out, _ = tiny_run
+    before = {p.name: p.read_bytes() for p in (out / "stages").iterdir()}
+    again = postlab("overopt", "--preset", "tiny", "--out", out, "progress=false")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("done already, skipping") == 13 and "running" not in again.stderr
+    assert "warning" not in again.stderr
+    assert {p.name: p.read_bytes() for p in (out / "stages").iterdir()} == before
+
+
+def test_finished_stages_made_with_other_knobs_are_flagged(tmp_path, capsys):
+    st = Stages(tmp_path, ["a"], {"rl_lr": 1e-3})
+    st.run("a", lambda: {"x": 1})
+    Stages(tmp_path, ["a"], {"rl_lr": 2e-3})
+    assert "rl_lr 0.001 → 0.002" in capsys.readouterr().err
+
+
+def test_presets_validate_and_bad_options_are_rejected():
+    default = load_config(OveroptConfig, None, ["preset=default"]).knobs()
+    assert default.model == "smollm2-135m-instruct" and default.rm_pairs == sorted(default.rm_pairs)
+    for bad, field in [(["preset=huge"], "preset"), (["rm_pairs=[96,32]"], "rm_pairs"), (["rl_algo=sarsa"], "rl_algo"),
+                       (["rl_steps=4", "rl_steps_per_point=8"], "rl_steps_per_point"), (["bon_n=[0,2]"], "bon_n"),
+                       (["rl_kl_coef=0"], "rl_kl_coef"), (["rm_prompts=1300", "policy_prompts=100"], "rm_prompts"),
+                       (["nonsense=1"], "nonsense")]:
+        with pytest.raises(ConfigError, match=field):
+            load_config(OveroptConfig, None, bad)
+
+
+def test_bad_option_on_the_command_line_is_a_clear_error(tmp_path):
+    r = postlab("overopt", "--preset", "tiny", "--out", tmp_path / "x", "rm_pairs=[16,4]")
+    assert r.returncode == 2 and "rm_pairs" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()
