@@ -7,6 +7,8 @@ config may add semantic checks in ``check()`` (files exist, ranges agree). Error
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import types
 import typing
 from pathlib import Path
@@ -18,6 +20,23 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from postlab.errors import ConfigError
 
 C = TypeVar("C", bound="Section")
+
+# While set, fields whose value `auto` is decided by the machine (postlab.machine) keep "auto" instead:
+# --help shows the declared default without measuring anything.
+_keep_auto = contextvars.ContextVar("keep_auto", default=False)
+
+
+def keeping_auto() -> bool:
+    return _keep_auto.get()
+
+
+@contextlib.contextmanager
+def keep_auto():
+    token = _keep_auto.set(True)
+    try:
+        yield
+    finally:
+        _keep_auto.reset(token)
 
 
 class Section(BaseModel):
@@ -149,8 +168,14 @@ def describe_fields(cls: type[Section], prefix: str = "", defaults: Section | No
     """One line per leaf field: ``name (type, default): description`` — used for ``--help``.
 
     ``defaults`` is the section's default instance where the parent overrides the class defaults
-    (``SampleConfig.sampling`` defaults to temperature 0.7, not ``SamplingParams``' 1.0).
+    (``SampleConfig.sampling`` defaults to temperature 0.7, not ``SamplingParams``' 1.0). A field the
+    parent's default leaves unset shows its own declared default (``auto``, not what auto picks here).
     """
+    with keep_auto():
+        return _describe(cls, prefix, defaults)
+
+
+def _describe(cls: type[Section], prefix: str, defaults: Section | None) -> list[str]:
     lines = []
     for name, info in cls.model_fields.items():
         ann = info.annotation
@@ -161,9 +186,9 @@ def describe_fields(cls: type[Section], prefix: str = "", defaults: Section | No
                 sub = getattr(defaults, name)
             else:
                 sub = None if info.is_required() else info.get_default(call_default_factory=True)
-            lines.extend(describe_fields(ann, prefix=f"{dotted}.", defaults=sub))
+            lines.extend(_describe(ann, f"{dotted}.", sub))
             continue
-        if defaults is not None:
+        if defaults is not None and name in defaults.model_fields_set:
             default = f"default {getattr(defaults, name)!r}"
         else:
             default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"

@@ -9,6 +9,11 @@ wall time) atomically; a rerun of the same command skips stages whose file exist
 stages (SFT, RM, RL) resume from their newest checkpoint. Evals use the held-out test split of the
 built-in ``spec`` suite (the first ``eval_limit`` items: a fair sample, fixed order), greedy decoding.
 Knobs are the preset's unless overridden (``postlab run --preset tiny rl_steps=3``).
+
+The run is machine-aware (``plan``): ``bf16=auto`` picks the faster dtype here (``postlab.machine``), and
+``budget_minutes`` cuts samples, steps, SFT and (last, never below 100) eval items when the stage
+times predicted from the reference run and this machine's measured speed exceed it (``postlab.budget``).
+What was measured, chosen and cut goes to ``machine.json``, ``summary.json`` and the report.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Literal
 import torch
 from pydantic import Field, ValidationError, create_model
 
+from postlab import budget, machine
 from postlab.config import Section, _format_validation_error, save_config
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError
@@ -57,7 +63,8 @@ class Knobs(Section):
 
     model: str = Field(..., description="base model: built-in name, directory or hub id")
     algo: Literal["ppo", "grpo", "rloo", "dpo"] = Field("ppo", description="RL algorithm after SFT")
-    bf16: bool = Field(True, description="bf16 autocast in training and bf16 sampling")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast in training and bf16 sampling: true, false, or auto = the faster of fp32 and bf16 on this machine (measured once, cached; bf16 on CUDA when supported)")
+    budget_minutes: float = Field(30.0, ge=0, description="time budget in minutes (default preset 30, tiny 0): on a machine slower than the reference, samples and steps, then SFT data and epochs, then eval items (never below 100) are cut so the predicted time fits; summary.json's `scaled` lists every cut; 0 = run the preset as it is")
     eval_limit: int | None = Field(None, ge=1, description="test items per eval (the first N: a fair sample; null = all 417)")
     eval_max_new_tokens: int = Field(160, ge=1, description="response cap in evals (greedy)")
     batch_size: int = Field(64, ge=1, description="prompts generated together in evals and sampling")
@@ -95,7 +102,7 @@ PRESETS: dict[str, Knobs] = {
     # SmolLM2-135M-Instruct, full fine-tuning; measured 34.5 minutes on 2 CPU cores (docs/results.md).
     "default": Knobs(model="smollm2-135m-instruct"),
     # The tiny random model: every stage runs, in well under 5 minutes; for CI and smoke tests.
-    "tiny": Knobs(model="tiny", bf16=False, eval_limit=60, eval_max_new_tokens=24, batch_size=16,
+    "tiny": Knobs(model="tiny", bf16=False, budget_minutes=0, eval_limit=60, eval_max_new_tokens=24, batch_size=16,
                   demos_per_category={k: 4 for k in DEFAULT_DEMOS}, rs_prompts=24, rs_k=2, rs_max_new_tokens=24, sft_lr=3e-3, sft_epochs=1.0,
                   max_seq_len=256, sample_prompts=24, sample_k=2, sample_max_new_tokens=24, rm_lr=1e-3,
                   rl_steps=4, rl_prompts_per_step=8, rl_lr=1e-4, rl_max_new_tokens=16, rl_gold_every=2,
@@ -144,8 +151,11 @@ RunConfig.__doc__ = _RunOptions.__doc__
 # --- stage bookkeeping ---
 
 
-# Stage wall times (seconds) of a reference run of each preset on the project's 2-core CPU, for the
-# ETA shown at each stage start; scaled by how fast this run has been so far.
+# Stage wall times (seconds) of a reference run of each preset on the project's 2-core AMX CPU
+# (budget.REFERENCE_MACHINE), in the dtype it ran (REFERENCE_DTYPE). The ETA and the budget start from
+# them, scaled to this machine's measured speed and the knobs (budget.predict_seconds); the ETA then
+# follows how fast this run has been so far.
+REFERENCE_DTYPE = {"default": "bf16", "tiny": "fp32"}
 REFERENCE_SECONDS = {
     "default": {"fetch": 1, "baseline": 100, "sft_data": 145, "sft": 533, "sft_eval": 116, "sample": 131, "label": 1,
                 "rm": 340, "bon": 16, "rl": 452, "rl_eval": 134, "probe": 102, "leaderboard": 1, "report": 3},
@@ -424,16 +434,97 @@ def build_leaderboard(evals: dict[str, dict], out: Path, k: Knobs) -> dict:
     return result
 
 
+# --- the machine and the budget ---
+
+
+def machine_record(out: Path, measure: bool) -> dict:
+    """This machine (``machine.probe``), kept in ``out/machine.json`` from the run's first start, so a
+    rerun resolves ``auto`` and the budget exactly as the run began (the measurement is cached per machine)."""
+    path = out / "machine.json"
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec.get("matmul_gflops") or not measure:
+            return rec
+    rec = machine.probe(measure=measure)
+    atomic_write_text(path, json.dumps(rec, indent=2) + "\n")
+    return rec
+
+
+def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
+    """(knobs to run with, the ``machine`` section, the ``scaled`` section) on the machine ``rec``:
+    ``bf16=auto`` resolved, knobs cut to the time budget (never those set on the command line), and
+    each stage's predicted seconds for the ETA."""
+    k = cfg.knobs()
+    if k.bf16 == "auto":
+        dtype, why = machine.decide(rec)
+        why = f"auto: {why}"
+    else:
+        dtype, why = ("bf16" if k.bf16 else "fp32"), f"bf16={str(k.bf16).lower()} (set by the preset or the command line)"
+    k = k.model_copy(update={"bf16": dtype == "bf16"})
+    ref_k, ref_dtype = PRESETS[cfg.preset], REFERENCE_DTYPE[cfg.preset]
+    mm = rec.get("matmul_gflops")
+    slow = budget.slowdown(mm and mm.get(dtype), budget.REFERENCE_MACHINE[f"{ref_dtype}_gflops"])
+    mach = {**rec, "dtype": dtype, "dtype_why": why, "slowdown": round(slow, 3),
+            "reference": {**budget.REFERENCE_MACHINE, "dtype": ref_dtype}}
+    test_items = len(load_suite(SUITE, split="test"))
+    ref_seconds = REFERENCE_SECONDS[cfg.preset]
+    unscaled = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
+    changes: list[dict] = []
+    if k.budget_minutes > 0:
+        explicit = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
+        k, changes = budget.fit_budget(k, ref_k, ref_seconds, slow=slow, budget_s=60 * k.budget_minutes,
+                                       test_items=test_items, fixed=explicit)
+    predicted = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
+    total = sum(predicted.values())
+    scaled = {"budget_minutes": k.budget_minutes or None, "slowdown": round(slow, 3),
+              "predicted_minutes_unscaled": round(sum(unscaled.values()) / 60, 1),
+              "predicted_minutes": round(total / 60, 1),
+              "fits": None if not k.budget_minutes else total <= 60 * k.budget_minutes + 1e-6,
+              "changes": changes, "predicted_s": {n: round(t, 1) for n, t in predicted.items()}}
+    return k, mach, scaled
+
+
+def _minutes(m: float) -> str:
+    return f"{m:.1f} min" if m < 10 else f"{m:.0f} min"
+
+
+def _print_plan(mach: dict, scaled: dict) -> None:
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    say(f"machine: {machine.describe(mach)}")
+    say(f"dtype: {mach['dtype']} ({mach['dtype_why']})")
+    pace = (f"{scaled['slowdown']:.2f}x the reference machine's stage times" if mach.get("matmul_gflops")
+            else "the reference machine's stage times (speed not measured)")
+    if not scaled["budget_minutes"]:
+        say(f"budget: none; predicted {_minutes(scaled['predicted_minutes'])} at {pace}")
+        return
+    head = f"budget: {scaled['budget_minutes']:g} min; predicted {_minutes(scaled['predicted_minutes_unscaled'])} at {pace}"
+    if not scaled["changes"]:
+        say(f"{head}: fits, nothing scaled")
+        return
+    say(f"{head}: scaled down to {_minutes(scaled['predicted_minutes'])}"
+        + ("" if scaled["fits"] else " (the most the floors allow: over budget)") + ":")
+    for c in scaled["changes"]:
+        old, new = c["from"], c["to"]
+        if isinstance(old, dict):  # demos_per_category: totals (the full dicts are in summary.json)
+            old, new = f"{sum(old.values())} template answers", f"{sum(new.values())}"
+        say(f"  {c['knob']}: {old} -> {new} ({c['why'].split('; ')[-1]})")
+
+
 # --- the recipe ---
 
 
 def run(cfg: RunConfig) -> dict:
-    k = cfg.knobs()
     out = cfg.directory()
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "run_config.yaml")
+    requested = cfg.knobs()
+    rec = machine_record(out, measure=requested.bf16 == "auto" or requested.budget_minutes > 0)
+    k, mach, scaled = plan(cfg, rec)
+    _print_plan(mach, scaled)
     atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
-    stages = Stages(out, cfg.stop_after, REFERENCE_SECONDS.get(cfg.preset))
+    stages = Stages(out, cfg.stop_after, scaled["predicted_s"])
     p = cfg.progress
     try:
         base = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]
@@ -451,7 +542,7 @@ def run(cfg: RunConfig) -> dict:
         stages.run("probe", lambda: {"sft": probe(policy, policy, rm_res["model"], k),
                                      "rl": probe(rl["model"], policy, rm_res["model"], k)})
         stages.run("leaderboard", lambda: build_leaderboard({"base": baseline, "sft": sft_eval, f"{k.algo}": rl_eval}, out, k))
-        summary = write_summary(cfg, k, out, stages)
+        summary = write_summary(cfg, k, out, stages, mach, scaled)
         stages.run("report", lambda: {"path": str(_report(out))})
     except _Stop:
         print(f"stopped after stage {cfg.stop_after!r} as asked; rerun without stop_after to continue", file=sys.stderr)
@@ -467,7 +558,7 @@ def _report(out: Path) -> Path:
     return build_report(out)
 
 
-def write_summary(cfg: RunConfig, k: Knobs, out: Path, stages: Stages) -> dict:
+def write_summary(cfg: RunConfig, k: Knobs, out: Path, stages: Stages, mach: dict, scaled: dict) -> dict:
     r = stages.result
     probe_res = r("probe")
     summary = {
@@ -487,6 +578,8 @@ def write_summary(cfg: RunConfig, k: Knobs, out: Path, stages: Stages) -> dict:
         "gain": {"sft_minus_baseline": r("sft_eval")["overall"] - r("baseline")["overall"],
                  "final_minus_baseline": r("rl_eval")["overall"] - r("baseline")["overall"]},
         "timings_s": stages.timings(),
+        "machine": mach,
+        "scaled": scaled,
     }
     summary["timings_s"]["total"] = round(sum(summary["timings_s"].values()), 2)
     summary = finite(summary)
@@ -510,4 +603,11 @@ def print_summary(s: dict) -> None:
     print(f"RL: proxy {st['rl']['proxy']:+.3f} (SFT {st['rl']['sft_proxy']:+.3f}), KL {st['rl']['kl']:.2f} nats, "
           f"mean length {st['rl']['mean_length']:.1f} words")
     print(f"gain over baseline: {100 * s['gain']['final_minus_baseline']:+.1f} points (SFT alone "
-          f"{100 * s['gain']['sft_minus_baseline']:+.1f}); total {s['timings_s']['total'] / 60:.1f} min")
+          f"{100 * s['gain']['sft_minus_baseline']:+.1f}); total {s['timings_s']['total'] / 60:.1f} min "
+          f"(predicted {_minutes(s['scaled']['predicted_minutes'])})")
+    m, sc = s["machine"], s["scaled"]
+    print(f"machine: {m['cpu'] if m['device'] == 'cpu' else m['device_name']}, dtype {m['dtype']} ({m['dtype_why']})")
+    if sc["changes"]:
+        print(f"scaled down for the {sc['budget_minutes']:g}-minute budget: "
+              + ", ".join(f"{c['knob']} {c['from']} -> {c['to']}" for c in sc["changes"] if c["knob"] != "demos_per_category")
+              + (", template answers per category" if any(c["knob"] == "demos_per_category" for c in sc["changes"]) else ""))

@@ -84,3 +84,22 @@ def test_help_shows_stage_specific_section_defaults():
     assert any(line.strip().startswith("sampling.temperature (float, default 0.7)") for line in lines)
     assert any(line.strip().startswith("out (str, required)") for line in lines)
     assert any(line.strip().startswith("optim.lr (float, default 0.001)") for line in describe_fields(PretrainConfig))
+
+
+def test_help_shows_auto_where_the_stage_leaves_it_and_the_stage_value_where_it_sets_one():
+    from postlab.train.rm import RMConfig
+
+    def line(cls, name):
+        return next(ln.strip() for ln in describe_fields(cls) if ln.strip().startswith(name + " ("))
+
+    assert line(SFTConfig, "optim.bf16").startswith("optim.bf16 (bool | 'auto', default 'auto')")
+    assert line(RMConfig, "optim.bf16").startswith("optim.bf16 (bool | 'auto', default True)")  # RMConfig sets it
+
+
+def test_keep_auto_leaves_auto_unresolved_only_inside():
+    from postlab.config import keep_auto, keeping_auto
+
+    assert not keeping_auto()
+    with keep_auto():
+        assert keeping_auto()
+    assert not keeping_auto()

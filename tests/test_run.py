@@ -1,5 +1,6 @@
 """`postlab run --preset tiny`: every stage runs, summary.json has the documented shape, reruns skip
-finished stages, an interrupted run continues, other RL algorithms slot in, the report renders."""
+finished stages, an interrupted run continues, other RL algorithms slot in, the report renders; the
+machine-aware plan (dtype, time budget) on injected machines."""
 
 import json
 import os
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import CHROMIUM_ARGS, chromium_executable
-from postlab.run import STAGES
+from postlab.config import load_config
+from postlab.run import PRESETS, REFERENCE_SECONDS, STAGES, RunConfig, machine_record, plan
 
 ROOT = Path(__file__).resolve().parents[1]
+REF_S = REFERENCE_SECONDS["default"]
 
 
 def postlab(*args, cwd=None):
@@ -134,6 +137,96 @@ def test_eta_scales_reference_times_by_the_pace_so_far(tmp_path):
     assert "about 4 min to go" in st.eta("baseline")  # 13 stages left x 10 s x 2
     st.reference = {**ref, "baseline": 1000.0}
     assert "about 19 min to go" in st.eta("baseline")  # fetch is too small a share to judge the pace by
+
+
+def test_summary_and_report_record_the_machine(tiny_run):
+    out, r = tiny_run
+    s = json.loads((out / "summary.json").read_text())
+    m = s["machine"]
+    for key in ("cpu", "cores", "threads", "torch", "device", "matmul_gflops", "dtype", "dtype_why", "slowdown"):
+        assert key in m, key
+    assert set(m["flags"]) == {"amx_bf16", "avx512_bf16", "avx2"}
+    assert m["dtype"] == "fp32" and "bf16=false" in m["dtype_why"]  # the tiny preset pins fp32
+    assert s["scaled"]["changes"] == [] and s["scaled"]["budget_minutes"] is None
+    assert set(s["scaled"]["predicted_s"]) == set(STAGES)
+    assert json.loads((out / "machine.json").read_text())["cpu"] == m["cpu"]
+    assert "machine: " in r.stderr and "dtype: fp32" in r.stderr and "budget: none" in r.stderr
+    page = (out / "report.html").read_text()
+    assert "Machine and time budget" in page and "predicted minutes" in page and "bf16-relevant flags" in page
+
+
+def test_the_tiny_preset_runs_as_it_is(tiny_run):
+    out, _ = tiny_run
+    resolved = json.loads((out / "resolved_config.json").read_text())
+    assert resolved == PRESETS["tiny"].model_dump(mode="json")
+
+
+def test_report_lists_what_the_budget_scaled_down(tiny_run, tmp_path):
+    src, _ = tiny_run
+    out = tmp_path / "scaled"
+    shutil.copytree(src, out)
+    s = json.loads((out / "summary.json").read_text())
+    s["scaled"].update(budget_minutes=30, fits=False, predicted_minutes_unscaled=165.3, predicted_minutes=47.8, changes=[
+        {"knob": "rl_steps", "from": 10, "to": 4, "why": "to fit the 30-minute budget; samples and steps are cut first"},
+        {"knob": "eval_limit", "from": 417, "to": 100, "why": "to fit; held-out eval items are cut last, never below 100"}])
+    (out / "summary.json").write_text(json.dumps(s))
+    r = postlab("report", out)
+    assert r.returncode == 0, r.stderr
+    page = (out / "report.html").read_text()
+    assert "Scaled down" in page and "rl_steps" in page and "never below 100" in page and "over budget" in page
+
+
+XEON = {"cpu": "Intel Xeon (no AMX)", "flags": {"amx_bf16": False, "avx512_bf16": False, "avx2": True}, "cores": 2,
+        "threads": 2, "torch": "2.x", "device": "cpu", "device_name": "cpu", "cuda_bf16": None,
+        "matmul_gflops": {"fp32": 126.0, "bf16": 31.0, "n": 1024, "cached": True}}
+AMX = {**XEON, "cpu": "Xeon with AMX", "flags": {"amx_bf16": True, "avx512_bf16": True, "avx2": True},
+       "matmul_gflops": {"fp32": 379.0, "bf16": 2507.0, "n": 1024, "cached": True}}
+
+
+def _plan(*overrides, rec):
+    return plan(load_config(RunConfig, None, list(overrides)), rec)
+
+
+def test_plan_on_a_slow_cpu_picks_fp32_and_cuts_to_the_budget(monkeypatch):
+    monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
+    k, mach, scaled = _plan(rec=XEON)
+    assert k.bf16 is False and mach["dtype"] == "fp32" and "126" in mach["dtype_why"]
+    # slowdown = 0.2 x 2507 / 126 + 0.8: every reference stage time about 4.8x longer
+    assert mach["slowdown"] == pytest.approx(0.2 * 2507 / 126 + 0.8, abs=1e-3)
+    assert scaled["predicted_minutes_unscaled"] == pytest.approx(sum(REF_S.values()) * mach["slowdown"] / 60, abs=0.1)
+    assert scaled["predicted_minutes"] < scaled["predicted_minutes_unscaled"] and scaled["fits"] is False
+    assert k.eval_limit == 100 and k.rl_steps == 4
+    knobs = {c["knob"] for c in scaled["changes"]}
+    assert {"rl_steps", "rs_prompts", "sample_prompts", "sft_epochs", "eval_limit"} <= knobs
+    assert all(c["why"] for c in scaled["changes"])
+
+
+def test_plan_on_the_reference_machine_picks_bf16(monkeypatch):
+    monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
+    k, mach, scaled = _plan(rec=AMX)
+    assert k.bf16 is True and mach["slowdown"] == pytest.approx(1.0)
+    assert scaled["predicted_minutes_unscaled"] == pytest.approx(sum(REF_S.values()) / 60, abs=0.1)
+    assert scaled["fits"] and k.eval_limit is None  # trimmed within samples and steps only
+    k, mach, scaled = _plan("budget_minutes=0", rec=AMX)
+    assert scaled["changes"] == [] and k.rl_steps == PRESETS["default"].rl_steps
+
+
+def test_plan_keeps_what_the_command_line_sets(monkeypatch):
+    monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
+    k, mach, scaled = _plan("bf16=true", "rl_steps=10", "eval_limit=417", rec=XEON)
+    assert k.bf16 is True and mach["dtype"] == "bf16" and "bf16=true" in mach["dtype_why"]
+    assert k.rl_steps == 10 and k.eval_limit == 417
+    assert not {"rl_steps", "eval_limit"} & {c["knob"] for c in scaled["changes"]}
+    # bf16 at 31 GFLOP/s: 0.2 x 2507 / 31 + 0.8
+    assert mach["slowdown"] == pytest.approx(0.2 * 2507 / 31 + 0.8, abs=1e-3)
+
+
+def test_a_rerun_plans_from_the_machine_recorded_at_the_start(tmp_path, monkeypatch):
+    from postlab import machine
+
+    (tmp_path / "machine.json").write_text(json.dumps(XEON))
+    monkeypatch.setattr(machine, "probe", lambda **kw: pytest.fail("measured again"))
+    assert machine_record(tmp_path, measure=True) == XEON
 
 
 def test_bad_run_options_are_rejected_up_front(tmp_path):

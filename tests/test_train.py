@@ -12,6 +12,12 @@ from postlab.train import pretrain, sft
 from postlab.train.loop import TrainingInterrupted, lr_factor
 
 
+@pytest.fixture(autouse=True)
+def fp32_for_auto(monkeypatch):
+    """optim.bf16 defaults to auto; these tests compare numbers, so auto is pinned, not this machine's pick."""
+    monkeypatch.setenv("POSTLAB_DTYPE", "fp32")
+
+
 def sft_cfg(chat_file, out, *extra):
     return load_config(sft.SFTConfig, None, [
         "model=tiny", f"out_dir={out}", f"data.train_file={chat_file}", "data.eval_fraction=0",
@@ -143,6 +149,16 @@ def test_lora_trains_adapters_and_saves_merged(chat_file, tmp_path):
     from safetensors.torch import load_file
 
     assert all("lora_" in k for k in load_file(str(ckpt / "model.safetensors")))  # only adapters checkpointed
+
+
+def test_auto_dtype_is_resolved_before_training_and_saved(chat_file, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setenv("POSTLAB_DTYPE", "bf16")  # what auto picks here, decided in postlab.machine
+    cfg = sft_cfg(chat_file, tmp_path / "auto", "optim.max_steps=1")
+    assert cfg.optim.bf16 is True
+    sft.train(cfg)
+    assert yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["optim"]["bf16"] is True
 
 
 def test_bf16_autocast_runs(chat_file, tmp_path):

@@ -3,7 +3,8 @@
 Sections: headline numbers; held-out gold score per category after each stage; the reward model;
 best-of-n (proxy and gold against sqrt(KL)); RL curves (proxy, gold, KL, length) and gold/proxy
 against sqrt(KL); the Elo leaderboard of the stage checkpoints; answers side by side; the SFT data;
-timings; the resolved config. Every plot is a matplotlib figure embedded as base64 PNG, so the file
+the machine (CPU, bf16 flags, measured matmul speed, the dtype chosen and why) and what the time budget
+scaled down; timings against the prediction; the resolved config. Every plot is a matplotlib figure embedded as base64 PNG, so the file
 can be mailed or archived as is. Everything shown is read from files in the run directory.
 """
 
@@ -226,6 +227,37 @@ def _samples_section(run_dir: Path, evals: dict[str, str], n: int) -> str:
     return _table(["prompt", *cols], rows, "samples")
 
 
+def _machine_section(m: dict, scaled: dict) -> str:
+    mm = m.get("matmul_gflops")
+    ref = m.get("reference", {})
+    flags = ", ".join(f"{f} {'yes' if on else 'no'}" for f, on in m.get("flags", {}).items())
+    rows = [["CPU", m.get("cpu")], ["cores / torch threads", f"{m.get('cores')} / {m.get('threads')}"],
+            ["bf16-relevant flags", flags], ["torch", m.get("torch")],
+            ["device", m.get("device") if m.get("device") == "cpu" else f"{m.get('device')}: {m.get('device_name')}"],
+            ["matmul GFLOP/s (fp32 / bf16)",
+             f"{mm['fp32']:.0f} / {mm['bf16']:.0f} ({mm.get('n')}² matmul, best call; "
+             f"{'cached from ' + str(mm.get('measured_at')) if mm.get('cached') else 'measured at the start of this run'})"
+             if mm else "not measured"],
+            ["dtype", _Raw(f"<b>{_esc(m.get('dtype'))}</b>: {_esc(m.get('dtype_why'))}")],
+            ["speed against the reference machine",
+             f"{m.get('slowdown', 1):.2f}x its stage times (reference: {ref.get('cpu')}, matmul fp32 "
+             f"{ref.get('fp32_gflops', 0):.0f} / bf16 {ref.get('bf16_gflops', 0):.0f} GFLOP/s, ran {ref.get('dtype')})"]]
+    if scaled.get("budget_minutes"):
+        rows.append(["time budget", f"{scaled['budget_minutes']:g} min: predicted {scaled['predicted_minutes_unscaled']:.1f} min "
+                     f"as configured, {scaled['predicted_minutes']:.1f} min as run"
+                     + ("" if scaled.get("fits") else " (over budget: every cut is at its floor)")])
+    else:
+        rows.append(["time budget", "none (budget_minutes=0)"])
+    html_ = "<h2>Machine and time budget</h2>" + _table(["", ""], rows)
+    changes = scaled.get("changes") or []
+    if changes:
+        html_ += "<p class='note'>Scaled down to fit the budget (knobs set on the command line are never cut):</p>"
+        html_ += _table(["knob", "from", "to", "why"], [[c["knob"], c["from"], c["to"], c["why"]] for c in changes])
+    elif scaled.get("budget_minutes"):
+        html_ += "<p class='note'>The run fits the budget as configured: nothing was scaled.</p>"
+    return html_
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files; returns its path."""
     run_dir = Path(run_dir)
@@ -251,6 +283,12 @@ def build_report(run_dir: str | Path) -> Path:
             ("gain (points)", f"{100 * gain:+.1f}"),
             ("RM acc. vs gold", _fmt(st["rm"].get("accuracy_vs_gold"))),
             ("total time", f"{s['timings_s'].get('total', 0) / 60:.1f} min"))) + "</div>")
+    scaled = s.get("scaled") or {}
+    if scaled.get("changes"):
+        parts.append(f"<p class='note'><b>Scaled down</b> to fit the {scaled['budget_minutes']:g}-minute budget on this "
+                     f"machine ({len(scaled['changes'])} knobs: "
+                     + ", ".join(_esc(c["knob"]) for c in scaled["changes"])
+                     + "); the numbers below come from the smaller run. See <i>Machine and time budget</i>.</p>")
 
     parts.append("<h2>Gold score per category after each stage</h2>")
     parts.append(_img(plot_categories(stage_gold), "held-out gold score per category: base model, after SFT, after RL"))
@@ -325,8 +363,13 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append(f"<p class='note'>Rejection sampling kept the shortest sample that passes every check for "
                  f"{_fmt(data.get('rejection_acceptance'))} of {data.get('rejection_prompts')} train prompts.</p>")
 
+    if s.get("machine"):
+        parts.append(_machine_section(s["machine"], scaled))
     parts.append("<h2>Timings</h2>")
-    parts.append(_table(["stage", "seconds", "minutes"], [[k, v, v / 60] for k, v in s["timings_s"].items()]))
+    predicted = scaled.get("predicted_s") or {}
+    predicted = {**predicted, "total": sum(predicted.values())} if predicted else {}
+    parts.append(_table(["stage", "seconds", "minutes", "predicted minutes"],
+                        [[k, v, v / 60, predicted[k] / 60 if k in predicted else None] for k, v in s["timings_s"].items()]))
     cfg_path = run_dir / "resolved_config.json"
     if cfg_path.exists():
         parts.append("<h2>Resolved configuration</h2><pre>" + _esc(cfg_path.read_text()) + "</pre>")

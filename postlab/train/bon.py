@@ -22,6 +22,7 @@ from pydantic import Field
 from postlab.config import Section
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError, DataError
+from postlab.machine import AutoDType
 from postlab.evals.generate import generate_responses
 from postlab.evals.harness import load_engine
 from postlab.raters.gold import GoldRater
@@ -43,7 +44,7 @@ class BoNConfig(Section):
     out_dir: str = Field("runs/bon", description="writes bon.json, bon.png and samples.jsonl here")
     samples: str | None = Field(None, description="score the samples.jsonl of an earlier bon run (same items, >= max(n) per item) instead of sampling again, e.g. to compare reward models")
     batch_size: int = Field(32, ge=1, description="sequences generated together")
-    dtype: Literal["fp32", "bf16"] = Field("bf16", description="policy dtype for sampling")
+    dtype: AutoDType = Field("auto", validate_default=True, description="policy dtype for sampling: fp32, bf16, or auto = the faster on this machine (postlab.machine)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to sample and score")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=128, seed=0),
                                      description="sampling (temperature 1 keeps the analytic KL exact)")

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from postlab.config import Section
 from postlab.errors import ConfigError
+from postlab.machine import AutoBF16
 
 
 class OptimConfig(Section):
@@ -26,7 +27,7 @@ class OptimConfig(Section):
     max_steps: int = Field(0, ge=0, description="optimizer steps to run; 0 = derive from epochs")
     epochs: float = Field(1.0, gt=0, description="passes over the training data (used when max_steps=0)")
     max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm to this (0 = off)")
-    bf16: bool = Field(False, description="bf16 autocast for forward/backward (fp32 master weights); fast on AVX-512 BF16 CPUs")
+    bf16: AutoBF16 = Field("auto", validate_default=True, description="bf16 autocast for forward/backward (fp32 master weights); auto = whichever of fp32 and bf16 is faster on this machine (postlab.machine: measured once, cached; bf16 on CUDA when supported)")
     seed: int = Field(0, description="seed for data order, initialisation of new weights and RNG")
     compile: bool = Field(False, description="torch.compile the model's forward (fuses norm/RoPE/SwiGLU ops; ~1 min to compile on a CPU)")
     group_by_length: bool = Field(False, description="within windows of 16 micro-batches of the shuffled order, sort examples by length, so micro-batches pad less (faster; the order stays a pure function of seed and epoch)")

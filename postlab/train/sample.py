@@ -21,6 +21,7 @@ from postlab.config import Section
 from postlab.data.chat import validate_messages
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError, DataError
+from postlab.machine import AutoDType
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import pick_device
 from postlab.rollout import SamplingParams, TorchEngine
@@ -39,7 +40,7 @@ class SampleConfig(Section):
     out: str = Field(..., description="candidates JSONL to write")
     k: int = Field(4, ge=1, description="samples per prompt")
     batch_size: int = Field(16, ge=1, description="sequences generated together")
-    dtype: Literal["fp32", "bf16"] = Field("bf16", description="weights dtype for sampling")
+    dtype: AutoDType = Field("auto", validate_default=True, description="weights dtype for sampling: fp32, bf16, or auto = the faster on this machine (postlab.machine)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to sample")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=128, seed=0),
                                      description="temperature, top_p, top_k, max_new_tokens, seed")

@@ -1,0 +1,131 @@
+"""Sizing ``postlab run`` to a time budget on this machine, and the stage times the ETA starts from.
+
+A stage's predicted time is its time in the reference run (``run.REFERENCE_SECONDS``, measured on the
+machine the preset was sized on) × this machine's ``slowdown`` × the work the knobs ask of the stage
+relative to the reference knobs (``stage_work``: e.g. the RL stage scales with steps × prompts per
+step × response tokens). The slowdown is Amdahl's law over the matmul share of the reference time:
+
+    slowdown = s · (reference matmul GFLOP/s ÷ this machine's, each in the dtype it runs) + (1 − s)
+
+with s = ``MATMUL_SHARE`` = 0.2, from docs/benchmarks.md: on the reference machine bf16 SFT runs
+2.14× faster than fp32 while its bf16 matmul peak is 6.6× fp32's, and 6.6·s + (1 − s) = 2.14 gives
+s ≈ 0.2 (the rest — attention, elementwise ops, decoding overheads — does not speed up with AMX). The
+prediction only starts the ETA; the run's own pace corrects it once a telling share has run.
+
+When the predicted total is over the budget, ``fit_budget`` cuts knobs in ``TIERS``, each tier scaled
+by one factor down to its ``FLOORS`` before the next tier moves: samples and steps first, then the SFT
+data and epochs, then held-out eval items last and never below 100, so the evaluation still tells
+(±0.04 standard error on the gold score at 100 items). Knobs set on the command line are never cut.
+Every change is returned with its reason; nothing is scaled silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+
+# The machine the reference stage times were measured on: docs/benchmarks.md's 2-core CPU with AMX,
+# square-matmul peaks of the dtype each ran; the default preset ran bf16 there.
+REFERENCE_MACHINE = {"cpu": "2-core x86-64 with AMX (docs/benchmarks.md)", "fp32_gflops": 379.0, "bf16_gflops": 2507.0}
+MATMUL_SHARE = 0.2
+
+SPEC_EXAMPLES = 87  # SFT conversations from the spec's GOOD examples
+RS_ACCEPTANCE = 0.3  # share of rejection-sampling prompts that yield a demonstration (49 of 160 in the reference run)
+
+TIERS = (
+    ("samples and steps", "samples and steps are cut first",
+     ("rs_prompts", "rs_k", "sample_prompts", "rl_steps", "probe_prompts")),
+    ("SFT data and epochs", "SFT data and epochs are cut once samples and steps are at their floors",
+     ("demos_per_category", "sft_epochs")),
+    ("held-out eval items", "held-out eval items are cut last, never below 100",
+     ("eval_limit",)),
+)
+# Lowest values a budget may cut to (a preset already lower keeps its own); demos_per_category: a
+# fraction of each category's count, so the mix keeps its proportions.
+FLOORS = {"rs_prompts": 48, "rs_k": 2, "sample_prompts": 32, "rl_steps": 4, "probe_prompts": 24,
+          "demos_per_category": 0.25, "sft_epochs": 1.0, "eval_limit": 100}
+
+
+def slowdown(gflops: float | None, reference_gflops: float, share: float = MATMUL_SHARE) -> float:
+    """Stage-time multiplier against the reference machine; 1 when this machine was not measured."""
+    if not gflops:
+        return 1.0
+    return share * reference_gflops / gflops + (1 - share)
+
+
+def stage_work(k, test_items: int) -> dict[str, float]:
+    """Work each knob-dependent stage does, in units proportional to its time (``k``: run.Knobs)."""
+    evals = min(k.eval_limit or test_items, test_items) * k.eval_max_new_tokens
+    return {
+        "baseline": evals, "sft_eval": evals, "rl_eval": evals,
+        "sft_data": k.rs_prompts * k.rs_k * k.rs_max_new_tokens,
+        "sft": (SPEC_EXAMPLES + sum(k.demos_per_category.values()) + RS_ACCEPTANCE * k.rs_prompts) * k.sft_epochs,
+        "sample": k.sample_prompts * k.sample_k * k.sample_max_new_tokens,
+        "rm": k.sample_prompts * k.pairs_per_prompt * k.rm_epochs,
+        "bon": k.sample_prompts * k.sample_k,
+        "rl": k.rl_steps * k.rl_prompts_per_step * k.rl_max_new_tokens,
+        "probe": k.probe_prompts * k.rl_max_new_tokens,
+    }
+
+
+def predict_seconds(k, ref_k, ref_seconds: dict[str, float], slow: float, test_items: int) -> dict[str, float]:
+    """Each stage's predicted seconds: reference seconds × slowdown × work(k) / work(ref_k)."""
+    work, ref_work = stage_work(k, test_items), stage_work(ref_k, test_items)
+    return {s: t * slow * (work[s] / ref_work[s] if ref_work.get(s) else 1.0) for s, t in ref_seconds.items()}
+
+
+def _cut(name: str, value, x: float, test_items: int):
+    """``value`` scaled by ``x`` (0 < x ≤ 1), not below its floor nor above itself."""
+    if name == "demos_per_category":
+        return {c: max(min(n, math.ceil(n * FLOORS[name])), round(n * x)) for c, n in value.items()}
+    if name == "eval_limit":
+        value = min(value or test_items, test_items)
+    floor = min(FLOORS[name], value)
+    return max(floor, round(value * x, 2) if isinstance(value, float) else round(value * x))
+
+
+def fit_budget(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget_s: float, test_items: int,
+               fixed: Collection[str] = ()) -> tuple[object, list[dict]]:
+    """(knobs that fit ``budget_s`` as well as the floors allow, [{knob, from, to, why}]). ``fixed``:
+    knobs never cut (set on the command line)."""
+    def total(kk) -> float:
+        return sum(predict_seconds(kk, ref_k, ref_seconds, slow, test_items).values())
+
+    before = total(k)
+    if before <= budget_s:
+        return k, []
+    start = k
+    reasons = {}
+    for _, reason, names in TIERS:
+        names = [n for n in names if n not in fixed]
+        if not names:
+            continue
+        orig = {n: getattr(k, n) for n in names}
+        base = k
+
+        def at(x: float, base=base, orig=orig, names=names):
+            return base.model_copy(update={n: _cut(n, orig[n], x, test_items) for n in names})
+
+        reasons.update(dict.fromkeys(names, reason))
+        if total(at(0.0)) > budget_s:
+            k = at(0.0)
+            continue
+        lo, hi = 0.0, 1.0
+        for _ in range(40):  # the largest factor that fits (the time grows with it)
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if total(at(mid)) <= budget_s else (lo, mid)
+        k = at(lo)
+        break
+    if k.sample_prompts > k.rs_prompts:
+        k = k.model_copy(update={"sample_prompts": k.rs_prompts})
+        reasons.setdefault("sample_prompts", "sample_prompts may not exceed rs_prompts")
+    head = (f"to fit the {budget_s / 60:g}-minute budget (predicted {before / 60:.0f} min at {slow:.2f}x the "
+            f"reference machine's stage times)")
+    changes = []
+    for name in (n for _, _, names in TIERS for n in names):  # in the order they are cut
+        old, new = getattr(start, name), getattr(k, name)
+        if name == "eval_limit":
+            old, new = min(old or test_items, test_items), min(new or test_items, test_items)
+        if old != new:
+            changes.append({"knob": name, "from": old, "to": new, "why": f"{head}; {reasons[name]}"})
+    return k, changes

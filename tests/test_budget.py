@@ -1,0 +1,92 @@
+"""postlab.budget: stage times predicted from the machine's speed and the knobs, and what a time budget
+cuts (samples and steps first, then SFT, held-out eval items last and never below 100). By hand."""
+
+import pytest
+
+from postlab import budget
+from postlab.run import PRESETS, REFERENCE_SECONDS
+
+REF = PRESETS["default"]
+TIER1 = {"rs_prompts", "rs_k", "sample_prompts", "rl_steps", "probe_prompts"}
+
+
+def test_slowdown_scales_only_the_matmul_share():
+    # 20% of the reference time is matmuls; this machine multiplies 10x slower: 0.2 x 10 + 0.8
+    assert budget.slowdown(250.0, 2500.0, share=0.2) == pytest.approx(2.8)
+    assert budget.slowdown(2500.0, 2500.0) == pytest.approx(1.0)
+    assert budget.slowdown(5000.0, 2500.0, share=0.2) == pytest.approx(0.9)  # faster: a bit quicker
+    assert budget.slowdown(None, 2500.0) == 1.0  # not measured: the reference times as they are
+
+
+def test_predicted_seconds_scale_with_speed_and_with_each_stages_knobs():
+    secs = {"baseline": 100.0, "rl": 200.0, "sft": 300.0, "label": 1.0}
+    assert budget.predict_seconds(REF, REF, secs, slow=2.0, test_items=417) == {
+        "baseline": 200.0, "rl": 400.0, "sft": 600.0, "label": 2.0}
+    k = REF.model_copy(update={"rl_steps": 5, "eval_limit": 100, "sft_epochs": 1.0, "rl_max_new_tokens": 48})
+    p = budget.predict_seconds(k, REF, secs, slow=1.0, test_items=417)
+    assert p["rl"] == pytest.approx(200 * 0.5 * 0.5)  # half the steps, half the tokens
+    assert p["baseline"] == pytest.approx(100 * 100 / 417)
+    assert p["sft"] == pytest.approx(150.0)
+    assert p["label"] == 1.0  # no knob: only the machine's speed
+    # eval_limit larger than the split is the whole split
+    assert budget.predict_seconds(REF.model_copy(update={"eval_limit": 5000}), REF, secs, 1.0, 417)["baseline"] == 100
+
+
+def test_nothing_changes_when_the_run_fits():
+    k, changes = budget.fit_budget(REF, REF, REFERENCE_SECONDS["default"], slow=0.5, budget_s=1800, test_items=417)
+    assert k == REF and changes == []
+
+
+def test_samples_and_steps_are_cut_first():
+    secs = {"baseline": 100.0, "rl": 100.0}
+    # 2 x (100 + 100 x steps / 10) <= 300  ->  at most 5 RL steps; nothing else needs to move
+    k, changes = budget.fit_budget(REF, REF, secs, slow=2.0, budget_s=300, test_items=417,
+                                   fixed=TIER1 - {"rl_steps"})
+    assert k.rl_steps == 5
+    assert (k.eval_limit, k.sft_epochs, k.rs_prompts) == (None, 2.0, 160)
+    assert [(c["knob"], c["from"], c["to"]) for c in changes] == [("rl_steps", 10, 5)]
+    assert "samples and steps" in changes[0]["why"] and "5-minute budget" in changes[0]["why"]
+    assert sum(budget.predict_seconds(k, REF, secs, 2.0, 417).values()) <= 300
+
+
+def test_sft_is_cut_only_once_samples_and_steps_are_at_their_floors():
+    secs = {"sft": 100.0, "rl": 100.0}
+    # RL at its floor of 4 steps, then SFT epochs e: 2 x (100 x 4 / 10 + 100 x e / 2) <= 180  ->  e <= 1.0
+    # (the SFT mix is held fixed here so that epochs alone set the SFT time)
+    k, changes = budget.fit_budget(REF, REF, secs, slow=2.0, budget_s=180, test_items=417,
+                                   fixed={"rs_prompts", "demos_per_category"})
+    assert k.rl_steps == budget.FLOORS["rl_steps"] == 4
+    assert k.sft_epochs == pytest.approx(1.0)
+    assert k.eval_limit is None
+    by_knob = {c["knob"]: c for c in changes}
+    assert by_knob["sft_epochs"]["from"] == 2.0 and "SFT" in by_knob["sft_epochs"]["why"]
+
+
+def test_a_very_slow_machine_keeps_100_eval_items_and_says_it_does_not_fit():
+    k, changes = budget.fit_budget(REF, REF, REFERENCE_SECONDS["default"], slow=20.0, budget_s=1800, test_items=417)
+    assert k.eval_limit == 100  # the floor: the held-out eval stays meaningful
+    assert k.rl_steps == 4 and k.sft_epochs == 1.0 and k.rs_k == 2
+    assert k.sample_prompts <= k.rs_prompts
+    assert sum(budget.predict_seconds(k, REF, REFERENCE_SECONDS["default"], 20.0, 417).values()) > 1800
+    assert {"eval_limit", "rl_steps", "sft_epochs", "demos_per_category"} <= {c["knob"] for c in changes}
+    eval_change = next(c for c in changes if c["knob"] == "eval_limit")
+    assert (eval_change["from"], eval_change["to"]) == (417, 100)
+
+
+def test_eval_items_go_last_and_only_as_far_as_needed():
+    secs = REFERENCE_SECONDS["default"]
+    floors, _ = budget.fit_budget(REF, REF, secs, slow=100.0, budget_s=1, test_items=417)
+    floors = floors.model_copy(update={"eval_limit": None})
+    at_floors = sum(budget.predict_seconds(floors, REF, secs, 1.0, 417).values())
+    evals = sum(secs[s] for s in ("baseline", "sft_eval", "rl_eval"))
+    # a budget that needs exactly half the eval time cut: eval_limit about 417 / 2
+    k, changes = budget.fit_budget(REF, REF, secs, slow=1.0, budget_s=at_floors - evals / 2, test_items=417)
+    assert 200 <= k.eval_limit <= 209
+    assert k.rl_steps == 4 and k.sft_epochs == 1.0
+
+
+def test_knobs_set_on_the_command_line_are_never_scaled():
+    k, changes = budget.fit_budget(REF, REF, REFERENCE_SECONDS["default"], slow=20.0, budget_s=1800, test_items=417,
+                                   fixed={"rl_steps", "eval_limit"})
+    assert k.rl_steps == 10 and k.eval_limit is None
+    assert not {"rl_steps", "eval_limit"} & {c["knob"] for c in changes}
