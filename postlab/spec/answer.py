@@ -8,7 +8,8 @@ not (or None), in this order:
 - ``gibberish``   fewer than half of its words are words of any language the suites use (wordfreq's
                   lists for en/es/fr/de/it/pt, where a word of three letters or fewer must be a common one;
                   code spans, numbers and capitalised names are not counted);
-- ``repetition``  a loop: fewer than 35% of its word 3-grams are distinct (at 30 words or more), one
+- ``repetition``  a loop: fewer than 35% of its word 3-grams are distinct (at 30 words or more) or
+                  fewer than 40% in its second half (at 40 words or more), one
                   line repeated four times or more, or 15% of its words in clauses (four words or more)
                   that it already said (twice, where the item asks for two responses);
 - ``copy``        it copies the conversation: 4-gram runs shared with the prompt cover the response and
@@ -161,9 +162,19 @@ def repeated_clause_fraction(text: str, *, allowed_copies: int = 1) -> float:
     return repeated / total if total else 0.0
 
 
+def _tail_distinct_trigram_fraction(text: str) -> float:
+    """Distinct word 3-grams in the second half of the text: a loop usually takes over the end."""
+    ws = words(text)
+    tail = ws[len(ws) // 2:]
+    grams = list(zip(tail, tail[1:], tail[2:]))
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
 def _looping(text: str, allowed_copies: int) -> bool:
     lines = Counter(line.strip().lower() for line in text.splitlines() if len(line.strip()) > 10)
-    return ((len(words(text)) >= 30 and distinct_trigram_fraction(text) < 0.35)
+    n_words = len(words(text))
+    return ((n_words >= 30 and distinct_trigram_fraction(text) < 0.35)
+            or (n_words >= 40 and _tail_distinct_trigram_fraction(text) < 0.4)
             or any(n >= 4 for n in lines.values())
             or repeated_clause_fraction(text, allowed_copies=allowed_copies) >= 0.15)
 
