@@ -113,3 +113,79 @@ def test_tiny_reward_model_learns_a_marker_preference(tmp_path):
         raw = hf(input_ids=torch.tensor([ids])).logits.item()
     assert rater.score_texts([prompt], ["green stone zebra"])[0] == pytest.approx(raw - offset, abs=1e-4)
     assert rater.score_texts([prompt], ["green stone zebra"])[0] > rater.score_texts([prompt], ["green stone"])[0]
+
+
+@pytest.mark.parametrize("trainable_layers", [1, 2])  # tiny has 2 layers: cache layer 1's inputs, or the embeddings
+def test_cached_top_layers_give_the_full_forward_rewards_and_gradients(trainable_layers):
+    from postlab.train.rm import CachedRewardObjective, LayerInputCache, RewardObjective, _pad, freeze_bottom
+
+    torch.manual_seed(0)
+    model, tok = load_reward_model("tiny")
+    start = freeze_bottom(model, trainable_layers)
+    assert start == 2 - trainable_layers
+    prompt = [{"role": "user", "content": "hi"}]
+    seqs = [encode_response(tok, prompt, t) for t in ("ok", "a longer answer here", "mid size", "x y")]
+    # batches of 3 sorted by length: the cache pass itself pads the shorter sequences
+    cache = LayerInputCache(model=model, sequences=seqs + seqs[:1], start=start, pad_id=tok.pad_token_id,
+                            batch_size=3, bf16=False)
+    assert cache.num_sequences == 4 and cache.h.shape == (sum(map(len, seqs)), model.config.hidden_size)
+    full, cached = RewardObjective(tok.pad_token_id), CachedRewardObjective(pad_id=tok.pad_token_id, cache=cache)
+    ids, mask = _pad(seqs, tok.pad_token_id)  # right-padded
+    left_ids = torch.stack([row.roll(int((1 - m).sum())) for row, m in zip(ids, mask)])  # left-padded
+    left_mask = mask.flip(1)
+    model.eval()
+    with torch.no_grad():
+        alone = [full.score(model, torch.tensor([s]), torch.ones(1, len(s), dtype=torch.long)).item() for s in seqs]
+        for i, m in ((ids, mask), (left_ids, left_mask)):
+            assert full.score(model, i, m).tolist() == pytest.approx(alone, abs=1e-5)
+            assert cached.score(model, i, m).tolist() == pytest.approx(alone, abs=1e-5)
+    # the same BT loss gradient on every trained weight
+    model.train()
+    grads = []
+    for objective in (full, cached):
+        model.zero_grad()
+        objective.loss(model, objective.collate([{"chosen_ids": seqs[0], "rejected_ids": seqs[1], "margin": 0.0,
+                                                  "gold_margin": 1.0}]), 1)[0].backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert "score.weight" in grads[0] and f"model.layers.{start}.mlp.up_proj.weight" in grads[0]
+    frozen = ("model.embed_tokens.", *(f"model.layers.{i}." for i in range(start)))
+    assert not any(n.startswith(frozen) for n in grads[0])
+    for n, g in grads[0].items():
+        assert torch.allclose(grads[1][n], g, atol=1e-5), n
+
+
+def test_trainable_layers_trains_only_the_top(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from postlab.train.rm import RMConfig, train
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", _marker_pairs(256, 0))
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", _marker_pairs(64, 1))
+    cfg = RMConfig(model="tiny", out_dir=str(tmp_path / "rm"), trainable_layers=1, activation_cache="disk",
+                   data={"train_file": str(train_file), "eval_file": str(eval_file)},
+                   optim={"lr": 3e-3, "batch_size": 16, "epochs": 3, "bf16": False, "warmup_steps": 0},
+                   checkpoint={"progress": False})
+    res = train(cfg)
+    assert res["accuracy_vs_labels"] >= 0.9 and res["accuracy_vs_gold"] >= 0.9
+    assert not (tmp_path / "rm" / "activation_cache.f32").exists()
+    before, _ = load_reward_model("tiny")
+    after = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm" / "model").state_dict()
+    for name, w in before.state_dict().items():
+        if name.startswith(("model.embed_tokens.", "model.layers.0.")):
+            assert torch.equal(after[name], w), name  # frozen: byte-identical
+        elif name.startswith(("model.layers.1.", "model.norm.")):
+            assert not torch.equal(after[name], w), name
+
+
+def test_trainable_layers_config_errors(tmp_path):
+    from postlab.errors import ConfigError
+    from postlab.train.rm import RMConfig, train
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", _marker_pairs(8, 0))
+    base = {"model": "tiny", "out_dir": str(tmp_path / "rm"), "data": {"train_file": str(train_file)}}
+    with pytest.raises(ConfigError, match="trainable_layers: choose either"):
+        RMConfig(**base, trainable_layers=1, lora={"enabled": True}).check()
+    with pytest.raises(ConfigError, match="optim.compile"):
+        RMConfig(**base, trainable_layers=1, optim={"compile": True}).check()
+    with pytest.raises(ConfigError, match="3 is more than the model's 2 layers"):
+        train(RMConfig(**base, trainable_layers=3, checkpoint={"progress": False}))

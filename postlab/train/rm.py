@@ -4,10 +4,15 @@ The policy backbone plus a scalar head read at the final (EOS) token, trained on
 preference rows (`postlab label` writes them). Reports held-out accuracy against the labels and
 against gold on pairs where gold has a clear margin, then centres the rewards so that the responses
 it was trained on (the SFT policy's samples) average 0. Math: docs/algorithms/reward_model.md.
+
+With ``trainable_layers=N`` only the top N transformer layers, the final norm and the head train: the
+hidden states entering the first trained layer are computed once per distinct sequence by the frozen
+layers below it (``LayerInputCache``), and every step runs only the top N layers on them.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import sys
@@ -25,7 +30,7 @@ from postlab.data.preferences import PreferencePair, encode_response, load_prefe
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
-from postlab.models.reward import OFFSET_KEY, load_reward_model, rewards
+from postlab.models.reward import OFFSET_KEY, last_token_index, load_reward_model, rewards
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, train_loop
 from postlab.utils.io import atomic_write_text
@@ -61,7 +66,20 @@ class RMConfig(Section):
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-5, batch_size=8, epochs=1.0, warmup_steps=5, bf16=True),
                                description="optimiser and loop (batch_size counts pairs)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters (the score head trains fully)")
+    trainable_layers: int = Field(0, ge=0, description="train only the top N transformer layers + final norm + score head, "
+                                  "on the frozen bottom's hidden states computed once per distinct sequence and cached "
+                                  "(0 = every weight: full fine-tuning)")
+    activation_cache: Literal["memory", "disk"] = Field("memory", description="with trainable_layers: keep the cached hidden "
+                                                        "states in RAM, or in a memory-mapped file in out_dir (deleted after "
+                                                        "training) for sets larger than RAM; fp32, 4·hidden bytes per token")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")
+
+    def check(self) -> None:
+        super().check()
+        if self.trainable_layers and self.lora.enabled:
+            raise ConfigError("trainable_layers: choose either trainable_layers or lora.enabled=true, not both")
+        if self.trainable_layers and self.optim.compile:
+            raise ConfigError("trainable_layers: optim.compile does not apply to the cached top-layer path; set it to false")
 
 
 @dataclass
@@ -104,9 +122,13 @@ class RewardObjective:
     def num_tokens(self, batch: PairBatch) -> int:
         return int(batch.attention_mask.sum())
 
-    def _rewards(self, model, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """r(x, y) per row. (B, T) -> (B,)."""
         device = next(model.parameters()).device
-        r = rewards(model, batch.input_ids.to(device), batch.attention_mask.to(device))  # (2B,)
+        return rewards(model, input_ids.to(device), attention_mask.to(device))
+
+    def _rewards(self, model, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.score(model, batch.input_ids, batch.attention_mask)  # (2B,)
         B = batch.margin.numel()
         return r[:B], r[B:]
 
@@ -133,6 +155,109 @@ class RewardObjective:
         acc_gold, n_gold = _accuracy_vs_gold(torch.cat(diffs), torch.cat(golds), self.clear_margin)
         return {**{f"eval_{k}": v for k, v in sums.items()}, "eval_accuracy_vs_gold": acc_gold,
                 "eval_gold_clear_pairs": n_gold}
+
+
+def layer_view(body, layers: torch.nn.ModuleList, norm: torch.nn.Module):
+    """The backbone running only ``layers`` then ``norm``, sharing their weights. A shallow copy
+    with its own module table, so the backbone's own forward still builds the attention mask,
+    position ids and rotary embeddings (for any transformers version); fed ``inputs_embeds``, it
+    starts from given hidden states instead of the embeddings."""
+    view = copy.copy(body)
+    view._modules = {**body._modules, "layers": layers, "norm": norm}
+    return view
+
+
+def freeze_bottom(model, trainable_layers: int) -> int:
+    """Freeze the embeddings and every layer below the top ``trainable_layers`` (the final norm and
+    the score head stay trainable); returns the index of the first trained layer."""
+    body = model.model
+    L = len(body.layers)
+    if trainable_layers > L:
+        raise ConfigError(f"trainable_layers: {trainable_layers} is more than the model's {L} layers")
+    start = L - trainable_layers
+    body.requires_grad_(False)
+    body.layers[start:].requires_grad_(True)
+    body.norm.requires_grad_(True)
+    return start
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)  # as models.reward.rewards: left padding from 0
+
+
+class LayerInputCache:
+    """h_s(x, y): the hidden states entering layer ``start`` at every real token of a sequence,
+    computed once by the frozen layers below it and reused by every pair, epoch and held-out
+    evaluation that holds the sequence. Causal attention makes a token's state independent of what
+    follows it, so states computed in one right-padded batch serve any other batch.
+
+    Stored as one (total tokens, H) fp32 tensor, in RAM or memory-mapped from ``path``."""
+
+    def __init__(self, *, model, sequences: Sequence[Sequence[int]], start: int, pad_id: int, batch_size: int,
+                 bf16: bool, path: Path | None = None):
+        """``bf16``: run the frozen layers under bf16 autocast, as the full forward would in training."""
+        self.start, self.path = start, path
+        distinct = sorted({tuple(s) for s in sequences}, key=len)  # similar lengths batched together
+        n, H = sum(len(s) for s in distinct), model.config.hidden_size
+        if path is None:
+            self.h = torch.empty(n, H)
+        else:
+            path.unlink(missing_ok=True)
+            self.h = torch.from_file(str(path), shared=True, size=n * H, dtype=torch.float32).view(n, H)
+        self.index: dict[tuple[int, ...], tuple[int, int]] = {}  # sequence -> (first row in h, length)
+        bottom = layer_view(model.model, model.model.layers[:start], torch.nn.Identity())
+        device = next(model.parameters()).device
+        was_training, row = model.training, 0
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            for i in range(0, len(distinct), batch_size):
+                chunk = distinct[i : i + batch_size]
+                ids, mask = _pad([list(s) for s in chunk], pad_id)
+                h = bottom(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           position_ids=_position_ids(mask).to(device)).last_hidden_state  # (b, T, H)
+                for j, s in enumerate(chunk):
+                    self.h[row : row + len(s)] = h[j, : len(s)].float().cpu()
+                    self.index[s] = (row, len(s))
+                    row += len(s)
+        model.train(was_training)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.index)
+
+    def batch(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Cached states of each row's real tokens, placed where its tokens are: (B, T) -> (B, T, H);
+        zeros at padding (masked out by attention, never read out)."""
+        out = torch.zeros(*input_ids.shape, self.h.size(1))
+        for b in range(input_ids.size(0)):
+            keep = attention_mask[b].bool()
+            first, n = self.index[tuple(input_ids[b, keep].tolist())]
+            out[b, keep] = self.h[first : first + n]
+        return out
+
+    def close(self) -> None:
+        """Delete the memory-mapped file, if any (the cache can always be recomputed)."""
+        self.h = torch.empty(0)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+@dataclass(kw_only=True)
+class CachedRewardObjective(RewardObjective):
+    """``RewardObjective`` with the layers below ``cache.start`` frozen: each step runs only the top
+    layers, the final norm and the head, on the cached hidden states."""
+
+    cache: LayerInputCache
+
+    def score(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        body, head = model.model, model.score
+        device = next(model.parameters()).device
+        top = layer_view(body, body.layers[self.cache.start :], body.norm)
+        h_s = self.cache.batch(input_ids, attention_mask).to(device)  # (B, T, H)
+        mask = attention_mask.to(device)
+        h = top(inputs_embeds=h_s, attention_mask=mask, position_ids=_position_ids(mask)).last_hidden_state  # (B, T, H)
+        h_last = h[torch.arange(h.size(0), device=device), last_token_index(mask)]  # (B, H)
+        return head(h_last).squeeze(-1).float()  # (B,)
 
 
 def encode_pairs(tok, pairs: list[PreferencePair], cfg: RMConfig, source: str) -> list[dict]:
@@ -162,26 +287,32 @@ def split_by_prompt(pairs: list[PreferencePair], fraction: float, seed: int):
     return [p for k in train_keys for p in groups[k]], [p for k in eval_keys for p in groups[k]]
 
 
+def sequences(examples: Sequence[dict]) -> list[tuple[int, ...]]:
+    """The distinct token sequences (both sides of each pair), sorted."""
+    return sorted({tuple(e[k]) for e in examples for k in ("chosen_ids", "rejected_ids")})
+
+
 @torch.no_grad()
-def mean_reward(model, examples: list[dict], pad_id: int, batch_size: int, max_responses: int = 256,
+def mean_reward(model, objective: RewardObjective, examples: list[dict], batch_size: int, max_responses: int = 256,
                 bf16: bool = False) -> float:
     """Mean raw reward over the distinct responses in `examples` (both sides of each pair); a seeded
     sample of `max_responses` of them when there are more (the mean's standard error is then ~σ/16).
     With `bf16`, forwards run under bf16 autocast as in training."""
-    seqs = sorted({tuple(e[k]) for e in examples for k in ("chosen_ids", "rejected_ids")})
+    seqs = sequences(examples)
     if len(seqs) > max_responses:
         seqs = random.Random(0).sample(seqs, max_responses)
     device = next(model.parameters()).device
     total = 0.0
     model.eval()
     for i in range(0, len(seqs), batch_size):
-        ids, mask = _pad([list(s) for s in seqs[i : i + batch_size]], pad_id)
+        ids, mask = _pad([list(s) for s in seqs[i : i + batch_size]], objective.pad_id)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            total += float(rewards(model, ids.to(device), mask.to(device)).sum())
+            total += float(objective.score(model, ids, mask).sum())
     return total / len(seqs)
 
 
 def train(cfg: RMConfig) -> dict:
+    cfg.check()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -197,13 +328,25 @@ def train(cfg: RMConfig) -> dict:
         train_pairs, eval_pairs = split_by_prompt(pairs, cfg.data.eval_fraction, cfg.optim.seed)
     examples = encode_pairs(tok, train_pairs, cfg, cfg.data.train_file)
     eval_examples = encode_pairs(tok, eval_pairs, cfg, "held-out pairs") if eval_pairs else []
+    objective = RewardObjective(tok.pad_token_id, cfg.clear_margin)
+    if cfg.trainable_layers:
+        start = freeze_bottom(model, cfg.trainable_layers)
+        cache = LayerInputCache(model=model, sequences=sequences(examples + eval_examples), start=start,
+                                pad_id=tok.pad_token_id, batch_size=cfg.optim.batch_size * 2, bf16=cfg.optim.bf16,
+                                path=out / "activation_cache.f32" if cfg.activation_cache == "disk" else None)
+        print(f"rm: cached the inputs of layer {start} for {cache.num_sequences} distinct sequences "
+              f"({cache.h.numel() * 4 / 2**30:.2f} GiB, {cfg.activation_cache})", file=sys.stderr)
+        objective = CachedRewardObjective(pad_id=tok.pad_token_id, clear_margin=cfg.clear_margin, cache=cache)
     trainable, total = count_parameters(model)
     print(f"rm: {len(examples)} train / {len(eval_examples)} held-out pairs; training {trainable:,} of "
           f"{total:,} parameters", file=sys.stderr)
-    objective = RewardObjective(tok.pad_token_id, cfg.clear_margin)
-    result: TrainResult = train_loop(model=model, examples=examples, eval_examples=eval_examples, objective=objective,
-                                     optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="rm")
-    offset = mean_reward(model, examples, tok.pad_token_id, cfg.optim.batch_size * 2, bf16=cfg.optim.bf16)
+    try:
+        result: TrainResult = train_loop(model=model, examples=examples, eval_examples=eval_examples,
+                                         objective=objective, optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="rm")
+        offset = mean_reward(model, objective, examples, cfg.optim.batch_size * 2, bf16=cfg.optim.bf16)
+    finally:
+        if isinstance(objective, CachedRewardObjective):
+            objective.cache.close()
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     setattr(inner.config, OFFSET_KEY, offset)
     save_final_model(model, tok, out / "model")
