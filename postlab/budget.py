@@ -46,6 +46,11 @@ FLOORS = {"rs_prompts": 48, "rs_k": 2, "sample_prompts": 32, "rl_steps": 4, "pro
           "demos_per_category": 0.25, "sft_epochs": 1.0, "eval_limit": 100}
 
 
+# A reward model trained on its top layers over cached activations costs this share of full fine-tuning over
+# one epoch, cache included (benchmarks/rm_speed.py: 4.5x faster at N=4, docs/benchmarks.md).
+RM_TOP_LAYERS_COST = 0.22
+
+
 def slowdown(gflops: float | None, reference_gflops: float, share: float = MATMUL_SHARE) -> float:
     """Stage-time multiplier against the reference machine; 1 when this machine was not measured."""
     if not gflops:
@@ -61,7 +66,7 @@ def stage_work(k, test_items: int) -> dict[str, float]:
         "sft_data": k.rs_prompts * k.rs_k * k.rs_max_new_tokens,
         "sft": (SPEC_EXAMPLES + sum(k.demos_per_category.values()) + RS_ACCEPTANCE * k.rs_prompts) * k.sft_epochs,
         "sample": k.sample_prompts * k.sample_k * k.sample_max_new_tokens,
-        "rm": k.sample_prompts * k.pairs_per_prompt * k.rm_epochs,
+        "rm": k.sample_prompts * k.pairs_per_prompt * k.rm_epochs * (RM_TOP_LAYERS_COST if k.rm_trainable_layers else 1.0),
         "bon": k.sample_prompts * k.sample_k,
         "rl": k.rl_steps * k.rl_prompts_per_step * k.rl_max_new_tokens,
         "probe": k.probe_prompts * k.rl_max_new_tokens,

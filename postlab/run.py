@@ -86,6 +86,8 @@ class Knobs(Section):
     rm_lr: float = Field(3e-5, gt=0, description="reward-model learning rate")
     rm_epochs: float = Field(1.0, gt=0, description="reward-model passes over the pairs")
     rm_max_seq_len: int = Field(256, ge=16, description="token cap for reward-model pairs (longer pairs are skipped)")
+    rm_trainable_layers: int = Field(4, ge=0, description="reward model: train only the top N layers + head, the "
+                                                          "frozen bottom's activations cached (0 = full fine-tuning)")
     rl_steps: int = Field(10, ge=1, description="RL steps (DPO: optimizer steps)")
     rl_prompts_per_step: int = Field(8, ge=1, description="prompts per RL step (GRPO/RLOO: times group size 4)")
     rl_lr: float = Field(3e-6, gt=0, description="RL learning rate")
@@ -106,7 +108,7 @@ PRESETS: dict[str, Knobs] = {
                   demos_per_category={k: 4 for k in DEFAULT_DEMOS}, rs_prompts=24, rs_k=2, rs_max_new_tokens=24, sft_lr=3e-3, sft_epochs=1.0,
                   max_seq_len=256, sample_prompts=24, sample_k=2, sample_max_new_tokens=24, rm_lr=1e-3,
                   rl_steps=4, rl_prompts_per_step=8, rl_lr=1e-4, rl_max_new_tokens=16, rl_gold_every=2,
-                  rl_gold_limit=9, probe_prompts=9, report_samples=4, bootstrap=100),
+                  rl_gold_limit=9, probe_prompts=9, report_samples=4, bootstrap=100, rm_trainable_layers=1),
 }
 
 
@@ -156,6 +158,8 @@ RunConfig.__doc__ = _RunOptions.__doc__
 # them, scaled to this machine's measured speed and the knobs (budget.predict_seconds); the ETA then
 # follows how fast this run has been so far.
 REFERENCE_DTYPE = {"default": "bf16", "tiny": "fp32"}
+# The knobs the reference runs used: the default one trained its reward model in full.
+REFERENCE_KNOBS = {"default": PRESETS["default"].model_copy(update={"rm_trainable_layers": 0}), "tiny": PRESETS["tiny"]}
 REFERENCE_SECONDS = {
     "default": {"fetch": 1, "baseline": 100, "sft_data": 145, "sft": 533, "sft_eval": 116, "sample": 131, "label": 1,
                 "rm": 340, "bon": 16, "rl": 452, "rl_eval": 134, "probe": 102, "leaderboard": 1, "report": 3},
@@ -323,6 +327,7 @@ def train_rm(policy: str, prefs: str, out: Path, k: Knobs, progress: bool) -> di
 
     cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm"), margin="strength",
                       data=rm.RMDataConfig(train_file=prefs, eval_fraction=HELD_OUT_PROMPTS, max_seq_len=k.rm_max_seq_len),
+                      trainable_layers=k.rm_trainable_layers,
                       optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16,
                                         group_by_length=True),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
@@ -368,7 +373,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress
         cfg = ppo.PPOConfig(model=policy, out_dir=str(rl_dir), suite=SUITE, split="train",
                             prompts_per_step=k.rl_prompts_per_step, minibatch_size=min(8, k.rl_prompts_per_step),
                             steps=k.rl_steps, kl_coef=k.rl_kl_coef, ppo_epochs=2,
-                            reward=RewardConfig(source=f"rm:{rm_dir}", eos_penalty=-1.0),
+                            reward=RewardConfig(source=f"rm:{rm_dir}", missing_eos_penalty=1.0),
                             sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16),
                             checkpoint=ckpt, gold_eval=gold_eval)
         result = ppo.train(cfg)
@@ -377,7 +382,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress
 
         cfg = grpo.GRPOConfig(model=policy, out_dir=str(rl_dir), suite=SUITE, split="train", advantage=k.algo,
                               k=4, prompts_per_step=max(1, k.rl_prompts_per_step // 4), steps=k.rl_steps,
-                              kl_coef=k.rl_kl_coef, reward=RewardConfig(source=f"rm:{rm_dir}", eos_penalty=-1.0),
+                              kl_coef=k.rl_kl_coef, reward=RewardConfig(source=f"rm:{rm_dir}", missing_eos_penalty=1.0),
                               sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16),
                               checkpoint=ckpt, gold_eval=gold_eval)
         result = grpo.train(cfg)
@@ -461,7 +466,7 @@ def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
     else:
         dtype, why = ("bf16" if k.bf16 else "fp32"), f"bf16={str(k.bf16).lower()} (set by the preset or the command line)"
     k = k.model_copy(update={"bf16": dtype == "bf16"})
-    ref_k, ref_dtype = PRESETS[cfg.preset], REFERENCE_DTYPE[cfg.preset]
+    ref_k, ref_dtype = REFERENCE_KNOBS[cfg.preset], REFERENCE_DTYPE[cfg.preset]
     mm = rec.get("matmul_gflops")
     slow = budget.slowdown(mm and mm.get(dtype), budget.REFERENCE_MACHINE[f"{ref_dtype}_gflops"])
     mach = {**rec, "dtype": dtype, "dtype_why": why, "slowdown": round(slow, 3),

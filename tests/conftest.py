@@ -13,6 +13,8 @@ def pytest_configure(config):
         # Tiny models: with tensors this small, two intra-op threads mostly contend with each other
         # (and with other jobs) on a 2-core machine; one thread each. Subprocesses inherit it.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+        # dtype=auto would measure this machine's matmul speed (postlab.machine); tests compare numbers in fp32.
+        os.environ.setdefault("POSTLAB_DTYPE", "fp32")
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

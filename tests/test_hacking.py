@@ -51,3 +51,14 @@ def test_watch_logs_metrics_and_writes_flagged_samples(tmp_path):
     empty = {}
     watch(TrainState(step=4), empty)  # nothing observed since: no metrics, nothing written
     assert empty == {} and len(read_flagged(tmp_path)) == 1
+
+
+def test_report_lists_flagged_samples_escaped(tmp_path):
+    from postlab.report.html import _hacking_section
+
+    assert _hacking_section(tmp_path) == ""  # nothing flagged: no section
+    (tmp_path / "hacking.jsonl").write_text(json.dumps(
+        {"step": 2, "item_id": "x-1", "category": "language", "prompt": "p <b>", "response": "Great question! <script>",
+         "flags": ["filler"]}) + "\n")
+    html = _hacking_section(tmp_path)
+    assert "Reward-hacking watch" in html and "filler" in html and "&lt;script&gt;" in html and "<script>" not in html

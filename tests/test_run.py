@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from postlab import budget
+
 from conftest import CHROMIUM_ARGS, chromium_executable
 from postlab.config import load_config
 from postlab.run import PRESETS, REFERENCE_SECONDS, STAGES, RunConfig, machine_record, plan
@@ -193,7 +195,9 @@ def test_plan_on_a_slow_cpu_picks_fp32_and_cuts_to_the_budget(monkeypatch):
     assert k.bf16 is False and mach["dtype"] == "fp32" and "126" in mach["dtype_why"]
     # slowdown = 0.2 x 2507 / 126 + 0.8: every reference stage time about 4.8x longer
     assert mach["slowdown"] == pytest.approx(0.2 * 2507 / 126 + 0.8, abs=1e-3)
-    assert scaled["predicted_minutes_unscaled"] == pytest.approx(sum(REF_S.values()) * mach["slowdown"] / 60, abs=0.1)
+    # the preset trains the reward model's top layers only: that stage costs RM_TOP_LAYERS_COST of the reference's
+    ref_total = sum(REF_S.values()) - REF_S["rm"] * (1 - budget.RM_TOP_LAYERS_COST)
+    assert scaled["predicted_minutes_unscaled"] == pytest.approx(ref_total * mach["slowdown"] / 60, abs=0.1)
     assert scaled["predicted_minutes"] < scaled["predicted_minutes_unscaled"] and scaled["fits"] is False
     assert k.eval_limit == 100 and k.rl_steps == 4
     knobs = {c["knob"] for c in scaled["changes"]}
@@ -205,8 +209,9 @@ def test_plan_on_the_reference_machine_picks_bf16(monkeypatch):
     monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
     k, mach, scaled = _plan(rec=AMX)
     assert k.bf16 is True and mach["slowdown"] == pytest.approx(1.0)
-    assert scaled["predicted_minutes_unscaled"] == pytest.approx(sum(REF_S.values()) / 60, abs=0.1)
-    assert scaled["fits"] and k.eval_limit is None  # trimmed within samples and steps only
+    ref_total = sum(REF_S.values()) - REF_S["rm"] * (1 - budget.RM_TOP_LAYERS_COST)  # the cheaper reward model
+    assert scaled["predicted_minutes_unscaled"] == pytest.approx(ref_total / 60, abs=0.1)
+    assert scaled["fits"] and k.eval_limit is None  # trimmed within samples and steps only, if at all
     k, mach, scaled = _plan("budget_minutes=0", rec=AMX)
     assert scaled["changes"] == [] and k.rl_steps == PRESETS["default"].rl_steps
 

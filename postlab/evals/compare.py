@@ -22,6 +22,7 @@ from postlab.errors import ConfigError
 from postlab.evals.generate import Response, generate_responses, read_responses
 from postlab.evals.harness import load_engine
 from postlab.evals.winrate import WinRate, win_rate
+from postlab.machine import AutoDType
 from postlab.raters.registry import RATER_HELP, check_rater, compare_all, make_rater
 from postlab.raters.simulated import num_words
 from postlab.rollout import SamplingParams
@@ -41,7 +42,8 @@ class CompareConfig(Section):
     seed: int = Field(0, description="seed of the simulated raters and judges, and of the presentation order")
     out: str | None = Field(None, description="also write the result and per-item judgements as JSON here")
     batch_size: int = Field(32, ge=1, description="prompts generated together")
-    dtype: Literal["fp32", "bf16"] = Field("bf16", description="weights dtype for generation")
+    dtype: AutoDType = Field("auto", validate_default=True,
+                             description="weights dtype for generation; auto = the faster on this machine (postlab.machine)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to generate")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256, seed=0),
                                      description="decoding for models (greedy by default)")

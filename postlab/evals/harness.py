@@ -17,6 +17,7 @@ from pydantic import Field
 
 from postlab.config import Section
 from postlab.errors import ConfigError
+from postlab.machine import AutoDType
 from postlab.evals.generate import DTYPES, Response, generate_responses, read_responses
 from postlab.evals.metrics import summarize
 from postlab.models.load import load_model_and_tokenizer
@@ -37,7 +38,8 @@ class EvalConfig(Section):
     out: str = Field("eval/results.json", description="results JSON; samples go to <stem>.samples.jsonl beside it")
     responses: str | None = Field(None, description="JSONL of given responses ({prompt, response} as IFEval, or {id, response}) to grade instead of generating")
     batch_size: int = Field(32, ge=1, description="prompts generated together")
-    dtype: Literal["fp32", "bf16"] = Field("bf16", description="weights dtype for generation")
+    dtype: AutoDType = Field("auto", validate_default=True,
+                             description="weights dtype for generation; auto = the faster on this machine (postlab.machine)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to generate")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256, seed=0),
                                      description="decoding: greedy by default (temperature=0); max_new_tokens, top_p, seed")

@@ -258,6 +258,20 @@ def _machine_section(m: dict, scaled: dict) -> str:
     return html_
 
 
+def _hacking_section(rl_dir: Path, n: int = 10) -> str:
+    """Full-mark RL samples the reward-hacking watch flagged (RL against the gold rater only)."""
+    from postlab.evals.hacking import read_flagged
+
+    rows = read_flagged(rl_dir)
+    if not rows:
+        return ""
+    return (f"<h3>Reward-hacking watch</h3><p class='note'>{len(rows)} full-mark samples looked degenerate "
+            "(postlab.evals.hacking); the first ones:</p>"
+            + _table(["step", "item", "flags", "prompt", "response"],
+                     [[r["step"], r["item_id"], ", ".join(r["flags"]), r["prompt"][:200], r["response"][:400]]
+                      for r in rows[:n]]))
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files; returns its path."""
     run_dir = Path(run_dir)
@@ -333,6 +347,7 @@ def build_report(run_dir: str | Path) -> Path:
         parts.append(_img(v, "proxy and gold score of the RL rollouts against sqrt(KL)"))
     if not (c or v):
         parts.append("<p class='note'>This algorithm logs no per-step rollout curves (DPO trains on fixed pairs).</p>")
+    parts.append(_hacking_section(run_dir / "rl"))
 
     lb = st["leaderboard"]
     parts.append("<h2>Leaderboard of the stage checkpoints</h2>")

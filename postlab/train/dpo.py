@@ -43,7 +43,7 @@ class DPOConfig(Section):
     data: RMDataConfig = Field(..., description="preference data (TRL format), held out by prompt")
     loss: Literal["dpo", "ipo"] = Field("dpo", description="dpo: −log σ(β·h) on summed log-probs; ipo: (h − 1/(2β))² on token-mean log-probs")
     beta: float = Field(0.1, gt=0, description="β: strength of the implicit KL pull towards the reference (τ for ipo); smaller lets the policy move further")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-6, batch_size=8, epochs=1.0, warmup_steps=10, bf16=True),
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-6, batch_size=8, epochs=1.0, warmup_steps=10),
                                description="optimiser and loop (batch_size counts pairs; lr 1e-6 is for full fine-tuning, use ~5e-5 with lora.enabled)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters; the reference is the model with adapters disabled")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from postlab.config import Section
 from postlab.errors import ConfigError
+from postlab.machine import AutoBF16
 from postlab.rollout.types import Rollout
 from postlab.tasks.suite import Item
 from postlab.train.common import CheckpointConfig
@@ -295,7 +296,9 @@ class RLOptimConfig(Section):
     warmup_steps: int = Field(0, ge=0, description="linear warmup steps")
     schedule: str = Field("constant", pattern="^(constant|linear)$", description="after warmup: constant, or linear decay to 0")
     micro_batch_size: int = Field(8, ge=1, description="responses per forward/backward; gradients accumulate over the batch, and its size does not change them (losses divide by the whole batch's totals)")
-    bf16: bool = Field(True, description="bf16 autocast for forward/backward (fp32 master weights)")
+    bf16: AutoBF16 = Field("auto", validate_default=True,
+                           description="bf16 autocast for forward/backward (fp32 master weights); auto = the faster "
+                                       "of fp32 and bf16 on this machine (postlab.machine)")
     seed: int = Field(0, description="seed for prompt order, sampling and new weights")
 
 

@@ -63,7 +63,7 @@ class RMConfig(Section):
     data: RMDataConfig
     margin: Literal["none", "strength"] = Field("none", description="BT margin term: none, or from the strength label (slightly 0 / better 0.5 / much 1)")
     clear_margin: float = Field(0.3, gt=0, le=1, description="gold margin at or above which a held-out pair counts for accuracy_vs_gold")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-5, batch_size=8, epochs=1.0, warmup_steps=5, bf16=True),
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-5, batch_size=8, epochs=1.0, warmup_steps=5),
                                description="optimiser and loop (batch_size counts pairs)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters (the score head trains fully)")
     trainable_layers: int = Field(0, ge=0, description="train only the top N transformer layers + final norm + score head, "
