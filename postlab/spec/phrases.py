@@ -364,8 +364,11 @@ _OFFERS_HELP = phrases(
     r"aqui (?:está|estão|vai)", r"(?<!não )(?:posso|poderia) (?:te )?(?:ajudar|escrever|redigir|sugerir|explicar|"
     r"preparar)", r"(?<!não )(?:você pode|pode usar|você poderia)", r"quer que eu", r"(?:sugiro|recomendo)",
 )
-# Generic closers offer nothing in particular: "Is there anything else I can help you with?".
+# Generic closers and vague offers offer nothing in particular: "Is there anything else I can help you with?",
+# "I can help you with the details, though."
 _GENERIC_OFFER = phrases(
+    r"(?:help|assist) you with (?:the details|that|this|it|them|everything|anything)(?:,? though)?(?=\s*[.!?]|$)",
+    r"how (?:can|may) I (?:help|assist)", r"what can I do for you",
     r"anything else", r"something else", r"any other (?:questions?|way|thing)", r"other questions?",
     r"algo más", r"otra cosa", r"autre chose", r"sonst noch", r"qualcos'altro", r"altro", r"mais alguma coisa",
 )
