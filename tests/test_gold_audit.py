@@ -52,3 +52,16 @@ def test_bad_audit_rows_name_the_line(tmp_path):
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError, match=r"a.jsonl:1: human.checks must hold one verdict per check"):
         read_audit(path)
+
+
+def test_the_shipped_audit_set_and_the_rater_still_agree_with_it():
+    from postlab.evals.audit import AUDIT_PATH
+
+    rows = read_audit(AUDIT_PATH)
+    assert len(rows) >= 300 and {r["source"] for r in rows} == {"base", "sft", "rl"}
+    r = audit(rows)
+    # Measured when the set was made (docs/evals.md): 95.1% of responses, 90.5% of requirements. A change to the
+    # checks that loosens or breaks them shows up here first.
+    assert r["response_agreement"]["value"] >= 0.93
+    assert r["overall"]["agreement"]["value"] >= 0.88
+    assert r["overall"]["recall"]["value"] >= 0.9
