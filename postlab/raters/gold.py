@@ -56,7 +56,7 @@ class GoldRater:
     def grade(self, item: Item, response: str) -> GoldResult:
         raw = []
         for c in item.checks:
-            strict = checks.passes(c.id, c.kwargs, response)
+            strict = checks.passes(c.id, c.kwargs, response, request=item.prompt)
             # loose differs from strict only for IFEval's checks; postlab's own are not run twice
             loose = checks.passes(c.id, c.kwargs, response, loose=True) if checks.is_ifeval(c.id) else strict
             raw.append((c, strict, loose))
