@@ -153,16 +153,18 @@ RunConfig.__doc__ = _RunOptions.__doc__
 # --- stage bookkeeping ---
 
 
-# Stage wall times (seconds) of a reference run of each preset on the project's 2-core AMX CPU
-# (budget.REFERENCE_MACHINE), in the dtype it ran (REFERENCE_DTYPE). The ETA and the budget start from
+# Stage wall times (seconds) of a reference run of each preset on a quiet 2-core CPU
+# (budget.REFERENCE_MACHINE), in the dtype it ran (REFERENCE_DTYPE), with the knobs it ran (REFERENCE_KNOBS). The ETA and the budget start from
 # them, scaled to this machine's measured speed and the knobs (budget.predict_seconds); the ETA then
 # follows how fast this run has been so far.
 REFERENCE_DTYPE = {"default": "bf16", "tiny": "fp32"}
-# The knobs the reference runs used: the default one trained its reward model in full.
-REFERENCE_KNOBS = {"default": PRESETS["default"].model_copy(update={"rm_trainable_layers": 0}), "tiny": PRESETS["tiny"]}
+# The default reference run was an earlier plan's 30-minute cut of the preset (12.8 minutes in all).
+REFERENCE_KNOBS = {"default": PRESETS["default"].model_copy(update={"rs_prompts": 97, "rs_k": 2, "sample_prompts": 60,
+                                                                   "rl_steps": 6, "probe_prompts": 29}),
+                   "tiny": PRESETS["tiny"]}
 REFERENCE_SECONDS = {
-    "default": {"fetch": 1, "baseline": 100, "sft_data": 145, "sft": 533, "sft_eval": 116, "sample": 131, "label": 1,
-                "rm": 340, "bon": 16, "rl": 452, "rl_eval": 134, "probe": 102, "leaderboard": 1, "report": 3},
+    "default": {"fetch": 1, "baseline": 128, "sft_data": 47, "sft": 208, "sft_eval": 55, "sample": 33, "label": 1,
+                "rm": 22, "bon": 3, "rl": 108, "rl_eval": 59, "probe": 47, "leaderboard": 1, "report": 1},
     "tiny": {"fetch": 1, "baseline": 1, "sft_data": 1, "sft": 1, "sft_eval": 1, "sample": 1, "label": 1, "rm": 1,
              "bon": 1, "rl": 2, "rl_eval": 1, "probe": 1, "leaderboard": 1, "report": 1},
 }
