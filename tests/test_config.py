@@ -1,4 +1,5 @@
 import pytest
+from pydantic import Field
 
 from postlab.config import describe_fields, load_config, parse_overrides
 from postlab.errors import ConfigError
@@ -87,13 +88,18 @@ def test_help_shows_stage_specific_section_defaults():
 
 
 def test_help_shows_auto_where_the_stage_leaves_it_and_the_stage_value_where_it_sets_one():
+    from postlab.train.common import OptimConfig
     from postlab.train.rm import RMConfig
+
+    class Forced(SFTConfig):
+        optim: OptimConfig = Field(default_factory=lambda: OptimConfig(bf16=True), description="forced bf16")
 
     def line(cls, name):
         return next(ln.strip() for ln in describe_fields(cls) if ln.strip().startswith(name + " ("))
 
     assert line(SFTConfig, "optim.bf16").startswith("optim.bf16 (bool | 'auto', default 'auto')")
-    assert line(RMConfig, "optim.bf16").startswith("optim.bf16 (bool | 'auto', default True)")  # RMConfig sets it
+    assert line(RMConfig, "optim.bf16").startswith("optim.bf16 (bool | 'auto', default 'auto')")  # the RM too
+    assert line(Forced, "optim.bf16").startswith("optim.bf16 (bool | 'auto', default True)")  # a stage that sets it
 
 
 def test_keep_auto_leaves_auto_unresolved_only_inside():
