@@ -31,6 +31,7 @@ from pydantic import Field, ValidationError, create_model
 from postlab import budget, machine
 from postlab.config import Section, _format_validation_error, save_config
 from postlab.data.jsonl import read_jsonl
+from postlab.evals.metrics import paired_difference, sample_scores
 from postlab.errors import ConfigError
 from postlab.evals import harness
 from postlab.evals.callback import GoldEvalConfig
@@ -588,6 +589,12 @@ def write_summary(cfg: RunConfig, k: Knobs, out: Path, stages: Stages, mach: dic
         "machine": mach,
         "scaled": scaled,
     }
+    # Paired on the same held-out items: the gain of each stage over the one before, with its standard error.
+    scores = {s: sample_scores(r(s)["samples"]) for s in ("baseline", "sft_eval", "rl_eval")}
+    for stage, after, before, name in (("sft", "sft_eval", "baseline", "gain_over_base"),
+                                       ("rl", "rl_eval", "sft_eval", "gain_over_sft")):
+        mean, se, n = paired_difference(scores[after], scores[before])
+        summary["stages"][stage].update({name: mean, f"{name}_se": se, f"{name}_n": n})
     summary["timings_s"]["total"] = round(sum(summary["timings_s"].values()), 2)
     summary = finite(summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -606,7 +613,11 @@ def print_summary(s: dict) -> None:
         get = (lambda g: g["overall"]) if cat == "overall" else (lambda g, c=cat: g["by_category"].get(c, float("nan")))
         print(f"{cat:18s} " + " ".join(f"{get(v):7.3f}" for v in vals))
     rm = st["rm"]
-    print(f"reward model: accuracy vs labels {rm.get('accuracy_vs_labels')}, vs gold {rm.get('accuracy_vs_gold')}")
+    print(f"reward model: accuracy vs labels {rm.get('accuracy_vs_labels')}, vs gold {rm.get('accuracy_vs_gold')} "
+          f"({rm.get('gold_clear_pairs')} clear-margin held-out pairs)")
+    print(f"paired on the same items: SFT − base {100 * st['sft']['gain_over_base']:+.1f} ± "
+          f"{100 * st['sft']['gain_over_base_se']:.1f} points, {s['algo']} − SFT {100 * st['rl']['gain_over_sft']:+.1f} ± "
+          f"{100 * st['rl']['gain_over_sft_se']:.1f}")
     print(f"RL: proxy {st['rl']['proxy']:+.3f} (SFT {st['rl']['sft_proxy']:+.3f}), KL {st['rl']['kl']:.2f} nats, "
           f"mean length {st['rl']['mean_length']:.1f} words")
     print(f"gain over baseline: {100 * s['gain']['final_minus_baseline']:+.1f} points (SFT alone "

@@ -68,6 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", action="append", default=[], help="NAME=samples.jsonl from postlab eval")
     p.add_argument("--per-category", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0, help="which items are drawn (use a new one for a fresh part)")
     p.add_argument("--batch", type=int, default=55)
     p.add_argument("--merge", type=Path, help="join batch_*.jsonl and labels_*.jsonl of this folder")
     p.add_argument("--out", type=Path, required=True)
@@ -77,7 +78,7 @@ def main() -> None:
         args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{len(rows)} judged responses -> {args.out}")
         return
-    rows = draw({k: Path(v) for k, v in (s.split("=", 1) for s in args.source)}, args.per_category)
+    rows = draw({k: Path(v) for k, v in (s.split("=", 1) for s in args.source)}, args.per_category, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     # Judges see an opaque key, not which model wrote the answer.
     opaque = {hashlib.sha1(r["key"].encode()).hexdigest()[:10]: r["key"] for r in rows}

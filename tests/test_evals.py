@@ -146,3 +146,13 @@ def test_judge_with_simulated_raters_randomises_order():
     assert sum(r["outcome"] for r in rows) / 200 > 0.7  # clear gold margin: A mostly wins
     gold_rows = judge(items, ["Rome."] * 200, ["Milan."] * 200, "gold")
     assert all(r["outcome"] == 1.0 for r in gold_rows)
+
+
+def test_paired_difference_by_hand():
+    from postlab.evals.metrics import paired_difference
+
+    after = {"a": 1.0, "b": 0.5, "c": 1.0, "only_after": 1.0}
+    before = {"a": 0.0, "b": 0.5, "c": 0.5, "only_before": 0.0}
+    mean, se, n = paired_difference(after, before)
+    # differences 1, 0, 0.5: mean 0.5; sample variance 0.25; SE = sqrt(0.25 / 3)
+    assert n == 3 and mean == pytest.approx(0.5) and se == pytest.approx((0.25 / 3) ** 0.5)

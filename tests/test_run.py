@@ -54,6 +54,14 @@ def test_summary_has_the_documented_structure(tiny_run):
     assert st["rm"]["accuracy_vs_labels"] is not None
     for key in ("proxy", "kl", "mean_length"):
         assert isinstance(st["rl"][key], float)
+    # paired gains on the same held-out items, with their standard errors
+    from postlab.evals.metrics import paired_difference, sample_scores
+
+    rl_scores, sft_scores = (sample_scores(out / "eval" / f"{n}.samples.jsonl") for n in ("rl", "sft"))
+    gain, se, n = paired_difference(rl_scores, sft_scores)
+    assert st["rl"]["gain_over_sft"] == pytest.approx(gain) and st["rl"]["gain_over_sft_se"] == pytest.approx(se)
+    assert st["rl"]["gain_over_sft_n"] == n == st["rl"]["gold"]["n"]
+    assert isinstance(st["sft"]["gain_over_base"], float) and st["sft"]["gain_over_base_se"] >= 0
     assert set(STAGES) - {"report"} <= set(s["timings_s"])
     assert all(isinstance(v, float) and v >= 0 for v in s["timings_s"].values())
     json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from postlab.raters.gold import GoldResult
 from postlab.raters.simulated import num_words
@@ -53,3 +55,18 @@ def summarize(items: list[Item], results: list[GoldResult], responses: list[str]
         # responses the gold rater's answer gate scored 0 (postlab.spec.answer), by reason
         "non_answer": dict(sorted(Counter(r.non_answer for r in results if r.non_answer).items())),
     }
+
+
+def paired_difference(after: dict[str, float], before: dict[str, float]) -> tuple[float, float, int]:
+    """Mean and standard error of after[i] − before[i] over the items both scored, and their number: the
+    paired comparison of two policies on the same items (far tighter than comparing two means)."""
+    d = [after[k] - before[k] for k in after if k in before]
+    mean, se = mean_se(d)
+    return mean, se, len(d)
+
+
+def sample_scores(samples_path: str | Path) -> dict[str, float]:
+    """Item id -> gold score from an eval's samples file."""
+    with open(samples_path, encoding="utf-8") as f:
+        return {row["id"]: row["score"] for row in map(json.loads, f) if row}
+

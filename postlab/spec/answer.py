@@ -9,13 +9,14 @@ not (or None), in this order:
                   lists for en/es/fr/de/it/pt, where a word of three letters or fewer must be a common one;
                   code spans, numbers and capitalised names are not counted);
 - ``repetition``  a loop: fewer than 35% of its word 3-grams are distinct (at 30 words or more) or
-                  fewer than 40% in its second half (at 40 words or more), one
-                  line repeated four times or more, or 15% of its words in clauses (four words or more)
-                  that it already said (twice, where the item asks for two responses);
+                  fewer than 40% in its second half (at 40 words or more), one line repeated four times
+                  or more, or 15% of its words in clauses (four words or more) that it already said
+                  (at 30 words or more; in a shorter answer, said twice already; one more where the item
+                  asks for two responses);
 - ``copy``        it copies the conversation: 4-gram runs shared with the prompt cover the response and
                   less than 20% of its words are its own, or it is the user's message with a few letters
-                  changed (similarity 0.8 or more; not on items with a known answer, which a restated
-                  question may carry) (except where the answer is one of the prompt's
+                  changed (similarity 0.8 or more; only on items graded on form alone: a content
+                  check already fails an echo, and a right answer may restate the request) (except where the answer is one of the prompt's
                   fixed phrases, ``detectable_format:constrained_response``);
 - ``refusal``     it declines (in any suite language) an item that asks to be answered and offers
                   nothing instead: items whose checks do not include one that a refusal satisfies
@@ -176,7 +177,9 @@ def _looping(text: str, allowed_copies: int) -> bool:
     return ((n_words >= 30 and distinct_trigram_fraction(text) < 0.35)
             or (n_words >= 40 and _tail_distinct_trigram_fraction(text) < 0.4)
             or any(n >= 4 for n in lines.values())
-            or repeated_clause_fraction(text, allowed_copies=allowed_copies) >= 0.15)
+            # one clause said twice in a short answer is sloppy, not a loop
+            or (n_words >= 30 and repeated_clause_fraction(text, allowed_copies=allowed_copies) >= 0.15)
+            or repeated_clause_fraction(text, allowed_copies=allowed_copies + 1) >= 0.15)
 
 
 def own_word_fraction(prompt: str, response: str, n: int = 4) -> float:
@@ -243,10 +246,9 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     if _looping(response, allowed_copies=2 if "combination:two_responses" in ids else 1):
         return "repetition"
     fixed_phrase = "detectable_format:constrained_response" in ids  # the answer is one of the prompt's options
-    # An item with a known answer may be answered by restating its question ("The chemical symbol for copper
-    # is Cu."): there only a copy in whole 4-word runs counts.
-    known_answer = bool(ids & {"answer:contains", "answer:covers", "answer:number", "math:final_answer"})
-    if not fixed_phrase and _copies(messages, response, fuzzy=not known_answer):
+    # An item with content checks may be answered by restating its request ("The chemical symbol for copper is
+    # Cu.", "I can't turn on the heater in the living room."): there only a copy in whole 4-word runs counts.
+    if not fixed_phrase and _copies(messages, response, fuzzy=not ids & set(CONTENT_CHECKS)):
         return "copy"
     honesty = any(cid.startswith("honesty:") for cid in ids)  # a stated limit may decline; a bare "no" may not
     if (not ids & set(DECLINABLE) and spec_checks.declines(response) and not spec_checks.offers_help(response)
