@@ -380,14 +380,29 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+        if isinstance(e, _click_errors()):
             e.show()
             sys.exit(e.exit_code)
+        import click
+
         if isinstance(e, click.exceptions.Abort):
             sys.exit(130)
         raise
+
+
+def _click_errors() -> tuple[type, ...]:
+    """Usage-error classes: click's, and those of the copy of click that newer typer releases bundle
+    (typer._click), which do not derive from click's."""
+    import click
+
+    classes: list[type] = [click.exceptions.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as bundled
+
+        classes.append(bundled)
+    except ImportError:
+        pass
+    return tuple(classes)
 
 
 if __name__ == "__main__":

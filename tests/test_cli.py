@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from postlab.config import describe_fields
 from postlab.train.sft import SFTConfig
 
@@ -150,3 +152,11 @@ def test_suites_list_and_export(tmp_path):
     assert json.loads((tmp_path / "e.json").read_text())["n"] == len(rows)
     r = postlab("suites", "export", "nope")
     assert r.returncode == 2 and "unknown suite 'nope'" in r.stderr
+
+
+@pytest.mark.parametrize("args, says", [(["no-such-command"], "No such command"),
+                                         (["sft", "--learning_rate", "1e-4"], "No such option")])
+def test_usage_errors_are_one_message_and_exit_2(args, says):
+    # typer bundles its own click (typer._click), whose exceptions are not click's
+    r = postlab(*args)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr[-800:]
