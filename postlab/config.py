@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from postlab.errors import ConfigError
 
+K = TypeVar("K", bound=BaseModel)
 C = TypeVar("C", bound="Section")
 
 # While set, fields whose value `auto` is decided by the machine (postlab.machine) keep "auto" instead:
@@ -194,3 +195,28 @@ def _describe(cls: type[Section], prefix: str, defaults: Section | None) -> list
             default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
         lines.append(f"  {dotted} ({_type_name(ann)}, {default}): {info.description or ''}")
     return lines
+
+
+def with_optional_knobs(name: str, options: type[Section], knobs: type[Section]) -> type[Section]:
+    """A config class: `options` plus every field of `knobs` as an optional field (None = the preset's
+    value), each keeping its description; `postlab run` and `postlab overopt` are built this way."""
+    from pydantic import Field, create_model
+
+    cls = create_model(name, __base__=options, **{
+        field: (f.annotation | None, Field(None, description=f.description)) for field, f in knobs.model_fields.items()})
+    cls.__doc__ = options.__doc__
+    return cls
+
+
+def overlay_knobs(knobs: type[K], preset: K, cfg: Section, preset_name: str) -> K:
+    """The preset's knobs with `cfg`'s non-None values on top, dict knobs merged key by key; validated, and
+    a bad value names the knob."""
+    base = preset.model_dump()
+    mine = {k: getattr(cfg, k) for k in knobs.model_fields if getattr(cfg, k) is not None}
+    for k, v in mine.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            mine[k] = {**base[k], **v}
+    try:
+        return knobs.model_validate({**base, **mine})
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, f"preset {preset_name} + overrides")) from None

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, create_model
+from pydantic import Field
 
-from postlab.config import Section, _format_validation_error, save_config
+from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError, DataError
 from postlab.utils.io import atomic_write_text
@@ -158,20 +158,13 @@ class _Options(Section):
 
     def knobs(self) -> Knobs:
         """The preset's knobs with this config's non-None values on top (validated: errors name the knob)."""
-        mine = {k: getattr(self, k) for k in Knobs.model_fields if getattr(self, k) is not None}
-        try:
-            return Knobs.model_validate({**PRESETS[self.preset].model_dump(), **mine})
-        except ValidationError as e:
-            raise ConfigError(_format_validation_error(e, f"preset {self.preset} + overrides")) from None
+        return overlay_knobs(Knobs, PRESETS[self.preset], self, self.preset)
 
     def directory(self) -> Path:
         return Path(self.out_dir or f"runs/overopt-{self.preset}")
 
 
-OveroptConfig = create_model(
-    "OveroptConfig", __base__=_Options,
-    **{name: (f.annotation | None, Field(None, description=f.description)) for name, f in Knobs.model_fields.items()})
-OveroptConfig.__doc__ = _Options.__doc__
+OveroptConfig = with_optional_knobs("OveroptConfig", _Options, Knobs)
 
 
 # --- stage bookkeeping ---

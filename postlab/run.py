@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, ValidationError, create_model
+from pydantic import Field
 
 from postlab import budget, machine
-from postlab.config import Section, _format_validation_error, save_config
+from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
 from postlab.data.jsonl import read_jsonl
 from postlab.evals.metrics import paired_difference, sample_scores
 from postlab.errors import ConfigError
@@ -131,24 +131,14 @@ class _RunOptions(Section):
 
     def knobs(self) -> Knobs:
         """The preset's knobs with this config's non-None values on top (validated: errors name the knob)."""
-        preset = PRESETS[self.preset].model_dump()
-        mine = {k: getattr(self, k) for k in Knobs.model_fields if getattr(self, k) is not None}
-        if "demos_per_category" in mine:
-            mine["demos_per_category"] = {**preset["demos_per_category"], **mine["demos_per_category"]}
-        try:
-            return Knobs.model_validate({**preset, **mine})
-        except ValidationError as e:
-            raise ConfigError(_format_validation_error(e, f"preset {self.preset} + overrides")) from None
+        return overlay_knobs(Knobs, PRESETS[self.preset], self, self.preset)
 
     def directory(self) -> Path:
         return Path(self.out_dir or f"runs/{self.preset}")
 
 
 # RunConfig = the options above + every knob of Knobs as an optional field (None = the preset's value).
-RunConfig = create_model(
-    "RunConfig", __base__=_RunOptions,
-    **{name: (f.annotation | None, Field(None, description=f.description)) for name, f in Knobs.model_fields.items()})
-RunConfig.__doc__ = _RunOptions.__doc__
+RunConfig = with_optional_knobs("RunConfig", _RunOptions, Knobs)
 
 
 # --- stage bookkeeping ---
