@@ -31,11 +31,11 @@ from pydantic import Field
 from postlab import budget, machine
 from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
 from postlab.data.jsonl import read_jsonl
-from postlab.evals.metrics import paired_difference, sample_scores
 from postlab.errors import ConfigError
 from postlab.evals import harness
 from postlab.evals.callback import GoldEvalConfig
 from postlab.evals.elo import leaderboard
+from postlab.evals.metrics import paired_difference, sample_scores
 from postlab.models.load import load_model_and_tokenizer, resolve_model
 from postlab.raters import label as labeling
 from postlab.raters.gold import GoldRater

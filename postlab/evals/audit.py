@@ -23,6 +23,7 @@ from pathlib import Path
 
 from postlab.errors import DataError
 from postlab.raters.gold import GoldRater
+from postlab.spec import checks
 from postlab.tasks.suite import make_item
 from postlab.utils.io import atomic_write_text
 
@@ -91,7 +92,7 @@ def audit(rows: list[dict]) -> dict:
                 "agreement": _rate(tp + tn, tp + fp + fn + tn), "n": tp + fp + fn + tn}
 
     total = [sum(c[i] for c in counts.values()) for i in range(4)]
-    postlab_own = [sum(c[i] for k, c in counts.items() if not _is_ifeval(k)) for i in range(4)]
+    postlab_own = [sum(c[i] for k, c in counts.items() if not checks.is_ifeval(k)) for i in range(4)]
     return {
         "n_responses": len(rows),
         "overall": summary(*total),
@@ -102,12 +103,6 @@ def audit(rows: list[dict]) -> dict:
         "by_check": {k: summary(*c) for k, c in sorted(counts.items())},
         "disagreements": disagreements,
     }
-
-
-def _is_ifeval(check_id: str) -> bool:
-    from postlab.spec import checks
-
-    return checks.is_ifeval(check_id)
 
 
 def format_audit(result: dict) -> str:

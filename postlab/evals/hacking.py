@@ -28,7 +28,6 @@ from postlab.spec import answer
 from postlab.tasks.suite import Item
 
 FLAGS = ("short", "repetitive", "copied", "boilerplate", "filler")
-_KNOWN_ANSWER = ("answer:contains", "answer:number", "math:final_answer")
 
 
 def _normalised(text: str) -> str:
@@ -45,7 +44,7 @@ def degenerate_flags(item: Item, response: str, *, same_response_items: list[Ite
     same (normalised) response, this one included."""
     flags = []
     n_words = len(answer.words(response, code=True))
-    if n_words < 4 and not any(c.id in _KNOWN_ANSWER for c in item.checks):
+    if n_words < 4 and not any(c.id in answer.ANSWER_CHECKS for c in item.checks):
         flags.append("short")
     if ((n_words >= 20 and answer.distinct_trigram_fraction(response) < 0.6)
             or answer.repeated_clause_fraction(response) > 0):

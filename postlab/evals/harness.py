@@ -17,9 +17,9 @@ from pydantic import Field
 
 from postlab.config import Section
 from postlab.errors import ConfigError
-from postlab.machine import AutoDType
 from postlab.evals.generate import DTYPES, Response, generate_responses, read_responses
 from postlab.evals.metrics import summarize
+from postlab.machine import AutoDType
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import pick_device
 from postlab.raters.gold import GoldRater

@@ -68,5 +68,5 @@ def paired_difference(after: dict[str, float], before: dict[str, float]) -> tupl
 def sample_scores(samples_path: str | Path) -> dict[str, float]:
     """Item id -> gold score from an eval's samples file."""
     with open(samples_path, encoding="utf-8") as f:
-        return {row["id"]: row["score"] for row in map(json.loads, f) if row}
+        return {row["id"]: row["score"] for row in (json.loads(line) for line in f if line.strip())}
 
