@@ -51,6 +51,15 @@ FLOORS = {"rs_prompts": 48, "rs_k": 2, "sample_prompts": 32, "rl_steps": 4, "pro
 # A reward model trained on its top layers over cached activations costs this share of full fine-tuning over
 # one epoch, cache included (benchmarks/rm_speed.py: 4.5x faster at N=4, docs/benchmarks.md).
 RM_TOP_LAYERS_COST = 0.22
+# Share of compared pairs a unanimous panel keeps at the default thresholds (5 of 5, mean margin ≥ 0.7):
+# 1,839 of 11,113 on run d3's SmolLM2 candidates (docs/results.md).
+PANEL_KEEP = 0.165
+
+
+def labelled_pairs(k) -> float:
+    """Pairs the reward model is expected to train on (``k``: run.Knobs)."""
+    compared = k.sample_prompts * min(k.pairs_per_prompt, math.comb(k.sample_k + k.rs_k, 2))
+    return compared * (PANEL_KEEP if k.panel_raters > 1 else 1.0)
 
 
 def slowdown(gflops: float | None, reference_gflops: float, share: float = MATMUL_SHARE) -> float:
@@ -68,7 +77,7 @@ def stage_work(k, test_items: int) -> dict[str, float]:
         "sft_data": k.rs_prompts * k.rs_k * k.rs_max_new_tokens,
         "sft": (SPEC_EXAMPLES + sum(k.demos_per_category.values()) + RS_ACCEPTANCE * k.rs_prompts) * k.sft_epochs,
         "sample": k.sample_prompts * k.sample_k * k.sample_max_new_tokens,
-        "rm": k.sample_prompts * k.pairs_per_prompt * k.rm_epochs * (RM_TOP_LAYERS_COST if k.rm_trainable_layers else 1.0),
+        "rm": labelled_pairs(k) * k.rm_epochs * (RM_TOP_LAYERS_COST if k.rm_trainable_layers else 1.0),
         "bon": k.sample_prompts * k.sample_k,
         "rl": k.rl_steps * k.rl_prompts_per_step * k.rl_max_new_tokens,
         "probe": k.probe_prompts * k.rl_max_new_tokens,

@@ -48,7 +48,6 @@ from postlab.train.sample import SampleConfig, sample
 from postlab.utils.io import atomic_write_text
 
 SUITE = "spec"
-HELD_OUT_PROMPTS = 0.15  # fraction of the labelled prompts the reward model (and DPO) never train on
 STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label", "rm", "bon", "rl", "rl_eval",
           "probe", "leaderboard", "report")
 
@@ -83,7 +82,11 @@ class Knobs(Section):
     sample_prompts: int = Field(100, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
     sample_k: int = Field(4, ge=2, description="SFT samples per prompt for comparisons (and best-of-n)")
     sample_max_new_tokens: int = Field(128, ge=1, description="response cap for comparison samples")
-    pairs_per_prompt: int = Field(2, ge=1, description="labelled pairs per prompt at most")
+    pairs_per_prompt: int = Field(28, ge=1, description="compared pairs per prompt at most (all pairs of 4 SFT + 4 base candidates = 28)")
+    panel_raters: int = Field(5, ge=1, le=5, description="simulated raters who judge each pair (a panel; 1 = one rater, every verdict kept)")
+    panel_min_votes: int = Field(5, ge=1, le=5, description="keep a pair only when this many of the panel chose its winner (5 of 5 = unanimous)")
+    panel_min_strength: float = Field(0.7, ge=0, description="keep a pair only when the panel's mean margin toward the winner is at least this")
+    rm_held_out: float = Field(0.25, gt=0, lt=1, description="fraction of the labelled prompts held out whole from the reward model (and DPO) to measure it")
     rm_lr: float = Field(3e-4, gt=0, description="reward-model learning rate (top layers + a fresh head: 3e-4 reached 0.59 vs gold where 3e-5 stayed at 0.49; docs/results.md)")
     rm_epochs: float = Field(1.0, gt=0, description="reward-model passes over the pairs")
     rm_max_seq_len: int = Field(256, ge=16, description="token cap for reward-model pairs (longer pairs are skipped)")
@@ -109,7 +112,8 @@ PRESETS: dict[str, Knobs] = {
                   demos_per_category={k: 4 for k in DEFAULT_DEMOS}, rs_prompts=24, rs_k=2, rs_max_new_tokens=24, sft_lr=3e-3, sft_epochs=1.0,
                   max_seq_len=256, sample_prompts=24, sample_k=2, sample_max_new_tokens=24, rm_lr=1e-3,
                   rl_steps=4, rl_prompts_per_step=8, rl_lr=1e-4, rl_max_new_tokens=16, rl_gold_every=2,
-                  rl_gold_limit=9, probe_prompts=9, report_samples=4, bootstrap=100, rm_trainable_layers=1),
+                  rl_gold_limit=9, probe_prompts=9, report_samples=4, bootstrap=100, rm_trainable_layers=1,
+                  pairs_per_prompt=6, panel_raters=3, panel_min_votes=2, panel_min_strength=0.0),
 }
 
 
@@ -151,8 +155,9 @@ RunConfig = with_optional_knobs("RunConfig", _RunOptions, Knobs)
 REFERENCE_DTYPE = {"default": "bf16", "tiny": "fp32"}
 # The default reference run was an earlier plan's 30-minute cut of the preset (12.8 minutes in all).
 REFERENCE_KNOBS = {"default": PRESETS["default"].model_copy(update={"rs_prompts": 97, "rs_k": 2, "sample_prompts": 60,
-                                                                   "rl_steps": 6, "probe_prompts": 29}),
-                   "tiny": PRESETS["tiny"]}
+                                                                   "rl_steps": 6, "probe_prompts": 29,
+                                                                   "pairs_per_prompt": 2, "panel_raters": 1}),
+                   "tiny": PRESETS["tiny"].model_copy(update={"pairs_per_prompt": 2, "panel_raters": 1})}
 REFERENCE_SECONDS = {
     "default": {"fetch": 1, "baseline": 128, "sft_data": 47, "sft": 208, "sft_eval": 55, "sample": 33, "label": 1,
                 "rm": 22, "bon": 3, "rl": 108, "rl_eval": 59, "probe": 47, "leaderboard": 1, "report": 1},
@@ -310,31 +315,64 @@ def sample_comparisons(policy: str, base_candidates: str, out: Path, k: Knobs, p
 
 def label_pairs(candidates: str, out: Path, k: Knobs) -> dict:
     cfg = labeling.LabelConfig(candidates=candidates, suite=SUITE, rater="simulated", out=str(out / "data" / "prefs.jsonl"),
-                               max_pairs_per_prompt=k.pairs_per_prompt, seed=0)
+                               max_pairs_per_prompt=k.pairs_per_prompt, raters_per_pair=k.panel_raters,
+                               min_votes=min(k.panel_min_votes, k.panel_raters), min_strength=k.panel_min_strength, seed=0)
     stats = labeling.label(cfg)
     return {**stats, "file": cfg.out}
 
 
-def train_rm(policy: str, prefs: str, out: Path, k: Knobs, progress: bool) -> dict:
+def train_rm(policy: str, prefs: str, candidates: str, out: Path, k: Knobs, progress: bool) -> dict:
     from postlab.train import rm
 
     cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm"), margin="strength",
-                      data=rm.RMDataConfig(train_file=prefs, eval_fraction=HELD_OUT_PROMPTS, max_seq_len=k.rm_max_seq_len),
+                      data=rm.RMDataConfig(train_file=prefs, eval_fraction=k.rm_held_out, max_seq_len=k.rm_max_seq_len),
                       trainable_layers=k.rm_trainable_layers,
                       optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16,
                                         group_by_length=True),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
-    return rm.train(cfg)
+    result = rm.train(cfg)
+    return {**result, **rm_all_pairs_accuracy(result["model"], prefs, candidates, k)}
+
+
+def _held_out_prompts(prefs: str, k: Knobs) -> set[str]:
+    """The prompts the reward model held out (its split: optim.seed 0)."""
+    from postlab.data.preferences import load_preferences
+    from postlab.train.rm import split_by_prompt
+
+    _, held = split_by_prompt(load_preferences(prefs), k.rm_held_out, 0)
+    return {p.prompt_id for p in held}
+
+
+def rm_all_pairs_accuracy(rm_dir: str, prefs: str, candidates: str, k: Knobs, clear: float = 0.3) -> dict:
+    """The reward model against gold on every pair of candidates of its held-out prompts whose gold margin
+    is at least `clear`, labelled or not: the pairs a best-of-n or RL step would meet (the labelled
+    held-out pairs are only those the panel agreed on, an easier set)."""
+    import itertools
+
+    from postlab.raters.reward_model import RewardModelRater
+
+    held = _held_out_prompts(prefs, k)
+    items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in held}
+    texts = {pid: list(dict.fromkeys(t for t, _ in c if t)) for pid, c in _candidates(Path(candidates)).items()
+             if pid in items}
+    rater, gold = RewardModelRater(rm_dir, bf16=k.bf16), GoldRater()
+    right = total = 0
+    for pid, ts in texts.items():
+        proxy = rater.score_texts([items[pid].messages] * len(ts), ts)
+        golds = [gold.score(items[pid], t) for t in ts]
+        for (p1, g1), (p2, g2) in itertools.combinations(zip(proxy, golds), 2):
+            if abs(g1 - g2) >= clear:
+                total += 1
+                right += (p1 > p2) == (g1 > g2)
+    return {"accuracy_vs_gold_all_pairs": right / total if total else None, "gold_clear_pairs_all": total,
+            "held_out_prompts": len(texts)}
 
 
 def best_of_n(rm_dir: str, sft_candidates: str, prefs: str, out: Path, k: Knobs) -> dict:
     """Best-of-n of the SFT policy on prompts the reward model never trained on (its held-out prompts)."""
-    from postlab.data.preferences import load_preferences
     from postlab.raters.reward_model import RewardModelRater
-    from postlab.train.rm import split_by_prompt
 
-    _, held = split_by_prompt(load_preferences(prefs), HELD_OUT_PROMPTS, 0)  # the RM's split (optim.seed 0)
-    held_ids = {p.prompt_id for p in held}
+    held_ids = _held_out_prompts(prefs, k)
     items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in held_ids}
     by_prompt: dict[str, list[str]] = {}
     for _, row in read_jsonl(sft_candidates):
@@ -384,7 +422,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress
         from postlab.train.rm import RMDataConfig
 
         cfg = dpo.DPOConfig(model=policy, out_dir=str(rl_dir), beta=max(k.rl_kl_coef, 1e-3),
-                            data=RMDataConfig(train_file=prefs, eval_fraction=HELD_OUT_PROMPTS, max_seq_len=k.max_seq_len),
+                            data=RMDataConfig(train_file=prefs, eval_fraction=k.rm_held_out, max_seq_len=k.max_seq_len),
                             optim=OptimConfig(lr=k.rl_lr, max_steps=k.rl_steps, batch_size=8, warmup_steps=2, bf16=k.bf16,
                                               group_by_length=True),
                             checkpoint=ckpt, gold_eval=gold_eval)
@@ -533,7 +571,7 @@ def run(cfg: RunConfig) -> dict:
         sft_eval = stages.run("sft_eval", lambda: _evaluate(policy, out, "sft", k, p))
         cands = stages.run("sample", lambda: sample_comparisons(policy, data["base_candidates"], out, k, p))
         prefs = stages.run("label", lambda: label_pairs(cands["candidates"], out, k))
-        rm_res = stages.run("rm", lambda: train_rm(policy, prefs["file"], out, k, p))
+        rm_res = stages.run("rm", lambda: train_rm(policy, prefs["file"], cands["candidates"], out, k, p))
         stages.run("bon", lambda: best_of_n(rm_res["model"], cands["sft_candidates"], prefs["file"], out, k))
         rl = stages.run("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], out, k, p))
         rl_eval = stages.run("rl_eval", lambda: _evaluate(rl["model"], out, "rl", k, p))
@@ -604,7 +642,8 @@ def print_summary(s: dict) -> None:
         print(f"{cat:18s} " + " ".join(f"{get(v):7.3f}" for v in vals))
     rm = st["rm"]
     print(f"reward model: accuracy vs labels {rm.get('accuracy_vs_labels')}, vs gold {rm.get('accuracy_vs_gold')} "
-          f"({rm.get('gold_clear_pairs')} clear-margin held-out pairs)")
+          f"({rm.get('gold_clear_pairs')} clear-margin held-out pairs); on every clear pair of the held-out prompts' "
+          f"candidates {rm.get('accuracy_vs_gold_all_pairs')} ({rm.get('gold_clear_pairs_all')} pairs)")
     print(f"paired on the same items: SFT − base {100 * st['sft']['gain_over_base']:+.1f} ± "
           f"{100 * st['sft']['gain_over_base_se']:.1f} points, {s['algo']} − SFT {100 * st['rl']['gain_over_sft']:+.1f} ± "
           f"{100 * st['rl']['gain_over_sft_se']:.1f}")

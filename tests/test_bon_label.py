@@ -91,3 +91,54 @@ def test_sample_label_rm_bon_end_to_end_on_tiny(tmp_path):
                           out_dir=str(tmp_path / "bon2"), samples=str(tmp_path / "bon" / "samples.jsonl"),
                           progress=False))
     assert again["results"] == res["results"]
+
+
+def test_panel_verdict_by_hand():
+    from postlab.raters.base import Preference
+    from postlab.raters.label import panel_verdict
+
+    pref, won = panel_verdict([Preference("a", 0.5, "x"), Preference("a", 0.3, "y"), Preference("b", 0.2, "z")])
+    assert (pref.choice, won, pref.rater_id) == ("a", 2, "x+y+z") and pref.strength == pytest.approx(0.6 / 3)
+    pref, won = panel_verdict([Preference("b", 0.9, "x"), Preference("tie", 0.0, "y")])
+    assert (pref.choice, won) == ("b", 1) and pref.strength == pytest.approx(0.45)
+    assert panel_verdict([Preference("a", 1.0, "x"), Preference("b", 0.1, "y")])[0].choice == "tie"
+
+
+def test_panel_asks_distinct_raters_and_states_every_verdict_for_a_vs_b():
+    from postlab.raters.simulated import RaterPool, SimulatedRater
+
+    # noiseless, unbiased raters: every panel member must prefer the gold-better response, whatever order it saw
+    pool = RaterPool(tuple(SimulatedRater(f"r{i}", noise=0.0, verbosity=0.0, position=0.0) for i in range(5)))
+    item = make_item("q", [{"role": "user", "content": "Say the word apple."}], "knowledge", "train",
+                     [("keywords:existence", {"keywords": ["apple"]})])
+    prefs = pool.panel(item, "pear", "apple", 5)
+    assert sorted(p.rater_id for p in prefs) == [f"r{i}" for i in range(5)]
+    assert all(p.choice == "b" and p.gold_margin == -1.0 for p in prefs)
+    assert len({p.rater_id for p in pool.panel(item, "pear", "apple", 3)}) == 3
+    with pytest.raises(ValueError, match="1..5"):
+        pool.panel(item, "a", "b", 6)
+
+
+def test_a_unanimous_panel_keeps_fewer_pairs_with_more_signal(tmp_path):
+    from postlab.errors import ConfigError
+
+    items = [make_item(f"q{i}", [{"role": "user", "content": f"Name a fruit, and say apple {i}."}], "knowledge", "train",
+                       [("keywords:existence", {"keywords": ["apple"]})]) for i in range(12)]
+    suite = tmp_path / "suite.jsonl"
+    write_suite(items, suite)
+    texts = ["apple it is", "an apple", "apple, red", "pear it is", "a pear", "plum, red"]  # 3 pass, 3 fail
+    cands = write_jsonl(tmp_path / "c.jsonl", [{"prompt_id": f"q{i}", "completion": t} for i in range(12) for t in texts])
+    one = label(LabelConfig(candidates=str(cands), suite=str(suite), out=str(tmp_path / "one.jsonl"),
+                            max_pairs_per_prompt=15))
+    panel = label(LabelConfig(candidates=str(cands), suite=str(suite), out=str(tmp_path / "panel.jsonl"),
+                              max_pairs_per_prompt=15, raters_per_pair=5, min_votes=5))
+    assert one["written"] == 12 * 15 and one["gold_decided_share"] == pytest.approx(0.6)
+    assert 0 < panel["written"] < one["written"] and panel["no_consensus"] == one["written"] - panel["written"]
+    assert panel["gold_decided_share"] > one["gold_decided_share"] + 0.1
+    assert panel["agreement_with_gold"] >= one["agreement_with_gold"]
+    rows = [json.loads(line) for line in (tmp_path / "panel.jsonl").read_text().splitlines()]
+    assert all(r["rater_id"].count("+") == 4 for r in rows)
+    with pytest.raises(ConfigError, match="raters_per_pair: panels need the simulated pool"):
+        LabelConfig(candidates=str(cands), suite=str(suite), out="x", rater="gold", raters_per_pair=3).check()
+    with pytest.raises(ConfigError, match="min_votes"):
+        LabelConfig(candidates=str(cands), suite=str(suite), out="x", raters_per_pair=3, min_votes=4).check()

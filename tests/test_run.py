@@ -52,6 +52,13 @@ def test_summary_has_the_documented_structure(tiny_run):
     for key in ("accuracy_vs_labels", "accuracy_vs_gold"):
         assert key in st["rm"] and (st["rm"][key] is None or 0 <= st["rm"][key] <= 1)
     assert st["rm"]["accuracy_vs_labels"] is not None
+    # the reward model is also measured on every gold-decided pair of its held-out prompts' candidates
+    assert "accuracy_vs_gold_all_pairs" in st["rm"] and st["rm"]["held_out_prompts"] >= 1
+    assert st["rm"]["gold_clear_pairs_all"] >= (st["rm"]["gold_clear_pairs"] or 0)
+    # a panel of raters labels each pair: the summary says how many it could not agree on, and the gold-decided share
+    c = st["comparisons"]
+    assert c["raters_per_pair"] == 3 and c["written"] + c["no_consensus"] + c["ties"] == c["pairs_compared"]
+    assert 0 <= c["gold_decided_share"] <= 1
     for key in ("proxy", "kl", "mean_length"):
         assert isinstance(st["rl"][key], float)
     # paired gains on the same held-out items, with their standard errors

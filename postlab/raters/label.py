@@ -8,6 +8,13 @@ gold(rejected)) and `source`. Identical completions are compared once; ties are 
 
 The rater is `gold`, `simulated` (the default pool) or a model judge (`judge:<url>[#model]`,
 `judge:<model>`, `judge-lc:...`; postlab.raters.judge), which is asked every pair in one batch.
+
+With the simulated pool, `raters_per_pair=N` puts each pair before a panel of N distinct raters (each
+shown it in its own order), as labelling teams do to measure and filter inter-annotator agreement: the
+majority decides, and the pair is kept only when at least `min_votes` raters chose that side and the
+panel's mean margin toward it (votes against count negative) is at least `min_strength`. Pairs the
+panel splits on are mostly pairs gold ties (docs/raters.md, "Panels"), so the filter raises the share of
+kept pairs that carry signal; the summary reports that share (`gold_decided_share`).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from postlab.config import Section
 from postlab.data.jsonl import read_jsonl
 from postlab.data.preferences import PreferencePair
 from postlab.errors import ConfigError, DataError
+from postlab.raters.base import Preference
 from postlab.raters.gold import GoldRater
 from postlab.raters.registry import RATER_HELP, check_rater, compare_all, make_rater, rater_source
 from postlab.tasks.suite import Item, load_suite
@@ -39,11 +47,18 @@ class LabelConfig(Section):
     rater: str = Field("simulated", description=RATER_HELP)
     out: str = Field(..., description="preferences JSONL to write")
     max_pairs_per_prompt: int = Field(6, ge=1, description="at most this many pairs per prompt (all pairs of 4 candidates = 6)")
+    raters_per_pair: int = Field(1, ge=1, le=5, description="simulated pool only: distinct raters who judge each pair (a panel; the majority decides)")
+    min_votes: int | None = Field(None, ge=1, description="panel: keep a pair only when at least this many raters chose the winning side (null = a strict majority)")
+    min_strength: float = Field(0.0, ge=0, description="panel: keep a pair only when the mean margin toward the winner is at least this (strength labels: slightly < 0.15 ≤ better < 0.4 ≤ much better)")
     seed: int = Field(0, description="seed of the simulated raters and judges, pair choice and presentation order")
 
     def check(self) -> None:
         super().check()
         check_rater(self.rater)
+        if self.raters_per_pair > 1 and self.rater != "simulated":
+            raise ConfigError(f"raters_per_pair: panels need the simulated pool (rater=simulated), not {self.rater!r}")
+        if self.min_votes is not None and self.min_votes > self.raters_per_pair:
+            raise ConfigError(f"min_votes ({self.min_votes}) exceeds raters_per_pair ({self.raters_per_pair})")
         if not Path(self.candidates).is_file():
             raise ConfigError(f"candidates: file not found: {self.candidates}")
 
@@ -65,8 +80,21 @@ def read_candidates(path: str, items: dict[str, Item]) -> dict[str, list[str]]:
     return out
 
 
+def panel_verdict(prefs: list[Preference]) -> tuple[Preference, int]:
+    """(one preference for `a` vs `b` from a panel's, the winning side's votes): the majority's choice,
+    strength = the mean margin toward it (votes against count negative, ties 0); a split panel is a tie."""
+    votes = Counter(p.choice for p in prefs)
+    if votes["a"] == votes["b"]:
+        return Preference("tie", 0.0, "+".join(p.rater_id for p in prefs)), votes["a"]
+    win = "a" if votes["a"] > votes["b"] else "b"
+    mean = sum(p.strength * (1 if p.choice == win else -1 if p.choice != "tie" else 0) for p in prefs) / len(prefs)
+    return Preference(win, max(mean, 0.0), "+".join(sorted(p.rater_id for p in prefs)),
+                      gold_margin=prefs[0].gold_margin), votes[win]
+
+
 def label_pairs(items: dict[str, Item], candidates: dict[str, list[str]], rater_spec: str, *,
-                max_pairs_per_prompt: int, seed: int) -> tuple[list[PreferencePair], Counter]:
+                max_pairs_per_prompt: int, seed: int, raters_per_pair: int = 1, min_votes: int | None = None,
+                min_strength: float = 0.0) -> tuple[list[PreferencePair], Counter]:
     rater = make_rater(rater_spec, seed)
     gold = GoldRater()
     rng = random.Random(seed)
@@ -77,10 +105,23 @@ def label_pairs(items: dict[str, Item], candidates: dict[str, list[str]], rater_
         for i, j in pairs[:max_pairs_per_prompt]:
             a, b = (texts[i], texts[j]) if rng.random() < 0.5 else (texts[j], texts[i])  # presentation order
             asked.append((pid, items[pid], a, b))
-    prefs = compare_all(rater, [(item, a, b) for _, item, a, b in asked])
-    counts: Counter = Counter(pairs=len(asked), **getattr(rater, "stats", {}))
+    counts: Counter = Counter(pairs=len(asked))
+    if raters_per_pair > 1:
+        need = raters_per_pair // 2 + 1 if min_votes is None else min_votes
+        prefs = []
+        for _, item, a, b in asked:
+            pref, won = panel_verdict(rater.panel(item, a, b, raters_per_pair))
+            if pref.choice != "tie" and (won < need or pref.strength < min_strength):
+                counts["no_consensus"] += 1
+                pref = None
+            prefs.append(pref)
+    else:
+        prefs = compare_all(rater, [(item, a, b) for _, item, a, b in asked])
+    counts.update(getattr(rater, "stats", {}))
     out = []
     for (pid, item, a, b), pref in zip(asked, prefs):
+        if pref is None:
+            continue
         if pref.choice == "tie":
             counts["ties"] += 1
             continue
@@ -97,12 +138,16 @@ def label(cfg: LabelConfig) -> dict:
     items = {it.id: it for it in load_suite(cfg.suite)}
     candidates = read_candidates(cfg.candidates, items)
     pairs, counts = label_pairs(items, candidates, cfg.rater, max_pairs_per_prompt=cfg.max_pairs_per_prompt,
-                                seed=cfg.seed)
+                                seed=cfg.seed, raters_per_pair=cfg.raters_per_pair, min_votes=cfg.min_votes,
+                                min_strength=cfg.min_strength)
     atomic_write_text(Path(cfg.out), "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in pairs))
     decided = counts["gold_decided"]
     summary = {"prompts": len(candidates), "pairs_compared": counts["pairs"], "ties": counts["ties"],
                "written": len(pairs), "gold_decided": decided,
+               "gold_decided_share": decided / len(pairs) if pairs else float("nan"),
                "agreement_with_gold": counts["agree_with_gold"] / decided if decided else float("nan")}
+    if cfg.raters_per_pair > 1:
+        summary.update(raters_per_pair=cfg.raters_per_pair, no_consensus=counts["no_consensus"])
     if "verdicts" in counts:  # a judge: how many of its verdicts were unusable
         summary.update(judge_verdicts=counts["verdicts"], judge_unparseable=counts["unparseable"],
                        judge_too_long=counts["too_long"])
@@ -111,8 +156,10 @@ def label(cfg: LabelConfig) -> dict:
 
 def main(cfg: LabelConfig) -> None:
     s = label(cfg)
-    print(f"label: {s['written']} preference pairs from {s['prompts']} prompts ({s['ties']} ties skipped); "
-          f"agreement with gold on the {s['gold_decided']} pairs gold decides: {s['agreement_with_gold']:.1%}")
+    dropped = f", {s['no_consensus']} without the panel's consensus" if "no_consensus" in s else ""
+    print(f"label: {s['written']} preference pairs from {s['prompts']} prompts ({s['ties']} ties{dropped} skipped); "
+          f"gold prefers one side in {s['gold_decided']} ({s['gold_decided_share']:.0%}), and the labels agree with "
+          f"it on {s['agreement_with_gold']:.1%} of those")
     if "judge_verdicts" in s:
         print(f"judge: {s['judge_verdicts']} verdicts asked (both orders), {s['judge_unparseable']} unparseable, "
               f"{s['judge_too_long']} prompts too long for the judge (each counts as a tie vote)")

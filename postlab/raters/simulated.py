@@ -28,6 +28,16 @@ from postlab.raters.gold import GoldRater
 from postlab.tasks.suite import Item
 
 _GOLD = GoldRater()
+_GOLD_MEMO: dict[tuple, float] = {}  # a panel asks gold about the same (item, response) many times
+
+
+def _gold_score(item: Item, response: str) -> float:
+    key = (item.id, repr(item.messages), repr(item.checks), response)
+    if key not in _GOLD_MEMO:
+        if len(_GOLD_MEMO) > 200_000:
+            _GOLD_MEMO.clear()
+        _GOLD_MEMO[key] = _GOLD.score(item, response)
+    return _GOLD_MEMO[key]
 
 
 def num_words(text: str) -> int:
@@ -57,7 +67,7 @@ class SimulatedRater:
 
     def perceived_margin(self, item: Item, a: str, b: str) -> tuple[float, float]:
         """(perceived d, gold margin g(a) − g(b)) for `a` shown first."""
-        gold = _GOLD.score(item, a) - _GOLD.score(item, b)
+        gold = _gold_score(item, a) - _gold_score(item, b)
         bias = self.verbosity * math.log((1 + num_words(a)) / (1 + num_words(b))) + self.position
         sigma = self.noise / self.skill.get(item.category, 1.0)
         eps = _rng(self.seed, self.id, item.id, a, b).gauss(0.0, 1.0)
@@ -67,7 +77,7 @@ class SimulatedRater:
         """A noisy absolute rating: gold + σ_c · ε (no position; verbosity as against an empty answer)."""
         sigma = self.noise / self.skill.get(item.category, 1.0)
         eps = _rng(self.seed, self.id, item.id, response).gauss(0.0, 1.0)
-        return _GOLD.score(item, response) + self.verbosity * math.log1p(num_words(response)) + sigma * eps
+        return _gold_score(item, response) + self.verbosity * math.log1p(num_words(response)) + sigma * eps
 
     def compare(self, item: Item, a: str, b: str) -> Preference:
         d, gold = self.perceived_margin(item, a, b)
@@ -99,6 +109,23 @@ class RaterPool:
     def score(self, item: Item, response: str) -> float:
         return self.raters[_rng(self.seed, "assign", item.id, response).randrange(len(self.raters))].score(
             item, response)
+
+    def panel(self, item: Item, a: str, b: str, n: int) -> list[Preference]:
+        """`n` distinct raters of the pool each judge the pair, each shown it in its own (seeded) order;
+        every returned preference is stated for `a` vs `b` (choice "a" = `a` preferred)."""
+        if not 1 <= n <= len(self.raters):
+            raise ValueError(f"a panel needs 1..{len(self.raters)} raters of this pool, got {n}")
+        rng = _rng(self.seed, "panel", item.id, a, b)
+        out = []
+        for rater in rng.sample(self.raters, n):
+            if rng.random() < 0.5:
+                out.append(rater.compare(item, a, b))
+            else:
+                p = rater.compare(item, b, a)
+                flipped = {"a": "b", "b": "a", "tie": "tie"}[p.choice]
+                g = None if p.gold_margin is None else -p.gold_margin
+                out.append(Preference(flipped, p.strength, p.rater_id, gold_margin=g))
+        return out
 
 
 def default_pool(seed: int = 0) -> RaterPool:
