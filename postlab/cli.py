@@ -294,12 +294,22 @@ def serve(
     monitor_log: str = typer.Option("serve-monitor.jsonl", "--monitor-log", help="JSONL of flagged answers ('' = off)"),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16"),
     served_name: Optional[str] = typer.Option(None, "--served-name", help="model id clients use (default: --model)"),
+    allowed_host: Optional[list[str]] = typer.Option(
+        None, "--allowed-host", help="without --api-key, also answer this Host (repeatable; '*' = any); "
+                                     "localhost, 127.0.0.1 and [::1] always are"),
+    allow_remote_without_key: bool = typer.Option(
+        False, "--allow-remote-without-key", help="allow a non-loopback --host without --api-key"),
+    monitor_keep_system_prompts: bool = typer.Option(
+        False, "--monitor-keep-system-prompts", help="log system/developer messages (default: redacted)"),
+    max_request_bytes: int = typer.Option(2 * 1024 * 1024, "--max-request-bytes", help="largest request body accepted"),
 ) -> None:
     from postlab.serve import serve as run_server
 
     _quiet_libraries()
     run_server(model=model, host=host, port=port, api_key=api_key, max_batch=max_batch, default_max_tokens=max_tokens,
-               monitor_log=monitor_log or None, dtype=dtype, served_name=served_name)
+               monitor_log=monitor_log or None, dtype=dtype, served_name=served_name,
+               allowed_hosts=tuple(allowed_host or ()), allow_remote_without_key=allow_remote_without_key,
+               keep_system_prompts=monitor_keep_system_prompts, max_request_bytes=max_request_bytes)
 
 
 @suites_app.command("list", help="Built-in suites with their item counts per split and category.")

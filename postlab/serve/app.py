@@ -3,7 +3,11 @@
 Routes: ``POST /v1/chat/completions`` (JSON or SSE streaming), ``GET /v1/models``, ``GET /metrics``
 (Prometheus), ``GET /monitor`` (recent flags), ``GET /health``. When an API key is set, the /v1
 routes and /monitor need ``Authorization: Bearer <key>`` (/monitor also takes ``?key=``); /metrics and
-/health stay open, as they hold no conversation text. See docs/serving.md.
+/health stay open, as they hold no conversation text. Without a key, every request's Host must be one
+of ``allowed_hosts`` (loopback names by default), so a web page cannot reach the server through DNS
+rebinding; a cross-origin page cannot send a JSON POST without a CORS preflight, which is never
+granted. Request bodies are capped, and prompts that cannot fit the context are refused by length
+before tokenising, which runs off the event loop. See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import asyncio
 import contextlib
 import copy
 import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,6 +37,11 @@ from postlab.serve.protocol import ApiError
 
 log = logging.getLogger("postlab.serve")
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# NFC/NFKC normalisers can compose up to three characters (a Hangul jamo triple) into one, so with one
+# the characters-per-token bound below gets this much slack.
+NORMALISER_SLACK = 4
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -40,7 +50,10 @@ class ServeSettings:
     default_max_tokens: int = 256  # when a request sets no max_tokens (clipped to what the prompt leaves)
     max_batch: int = 32  # requests decoded together; 1 = no batching
     api_key: str | None = None
-    monitor_log: str | None = None  # JSONL of flagged answers with their conversation
+    monitor_log: str | None = None  # JSONL of flagged answers with their conversation (0600)
+    keep_system_prompts: bool = False  # log system/developer messages as they are (default: redacted)
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host headers accepted without an API key ("*" = any)
+    max_request_bytes: int = 2 * 1024 * 1024  # request bodies beyond this are refused (413) unread
 
 
 def max_model_len(model, tokenizer) -> int:
@@ -48,6 +61,55 @@ def max_model_len(model, tokenizer) -> int:
     limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
     limits = [int(n) for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
     return min(limits) if limits else 2048
+
+
+def max_prompt_chars(tokenizer, context: int) -> int:
+    """Characters beyond which a prompt cannot fit ``context`` tokens whatever its text: no token spells
+    more characters than the longest in the vocabulary (added tokens included). Byte-level BPE vocabularies
+    spell one character per byte, so the bound holds for any text; a normaliser may shrink text first."""
+    longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    slack = NORMALISER_SLACK if backend is None or backend.normalizer is not None else 1
+    return context * max(longest, 1) * slack
+
+
+def host_name(host_header: str) -> str:
+    """The host of a Host header, without the port: ``[::1]:8000`` -> ``[::1]``, ``Example:80`` -> ``example``."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    too_large = ApiError(413, f"request body too large: this server accepts at most {limit} bytes",
+                         code="request_too_large")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone away (call after the body has been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _log_failure(future) -> None:
@@ -66,20 +128,41 @@ class Server:
             on_waiting=m.waiting.set, on_running=m.running.set, on_batch=m.batch_size.observe,
             on_first_token=lambda r: m.time_to_first_token.observe(r.first_token_at - r.enqueued_at)))
         self.monitor = Monitor(
-            log_path=settings.monitor_log,
+            log_path=settings.monitor_log, keep_instructions=settings.keep_system_prompts,
             on_checked=lambda a: m.monitor_checks.labels(a.rule, a.check).inc(),
             on_flag=lambda f: m.monitor_flags.labels(f.rule, f.check).inc())
         # One thread scores answers off the request path: responses do not wait for the monitor.
         self._monitor_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postlab-monitor")
         self.started = protocol.now()
-        # The worker thread decodes with the engine's tokenizer; requests are encoded here with a copy,
-        # as a Rust-backed tokenizer must not be used from two threads at once.
+        # The worker thread decodes with the engine's tokenizer; requests are encoded with a copy, in one
+        # thread of their own (off the event loop), as a Rust-backed tokenizer must not be used from two
+        # threads at once.
         self._tokenizer = copy.deepcopy(engine.tokenizer)
+        self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postlab-tokenize")
+        self.max_prompt_chars = max_prompt_chars(self._tokenizer, settings.max_model_len)
+        self._allowed_hosts = {h.lower() for h in settings.allowed_hosts}
 
     def encode(self, conversation: list[dict]) -> list[int]:
         """Prompt ids exactly as ``TorchEngine.encode_prompts`` makes them."""
         text = self._tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         return self._tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def check_host(self, request: Request) -> None:
+        """Without an API key, refuse Host headers outside the allow-list (DNS rebinding)."""
+        if self.settings.api_key is not None or "*" in self._allowed_hosts:
+            return
+        host = host_name(request.headers.get("host", ""))
+        if host not in self._allowed_hosts:
+            raise ApiError(403, f"Host {host!r} is not allowed: without an API key this server answers only "
+                                f"Host {', '.join(sorted(self._allowed_hosts))} (see --allowed-host)",
+                           type="permission_error", code="host_not_allowed")
+
+    @staticmethod
+    def check_json(request: Request) -> None:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise ApiError(415, f"Content-Type must be application/json (got {media_type or 'none'!r})",
+                           code="unsupported_media_type")
 
     def check_auth(self, request: Request, *, allow_query: bool = False) -> None:
         key = self.settings.api_key
@@ -93,17 +176,21 @@ class Server:
             raise ApiError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
                            type="authentication_error", code="invalid_api_key")
 
-    def prepare(self, req: protocol.ChatCompletionRequest) -> tuple[list[dict], list[int], SamplingParams]:
+    async def prepare(self, req: protocol.ChatCompletionRequest) -> tuple[list[dict], list[int], SamplingParams]:
         """Validate the request against the model and turn it into (conversation, prompt ids, params)."""
         if req.model != self.settings.model_name:
             raise ApiError(404, f"model {req.model!r} does not exist; this server serves {self.settings.model_name!r}",
                            param="model", code="model_not_found")
+        limit = self.settings.max_model_len
+        if (chars := req.prompt_chars()) > self.max_prompt_chars:
+            raise ApiError(400, f"prompt too long: {chars} characters cannot fit this model's {limit}-token context "
+                                f"(at most {self.max_prompt_chars} characters)", param="messages",
+                           code="context_length_exceeded")
         conversation = req.conversation()
         try:
-            prompt_ids = self.encode(conversation)
+            prompt_ids = await asyncio.get_running_loop().run_in_executor(self._encode_pool, self.encode, conversation)
         except Exception as e:  # a chat template may reject a conversation (e.g. role order)
             raise ApiError(400, f"messages cannot be formatted for this model: {e}", param="messages") from None
-        limit = self.settings.max_model_len
         room = limit - len(prompt_ids)
         if room < 1:
             raise ApiError(400, f"prompt too long: {len(prompt_ids)} tokens, and this model takes at most {limit} "
@@ -113,7 +200,7 @@ class Server:
             raise ApiError(400, f"max_tokens too large: {wanted} requested, but the {len(prompt_ids)}-token prompt "
                                 f"leaves room for at most {room} (context {limit})", param="max_tokens")
         params = SamplingParams(max_new_tokens=wanted or min(self.settings.default_max_tokens, room),
-                                temperature=req.temperature, top_p=req.top_p, seed=req.seed)
+                                temperature=req.sampling_temperature(), top_p=req.top_p, seed=req.seed)
         return conversation, prompt_ids, params
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, stops: list[str]) -> tuple[GenerationRequest, asyncio.Queue]:
@@ -133,24 +220,38 @@ class Server:
                                            messages=conversation, answer=done.text)
         future.add_done_callback(_log_failure)
 
+    def abandon(self, request: GenerationRequest) -> None:
+        """The client went away before its answer was complete: free its row and count it (not as a success)."""
+        request.cancelled.set()
+        self.metrics.abandoned.inc()
+
     def close(self) -> None:
         self.batcher.stop()
+        self._encode_pool.shutdown(wait=True)
         self._monitor_pool.shutdown(wait=True)
 
 
-async def _complete(server: Server, req: protocol.ChatCompletionRequest) -> Response:
-    conversation, prompt_ids, params = server.prepare(req)
+async def _complete(server: Server, http: Request, req: protocol.ChatCompletionRequest) -> Response:
+    conversation, prompt_ids, params = await server.prepare(req)
     completion_id, created = protocol.new_completion_id(), protocol.now()
     request, events = server.submit(prompt_ids, params, req.stop_strings())
+    gone = asyncio.ensure_future(_disconnected(http))
     try:
         while True:
-            event = await events.get()
+            nxt = asyncio.ensure_future(events.get())
+            await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                nxt.cancel()
+                server.abandon(request)
+                return Response(status_code=499)  # never delivered: nobody is listening
+            event = nxt.result()
             if isinstance(event, Failed):
                 raise ApiError(500, event.message, type="server_error")
             if isinstance(event, Finished):
                 break
     finally:
-        request.cancelled.set()  # a no-op once finished; frees the row if the client went away
+        gone.cancel()
+        request.cancelled.set()  # a no-op once finished
     server.finish(request, event, completion_id=completion_id, conversation=conversation)
     return JSONResponse(protocol.completion_body(
         id=completion_id, model=server.settings.model_name, created=created, text=event.text,
@@ -158,7 +259,7 @@ async def _complete(server: Server, req: protocol.ChatCompletionRequest) -> Resp
 
 
 async def _stream(server: Server, req: protocol.ChatCompletionRequest) -> StreamingResponse:
-    conversation, prompt_ids, params = server.prepare(req)
+    conversation, prompt_ids, params = await server.prepare(req)
     completion_id, created = protocol.new_completion_id(), protocol.now()
     request, events = server.submit(prompt_ids, params, req.stop_strings())
     name, with_usage = server.settings.model_name, req.include_usage
@@ -168,20 +269,26 @@ async def _stream(server: Server, req: protocol.ChatCompletionRequest) -> Stream
                                                 with_usage_field=with_usage, **fields))
 
     async def body() -> AsyncIterator[bytes]:
+        ended = False  # answered to the end (or with an error event); otherwise the client went away
         try:
             yield chunk(delta={"role": "assistant", "content": ""})
             while not isinstance(event := await events.get(), Finished):
                 if isinstance(event, Failed):
+                    ended = True
+                    server.metrics.errors.labels("500").inc()
                     yield protocol.sse(ApiError(500, event.message, type="server_error").body())
                     yield protocol.sse("[DONE]")
                     return
                 yield chunk(delta={"content": event.text})
+            ended = True
             server.finish(request, event, completion_id=completion_id, conversation=conversation)
             yield chunk(finish_reason=event.finish_reason)
             if with_usage:
                 yield chunk(usage_=protocol.usage(event.prompt_tokens, event.completion_tokens))
             yield protocol.sse("[DONE]")
         finally:
+            if not ended:
+                server.abandon(request)
             request.cancelled.set()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -197,7 +304,8 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
         yield
         server.close()
 
-    app = FastAPI(title="postlab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="postlab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(server.check_host)])
     app.state.server = server
 
     @app.exception_handler(ApiError)
@@ -217,8 +325,9 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         server.check_auth(request)
-        req = protocol.parse_request(await request.body())
-        return await (_stream(server, req) if req.stream else _complete(server, req))
+        server.check_json(request)
+        req = protocol.parse_request(await _read_body(request, settings.max_request_bytes))
+        return await (_stream(server, req) if req.stream else _complete(server, request, req))
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
@@ -245,8 +354,12 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
 
 def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 32, default_max_tokens: int = 256, monitor_log: str | None = "serve-monitor.jsonl",
-          dtype: str = "float32", served_name: str | None = None) -> None:
-    """Load the model, build the engine and run the server until interrupted (``postlab serve``)."""
+          dtype: str = "float32", served_name: str | None = None, allowed_hosts: tuple[str, ...] = (),
+          allow_remote_without_key: bool = False, keep_system_prompts: bool = False,
+          max_request_bytes: int = ServeSettings.max_request_bytes) -> None:
+    """Load the model, build the engine and run the server until interrupted (``postlab serve``).
+
+    ``allowed_hosts`` adds to the loopback names a keyless server answers as (``*``: any)."""
     import torch
     import uvicorn
 
@@ -259,11 +372,17 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
         raise ConfigError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
     if max_batch < 1 or default_max_tokens < 1:
         raise ConfigError("--max-batch and --max-tokens must be at least 1")
+    if max_request_bytes < 1024:
+        raise ConfigError(f"--max-request-bytes must be at least 1024, got {max_request_bytes}")
+    if api_key is None and not is_loopback(host) and not allow_remote_without_key:
+        raise ConfigError(f"--host {host} would let anyone on the network use this server: set --api-key, "
+                          f"or pass --allow-remote-without-key if that is really what you want")
     lm, tokenizer = load_model_and_tokenizer(model, dtype=dtypes[dtype])
     engine = TorchEngine(model=lm, tokenizer=tokenizer)
     settings = ServeSettings(model_name=served_name or model, max_model_len=max_model_len(lm, tokenizer),
                              default_max_tokens=default_max_tokens, max_batch=max_batch, api_key=api_key,
-                             monitor_log=monitor_log)
+                             monitor_log=monitor_log, keep_system_prompts=keep_system_prompts,
+                             allowed_hosts=LOOPBACK_HOSTS + tuple(allowed_hosts), max_request_bytes=max_request_bytes)
     print(f"serving {settings.model_name} on http://{host}:{port}/v1 (max batch {max_batch}, "
           f"context {settings.max_model_len}, monitor log {monitor_log or 'off'})", flush=True)
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")

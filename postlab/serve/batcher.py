@@ -116,13 +116,26 @@ class Batcher:
             self.stats.on_batch(len(batch))
             self.stats.on_running(len(batch))
             try:
-                self._run(batch)
-            except Exception as e:  # a failed batch fails its requests, not the server
-                log.exception("generation failed")
-                for r in batch:
-                    r.sink(Failed(f"generation failed: {type(e).__name__}: {e}"))
+                self._run_isolated(batch)
             finally:
                 self.stats.on_running(0)
+
+    def _run_isolated(self, batch: list[GenerationRequest]) -> None:
+        """Run ``batch``; if it fails, rerun alone each request that has not been sent a token yet, so
+        that one bad row fails only its own request, never its batch neighbours."""
+        try:
+            self._run(batch)
+        except Exception as e:  # a failed batch fails its requests, not the server
+            if len(batch) == 1:
+                log.exception("generation failed")
+                batch[0].sink(Failed(f"generation failed: {type(e).__name__}: {e}"))
+                return
+            log.warning("a batch of %d failed (%s: %s); rerunning its requests one by one", len(batch), type(e).__name__, e)
+            for r in batch:
+                if r.first_token_at is None and not r.cancelled.is_set():
+                    self._run_isolated([r])
+                else:  # its client has seen part of an answer: a rerun cannot continue it
+                    r.sink(Failed(f"generation failed: {type(e).__name__}: {e}"))
 
     def _run(self, batch: list[GenerationRequest]) -> None:
         texts = [TextAssembler(self.engine.tokenizer, list(r.stops)) for r in batch]

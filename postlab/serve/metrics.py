@@ -23,6 +23,8 @@ class ServeMetrics:
         self.prompt_tokens = Counter("postlab:prompt_tokens", "Prompt tokens of finished requests.", registry=r)
         self.generation_tokens = Counter("postlab:generation_tokens", "Tokens generated for finished requests.", registry=r)
         self.requests = Counter("postlab:requests", "Finished requests by finish reason.", ["finish_reason"], registry=r)
+        self.abandoned = Counter("postlab:requests_abandoned",
+                                 "Requests whose client went away before the answer was complete.", registry=r)
         self.errors = Counter("postlab:request_errors", "Requests answered with an error, by HTTP status.", ["status"],
                               registry=r)
         self.batch_size = Histogram("postlab:batch_size", "Requests decoded together per engine call.",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import threading
 import time
@@ -171,15 +172,33 @@ def score(messages: list[dict], answer: str) -> tuple[list[AppliedCheck], list[F
     return applied, flags
 
 
+def redact_instructions(messages: list[dict]) -> list[dict]:
+    """The conversation with system and developer messages replaced by their length: they often hold
+    secrets (the very ones ``chain:no_leak`` guards), which a log of flagged answers must not collect."""
+    return [{**m, "content": f"[redacted: {len(m['content'])} characters]"} if m["role"] in ("system", "developer")
+            else m for m in messages]
+
+
+def open_private_log(path: Path):
+    """Open ``path`` for appending, readable and writable by its owner only (0600), even if it existed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # a log left by an older version (or another umask) may be world-readable
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
 class Monitor:
     """Scores answers, reports counts through callbacks (Prometheus), appends flagged answers with
-    their conversation to a JSONL log and keeps the most recent ones for the /monitor page."""
+    their conversation to a private (0600) JSONL log and keeps the most recent ones for the /monitor
+    page. System and developer messages are redacted in both unless ``keep_instructions``."""
 
     def __init__(self, *, log_path: str | Path | None, on_checked: Callable[[AppliedCheck], None] = lambda a: None,
-                 on_flag: Callable[[Flag], None] = lambda f: None, keep_recent: int = 50):
+                 on_flag: Callable[[Flag], None] = lambda f: None, keep_recent: int = 50,
+                 keep_instructions: bool = False):
         self.log_path = Path(log_path) if log_path else None
         if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            open_private_log(self.log_path).close()  # fail at start, not at the first flag, if it cannot be written
+        self.keep_instructions = keep_instructions
         self.on_checked, self.on_flag = on_checked, on_flag
         self.recent: deque[dict] = deque(maxlen=keep_recent)
         self.answers_scored = 0
@@ -196,10 +215,11 @@ class Monitor:
             self.answers_scored += 1
             self.flag_counts.update((f.rule, f.check) for f in flags)
             if flags:
+                shown = messages if self.keep_instructions else redact_instructions(messages)
                 record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "id": request_id, "model": model,
-                          "messages": messages, "answer": answer, "flags": [asdict(f) for f in flags]}
+                          "messages": shown, "answer": answer, "flags": [asdict(f) for f in flags]}
                 self.recent.appendleft(record)
                 if self.log_path is not None:
-                    with open(self.log_path, "a", encoding="utf-8") as out:
+                    with open_private_log(self.log_path) as out:
                         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return flags

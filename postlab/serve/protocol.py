@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ROLES = ("system", "developer", "user", "assistant")
 MAX_STOP_STRINGS = 4  # as OpenAI
+SEED_RANGE = (-(2**63), 2**63 - 1)  # int64, as OpenAI documents and vLLM checks; torch.Generator rejects beyond
+# Below this a temperature divides logits past float32's range (NaN probabilities): it is answered greedily,
+# which is what such a temperature means anyway.
+MIN_TEMPERATURE = 1e-3
 
 
 class ApiError(Exception):
@@ -67,7 +71,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)  # OpenAI's newer name for max_tokens
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -86,6 +90,13 @@ class ChatCompletionRequest(BaseModel):
 
     def conversation(self) -> list[dict[str, str]]:
         return [{"role": m.role, "content": m.text()} for m in self.messages]
+
+    def sampling_temperature(self) -> float:
+        """The temperature to sample at: 0 (greedy) for anything below ``MIN_TEMPERATURE``."""
+        return 0.0 if self.temperature < MIN_TEMPERATURE else self.temperature
+
+    def prompt_chars(self) -> int:
+        return sum(len(m.text()) for m in self.messages)
 
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
