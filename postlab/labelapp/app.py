@@ -5,7 +5,10 @@ Auth: every request except the login page and static files carries a token, as
 Cookie-authenticated POSTs also need the CSRF token (form field ``csrf`` or header ``X-CSRF-Token``):
 an HMAC of the session token, so a page on another site cannot forge one. Templates autoescape
 everything (model outputs may contain markup) and the Content-Security-Policy allows only our own
-script file.
+script file; every response carries the security headers, error pages (500s included) too. Bodies
+over ``max_body_bytes`` are refused (413) as soon as that is known, before auth reads the token, and
+every error (HTTP-level ones like bad form encoding included) is answered in the app's own format:
+``{"error": {"message", "type", "field"}}`` under /api/, the error page elsewhere.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,16 +30,24 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postlab.labelapp import export
 from postlab.labelapp.models import FLAG_KINDS, STRENGTHS, User
-from postlab.labelapp.store import Forbidden, LabelAppError, LabelInput, Store
+from postlab.labelapp.store import MAX_ID, Forbidden, LabelAppError, LabelInput, Store
 
+log = logging.getLogger("postlab.labelapp")
 HERE = Path(__file__).parent
 COOKIE = "postlab_token"
 LOGIN_CSRF_COOKIE = "postlab_login_csrf"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+# The longest legitimate body: an edit of 100,000 characters, each up to 12 bytes form-encoded (%XX x 4).
+MAX_BODY_BYTES = 2 * 1024 * 1024
+LabelId = Annotated[int, PathParam(ge=1, le=MAX_ID)]  # SQLite and PostgreSQL ids are signed 64-bit
 
 
 class NotLoggedIn(LabelAppError):
@@ -51,6 +64,43 @@ class LabelBody(BaseModel):
     flags: dict[Literal["a", "b"], list[Literal["unsafe", "factual", "language"]]] = {}
 
 
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body too large: at most {limit} bytes")
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes as it is read: at once when Content-Length says so,
+    else as soon as the bytes received pass it. The error is raised inside the route, so the app's own
+    handlers answer it."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared.isdigit() and int(declared) > self.limit:
+                raise BodyTooLarge(self.limit)
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _secure(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 def csrf_token(token: str) -> str:
     return hmac.new(token.encode(), b"postlab-labelapp-csrf", hashlib.sha256).hexdigest()
 
@@ -59,21 +109,17 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     app = FastAPI(title="postlab label-app", docs_url=None, redoc_url=None, openapi_url=None)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     templates = Jinja2Templates(env=env)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_handlers(app, templates)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _secure(await call_next(request))
 
     async def current_user(request: Request) -> User:
         header = request.headers.get("authorization", "")
@@ -110,12 +156,14 @@ async def _check_csrf(request: Request, token: str) -> None:
 
 def _install_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
     def error(request: Request, status: int, message: str, kind: str, field: str | None) -> Response:
+        # Secured here too: a 500 is answered outside the middleware that adds the headers.
         if status == 401 and not _is_api(request) and request.method == "GET":
-            return RedirectResponse("/login", status_code=303)
+            return _secure(RedirectResponse("/login", status_code=303))
         if _is_api(request):
-            return JSONResponse({"error": {"message": message, "type": kind, "field": field}}, status_code=status)
-        return templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
-                                          status_code=status)
+            return _secure(JSONResponse({"error": {"message": message, "type": kind, "field": field}},
+                                        status_code=status))
+        return _secure(templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
+                                                  status_code=status))
 
     @app.exception_handler(LabelAppError)
     async def app_error(request: Request, exc: LabelAppError):
@@ -126,6 +174,20 @@ def _install_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"] if part not in ("body", "path", "query")) or "body"
         return error(request, 422, f"{field}: {first['msg']}", "ValidationError", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # Starlette's own refusals: unknown routes, methods, malformed or over-long form data, body size.
+        message = str(exc.detail)
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            message = f"body: not valid UTF-8 ({exc.__cause__.reason} at byte {exc.__cause__.start})"
+        return error(request, exc.status_code, message, "HTTPError", None)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error(request, 500, f"internal error ({type(exc).__name__}); the server log has the details",
+                     "InternalError", None)
 
 
 def _add_login_routes(app: FastAPI, store: Store, page) -> None:
@@ -162,6 +224,8 @@ def _add_rater_pages(app: FastAPI, store: Store, page, current_user) -> None:
 
     @app.get("/p/{project}", response_class=HTMLResponse)
     def rate(request: Request, project: str, user: User = Depends(current_user)):
+        if not store.rates_in(project, user):  # an admin looking, not rating: no assignment is taken
+            return RedirectResponse(f"/admin/p/{project}", status_code=303)
         progress = store.progress(project, user)
         summary = store.project_summary(project)
         nxt = store.next_label(project, user)
@@ -174,7 +238,7 @@ def _add_rater_pages(app: FastAPI, store: Store, page, current_user) -> None:
                     strengths=STRENGTHS, flag_kinds=FLAG_KINDS, instructions=summary["instructions"])
 
     @app.post("/p/{project}/labels/{label_id}")
-    def answer(project: str, label_id: int, action: Literal["submit", "skip"] = Form("submit"),
+    def answer(project: str, label_id: LabelId, action: Literal["submit", "skip"] = Form("submit"),
                choice: str | None = Form(None), strength: str | None = Form(None), edit: str | None = Form(None),
                flag_a: list[str] = Form([]), flag_b: list[str] = Form([]), user: User = Depends(current_user)):
         if action == "skip":
@@ -229,18 +293,18 @@ def _add_api(app: FastAPI, store: Store, current_user) -> None:
         return {"label_id": label.id, "prompt": json.loads(pair.prompt_json), "response_a": left, "response_b": right}
 
     @app.post("/api/labels/{label_id}")
-    def submit(label_id: int, body: LabelBody, user: User = Depends(current_user)):
+    def submit(label_id: LabelId, body: LabelBody, user: User = Depends(current_user)):
         flags = {side: list(kinds) for side, kinds in body.flags.items()}
         store.submit(label_id, user, LabelInput(choice=body.choice, strength=body.strength, edit=body.edit, flags=flags))
         return store.label_view(label_id, user)
 
     @app.post("/api/labels/{label_id}/skip")
-    def skip(label_id: int, user: User = Depends(current_user)):
+    def skip(label_id: LabelId, user: User = Depends(current_user)):
         store.skip(label_id, user)
         return store.label_view(label_id, user)
 
     @app.get("/api/labels/{label_id}")
-    def get_label(label_id: int, user: User = Depends(current_user)):
+    def get_label(label_id: LabelId, user: User = Depends(current_user)):
         return store.label_view(label_id, user)
 
     @app.get("/api/projects/{project}/labels")

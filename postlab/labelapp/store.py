@@ -29,6 +29,7 @@ from postlab.labelapp.models import (CHOICES, FLAG_KINDS, ROLES, STRENGTHS, Flag
                                      User, utcnow)
 
 DEFAULT_DB = "sqlite:///postlab_labels.db"
+MAX_ID = 2**63 - 1  # row ids are signed 64-bit in SQLite and PostgreSQL; larger ones cannot exist
 READ_ONLY = "postlab_read_only"
 PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -133,6 +134,12 @@ class LabelInput:
             raise LabelAppError("edit: a tie has no better response to edit", "edit")
         if self.edit is not None and len(self.edit) > 100_000:
             raise LabelAppError("edit: longer than 100000 characters", "edit")
+        if self.edit is not None:
+            try:
+                self.edit.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise LabelAppError(f"edit: not valid text: character {e.start} is a lone surrogate "
+                                    f"({self.edit[e.start]!r})", "edit") from None
 
 
 def _flip(side: str, swapped: bool) -> str:
@@ -215,9 +222,17 @@ class Store:
 
     @staticmethod
     def _pair_rows(project_id: int, pairs: list[NewPair]) -> list[Pair]:
-        return [Pair(project_id=project_id, prompt_id=p.prompt_id, prompt_json=json.dumps(p.prompt, ensure_ascii=False),
-                     response_a=p.response_a, response_b=p.response_b, sample_a=p.sample_a, sample_b=p.sample_b,
-                     gold_choice=p.gold_choice) for p in pairs]
+        rows = []
+        for p in pairs:
+            a, b, gold = p.response_a, p.response_b, p.gold_choice
+            if gold in ("a", "b") and secrets.randbelow(2):
+                # Gold files put the right answer first; stored that way, a side would give it away. The
+                # sample numbers stay as they are: for gold questions they only tell repeats apart.
+                a, b, gold = b, a, _flip(gold, True)
+            rows.append(Pair(project_id=project_id, prompt_id=p.prompt_id, response_a=a, response_b=b,
+                             prompt_json=json.dumps(p.prompt, ensure_ascii=False), sample_a=p.sample_a,
+                             sample_b=p.sample_b, gold_choice=gold))
+        return rows
 
     def add_gold(self, project: str, pairs: list[NewPair]) -> int:
         try:
@@ -271,10 +286,20 @@ class Store:
         if self.is_postgres:
             s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 7_100_000 + project_id})
 
+    def rates_in(self, project: str, user: User) -> bool:
+        """Whether ``user`` is given pairs in ``project``: members are; admins see every project but rate
+        only where they were added as members. Outsiders get NotFound."""
+        with self.read() as s:
+            p = self._member_project(s, project, user)
+            return s.get(Member, (p.id, user.id)) is not None
+
     def next_label(self, project: str, user: User) -> tuple[Label, Pair] | None:
         """The rater's open assignment, or a new one; None when nothing is left for them."""
         with self.tx() as s:
             p = self._member_project(s, project, user)
+            if s.get(Member, (p.id, user.id)) is None:  # an admin: looking must not take a pair from the raters
+                raise Forbidden(f"admins are given pairs only in projects they are members of; to rate in "
+                                f"{project!r}, add yourself with `postlab label-app admin add-member`", "project")
             self._lock_project(s, p.id)
             draft = s.execute(select(Label, Pair).join(Pair, Pair.id == Label.pair_id).where(
                 Pair.project_id == p.id, Label.user_id == user.id, Label.status == "draft").order_by(Label.id)).first()
@@ -289,24 +314,31 @@ class Store:
             return label, pair
 
     def _pick_pair(self, s: Session, p: Project, user: User) -> Pair | None:
+        """A gold question with probability 1/gold_every (drawn, not every Nth, so its position does not
+        give it away), else the next pair that still needs votes; once none does, gold questions up to the
+        rater's share (one in gold_every of their assignments)."""
         seen = select(Label.pair_id).where(Label.user_id == user.id)
-        n_seen = s.scalar(select(func.count()).select_from(Label).join(Pair, Pair.id == Label.pair_id).where(
-            Pair.project_id == p.id, Label.user_id == user.id))
-        if (n_seen + 1) % p.gold_every == 0:
-            gold = s.scalar(select(Pair).where(Pair.project_id == p.id, Pair.gold_choice.is_not(None),
-                                               Pair.id.not_in(seen)).order_by(Pair.id).limit(1))
-            if gold is not None:
-                return gold
+        mine = select(func.count()).select_from(Label).join(Pair, Pair.id == Label.pair_id).where(
+            Pair.project_id == p.id, Label.user_id == user.id)
+        unseen_gold = select(Pair).where(Pair.project_id == p.id, Pair.gold_choice.is_not(None),
+                                         Pair.id.not_in(seen)).order_by(Pair.id).limit(1)
+        if secrets.randbelow(p.gold_every) == 0 and (gold := s.scalar(unseen_gold)) is not None:
+            return gold
         active = (select(Label.pair_id, func.count().label("n")).where(Label.status != "discarded")
                   .group_by(Label.pair_id).subquery())
         n_active = func.coalesce(active.c.n, 0)
         # Finish pairs that others started first, so complete pairs (and agreement) accumulate early.
-        return s.scalar(select(Pair).outerjoin(active, active.c.pair_id == Pair.id).where(
+        pair = s.scalar(select(Pair).outerjoin(active, active.c.pair_id == Pair.id).where(
             Pair.project_id == p.id, Pair.gold_choice.is_(None), Pair.id.not_in(seen), n_active < p.overlap)
             .order_by(n_active.desc(), Pair.id).limit(1))
+        if pair is None:
+            n_gold = s.scalar(mine.where(Pair.gold_choice.is_not(None)))
+            if n_gold < (s.scalar(mine) + 1) // p.gold_every:
+                return s.scalar(unseen_gold)
+        return pair
 
     def _own_label(self, s: Session, label_id: int, user: User, *, lock: bool = False) -> Label:
-        label = s.get(Label, label_id, with_for_update=lock)
+        label = s.get(Label, label_id, with_for_update=lock) if 0 < label_id <= MAX_ID else None
         if label is None or label.user_id != user.id:
             raise NotFound(f"label {label_id} not found", "label_id")  # others' labels are invisible, not forbidden
         return label
@@ -367,12 +399,18 @@ class Store:
 
     @staticmethod
     def _view(s: Session, label: Label, pair: Pair, rater: str) -> dict:
+        """A label as its rater (or an admin) may see it. While it is an open assignment (draft) nothing
+        about the pair beyond what the rating page shows is revealed: not whether it is a gold question,
+        which side is which, nor the pair and prompt ids (gold questions are numbered apart)."""
         edits = s.scalars(select(Revision.text).where(Revision.label_id == label.id).order_by(Revision.id)).all()
         flags = s.execute(select(Flag.side, Flag.kind).where(Flag.label_id == label.id).order_by(Flag.id)).all()
-        return {"label_id": label.id, "pair_id": pair.id, "prompt_id": pair.prompt_id, "rater": rater,
+        view = {"label_id": label.id, "pair_id": pair.id, "prompt_id": pair.prompt_id, "rater": rater,
                 "status": label.status, "swapped": label.swapped, "choice": label.choice, "strength": label.strength,
                 "gold": pair.gold_choice is not None, "edits": list(edits),
                 "flags": [{"side": side, "kind": kind} for side, kind in flags]}
+        if label.status == "draft":
+            view.update(pair_id=None, prompt_id=None, swapped=None, gold=None)
+        return view
 
     def progress(self, project: str, user: User) -> dict:
         with self.read() as s:

@@ -1,0 +1,198 @@
+"""Hardening of the labeling app (issue 16, items 8, 11, 12): gold questions a rater could spot, requests
+that crashed the app or were answered outside its error format, and the admin page's slips."""
+
+import json
+from collections import Counter
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from conftest import write_jsonl
+from postlab.labelapp.app import CSP, create_app
+from postlab.labelapp.ingest import read_gold_pairs
+from postlab.labelapp.models import Label, Pair
+from postlab.labelapp.store import NotFound
+from test_labelapp import add_rater, bearer, db_url, make_project, store  # noqa: F401  (fixtures)
+
+BIG_ID = 2**63
+
+
+def app_client(store, **kw) -> TestClient:
+    return TestClient(create_app(store, **kw), follow_redirects=False, raise_server_exceptions=False)
+
+
+def add_gold(store, tmp_path, n: int) -> None:
+    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"{2 * i}.", "rejected": f"{2 * i + 1}.", "prompt_id": f"g{i}"}
+            for i in range(n)]
+    store.add_gold("proj", read_gold_pairs(str(write_jsonl(tmp_path / "gold.jsonl", rows))))
+
+
+def assert_app_error(r, status: int, *, field: str | None = None):
+    """The app's error format (JSON under /api/, the HTML error page elsewhere), with the security headers."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-security-policy"] == CSP and r.headers["x-content-type-options"] == "nosniff"
+    assert '"detail"' not in r.text
+    if r.request.url.path.startswith("/api/"):
+        error = r.json()["error"]
+        assert error["message"] and error["type"]
+        if field is not None:
+            assert error["field"] == field
+    else:
+        assert r.headers["content-type"].startswith("text/html") and f"Error {status}" in r.text
+
+
+# --- 8. gold questions cannot be told apart, nor their right side read off the API ---
+
+def test_a_rater_cannot_spot_gold_answers_from_what_the_api_reveals(store, tmp_path):
+    make_project(store, tmp_path, n_prompts=4, k=3, gold_every=2)  # 12 pairs, and gold about every other time
+    add_gold(store, tmp_path, 40)
+    ann = add_rater(store, "ann")
+    admin = store.add_user("root", "admin")
+    with store.read() as s:
+        stored = Counter(s.scalars(select(Pair.gold_choice).where(Pair.gold_choice.is_not(None))))
+    assert set(stored) == {"a", "b"}  # gold files list the right answer first; storage must not
+
+    revealed_keys, gold_positions = set(), []
+    with app_client(store) as client:
+        for position in range(40):
+            r = client.post("/api/projects/proj/next", headers=bearer(ann))
+            if r.status_code == 204:
+                break
+            shown = r.json()
+            draft = client.get(f"/api/labels/{shown['label_id']}", headers=bearer(ann)).json()
+            listed = client.get("/api/projects/proj/labels", headers=bearer(ann)).json()
+            assert [v for v in listed if v["status"] == "draft"] == [draft]
+            revealed_keys |= {k for k, v in draft.items() if v is not None}
+            # The cheat: "tie" on everything that does not look gold; on gold, the side the pair was stored on.
+            if draft.get("gold"):
+                choice = {"choice": "b" if draft["swapped"] else "a", "strength": "better"}
+            else:
+                choice = {"choice": "tie"}
+            view = client.post(f"/api/labels/{shown['label_id']}", json=choice, headers=bearer(ann)).json()
+            if view["gold"]:  # revealed once answered
+                gold_positions.append(position)
+        quality = client.get("/api/projects/proj/quality", headers=bearer(admin)).json()
+    (rater,) = quality["raters"]
+    assert rater["gold_answered"] >= 5
+    assert rater["gold_accuracy"] <= 0.5  # no better than a coin (here: every gold answered "tie")
+    assert revealed_keys <= {"label_id", "rater", "status", "edits", "flags"}
+    assert gold_positions != list(range(1, 2 * len(gold_positions), 2))  # not every second assignment
+
+
+def test_gold_questions_are_still_served_at_the_raters_share(store, tmp_path):
+    make_project(store, tmp_path, n_prompts=2, k=3, gold_every=2)  # 6 pairs
+    add_gold(store, tmp_path, 10)
+    ann = add_rater(store, "ann")
+    with app_client(store) as client:
+        views = []
+        while (r := client.post("/api/projects/proj/next", headers=bearer(ann))).status_code == 200:
+            views.append(client.post(f"/api/labels/{r.json()['label_id']}", json={"choice": "tie"},
+                                     headers=bearer(ann)).json())
+    n_gold = sum(v["gold"] for v in views)
+    assert len(views) - n_gold == 6 and n_gold >= 6  # every pair, and one gold in two assignments at least
+
+
+# --- 11. requests that crashed the app or escaped its error format ---
+
+def test_huge_ids_and_lone_surrogates_are_4xx_in_the_apps_format(store, tmp_path):
+    make_project(store, tmp_path)
+    ann = add_rater(store, "ann")
+    with app_client(store) as client:
+        assert_app_error(client.get(f"/api/labels/{BIG_ID}", headers=bearer(ann)), 422, field="label_id")
+        assert_app_error(client.post(f"/api/labels/{BIG_ID}", json={"choice": "tie"}, headers=bearer(ann)), 422,
+                         field="label_id")
+        assert_app_error(client.post(f"/api/labels/{BIG_ID}/skip", headers=bearer(ann)), 422, field="label_id")
+        assert_app_error(client.post(f"/p/proj/labels/{BIG_ID}", data={"choice": "tie"}, headers=bearer(ann)), 422)
+        assert_app_error(client.get(f"/api/labels/{2**63 - 1}", headers=bearer(ann)), 404, field="label_id")
+        label_id = client.post("/api/projects/proj/next", headers=bearer(ann)).json()["label_id"]
+        body = b'{"choice": "a", "strength": "better", "edit": "fine \\ud800 text"}'
+        r = client.post(f"/api/labels/{label_id}", content=body,
+                        headers={**bearer(ann), "Content-Type": "application/json"})
+        assert_app_error(r, 400, field="edit")
+        assert "surrogate" in r.json()["error"]["message"]
+        r = client.post(f"/api/labels/{label_id}", content=b'{"choice": "a", "strength": "better", "edit": "caf\xe9"}',
+                        headers={**bearer(ann), "Content-Type": "application/json"})
+        assert_app_error(r, 400)
+        assert "not valid UTF-8" in r.json()["error"]["message"]
+        assert client.post(f"/api/labels/{label_id}", json={"choice": "a", "strength": "better", "edit": "fine"},
+                           headers=bearer(ann)).status_code == 200  # the label was left open
+    with pytest.raises(NotFound):
+        store.label_view(BIG_ID, store.user_by_token(ann))
+
+
+def test_bad_form_data_and_big_bodies_are_4xx_in_the_apps_format(store, tmp_path):
+    make_project(store, tmp_path)
+    ann = add_rater(store, "ann")
+    with app_client(store) as client:
+        label_id = client.post("/api/projects/proj/next", headers=bearer(ann)).json()["label_id"]
+        url = f"/p/proj/labels/{label_id}"
+        long_field = {"choice": "a", "strength": "better", "edit": "x" * 1_100_000}  # Starlette caps fields at 1 MiB
+        assert_app_error(client.post(url, data=long_field, headers=bearer(ann)), 400)
+        multipart = {"choice": (None, b"a"), "strength": (None, b"better"), "edit": (None, b"x" * 1_100_000)}
+        assert_app_error(client.post(url, files=multipart, headers=bearer(ann)), 400)
+        bad_utf8 = b"choice=a&strength=better&edit=caf\xe9"
+        r = client.post(url, content=bad_utf8,
+                        headers={**bearer(ann), "Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code in (303, 400), r.text  # read as replacement characters, or refused: never a 500
+        assert_app_error(client.get("/api/no-such-route", headers=bearer(ann)), 404)
+    with app_client(store, max_body_bytes=1000) as client:
+        big = {"choice": "a", "strength": "better", "edit": "x" * 5000}
+        assert_app_error(client.post("/api/labels/1", json=big, headers=bearer("not-a-token")), 413)
+        assert_app_error(client.post(url, data=big, headers=bearer(ann)), 413)
+
+        def chunks():  # no Content-Length: the limit holds while the body streams in
+            for _ in range(10):
+                yield b"x" * 500
+
+        r = client.post("/api/labels/1", content=chunks(), headers={**bearer(ann), "Content-Type": "application/json"})
+        assert_app_error(r, 413)
+        assert "at most 1000 bytes" in r.json()["error"]["message"]
+
+
+def test_server_errors_keep_the_format_and_the_security_headers(store, tmp_path, monkeypatch):
+    make_project(store, tmp_path)
+    ann = add_rater(store, "ann")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "progress", broken)
+    with app_client(store) as client:
+        r = client.get("/api/projects/proj/progress", headers=bearer(ann))
+        assert_app_error(r, 500)
+        assert "disk on fire" not in r.text  # details go to the log, not to the client
+        client.cookies.set("postlab_token", ann)
+        assert_app_error(client.get("/p/proj"), 500)
+
+
+# --- 12. the admin project page ---
+
+def test_admin_page_kappa_table_and_admins_take_no_pairs(store, tmp_path):
+    make_project(store, tmp_path, n_prompts=2, k=3, overlap=2)
+    raters = {name: add_rater(store, name) for name in ("ann", "bob")}
+    admin = store.add_user("root", "admin")
+    with app_client(store) as client:
+        for i, token in enumerate(raters.values()):
+            while (r := client.post("/api/projects/proj/next", headers=bearer(token))).status_code == 200:
+                side = "a" if (r.json()["label_id"] + i) % 3 else "b"
+                client.post(f"/api/labels/{r.json()['label_id']}", json={"choice": side, "strength": "better"},
+                            headers=bearer(token))
+        page = client.get("/admin/p/proj", headers=bearer(admin))
+        assert page.status_code == 200
+        table = page.text.split('id="kappa"')[1].split("</table>")[0]
+        assert "built-in method" not in table and "<td>ann / bob</td><td>6</td>" in table
+        # An admin opening the rating page is shown the admin page; no pair is assigned to them.
+        r = client.get("/p/proj", headers=bearer(admin))
+        assert r.status_code == 303 and r.headers["location"] == "/admin/p/proj"
+        r = client.post("/api/projects/proj/next", headers=bearer(admin))
+        assert r.status_code == 403 and "add-member" in r.json()["error"]["message"]
+        with store.read() as s:
+            assert s.scalar(select(Label).where(Label.user_id == store.user_by_token(admin).id)) is None
+        # An admin who is also a member rates like anyone.
+        store.add_member("proj", "root")
+        assert client.get("/p/proj", headers=bearer(admin)).status_code == 200
+        assert client.post("/api/projects/proj/next", headers=bearer(admin)).status_code in (200, 204)
+        # Raters outside a project still cannot tell it exists.
+        make_project(store, tmp_path, "other")
+        assert client.get("/p/other", headers=bearer(raters["ann"])).status_code == 404
