@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from postlab.errors import ModelError
-from postlab.models.home import models_dir
-from postlab.utils.io import atomic_dir, clean_stale_tmp
+from postlab.models.home import entry_lock, models_dir, remove_orphans
+from postlab.utils.io import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,17 @@ def builtin_path(name: str) -> Path:
 
 
 def ensure_builtin(name: str) -> Path:
-    """Return the cached directory of a built-in model, building/fetching it first if needed (atomic)."""
+    """Return the cached directory of a built-in model, building/fetching it first if needed (atomic,
+    under the entry's lock: a second process asking for it meanwhile waits, then uses it)."""
     final = builtin_path(name)
     if (final / "config.json").is_file():
         return final
-    clean_stale_tmp(models_dir())
-    with atomic_dir(final) as tmp:
-        BUILTIN_MODELS[name].writer(tmp)
+    with entry_lock(models_dir(), name):
+        if (final / "config.json").is_file():  # another process built it while this one waited
+            return final
+        remove_orphans(models_dir(), held=name)
+        with atomic_dir(final) as tmp:
+            BUILTIN_MODELS[name].writer(tmp)
     return final
 
 

