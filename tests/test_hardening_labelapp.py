@@ -1,7 +1,6 @@
 """Hardening of the labeling app (issue 16, items 8, 11, 12): gold questions a rater could spot, requests
 that crashed the app or were answered outside its error format, and the admin page's slips."""
 
-import json
 from collections import Counter
 
 import pytest
