@@ -272,6 +272,15 @@ def _hacking_section(rl_dir: Path, n: int = 10) -> str:
                       for r in rows[:n]]))
 
 
+def _panel_note(c: dict) -> str:
+    """One sentence on how the comparisons were labelled and how much signal they carry."""
+    panel = (f"A panel of {c['raters_per_pair']} simulated raters judged each of {c.get('pairs_compared')} pairs and "
+             f"{c.get('no_consensus')} were dropped without consensus; " if c.get("raters_per_pair") else "")
+    return (panel + f"gold prefers one side in {c.get('gold_decided')} of the {c.get('written')} labelled pairs "
+            f"({_fmt(c.get('gold_decided_share'))}), and the labels agree with gold on "
+            f"{_fmt(c.get('agreement_with_gold'))} of those.")
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files; returns its path."""
     run_dir = Path(run_dir)
@@ -318,9 +327,9 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append("<h2>Reward model</h2>")
     parts.append(f"<p class='note'>Trained on {rm.get('train_pairs')} simulated-rater pairs (held out: {rm.get('eval_pairs')} "
                  f"pairs of unseen prompts; accuracy vs gold on the {rm.get('gold_clear_pairs')} held-out pairs whose "
-                 f"gold margin is at least {rm.get('clear_margin')}). Labels agree with gold on "
-                 f"{_fmt(st['comparisons'].get('agreement_with_gold'))} of the pairs gold decides "
-                 f"({st['comparisons'].get('gold_decided')} of {st['comparisons'].get('written')}).</p>")
+                 f"gold margin is at least {rm.get('clear_margin')}: {_fmt(rm.get('accuracy_vs_gold'))}; on every such pair "
+                 f"of the held-out prompts' candidates, labelled or not: {_fmt(rm.get('accuracy_vs_gold_all_pairs'))} "
+                 f"over {rm.get('gold_clear_pairs_all')} pairs). " + _panel_note(st["comparisons"]) + "</p>")
     parts.append(_img(plot_rm(rm, rm_metrics), "reward model accuracy (held-out) and during training"))
 
     bon_rows = st.get("bon", {}).get("rows", [])
