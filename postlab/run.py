@@ -62,7 +62,7 @@ class Knobs(Section):
     """Every preset knob; in RunConfig each is optional and None means "the preset's value"."""
 
     model: str = Field(..., description="base model: built-in name, directory or hub id")
-    algo: Literal["ppo", "grpo", "rloo", "dpo"] = Field("ppo", description="RL algorithm after SFT")
+    algo: Literal["ppo", "grpo", "rloo", "dpo", "dpo_rm"] = Field("ppo", description="RL algorithm after SFT: ppo, grpo, rloo (online, against the reward model), dpo (on the labelled pairs), dpo_rm (DPO on the sampled candidates ranked by the reward model: best vs worst per prompt)")
     bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast in training and bf16 sampling: true, false, or auto = the faster of fp32 and bf16 on this machine (measured once, cached; bf16 on CUDA when supported)")
     budget_minutes: float = Field(30.0, ge=0, description="time budget in minutes (default preset 30, tiny 0): on a machine slower than the reference, samples and steps, then SFT data and epochs, then eval items (never below 100) are cut so the predicted time fits; summary.json's `scaled` lists every cut; 0 = run the preset as it is")
     eval_limit: int | None = Field(None, ge=1, description="test items per eval (the first N: a fair sample; null = all 417)")
@@ -71,7 +71,7 @@ class Knobs(Section):
     demos_per_category: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_DEMOS),
         description="template answers per category at most (train split); categories not listed get none")
-    rs_prompts: int = Field(160, ge=1, description="train prompts for rejection sampling (and the comparisons)")
+    rs_prompts: int = Field(300, ge=1, description="train prompts for rejection sampling (and the comparisons)")
     rs_k: int = Field(4, ge=1, description="samples per prompt for rejection sampling")
     rs_max_new_tokens: int = Field(128, ge=1, description="response cap for rejection sampling")
     sft_lr: float = Field(2e-5, gt=0, description="SFT peak learning rate")
@@ -79,7 +79,7 @@ class Knobs(Section):
     sft_batch_size: int = Field(8, ge=1, description="SFT conversations per step")
     sft_lora: bool = Field(False, description="LoRA adapters instead of full fine-tuning in SFT")
     max_seq_len: int = Field(384, ge=16, description="token cap for SFT and DPO sequences")
-    sample_prompts: int = Field(100, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
+    sample_prompts: int = Field(300, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
     sample_k: int = Field(4, ge=2, description="SFT samples per prompt for comparisons (and best-of-n)")
     sample_max_new_tokens: int = Field(128, ge=1, description="response cap for comparison samples")
     pairs_per_prompt: int = Field(28, ge=1, description="compared pairs per prompt at most (all pairs of 4 SFT + 4 base candidates = 28)")
@@ -88,7 +88,7 @@ class Knobs(Section):
     panel_min_strength: float = Field(0.7, ge=0, description="keep a pair only when the panel's mean margin toward the winner is at least this")
     rm_held_out: float = Field(0.25, gt=0, lt=1, description="fraction of the labelled prompts held out whole from the reward model (and DPO) to measure it")
     rm_lr: float = Field(3e-4, gt=0, description="reward-model learning rate (top layers + a fresh head: 3e-4 reached 0.59 vs gold where 3e-5 stayed at 0.49; docs/results.md)")
-    rm_epochs: float = Field(1.0, gt=0, description="reward-model passes over the pairs")
+    rm_epochs: float = Field(2.0, gt=0, description="reward-model passes over the pairs")
     rm_max_seq_len: int = Field(256, ge=16, description="token cap for reward-model pairs (longer pairs are skipped)")
     rm_trainable_layers: int = Field(4, ge=0, description="reward model: train only the top N layers + head, the "
                                                           "frozen bottom's activations cached (0 = full fine-tuning)")
@@ -105,7 +105,7 @@ class Knobs(Section):
 
 
 PRESETS: dict[str, Knobs] = {
-    # SmolLM2-135M-Instruct, full fine-tuning; measured 34.5 minutes on 2 CPU cores (docs/results.md).
+    # SmolLM2-135M-Instruct, full fine-tuning; sized to the 30-minute budget on 2 CPU cores (docs/results.md).
     "default": Knobs(model="smollm2-135m-instruct"),
     # The tiny random model: every stage runs, in well under 5 minutes; for CI and smoke tests.
     "tiny": Knobs(model="tiny", bf16=False, budget_minutes=0, eval_limit=60, eval_max_new_tokens=24, batch_size=16,
@@ -390,7 +390,23 @@ def best_of_n(rm_dir: str, sft_candidates: str, prefs: str, out: Path, k: Knobs)
     return {"rows": rows, "prompts": len(ids)}
 
 
-def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress: bool) -> dict:
+def rm_ranked_pairs(rm_dir: str, candidates: str, out: Path, k: Knobs) -> str:
+    """``algo=dpo_rm``'s data: every sampled candidate (SFT and base) of the train prompts scored by the
+    reward model, best against worst and second-best against second-worst per prompt (train.rm_ranked)."""
+    from postlab.raters.reward_model import RewardModelRater
+    from postlab.train.rm_ranked import rank_pairs
+
+    items = {it.id: it for it in load_suite(SUITE, split="train")}
+    cands = {pid: [t for t, _ in c] for pid, c in _candidates(Path(candidates)).items()}
+    pairs, st = rank_pairs(RewardModelRater(rm_dir, bf16=k.bf16).score_texts, items, cands, pairs_per_prompt=2)
+    path = out / "data" / "rm_ranked.jsonl"
+    atomic_write_text(path, "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in pairs))
+    print(f"dpo_rm: {st.pairs} reward-model-ranked pairs from {st.prompts} prompts (mean reward margin "
+          f"{st.mean_margin:.2f})", file=sys.stderr)
+    return str(path)
+
+
+def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, out: Path, k: Knobs, progress: bool) -> dict:
     from postlab.train.rl_common import RewardConfig, RLOptimConfig
 
     rl_dir = out / "rl"
@@ -421,8 +437,11 @@ def train_rl(policy: str, rm_dir: str, prefs: str, out: Path, k: Knobs, progress
         from postlab.train import dpo
         from postlab.train.rm import RMDataConfig
 
+        held_out = k.rm_held_out
+        if k.algo == "dpo_rm":
+            prefs, held_out = rm_ranked_pairs(rm_dir, candidates, out, k), 0.05
         cfg = dpo.DPOConfig(model=policy, out_dir=str(rl_dir), beta=max(k.rl_kl_coef, 1e-3),
-                            data=RMDataConfig(train_file=prefs, eval_fraction=k.rm_held_out, max_seq_len=k.max_seq_len),
+                            data=RMDataConfig(train_file=prefs, eval_fraction=held_out, max_seq_len=k.max_seq_len),
                             optim=OptimConfig(lr=k.rl_lr, max_steps=k.rl_steps, batch_size=8, warmup_steps=2, bf16=k.bf16,
                                               group_by_length=True),
                             checkpoint=ckpt, gold_eval=gold_eval)
@@ -573,7 +592,7 @@ def run(cfg: RunConfig) -> dict:
         prefs = stages.run("label", lambda: label_pairs(cands["candidates"], out, k))
         rm_res = stages.run("rm", lambda: train_rm(policy, prefs["file"], cands["candidates"], out, k, p))
         stages.run("bon", lambda: best_of_n(rm_res["model"], cands["sft_candidates"], prefs["file"], out, k))
-        rl = stages.run("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], out, k, p))
+        rl = stages.run("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], cands["candidates"], out, k, p))
         rl_eval = stages.run("rl_eval", lambda: _evaluate(rl["model"], out, "rl", k, p))
         stages.run("probe", lambda: {"sft": probe(policy, policy, rm_res["model"], k),
                                      "rl": probe(rl["model"], policy, rm_res["model"], k)})

@@ -43,7 +43,7 @@ def test_samples_and_steps_are_cut_first():
     k, changes = budget.fit_budget(REF, REF, secs, slow=2.0, budget_s=300, test_items=417,
                                    fixed=TIER1 - {"rl_steps"})
     assert k.rl_steps == 5
-    assert (k.eval_limit, k.sft_epochs, k.rs_prompts) == (None, 2.0, 160)
+    assert (k.eval_limit, k.sft_epochs, k.rs_prompts) == (None, 2.0, PRESETS["default"].rs_prompts)
     assert [(c["knob"], c["from"], c["to"]) for c in changes] == [("rl_steps", 10, 5)]
     assert "samples and steps" in changes[0]["why"] and "5-minute budget" in changes[0]["why"]
     assert sum(budget.predict_seconds(k, REF, secs, 2.0, 417).values()) <= 300

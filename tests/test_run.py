@@ -114,7 +114,7 @@ def test_an_interrupted_run_continues_where_it_stopped(tmp_path):
     assert (out / "summary.json").exists()
 
 
-@pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo"])
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo", "dpo_rm"])
 def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
     src, _ = tiny_run
     out = tmp_path / algo
@@ -127,6 +127,9 @@ def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
     assert s["algo"] == algo and s["stages"]["rl"]["train"]["algo"] == algo
     assert algo in {row["model"] for row in s["stages"]["leaderboard"]["rows"]}
     assert (out / "rl" / "model" / "model.safetensors").is_file()
+    if algo == "dpo_rm":  # the reward model ranked the sampled candidates into DPO pairs
+        rows = [json.loads(line) for line in (out / "data" / "rm_ranked.jsonl").read_text().splitlines()]
+        assert rows and all(r["source"] == "rm" and r["chosen"] != r["rejected"] for r in rows)
 
 
 def test_report_command_rebuilds_the_page(tiny_run, tmp_path):
