@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from postlab.config import describe_fields
+from postlab.config import describe_fields, load_config
+from postlab.train.sample import SampleConfig, fingerprint_path, load_prompts, sample_fingerprint
 from postlab.train.sft import SFTConfig
 
 from conftest import conv, write_jsonl
@@ -93,8 +94,11 @@ def test_sample_writes_candidates_and_resumes(tmp_path):
     # An interrupted run (one batch written, plus a torn line) resumes to the same file.
     lines = (tmp_path / "c.jsonl").read_text().splitlines()
     (tmp_path / "d.jsonl.partial").write_text("\n".join(lines[:4]) + "\n" + lines[4][:10] + "\n")
+    cfg = load_config(SampleConfig, None, [*args[1:], f"out={tmp_path / 'd.jsonl'}"])  # what wrote the partial
+    fingerprint_path(tmp_path / "d.jsonl.partial").write_text(json.dumps(sample_fingerprint(cfg, load_prompts(str(prompts)))))
     r2 = postlab(*args, f"out={tmp_path / 'd.jsonl'}")
-    assert r2.returncode == 0, r2.stderr and "resuming after 1" in r2.stderr
+    assert r2.returncode == 0, r2.stderr
+    assert "resuming after 1" in r2.stderr
     assert (tmp_path / "d.jsonl").read_text() == (tmp_path / "c.jsonl").read_text()
 
 
