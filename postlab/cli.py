@@ -224,8 +224,9 @@ def rm(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVER
     if s["accuracy_vs_labels"] is None:
         print(f"reward model: {s['model']}  (no held-out pairs)")
     else:
+        gold = "n/a" if s["accuracy_vs_gold"] is None else f"{s['accuracy_vs_gold']:.3f}"
         print(f"reward model: {s['model']}  held-out accuracy vs labels {s['accuracy_vs_labels']:.3f}, "
-              f"vs gold {s['accuracy_vs_gold']:.3f} ({s['gold_clear_pairs']} clear-margin pairs)")
+              f"vs gold {gold} ({s['gold_clear_pairs']} clear-margin pairs)")
 
 
 def _rl_summary(s: dict) -> str:

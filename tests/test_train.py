@@ -109,12 +109,12 @@ def test_resume_equivalence(chat_file, tmp_path, grouped):
 
     loop.collate = interrupt_after_five
     try:
-        with pytest.raises(TrainingInterrupted, match="interrupted at step 5/10"):
+        with pytest.raises(TrainingInterrupted, match="interrupted at step 5/10.*Rerun with checkpoint.resume=true"):
             sft.train(sft_cfg(chat_file, tmp_path / "b", *extra))
     finally:
         loop.collate = real
     assert (tmp_path / "b" / "checkpoints" / "step-0000005").is_dir()
-    with pytest.raises(PostlabError, match="resume=true"):
+    with pytest.raises(PostlabError, match="rerun with checkpoint.resume=true"):
         sft.train(sft_cfg(chat_file, tmp_path / "b", *extra))
     resumed = sft.train(sft_cfg(chat_file, tmp_path / "b", *extra, "checkpoint.resume=true"))
     assert resumed.train_losses == pytest.approx(straight.train_losses[5:], abs=1e-6)

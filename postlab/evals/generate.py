@@ -47,16 +47,22 @@ def read_responses(path: str | Path, items: list[Item]) -> list[Response]:
     """Responses for `items` from a JSONL file in IFEval's response format (`{"prompt", "response"}`
     per line, matched to items by prompt text) or with an `id` (postlab samples files), matched by id."""
     by_id, by_prompt = {}, {}
+    first_line: dict[tuple[str, str], int] = {}  # (key kind, key) -> line that gave it
     for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
         if not isinstance(row, dict) or not isinstance(row.get("response"), str):
             raise DataError(f"{where}: expected an object with a string 'response'")
         if "id" in row:
-            by_id[str(row["id"])] = row["response"]
+            kind, key, table = "id", str(row["id"]), by_id
         elif isinstance(row.get("prompt"), str):
-            by_prompt[row["prompt"]] = row["response"]
+            kind, key, table = "prompt", row["prompt"], by_prompt
         else:
             raise DataError(f"{where}: a response row needs a string 'prompt' (IFEval format) or an 'id'")
+        if (kind, key) in first_line:
+            raise DataError(f"{where}: a second response for {kind} {key[:80]!r} (the first is on line "
+                            f"{first_line[kind, key]}); keep one response per {kind}")
+        first_line[kind, key] = lineno
+        table[key] = row["response"]
     out = []
     for it in items:
         text = by_id.get(it.id, by_prompt.get(it.prompt))

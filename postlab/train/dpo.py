@@ -22,16 +22,16 @@ from pydantic import Field
 
 from postlab.algos.dpo import PREFERENCE_LOSSES, PreferenceLoss, response_lengths, sequence_logps
 from postlab.algos.lm import IGNORE_INDEX
-from postlab.config import Section, save_config
+from postlab.config import Section
 from postlab.data.collate import LMBatch, collate
 from postlab.data.preferences import PreferencePair, encode_response, load_preferences
 from postlab.errors import DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
-from postlab.train.loop import TrainResult, train_loop
+from postlab.train.loop import TrainResult, start_run_dir, train_loop
 from postlab.train.rm import RMDataConfig, split_by_prompt
-from postlab.utils.io import atomic_write_text
+from postlab.utils.io import atomic_write_text, finite
 
 
 class DPOConfig(Section):
@@ -160,8 +160,7 @@ def encode_pairs(tok, pairs: list[PreferencePair], max_seq_len: int, source: str
 
 def train(cfg: DPOConfig) -> dict:
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    start_run_dir(cfg, out, cfg.checkpoint)
     model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     pairs = load_preferences(cfg.data.train_file)
     if cfg.data.eval_file:
@@ -186,5 +185,6 @@ def train(cfg: DPOConfig) -> dict:
     save_final_model(model, tok, out / "model")
     summary = {"model": str(out / "model"), "loss": cfg.loss, "beta": cfg.beta, "train_pairs": len(examples),
                "eval_pairs": len(eval_examples), "steps": result.state.step, **result.eval_metrics}
-    atomic_write_text(out / "dpo_results.json", json.dumps(summary, indent=2) + "\n")
+    summary = finite(summary)
+    atomic_write_text(out / "dpo_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from postlab.algos.kl import kl_k1, masked_mean
 from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, zero_std_groups
-from postlab.config import Section, save_config
+from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import load_model_and_tokenizer
@@ -32,11 +32,11 @@ from postlab.rollout import SamplingParams, TorchEngine
 from postlab.rollout.types import Rollout, cat_rollouts
 from postlab.tasks.suite import Item, load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
-from postlab.train.loop import TrainState
+from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      entropy_mean, make_optimizer, make_reward_fn, reward_watch, over_micro_batches, prompt_batches,
                                      reference_mode, response_logprobs, rollout_subset, run_rl_loop, split_batches)
-from postlab.utils.io import atomic_write_text
+from postlab.utils.io import atomic_write_text, finite
 
 
 REFILL_SEED_STRIDE = 1_000_003  # sampling seed of refill round j at step s: seed + s + j · stride
@@ -117,8 +117,7 @@ def lengths_by_reward(lengths: torch.Tensor, scores: torch.Tensor, k: int) -> di
 
 def train(cfg: GRPOConfig, callbacks=()) -> dict:
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    start_run_dir(cfg, out, cfg.checkpoint)
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
     if not items:
         raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
@@ -258,5 +257,6 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     summary = {"model": str(out / "model"), "steps": state.step,
                **{k: sum(m[k] for m in last) / len(last) for k in ("reward", "objective/kl", "completions/mean_length",
                                                                     "gold/train_score") if last and k in last[0]}}
-    atomic_write_text(out / "rl_results.json", json.dumps(summary, indent=2) + "\n")
+    summary = finite(summary)
+    atomic_write_text(out / "rl_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

@@ -13,6 +13,7 @@ import math
 import random
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -25,7 +26,8 @@ from tqdm.auto import tqdm
 
 from postlab.algos.lm import causal_lm_loss, token_nll_sum
 from postlab.data.collate import LMBatch, collate
-from postlab.errors import PostlabError
+from postlab.config import Section, save_config
+from postlab.errors import ConfigError, PostlabError
 from postlab.train.common import CheckpointConfig, OptimConfig
 from postlab.utils.io import atomic_dir, atomic_write_text, clean_stale_tmp
 
@@ -234,6 +236,32 @@ class Checkpointer:
         return TrainState(**json.loads((path / "trainer_state.json").read_text()))
 
 
+def latest_checkpoint(run_dir: Path, ckpt: CheckpointConfig) -> Path | None:
+    """The newest checkpoint in ``run_dir`` to resume from, or None; a ``run_dir`` holding checkpoints is
+    refused unless ``checkpoint.resume=true``."""
+    latest = Checkpointer(run_dir, ckpt.keep_last).latest()
+    if latest is not None and not ckpt.resume:
+        raise ConfigError(f"{run_dir} already has checkpoints ({latest.name}); rerun with checkpoint.resume=true to "
+                          "continue from the newest, or choose another out_dir")
+    return latest
+
+
+def start_run_dir(cfg: Section, run_dir: Path, ckpt: CheckpointConfig) -> None:
+    """A recipe's first step: refuse ``run_dir`` (``latest_checkpoint``) before anything in it is written,
+    then save ``cfg`` there as config.yaml."""
+    latest_checkpoint(run_dir, ckpt)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+
+
+def say_where_training_starts(run_dir: Path, ckpt: CheckpointConfig, latest: Path | None, desc: str) -> None:
+    if latest is not None:
+        print(f"{desc}: resuming from {latest.name}", file=sys.stderr)
+    elif ckpt.resume:
+        print(f"{desc}: no checkpoint in {run_dir / 'checkpoints'} to resume from; starting fresh at step 0",
+              file=sys.stderr)
+
+
 def _autocast(model, enabled: bool):
     device_type = next(model.parameters()).device.type
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
@@ -290,10 +318,8 @@ def train_loop(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, warmup=optim.warmup_steps, total=T, schedule=optim.schedule, min_ratio=optim.min_lr_ratio))
     checkpointer = Checkpointer(run_dir, ckpt.keep_last)
-    state, latest = TrainState(), checkpointer.latest()
-    if latest is not None and not ckpt.resume:
-        raise PostlabError(f"{run_dir} already has checkpoints ({latest.name}); pass resume=true to continue "
-                           "or choose another out_dir")
+    state, latest = TrainState(), latest_checkpoint(run_dir, ckpt)
+    say_where_training_starts(run_dir, ckpt, latest, desc)
     if latest is not None:
         state = checkpointer.load(latest, model, optimizer, scheduler)
     logger = MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
@@ -353,7 +379,8 @@ def train_loop(
         elif saved_at >= 0:
             where = f"newest checkpoint is step {saved_at}"
         logger.close()
-        raise TrainingInterrupted(f"interrupted at step {state.step}/{T}; {where}. Rerun with resume=true to continue.") from None
+        raise TrainingInterrupted(f"interrupted at step {state.step}/{T}; {where}. "
+                                  "Rerun with checkpoint.resume=true to continue.") from None
     bar.close()
     if saved_at != state.step:
         checkpointer.save(state, model, optimizer, scheduler)

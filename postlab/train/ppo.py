@@ -21,7 +21,7 @@ from pydantic import Field
 
 from postlab.algos.ppo import (AdaptiveKLController, FixedKLController, gae, kl_shaped_rewards, ppo_policy_loss,
                                ppo_value_loss, whiten)
-from postlab.config import Section, save_config
+from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import load_model_and_tokenizer
@@ -31,12 +31,12 @@ from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
-from postlab.train.loop import TrainState
+from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      make_optimizer, make_reward_fn, reward_watch, prompt_batches, reference_mode,
                                      over_micro_batches, response_logprobs, response_values, rollout_subset,
                                      run_rl_loop, split_batches)
-from postlab.utils.io import atomic_write_text
+from postlab.utils.io import atomic_write_text, finite
 
 
 class PPOConfig(Section):
@@ -90,8 +90,7 @@ class PolicyAndValue(torch.nn.Module):
 
 def train(cfg: PPOConfig, callbacks=()) -> dict:
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    start_run_dir(cfg, out, cfg.checkpoint)
     device = pick_device(cfg.device)
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
     if not items:
@@ -195,5 +194,6 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     keys = ("objective/scores", "objective/kl", "proxy/score", "gold/train_score", "completions/mean_length")
     summary = {"model": str(out / "model"), "steps": state.step,
                **{k: sum(m[k] for m in last) / len(last) for k in keys if last and k in last[0]}}
-    atomic_write_text(out / "rl_results.json", json.dumps(summary, indent=2) + "\n")
+    summary = finite(summary)
+    atomic_write_text(out / "rl_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

@@ -8,13 +8,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from postlab.config import Section, save_config
+from postlab.config import Section
 from postlab.data.split import split_holdout
 from postlab.data.text import load_text_blocks
 from postlab.errors import ConfigError
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
-from postlab.train.loop import TrainResult, train_loop
+from postlab.train.loop import TrainResult, start_run_dir, train_loop
 
 
 class PretrainDataConfig(Section):
@@ -45,8 +45,7 @@ class PretrainConfig(Section):
 
 def train(cfg: PretrainConfig) -> TrainResult:
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    start_run_dir(cfg, out, cfg.checkpoint)
     model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed,
                                from_scratch=cfg.from_scratch)
     blocks = load_text_blocks(cfg.data.files, tok, cfg.data.block_size)

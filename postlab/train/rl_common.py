@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -23,7 +22,8 @@ from postlab.machine import AutoBF16
 from postlab.rollout.types import Rollout
 from postlab.tasks.suite import Item
 from postlab.train.common import CheckpointConfig
-from postlab.train.loop import Checkpointer, MetricsLogger, TrainingInterrupted, TrainState
+from postlab.train.loop import (Checkpointer, MetricsLogger, TrainingInterrupted, TrainState, latest_checkpoint,
+                                say_where_training_starts)
 
 RewardFn = Callable[[list[Item], list[str]], list[float]]
 
@@ -199,13 +199,10 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
     """Run step_fn until total_steps with atomic checkpoints, exact resume (weights, optimizer, RNG,
     step, `state.extra`), Ctrl-C saving first, a progress bar and metrics.jsonl."""
     checkpointer = Checkpointer(run_dir, ckpt.keep_last)
-    state, latest = TrainState(extra=dict(init_extra or {})), checkpointer.latest()
-    if latest is not None and not ckpt.resume:
-        raise ConfigError(f"{run_dir} already has checkpoints ({latest.name}); pass checkpoint.resume=true to "
-                          "continue or choose another out_dir")
+    state, latest = TrainState(extra=dict(init_extra or {})), latest_checkpoint(run_dir, ckpt)
+    say_where_training_starts(run_dir, ckpt, latest, desc)
     if latest is not None:
         state = checkpointer.load(latest, modules, optimizer, scheduler)
-        print(f"{desc}: resuming from {latest.name}", file=sys.stderr)
     logger = MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
     saved_at = state.step if latest is not None else -1
     bar = tqdm(total=total_steps, initial=state.step, desc=desc, disable=not ckpt.progress, dynamic_ncols=True,

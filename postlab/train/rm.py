@@ -25,15 +25,15 @@ import torch
 from pydantic import Field
 
 from postlab.algos.reward import bradley_terry_loss
-from postlab.config import Section, save_config
+from postlab.config import Section
 from postlab.data.preferences import PreferencePair, encode_response, load_preferences
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
 from postlab.models.reward import OFFSET_KEY, last_token_index, load_reward_model, rewards
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
-from postlab.train.loop import TrainResult, train_loop
-from postlab.utils.io import atomic_write_text
+from postlab.train.loop import TrainResult, start_run_dir, train_loop
+from postlab.utils.io import atomic_write_text, finite
 
 # Margin m_i per strength label with margin=strength (Llama 2 uses a larger margin for clearer pairs).
 STRENGTH_MARGINS = {"slightly better": 0.0, "better": 0.5, "much better": 1.0}
@@ -314,8 +314,7 @@ def mean_reward(model, objective: RewardObjective, examples: list[dict], batch_s
 def train(cfg: RMConfig) -> dict:
     cfg.check()
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    start_run_dir(cfg, out, cfg.checkpoint)
     torch.manual_seed(cfg.optim.seed)  # the new score head's init
     model, tok = load_reward_model(cfg.model)
     model.to(pick_device(cfg.device))
@@ -355,5 +354,6 @@ def train(cfg: RMConfig) -> dict:
                "accuracy_vs_labels": ev.get("eval_rewards/accuracies"), "accuracy_vs_gold": ev.get("eval_accuracy_vs_gold"),
                "gold_clear_pairs": ev.get("eval_gold_clear_pairs"), "clear_margin": cfg.clear_margin,
                "eval_loss": ev.get("eval_loss"), "reward_offset": offset, "steps": result.state.step}
-    atomic_write_text(out / "rm_results.json", json.dumps(summary, indent=2) + "\n")
+    summary = finite(summary)
+    atomic_write_text(out / "rm_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

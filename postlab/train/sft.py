@@ -11,14 +11,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from postlab.config import Section, save_config
+from postlab.config import Section
 from postlab.data.chat import IGNORE_INDEX, encode_chat, load_chat_jsonl
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
-from postlab.train.loop import TrainResult, train_loop
+from postlab.train.loop import TrainResult, start_run_dir, train_loop
 
 
 class SFTDataConfig(Section):
@@ -67,8 +67,7 @@ def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str
 
 def train(cfg: SFTConfig) -> TrainResult:
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    start_run_dir(cfg, out, cfg.checkpoint)
     model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     conversations = load_chat_jsonl(cfg.data.train_file)
     if cfg.data.eval_file:
