@@ -6,7 +6,8 @@
 
 Every stage writes its outputs under the run directory and then ``stages/<name>.json`` (its result and
 wall time) atomically; a rerun of the same command skips stages whose file exists, and the training
-stages (SFT, RM, RL) resume from their newest checkpoint. Evals use the held-out test split of the
+stages (SFT, RM, RL) resume from their newest checkpoint. A rerun with other knobs redoes the stages they
+affect, and every later one (``postlab.run_state``). Evals use the held-out test split of the
 built-in ``spec`` suite (the first ``eval_limit`` items: a fair sample, fixed order), greedy decoding.
 Knobs are the preset's unless overridden (``postlab run --preset tiny rl_steps=3``).
 
@@ -40,12 +41,13 @@ from postlab.models.load import load_model_and_tokenizer, resolve_model
 from postlab.raters import label as labeling
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
+from postlab.run_state import invalidate_changed_stages, portable, resolve
 from postlab.tasks import demos
 from postlab.tasks.suite import load_suite
 from postlab.train import bon, sft
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.sample import SampleConfig, sample
-from postlab.utils.io import atomic_write_text
+from postlab.utils.io import atomic_write_text, finite
 
 SUITE = "spec"
 STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label", "rm", "bon", "rl", "rl_eval",
@@ -170,7 +172,7 @@ class Stages:
     """Runs each stage once: its result and wall time go to ``stages/<name>.json`` atomically."""
 
     def __init__(self, out: Path, stop_after: str | None, reference: dict[str, float] | None = None):
-        self.dir = out / "stages"
+        self.out, self.dir = out, out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stop_after = stop_after
         self.t0 = time.perf_counter()
@@ -191,7 +193,7 @@ class Stages:
         return (self.dir / f"{name}.json").exists()
 
     def result(self, name: str) -> dict:
-        return json.loads((self.dir / f"{name}.json").read_text())["result"]
+        return resolve(json.loads((self.dir / f"{name}.json").read_text())["result"], self.out)
 
     def run(self, name: str, fn) -> dict:
         k = STAGES.index(name) + 1
@@ -206,7 +208,8 @@ class Stages:
             seconds = round(time.perf_counter() - t, 2)
             self.ran[name] = seconds
             atomic_write_text(self.dir / f"{name}.json",
-                              json.dumps({"result": result, "seconds": seconds}, indent=2, ensure_ascii=False) + "\n")
+                              json.dumps({"result": portable(result, self.out), "seconds": seconds}, indent=2,
+                                         ensure_ascii=False) + "\n")
             print(f"[{k}/{len(STAGES)} {name}] finished in {seconds / 60:.1f} min", file=sys.stderr)
         if name == self.stop_after:
             raise _Stop
@@ -218,17 +221,6 @@ class Stages:
 
 class _Stop(Exception):
     pass
-
-
-def finite(x):
-    """JSON has no NaN: undefined numbers (e.g. accuracy over zero pairs) become null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [finite(v) for v in x]
-    return x
 
 
 # --- stages ---
@@ -578,6 +570,7 @@ def run(cfg: RunConfig) -> dict:
     rec = machine_record(out, measure=requested.bf16 == "auto" or requested.budget_minutes > 0)
     k, mach, scaled = plan(cfg, rec)
     _print_plan(mach, scaled)
+    invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES)
     atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
     stages = Stages(out, cfg.stop_after, scaled["predicted_s"])
     p = cfg.progress

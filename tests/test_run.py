@@ -114,6 +114,70 @@ def test_an_interrupted_run_continues_where_it_stopped(tmp_path):
     assert (out / "summary.json").exists()
 
 
+def test_a_rerun_with_another_algo_redoes_rl_and_what_follows(tiny_run, tmp_path):
+    """Issue 17's reproduction: a finished PPO run rerun with algo=grpo rl_steps=2 used to skip every stage
+    and report PPO's numbers under GRPO's name."""
+    src, _ = tiny_run
+    out = tmp_path / "switch"
+    shutil.copytree(src, out)
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false", "algo=grpo", "rl_steps=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "algo \"ppo\" -> \"grpo\", rl_steps 4 -> 2" in r.stderr
+    assert "redoing rl: algo, rl_steps changed; deleted rl\n" in r.stderr  # PPO's checkpoints are not resumed
+    for name in STAGES[STAGES.index("rl"):]:
+        assert f"redoing {name}: algo, rl_steps changed" in r.stderr and f"{name}] running" in r.stderr, name
+    assert r.stderr.count("skipping") == STAGES.index("rl")
+    assert "grpo: no checkpoint in" in r.stderr and "resuming" not in r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["algo"] == "grpo" and s["stages"]["rl"]["train"]["algo"] == "grpo" and s["stages"]["rl"]["train"]["steps"] == 2
+    assert {row["model"] for row in s["stages"]["leaderboard"]["rows"]} == {"base", "sft", "grpo"}
+    steps = [json.loads(x)["step"] for x in (out / "rl" / "metrics.jsonl").read_text().splitlines() if '"reward"' in x]
+    assert steps == [1, 2]
+    resolved = json.loads((out / "resolved_config.json").read_text())
+    assert resolved["algo"] == "grpo" and resolved["rl_steps"] == 2
+
+
+def test_a_rerun_with_a_late_knob_redoes_only_the_stages_from_there(tiny_run, tmp_path):
+    src, _ = tiny_run
+    out = tmp_path / "boot"
+    shutil.copytree(src, out)
+    kept = {n: (out / "stages" / f"{n}.json").read_text() for n in STAGES[:STAGES.index("leaderboard")]}
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false", "bootstrap=50")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [line for line in r.stderr.splitlines() if line.startswith("redoing")] == [
+        "redoing leaderboard: bootstrap changed; deleted leaderboard.json",
+        "redoing report: bootstrap changed; deleted report.html"]
+    assert r.stderr.count("skipping") == STAGES.index("leaderboard")
+    assert {n: (out / "stages" / f"{n}.json").read_text() for n in kept} == kept
+    assert (out / "report.html").is_file() and json.loads((out / "resolved_config.json").read_text())["bootstrap"] == 50
+
+
+def test_a_moved_run_directory_reads_its_own_files(tiny_run, tmp_path):
+    src, _ = tiny_run
+    out = tmp_path / "moved"
+    shutil.copytree(src, out)
+    assert str(src) not in (out / "stages" / "baseline.json").read_text()  # stage files name paths relative to the run
+    (out / "stages" / "report.json").unlink()
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["stages"]["baseline"]["gold"]["samples"] == str(out / "eval" / "baseline.samples.jsonl")
+    assert s["stages"]["rl"]["train"]["model"] == str(out / "rl" / "model")
+
+
+def test_every_file_a_run_writes_belongs_to_a_stage(tiny_run):
+    """A rerun deletes what a stale stage wrote (run_state.OUTPUTS): nothing a stage writes may escape it."""
+    from postlab.run_state import _outputs
+
+    out, _ = tiny_run
+    claimed = [p for name in STAGES for p in _outputs(out, name)]
+    bookkeeping = {"stages", "summary.json", "resolved_config.json", "run_config.yaml", "machine.json"}
+    for path in out.rglob("*"):
+        rel = path.relative_to(out)
+        if path.is_file() and rel.parts[0] not in bookkeeping:
+            assert any(path == c or c in path.parents for c in claimed), rel
+
+
 @pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo", "dpo_rm"])
 def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
     src, _ = tiny_run
