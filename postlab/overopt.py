@@ -107,7 +107,8 @@ class Knobs(Section):
     template_candidates: bool = Field(False, description="also compare each prompt's template answer (passes every check), so gold decides pairs even when the policy's samples all score alike (the tiny random model's all score 0)")
     pairs_per_prompt: int = Field(15, ge=1, description="compared pairs per prompt at most (all pairs of 6 samples = 15; gold ties are dropped: on SmolLM2's samples gold decides about 1 pair in 5)")
     rm_pairs: list[int] = Field(default_factory=lambda: [32, 96, 288], description="training pairs of each proxy, increasing (nested random subsets)")
-    rm_lr: float = Field(3e-5, gt=0, description="proxy learning rate")
+    rm_lr: float = Field(3e-4, gt=0, description="proxy learning rate (top layers + a fresh head: 3e-4, as postlab run's reward model)")
+    rm_trainable_layers: int = Field(4, ge=0, description="proxies train only their top N layers + head over cached activations (0 = full fine-tuning)")
     rm_epochs: float = Field(1.0, gt=0, description="proxy passes over its pairs")
     rm_max_seq_len: int = Field(256, ge=16, description="token cap for proxy pairs (longer pairs are skipped)")
     policy_prompts: int = Field(48, ge=1, description="prompts that best-of-n and RL optimise on and are measured on (the train prompts after rm_prompts: no proxy saw them)")
@@ -128,6 +129,7 @@ PRESETS: dict[str, Knobs] = {
     # The tiny random model: every stage runs in seconds; for CI and smoke tests.
     "tiny": Knobs(model="tiny", bf16=False, batch_size=16, max_new_tokens=16, rm_prompts=24, sample_k=2,
                   template_candidates=True, pairs_per_prompt=3, rm_pairs=[4, 8, 16], rm_lr=1e-3, rm_max_seq_len=1024,
+                  rm_trainable_layers=1,
                   policy_prompts=6, bon_n=[1, 2, 4, 8], rl_steps=6, rl_prompts_per_step=2, rl_k=2, rl_lr=1e-3,
                   rl_steps_per_point=2),
 }
@@ -294,6 +296,7 @@ def train_proxy(policy: str, prefs: dict, n_pairs: int, out: Path, k: Knobs, pro
     cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm" / str(n_pairs)), margin="none",
                       data=rm.RMDataConfig(train_file=str(subset), eval_file=prefs["eval_file"] if has_eval else None,
                                            eval_fraction=0.0, max_seq_len=k.rm_max_seq_len),
+                      trainable_layers=k.rm_trainable_layers,
                       optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=min(5, steps // 5),
                                         bf16=k.bf16, group_by_length=True),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
