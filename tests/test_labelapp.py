@@ -172,8 +172,13 @@ def test_bad_candidates_row_names_file_and_line(tmp_path):
     assert len(pairs) == 4 and all(p.response_a != p.response_b for p in pairs)
 
 
-def test_admin_cli_creates_project_raters_gold_and_exports(tmp_path):
+def test_admin_cli_creates_project_raters_gold_and_exports(tmp_path, monkeypatch):
     from typer.testing import CliRunner
+
+    import postlab.labelapp.store as store_module
+
+    # gold questions are drawn at random (1 in gold_every); this test is about drafts, so none is drawn
+    monkeypatch.setattr(store_module.secrets, "randbelow", lambda n: n - 1)
 
     from postlab.cli import app
 

@@ -154,6 +154,8 @@ class Store:
     def __init__(self, url: str = DEFAULT_DB):
         self.url = url
         self.engine = make_engine(url)
+        # the largest row id this database can hold: INTEGER columns are 32-bit in PostgreSQL, 64-bit in SQLite
+        self.max_id = 2**31 - 1 if self.engine.dialect.name == "postgresql" else MAX_ID
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
@@ -338,7 +340,7 @@ class Store:
         return pair
 
     def _own_label(self, s: Session, label_id: int, user: User, *, lock: bool = False) -> Label:
-        label = s.get(Label, label_id, with_for_update=lock) if 0 < label_id <= MAX_ID else None
+        label = s.get(Label, label_id, with_for_update=lock) if 0 < label_id <= self.max_id else None
         if label is None or label.user_id != user.id:
             raise NotFound(f"label {label_id} not found", "label_id")  # others' labels are invisible, not forbidden
         return label
