@@ -52,8 +52,8 @@ FLOORS = {"rs_prompts": 48, "rs_k": 2, "sample_prompts": 32, "rl_steps": 4, "pro
 # one epoch, cache included (benchmarks/rm_speed.py: 4.5x faster at N=4, docs/benchmarks.md).
 RM_TOP_LAYERS_COST = 0.22
 # Share of compared pairs a unanimous panel keeps at the default thresholds (5 of 5, mean margin ≥ 0.7):
-# 1,839 of 11,113 on run d3's SmolLM2 candidates (docs/results.md).
-PANEL_KEEP = 0.165
+# 1,727 of 10,895 on run d3's SmolLM2 candidates (scripts/panel_experiments.py panel-table runs/d3).
+PANEL_KEEP = 0.16
 
 
 def labelled_pairs(k) -> float:
