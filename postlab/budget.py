@@ -75,7 +75,7 @@ def stage_work(k, test_items: int) -> dict[str, float]:
     return {
         "baseline": evals, "sft_eval": evals, "rl_eval": evals,
         "sft_data": k.rs_prompts * k.rs_k * k.rs_max_new_tokens,
-        "sft": (SPEC_EXAMPLES + sum(k.demos_per_category.values()) + RS_ACCEPTANCE * k.rs_prompts) * k.sft_epochs,
+        "sft": sft_conversations(k) * k.sft_epochs,
         "sample": k.sample_prompts * k.sample_k * k.sample_max_new_tokens,
         "rm": labelled_pairs(k) * k.rm_epochs * (RM_TOP_LAYERS_COST if k.rm_trainable_layers else 1.0),
         "bon": k.sample_prompts * k.sample_k,
@@ -84,10 +84,24 @@ def stage_work(k, test_items: int) -> dict[str, float]:
     }
 
 
+def sft_conversations(k) -> float:
+    """SFT demonstrations the knobs ask for (spec examples, template answers, rejection-sampled)."""
+    return SPEC_EXAMPLES + sum(k.demos_per_category.values()) + RS_ACCEPTANCE * k.rs_prompts
+
+
 def predict_seconds(k, ref_k, ref_seconds: dict[str, float], slow: float, test_items: int) -> dict[str, float]:
-    """Each stage's predicted seconds: reference seconds × slowdown × work(k) / work(ref_k)."""
+    """Each stage's predicted seconds: reference seconds × slowdown × work(k) / work(ref_k).
+
+    ``algo=bon_sft``'s RL stage is not made of RL steps: the reward model scores every compared candidate
+    (timed per candidate as the ``bon`` stage scores them) and the policy is fine-tuned on the kept picks and
+    the replayed SFT demonstrations (timed per conversation-epoch as the ``sft`` stage)."""
     work, ref_work = stage_work(k, test_items), stage_work(ref_k, test_items)
-    return {s: t * slow * (work[s] / ref_work[s] if ref_work.get(s) else 1.0) for s, t in ref_seconds.items()}
+    out = {s: t * slow * (work[s] / ref_work[s] if ref_work.get(s) else 1.0) for s, t in ref_seconds.items()}
+    if getattr(k, "algo", None) == "bon_sft" and "rl" in out:
+        scored = k.sample_prompts * (k.sample_k + k.rs_k)
+        tuned = (k.bon_keep * k.sample_prompts + (sft_conversations(k) if k.bon_replay else 0)) * k.sft_epochs
+        out["rl"] = slow * (ref_seconds["bon"] * scored / ref_work["bon"] + ref_seconds["sft"] * tuned / ref_work["sft"])
+    return out
 
 
 def _cut(name: str, value, x: float, test_items: int):

@@ -50,6 +50,8 @@ FIRST_STAGE: dict[str, str | None] = {
     "rm_epochs": "rm",
     "rm_max_seq_len": "rm",
     "rm_trainable_layers": "rm",
+    "bon_replay": "rl",
+    "bon_keep": "rl",
     "rl_steps": "rl",
     "rl_prompts_per_step": "rl",
     "rl_lr": "rl",

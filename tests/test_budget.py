@@ -6,7 +6,9 @@ import pytest
 from postlab import budget
 from postlab.run import PRESETS, REFERENCE_SECONDS
 
-REF = PRESETS["default"]
+# The default preset as these tests were written: PPO (RL timed by steps x prompts x tokens) after a 2-epoch SFT;
+# bon_sft's RL-stage model has its own test below.
+REF = PRESETS["default"].model_copy(update={"algo": "ppo", "sft_epochs": 2.0})
 TIER1 = {"rs_prompts", "rs_k", "sample_prompts", "rl_steps", "probe_prompts"}
 
 
@@ -20,16 +22,33 @@ def test_slowdown_scales_only_the_matmul_share():
 
 def test_predicted_seconds_scale_with_speed_and_with_each_stages_knobs():
     secs = {"baseline": 100.0, "rl": 200.0, "sft": 300.0, "label": 1.0}
-    assert budget.predict_seconds(REF, REF, secs, slow=2.0, test_items=417) == {
+    ref = REF.model_copy(update={"algo": "ppo"})  # RL timed by steps x prompts x tokens
+    assert budget.predict_seconds(ref, ref, secs, slow=2.0, test_items=417) == {
         "baseline": 200.0, "rl": 400.0, "sft": 600.0, "label": 2.0}
-    k = REF.model_copy(update={"rl_steps": 5, "eval_limit": 100, "sft_epochs": 1.0, "rl_max_new_tokens": 48})
-    p = budget.predict_seconds(k, REF, secs, slow=1.0, test_items=417)
+    k = ref.model_copy(update={"rl_steps": 5, "eval_limit": 100, "sft_epochs": 1.0, "rl_max_new_tokens": 48})
+    p = budget.predict_seconds(k, ref, secs, slow=1.0, test_items=417)
     assert p["rl"] == pytest.approx(200 * 0.5 * 0.5)  # half the steps, half the tokens
     assert p["baseline"] == pytest.approx(100 * 100 / 417)
     assert p["sft"] == pytest.approx(150.0)
     assert p["label"] == 1.0  # no knob: only the machine's speed
     # eval_limit larger than the split is the whole split
     assert budget.predict_seconds(REF.model_copy(update={"eval_limit": 5000}), REF, secs, 1.0, 417)["baseline"] == 100
+
+
+def test_bon_sft_rl_stage_is_timed_as_scoring_plus_sft():
+    secs = {"rl": 1000.0, "bon": 10.0, "sft": 300.0}
+    ref = REF.model_copy(update={"algo": "ppo"})
+    k = ref.model_copy(update={"algo": "bon_sft", "bon_keep": 0.5, "bon_replay": True})
+    work = budget.stage_work(ref, 417)
+    scored = k.sample_prompts * (k.sample_k + k.rs_k)
+    tuned = (0.5 * k.sample_prompts + budget.sft_conversations(k)) * k.sft_epochs
+    expect = 2.0 * (10.0 * scored / work["bon"] + 300.0 * tuned / work["sft"])
+    assert budget.predict_seconds(k, ref, secs, slow=2.0, test_items=417)["rl"] == pytest.approx(expect)
+    no_replay = budget.predict_seconds(k.model_copy(update={"bon_replay": False}), ref, secs, 2.0, 417)["rl"]
+    assert no_replay == pytest.approx(2.0 * (10.0 * scored / work["bon"] + 300.0 * 0.5 * k.sample_prompts
+                                             * k.sft_epochs / work["sft"]))
+    # the other algorithms keep the RL-steps model
+    assert budget.predict_seconds(ref, ref, secs, 1.0, 417)["rl"] == 1000.0
 
 
 def test_nothing_changes_when_the_run_fits():

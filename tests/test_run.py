@@ -178,14 +178,15 @@ def test_every_file_a_run_writes_belongs_to_a_stage(tiny_run):
             assert any(path == c or c in path.parents for c in claimed), rel
 
 
-@pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo", "dpo_rm"])
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo", "dpo_rm", "bon_sft"])
 def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
     src, _ = tiny_run
     out = tmp_path / algo
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("rl"))
     for name in STAGES[STAGES.index("rl"):]:
         (out / "stages" / f"{name}.json").unlink()
-    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false", f"algo={algo}")
+    extra = ["bon_replay=true"] if algo == "bon_sft" else []  # the default (no replay) is the simpler path
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false", f"algo={algo}", *extra)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["algo"] == algo and s["stages"]["rl"]["train"]["algo"] == algo
@@ -194,6 +195,13 @@ def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
     if algo == "dpo_rm":  # the reward model ranked the sampled candidates into DPO pairs
         rows = [json.loads(line) for line in (out / "data" / "rm_ranked.jsonl").read_text().splitlines()]
         assert rows and all(r["source"] == "rm" and r["chosen"] != r["rejected"] for r in rows)
+    if algo == "bon_sft":  # the reward model's confident picks, then the SFT demonstrations replayed
+        rows = [json.loads(line) for line in (out / "data" / "bon_sft.jsonl").read_text().splitlines()]
+        train = s["stages"]["rl"]["train"]
+        picks = [r for r in rows if r.get("source") == "best_of_n"]
+        assert len(picks) == train["demonstrations"] == round(0.5 * train["prompts"]) > 0
+        assert len(rows) == len(picks) + s["stages"]["sft_data"]["conversations"] == len(picks) + train["replayed"]
+        assert [r["reward"] for r in picks] == sorted((r["reward"] for r in picks), reverse=True)
 
 
 def test_report_command_rebuilds_the_page(tiny_run, tmp_path):

@@ -1,0 +1,71 @@
+"""Best-of-n distillation against a reward model (``algo=bon_sft``): the data of rejection-sampling
+fine-tuning.
+
+For each prompt x the policy's sampled candidates y_1..y_n (those that finished: a response cut off at
+the token cap is not a demonstration) are scored by the reward model, and the best one,
+
+    y*(x) = argmax_i r_φ(x, y_i),
+
+becomes a demonstration; the policy is then fine-tuned on {(x, y*(x))} with the SFT loss
+−Σ_t log π_θ(y*_t | x, y*_<t), beside a replay of its SFT demonstrations so that behaviours the
+reward model cannot see (it is weak on refusals) are not unlearned. This is the RL step of Llama 2's
+RLHF ("rejection sampling fine-tuning", Touvron et al. 2023), RAFT (Dong et al. 2023) and expert
+iteration with a learned reward. The best-of-n policy it imitates stays within KL(π_BoN ‖ π) ≤
+log n − (n − 1)/n of the sampling policy (Stiennon et al. 2020; docs/algorithms/best_of_n.md), so n
+is the leash; unlike a policy-gradient step it moves the policy's mode (what greedy decoding answers)
+as far as SFT does. Math and measurements: docs/algorithms/bon_sft.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from postlab.tasks.demos import conversation
+from postlab.tasks.suite import Item
+
+Score = Callable[[list, list[str]], list[float]]  # (messages per response, responses) -> rewards
+
+
+@dataclass(frozen=True)
+class BestStats:
+    prompts: int  # prompts with at least one finished, non-empty candidate
+    kept: int  # demonstrations written (the `keep` share of prompts with the highest best reward)
+    candidates: int  # candidates scored
+    mean_best: float  # mean r(x, y*) over the demonstrations kept
+    mean_reward: float  # mean r over every candidate scored
+
+
+def select_best(score: Score, items: dict[str, Item], candidates: dict[str, list[tuple[str, str | None]]], *,
+                keep: float = 1.0) -> tuple[list[dict], BestStats]:
+    """The reward model's best finished candidate of each prompt as a chat demonstration.
+
+    ``candidates``: prompt id → [(text, finish_reason)]; a candidate with finish_reason "length" or an
+    empty text is not scored. All candidates are scored in one call (the scorer batches by length).
+    ``keep`` < 1 keeps only that share of the prompts (rounded), those whose best candidate scores
+    highest: the reward model's confident picks (a higher reward means a better pick on average, so this
+    trades demonstrations for their quality without a threshold in the reward's arbitrary units). Ties
+    go to the earliest candidate."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    pids, texts = [], []
+    for pid, cands in candidates.items():
+        if pid not in items:
+            continue
+        seen = list(dict.fromkeys(t.strip() for t, reason in cands if reason != "length" and t.strip()))
+        pids += [pid] * len(seen)
+        texts += seen
+    rewards = score([items[p].messages for p in pids], texts) if texts else []
+    best: dict[str, tuple[float, str]] = {}
+    for pid, text, r in zip(pids, texts, rewards):
+        if pid not in best or r > best[pid][0]:
+            best[pid] = (r, text)
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])  # stable: ties keep candidate order
+    rows, kept = [], []
+    for pid, (r, text) in ranked[: round(keep * len(ranked))]:
+        rows.append({**conversation(items[pid].messages, text), "id": pid, "source": "best_of_n", "reward": r})
+        kept.append(r)
+    stats = BestStats(prompts=len(best), kept=len(rows), candidates=len(texts),
+                      mean_best=sum(kept) / len(kept) if kept else 0.0,
+                      mean_reward=sum(rewards) / len(rewards) if rewards else 0.0)
+    return rows, stats
