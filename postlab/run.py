@@ -73,7 +73,7 @@ class Knobs(Section):
     demos_per_category: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_DEMOS),
         description="template answers per category at most (train split); categories not listed get none")
-    rs_prompts: int = Field(300, ge=1, description="train prompts for rejection sampling (and the comparisons)")
+    rs_prompts: int = Field(250, ge=1, description="train prompts for rejection sampling (and the comparisons)")
     rs_k: int = Field(4, ge=1, description="samples per prompt for rejection sampling")
     rs_max_new_tokens: int = Field(128, ge=1, description="response cap for rejection sampling")
     sft_lr: float = Field(2e-5, gt=0, description="SFT peak learning rate")
@@ -81,7 +81,7 @@ class Knobs(Section):
     sft_batch_size: int = Field(8, ge=1, description="SFT conversations per step")
     sft_lora: bool = Field(False, description="LoRA adapters instead of full fine-tuning in SFT")
     max_seq_len: int = Field(384, ge=16, description="token cap for SFT and DPO sequences")
-    sample_prompts: int = Field(300, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
+    sample_prompts: int = Field(250, ge=1, description="train prompts whose SFT samples are compared (≤ rs_prompts; the base model's rejection-sampling candidates join them)")
     sample_k: int = Field(4, ge=2, description="SFT samples per prompt for comparisons (and best-of-n)")
     sample_max_new_tokens: int = Field(128, ge=1, description="response cap for comparison samples")
     pairs_per_prompt: int = Field(28, ge=1, description="compared pairs per prompt at most (all pairs of 4 SFT + 4 base candidates = 28)")
@@ -103,7 +103,7 @@ class Knobs(Section):
     rl_max_new_tokens: int = Field(96, ge=1, description="response cap for RL rollouts")
     rl_gold_every: int = Field(5, ge=0, description="held-out gold eval every N RL steps (0 = off)")
     rl_gold_limit: int = Field(36, ge=1, description="held-out items in those evals")
-    probe_prompts: int = Field(48, ge=1, description="test prompts sampled to measure KL(π‖π_SFT) and the proxy reward")
+    probe_prompts: int = Field(32, ge=1, description="test prompts sampled to measure KL(π‖π_SFT) and the proxy reward")
     report_samples: int = Field(12, ge=0, description="answers shown side by side in the report")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the leaderboard CIs")
 
@@ -157,14 +157,14 @@ RunConfig = with_optional_knobs("RunConfig", _RunOptions, Knobs)
 # them, scaled to this machine's measured speed and the knobs (budget.predict_seconds); the ETA then
 # follows how fast this run has been so far.
 REFERENCE_DTYPE = {"default": "bf16", "tiny": "fp32"}
-# The default reference run was an earlier plan's 30-minute cut of the preset (12.8 minutes in all).
-REFERENCE_KNOBS = {"default": PRESETS["default"].model_copy(update={"algo": "ppo", "sft_epochs": 2.0, "rs_prompts": 97, "rs_k": 2, "sample_prompts": 60,
-                                                                   "rl_steps": 6, "probe_prompts": 29,
-                                                                   "pairs_per_prompt": 2, "panel_raters": 1}),
+# The default reference run is run d6 (`make demo` with this preset, 2026-11-30, 32.5 minutes), except the RL
+# stage's time: that is PPO's, 6 steps, from an earlier reference run (bon_sft is timed by budget.bon_sft_seconds).
+REFERENCE_KNOBS = {"default": PRESETS["default"].model_copy(update={"algo": "ppo", "rl_steps": 6, "rs_prompts": 300,
+                                                                   "sample_prompts": 300, "probe_prompts": 48}),
                    "tiny": PRESETS["tiny"].model_copy(update={"pairs_per_prompt": 2, "panel_raters": 1})}
 REFERENCE_SECONDS = {
-    "default": {"fetch": 1, "baseline": 128, "sft_data": 47, "sft": 208, "sft_eval": 55, "sample": 33, "label": 1,
-                "rm": 22, "bon": 3, "rl": 108, "rl_eval": 59, "probe": 47, "leaderboard": 1, "report": 1},
+    "default": {"fetch": 1, "baseline": 105, "sft_data": 275, "sft": 527, "sft_eval": 57, "sample": 169, "label": 9,
+                "rm": 339, "bon": 24, "rl": 108, "rl_eval": 59, "probe": 76, "leaderboard": 1, "report": 1},
     "tiny": {"fetch": 1, "baseline": 1, "sft_data": 1, "sft": 1, "sft_eval": 1, "sample": 1, "label": 1, "rm": 1,
              "bon": 1, "rl": 2, "rl_eval": 1, "probe": 1, "leaderboard": 1, "report": 1},
 }

@@ -39,14 +39,15 @@ def test_bon_sft_rl_stage_is_timed_as_scoring_plus_sft():
     secs = {"rl": 1000.0, "bon": 10.0, "sft": 300.0}
     ref = REF.model_copy(update={"algo": "ppo"})
     k = ref.model_copy(update={"algo": "bon_sft", "bon_keep": 0.5, "bon_replay": True})
-    work = budget.stage_work(ref, 417)
-    scored = k.sample_prompts * (k.sample_k + k.rs_k)
+    per_conversation = 300.0 / budget.stage_work(ref, 417)["sft"]
+    scored = 0.7 * k.sample_prompts * (k.sample_k + k.rs_k)
     tuned = (0.5 * k.sample_prompts + budget.sft_conversations(k)) * k.sft_epochs
-    expect = 2.0 * (10.0 * scored / work["bon"] + 300.0 * tuned / work["sft"])
+    evals = 5 * k.rl_gold_limit
+    expect = 2.0 * (0.078 * scored + per_conversation * tuned + 0.22 * evals)
     assert budget.predict_seconds(k, ref, secs, slow=2.0, test_items=417)["rl"] == pytest.approx(expect)
-    no_replay = budget.predict_seconds(k.model_copy(update={"bon_replay": False}), ref, secs, 2.0, 417)["rl"]
-    assert no_replay == pytest.approx(2.0 * (10.0 * scored / work["bon"] + 300.0 * 0.5 * k.sample_prompts
-                                             * k.sft_epochs / work["sft"]))
+    no_replay = k.model_copy(update={"bon_replay": False, "rl_gold_every": 0})
+    assert budget.predict_seconds(no_replay, ref, secs, 2.0, 417)["rl"] == pytest.approx(
+        2.0 * (0.078 * scored + per_conversation * 0.5 * k.sample_prompts * k.sft_epochs))
     # the other algorithms keep the RL-steps model
     assert budget.predict_seconds(ref, ref, secs, 1.0, 417)["rl"] == 1000.0
 
