@@ -202,6 +202,7 @@ def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
         assert len(picks) == train["demonstrations"] == round(0.5 * train["prompts"]) > 0
         assert len(rows) == len(picks) + s["stages"]["sft_data"]["conversations"] == len(picks) + train["replayed"]
         assert [r["reward"] for r in picks] == sorted((r["reward"] for r in picks), reverse=True)
+        assert f"the reward model's best finished candidate of {len(picks)} of" in (out / "report.html").read_text()
 
 
 def test_report_command_rebuilds_the_page(tiny_run, tmp_path):

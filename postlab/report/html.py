@@ -355,7 +355,16 @@ def build_report(run_dir: str | Path) -> Path:
     if v:
         parts.append(_img(v, "proxy and gold score of the RL rollouts against sqrt(KL)"))
     if not (c or v):
-        parts.append("<p class='note'>This algorithm logs no per-step rollout curves (DPO trains on fixed pairs).</p>")
+        parts.append("<p class='note'>This algorithm logs no per-step rollout curves (DPO and bon_sft train on "
+                     "fixed data).</p>")
+    train = rl.get("train", {})
+    if algo == "bon_sft" and "demonstrations" in train:
+        gold_picks = train.get("gold_of_picks")
+        parts.append(f"<p class='note'>bon_sft: the reward model's best finished candidate of {train['demonstrations']} "
+                     f"of {train['prompts']} compared prompts ({train['candidates_scored']} candidates scored; mean "
+                     f"reward of the picks {train['mean_reward_best']:+.2f} against {train['mean_reward_all']:+.2f} for "
+                     f"all; gold of the picks {'-' if gold_picks is None else f'{gold_picks:.2f}'}, recorded, not used), "
+                     f"{train['replayed']} SFT demonstrations replayed, {train['steps']} steps.</p>")
     parts.append(_hacking_section(run_dir / "rl"))
 
     lb = st["leaderboard"]
