@@ -237,9 +237,9 @@ def _gold(results: dict) -> dict:
 def _evaluate(model: str, out: Path, name: str, k: Knobs, progress: bool) -> dict:
     cfg = harness.EvalConfig(model=model, suite=SUITE, split="test", limit=k.eval_limit,
                              out=str(out / "eval" / f"{name}.json"), batch_size=k.batch_size,
-                             dtype="bf16" if k.bf16 else "fp32", progress=progress,
+                             dtype="bf16" if k.bf16 else "fp32", progress=progress, overwrite=True,
                              sampling=SamplingParams(temperature=0.0, max_new_tokens=k.eval_max_new_tokens, seed=0))
-    results = harness.evaluate(cfg)
+    results = harness.evaluate(cfg)  # overwrite: a stage that is (re)run replaces its own eval
     print(harness.format_results(results), file=sys.stderr)
     return {**_gold(results), "results": cfg.out, "samples": results["samples"]}
 

@@ -4,12 +4,20 @@ Writes ``--out`` (results JSON) and ``<stem>.samples.jsonl`` beside it: one row 
 ``prompt``, ``response``, ``follow_instruction_list`` (strict, one boolean per check, in order) and
 ``follow_instruction_list_loose`` — IFEval's output fields — plus the item id, category, score and
 the check ids.
+
+The results follow lm-evaluation-harness where it has a convention: a ``meta`` section records what
+produced them (postlab, torch and transformers versions, the git commit of the postlab checkout, the UTC
+date, the hardware, the full config), and every metric with a standard error has it beside it under
+lm-eval's ``_stderr`` suffix (``overall_stderr``; ``overall_se`` is kept). An existing ``out`` is never
+replaced unless ``overwrite=true``.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +26,7 @@ from pydantic import Field
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.evals.generate import DTYPES, Response, generate_responses, read_responses
-from postlab.evals.metrics import summarize
+from postlab.evals.metrics import mean_se, summarize
 from postlab.machine import AutoDType
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import pick_device
@@ -44,6 +52,7 @@ class EvalConfig(Section):
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256, seed=0),
                                      description="decoding: greedy by default (temperature=0); max_new_tokens, top_p, seed")
     progress: bool = Field(True, description="show a progress bar")
+    overwrite: bool = Field(False, description="replace an existing out file (and its samples); by default an earlier result is never overwritten")
 
     def check(self) -> None:
         super().check()
@@ -56,6 +65,44 @@ class EvalConfig(Section):
 def samples_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".samples.jsonl")
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) postlab runs from
+
+
+def git_hash(root: Path = PACKAGE_ROOT) -> str | None:
+    """The commit checked out at ``root`` when it is a git checkout of postlab, else None (never raises):
+    an installed postlab inside someone else's repository must not report that repository's commit."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (r.stdout.strip() or None) if r.returncode == 0 else None
+
+
+def run_meta(cfg: EvalConfig) -> dict:
+    """What produced a result, where and when: lm-eval's provenance fields, and postlab's own."""
+    import torch
+    import transformers
+
+    from postlab import __version__, machine
+
+    return {"postlab_version": __version__, "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__, "git_hash": git_hash(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "hardware": machine.probe(measure=False), "config": cfg.model_dump(mode="json")}
+
+
+def with_stderr(summary: dict, stderr: dict[str, object]) -> dict:
+    """``summary`` with ``<key>_stderr`` right after each key that has a standard error (lm-eval's naming)."""
+    out = {}
+    for key, value in summary.items():
+        out[key] = value
+        if key in stderr:
+            out[f"{key}_stderr"] = stderr[key]
+    return out
 
 
 def load_engine(model: str, dtype: str = "bf16", device: str = "auto") -> TorchEngine:
@@ -80,6 +127,10 @@ def grade(items: list[Item], responses: list[Response]) -> tuple[dict, list[dict
             row.update(num_tokens=r.num_tokens, finish_reason=r.finish_reason)
         rows.append(row)
     summary = summarize(items, results, [r.text for r in responses])
+    summary = with_stderr(summary, {
+        "overall": summary["overall_se"], "by_category": summary["by_category_se"],
+        "prompt_level_strict_acc": mean_se([float(g.all_passed) for g in results])[1],
+        "prompt_level_loose_acc": mean_se([float(g.all_passed_loose) for g in results])[1]})
     tokens = [r.num_tokens for r in responses if r.num_tokens is not None]
     if tokens:
         summary["mean_tokens"] = sum(tokens) / len(tokens)
@@ -88,6 +139,9 @@ def grade(items: list[Item], responses: list[Response]) -> tuple[dict, list[dict
 
 
 def evaluate(cfg: EvalConfig) -> dict:
+    if Path(cfg.out).exists() and not cfg.overwrite:
+        raise ConfigError(f"out: {cfg.out} already exists (an earlier result); pass overwrite=true to replace it, "
+                          "or choose another out=")
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
     if not items:
         raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
@@ -100,7 +154,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         model = cfg.model
     summary, rows = grade(items, responses)
     results = {"model": model, "suite": cfg.suite, "split": cfg.split, **summary,
-               "samples": str(samples_path(cfg.out)), "config": cfg.model_dump(mode="json")}
+               "samples": str(samples_path(cfg.out)), "config": cfg.model_dump(mode="json"), "meta": run_meta(cfg)}
     atomic_write_text(samples_path(cfg.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     atomic_write_text(Path(cfg.out), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return results

@@ -1,6 +1,9 @@
 """``report.html`` from a ``postlab run`` directory: what changed, by how much, and at what cost.
 
-Sections: headline numbers; held-out gold score per category after each stage; the reward model;
+Sections: a header line (postlab/torch/transformers versions, commit and date from the final eval's ``meta``,
+hardware from ``summary.json``'s ``machine``); headline numbers (the reward model's accuracy against its
+own labels beside its accuracy against gold, marked when below chance); held-out gold score per category
+after each stage with standard errors and n (undefined figures read "n/a"); the reward model;
 best-of-n (proxy and gold against sqrt(KL)); RL curves (proxy, gold, KL, length) and gold/proxy
 against sqrt(KL); the Elo leaderboard of the stage checkpoints; answers side by side; the SFT data;
 the machine (CPU, bf16 flags, measured matmul speed, the dtype chosen and why) and what the time budget
@@ -47,12 +50,21 @@ def _esc(x) -> str:
     return html.escape(str(x))
 
 
+def _undefined(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def _fmt(x, nd: int = 3) -> str:
-    if x is None:
-        return "—"
+    if _undefined(x):
+        return "n/a"
     if isinstance(x, float):
-        return "nan" if math.isnan(x) else f"{x:.{nd}f}"
+        return f"{x:.{nd}f}"
     return _esc(x)
+
+
+def _num(x, spec: str) -> str:
+    """``format(x, spec)``, or "n/a" where the figure is undefined (None in summary.json, NaN)."""
+    return "n/a" if _undefined(x) else format(x, spec)
 
 
 def _table(head: list[str], rows: list[list], cls: str = "") -> str:
@@ -83,7 +95,8 @@ def plot_categories(stage_gold: dict[str, dict]) -> str:
     width = 0.8 / len(names)
     for s, name in enumerate(names):
         g = stage_gold[name]
-        vals = [g["overall"] if c == "overall" else g["by_category"].get(c, 0.0) for c in cats]
+        vals = [g["overall"] if c == "overall" else g["by_category"].get(c) for c in cats]
+        vals = [float("nan") if _undefined(v) else v for v in vals]  # undefined: no bar
         ax.bar([i + (s - (len(names) - 1) / 2) * width for i in range(len(cats))], vals, width, label=name,
                color=STAGE_COLOURS[s % len(STAGE_COLOURS)])
     ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
@@ -200,7 +213,7 @@ th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 .headline{display:flex;gap:1.5em;flex-wrap:wrap}.headline div{background:#f6f8fa;border-radius:6px;padding:.6em 1em}
 .headline b{display:block;font-size:1.6em} figure{margin:1em 0} figcaption{font-size:13px;color:#555}
 img.plot{max-width:100%} pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}
-.note{color:#555;font-size:14px}
+.note{color:#555;font-size:14px} .bad{color:#c62828}
 """
 
 
@@ -281,6 +294,56 @@ def _panel_note(c: dict) -> str:
             f"{_fmt(c.get('agreement_with_gold'))} of those.")
 
 
+def _eval_results(run_dir: Path, gold: dict) -> dict:
+    """The eval results JSON behind a stage's gold block (``gold["results"]``, or its name under
+    ``run_dir/eval`` when the run directory was moved); {} when there is none."""
+    if not gold.get("results"):
+        return {}
+    for path in (Path(gold["results"]), run_dir / "eval" / Path(gold["results"]).name):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
+
+
+def _provenance(meta: dict, m: dict) -> str:
+    """One line for the header: versions, commit, date (from the final eval's ``meta``) and hardware."""
+    hw = m.get("cpu") if m.get("device", "cpu") == "cpu" else f"{m.get('device_name')} (host {m.get('cpu')})"
+    commit = meta.get("git_hash")
+    return (f"postlab {_fmt(meta.get('postlab_version'))} (commit {_fmt(commit[:12] if commit else None)}), "
+            f"torch {_fmt(meta.get('torch_version') or m.get('torch'))}, "
+            f"transformers {_fmt(meta.get('transformers_version'))}; evaluated {_fmt(meta.get('date'))}; "
+            f"hardware: {_fmt(hw)}, {_fmt(m.get('cores'))} cores, dtype {_fmt(m.get('dtype'))}")
+
+
+def _rm_headline(rm: dict) -> list[tuple[str, str]]:
+    """The reward model's accuracy against its own labels and against gold; below chance against gold is marked."""
+    vs_gold = rm.get("accuracy_vs_gold")
+    gold = _fmt(vs_gold)
+    if not _undefined(vs_gold) and vs_gold < 0.5:
+        gold = f"<span class='bad'>{gold} (below chance)</span>"
+    return [("RM acc. vs its labels", _fmt(rm.get("accuracy_vs_labels"))), ("RM acc. vs gold", gold)]
+
+
+def _category_table(stage_gold: dict[str, dict], stage_results: dict[str, dict], final: str) -> str:
+    """Gold per category after each stage, each with its standard error, and the number of items n."""
+    def cell(name: str, cat: str) -> str:
+        g, res = stage_gold[name], stage_results[name]
+        if cat == "overall":
+            return f"{_fmt(g.get('overall'))} ± {_fmt(g.get('overall_se'))}"
+        return f"{_fmt(g['by_category'].get(cat))} ± {_fmt(res.get('by_category_se', {}).get(cat))}"
+
+    def delta(cat: str):
+        get = (lambda g: g.get("overall")) if cat == "overall" else (lambda g: g["by_category"].get(cat))
+        after, before = get(stage_gold[final]), get(stage_gold["base"])
+        return None if _undefined(after) or _undefined(before) else after - before
+
+    last = stage_results[final]
+    cats = sorted(stage_gold["base"]["by_category"])
+    rows = [[c, (stage_gold[final].get("n") if c == "overall" else last.get("by_category_n", {}).get(c)),
+             *(cell(name, c) for name in stage_gold), delta(c)] for c in ["overall", *cats]]
+    return _table(["category", "n", *(f"{name} ± SE" for name in stage_gold), "Δ final − base"], rows)
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files; returns its path."""
     run_dir = Path(run_dir)
@@ -293,18 +356,20 @@ def build_report(run_dir: str | Path) -> Path:
     stage_gold = {"base": st["baseline"]["gold"], "sft": st["sft"]["gold"], algo: st["rl"]["gold"]}
     rl_metrics = _read_jsonl(run_dir / "rl" / "metrics.jsonl")
     rm_metrics = _read_jsonl(run_dir / "rm" / "metrics.jsonl")
+    stage_results = {name: _eval_results(run_dir, g) for name, g in stage_gold.items()}
     parts = [f"<h1>postlab run: {_esc(s['model'])}</h1>",
+             f"<p class='note'>{_provenance(stage_results[algo].get('meta') or {}, s.get('machine') or {})}</p>",
              f"<p class='note'>preset <b>{_esc(s['preset'])}</b>, RL = <b>{_esc(algo)}</b>, held-out split "
              f"<b>{_esc(s['split'])}</b> of the <b>{_esc(s['suite'])}</b> suite ({st['baseline']['gold']['n']} items, greedy). "
              f"Gold = fraction of each item's behaviour-spec checks passed, averaged over items.</p>"]
     gain = s["gain"]["final_minus_baseline"]
     parts.append("<div class='headline'>" + "".join(
         f"<div>{_esc(label)}<b>{value}</b></div>" for label, value in (
-            ("baseline gold", f"{st['baseline']['gold']['overall']:.3f}"),
-            ("after SFT", f"{st['sft']['gold']['overall']:.3f}"),
-            (f"after {algo}", f"{st['rl']['gold']['overall']:.3f}"),
-            ("gain (points)", f"{100 * gain:+.1f}"),
-            ("RM acc. vs gold", _fmt(st["rm"].get("accuracy_vs_gold"))),
+            ("baseline gold", _fmt(st["baseline"]["gold"].get("overall"))),
+            ("after SFT", _fmt(st["sft"]["gold"].get("overall"))),
+            (f"after {algo}", _fmt(st["rl"]["gold"].get("overall"))),
+            ("gain (points)", _num(None if _undefined(gain) else 100 * gain, "+.1f")),
+            *_rm_headline(st["rm"]),
             ("total time", f"{s['timings_s'].get('total', 0) / 60:.1f} min"))) + "</div>")
     scaled = s.get("scaled") or {}
     if scaled.get("changes"):
@@ -315,13 +380,7 @@ def build_report(run_dir: str | Path) -> Path:
 
     parts.append("<h2>Gold score per category after each stage</h2>")
     parts.append(_img(plot_categories(stage_gold), "held-out gold score per category: base model, after SFT, after RL"))
-    cats = sorted(st["baseline"]["gold"]["by_category"])
-    rows = [["overall", *(g["overall"] for g in stage_gold.values()), stage_gold[algo]["overall"] - stage_gold["base"]["overall"]]]
-    rows += [[c, *(g["by_category"].get(c) for g in stage_gold.values()),
-              stage_gold[algo]["by_category"].get(c, 0) - stage_gold["base"]["by_category"].get(c, 0)] for c in cats]
-    parts.append(_table(["category", *stage_gold, "Δ final − base"], rows))
-    parts.append(f"<p class='note'>Standard errors of the overall score: "
-                 + ", ".join(f"{n} ±{g.get('overall_se', float('nan')):.3f}" for n, g in stage_gold.items()) + ".</p>")
+    parts.append(_category_table(stage_gold, stage_results, algo))
 
     rm = st["rm"]
     parts.append("<h2>Reward model</h2>")
@@ -345,9 +404,10 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append(f"<h2>RL ({_esc(algo)})</h2>")
     rl = st["rl"]
     parts.append(f"<p class='note'>On {rl['probe']['rl']['prompts']} held-out prompts sampled at temperature 1: "
-                 f"KL(π‖π_SFT) = {rl['kl']:.2f} ± {rl['probe']['rl']['kl_se']:.2f} nats per response; proxy reward "
-                 f"{rl['proxy']:+.3f} (SFT policy: {rl['sft_proxy']:+.3f}); mean answer length {rl['mean_length']:.1f} words "
-                 f"(SFT {st['sft']['gold']['mean_length']:.1f}, base {st['baseline']['gold']['mean_length']:.1f}).</p>")
+                 f"KL(π‖π_SFT) = {_num(rl['kl'], '.2f')} ± {_num(rl['probe']['rl']['kl_se'], '.2f')} nats per response; "
+                 f"proxy reward {_num(rl['proxy'], '+.3f')} (SFT policy: {_num(rl['sft_proxy'], '+.3f')}); mean answer "
+                 f"length {_num(rl['mean_length'], '.1f')} words (SFT {_num(st['sft']['gold']['mean_length'], '.1f')}, "
+                 f"base {_num(st['baseline']['gold']['mean_length'], '.1f')}).</p>")
     c = plot_rl_curves(rl_metrics)
     if c:
         parts.append(_img(c, "RL curves: proxy reward, gold score, KL and response length per step"))
