@@ -85,6 +85,7 @@ def main() -> None:
         checkpoint=CheckpointConfig(save_every=1000, resume=False, progress=False)))
     res = harness.evaluate(harness.EvalConfig(
         model=str(out / "sft" / "model"), suite="spec", split="test", out=str(out / "eval.json"), batch_size=64,
+        overwrite=True,
         dtype="auto", progress=False, sampling=SamplingParams(temperature=0.0, max_new_tokens=160, seed=0)))
     before, after = sample_scores(run / "eval" / "sft.samples.jsonl"), sample_scores(res["samples"])
     mean, se, n = paired_difference(after, before)
