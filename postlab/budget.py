@@ -140,7 +140,9 @@ def fit_budget(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget_s
     start = k
     reasons = {}
     for _, reason, names in TIERS:
-        names = [n for n in names if n not in fixed]
+        # a knob whose cut saves no time under these knobs (rl_steps when the RL stage is bon_sft) stays as it is
+        names = [n for n in names if n not in fixed
+                 and total(k.model_copy(update={n: _cut(n, getattr(k, n), 0.0, test_items)})) < total(k)]
         if not names:
             continue
         orig = {n: getattr(k, n) for n in names}

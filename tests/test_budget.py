@@ -52,6 +52,18 @@ def test_bon_sft_rl_stage_is_timed_as_scoring_plus_sft():
     assert budget.predict_seconds(ref, ref, secs, 1.0, 417)["rl"] == 1000.0
 
 
+def test_a_knob_that_saves_no_time_is_not_cut():
+    # under bon_sft the RL stage does not scale with rl_steps: cutting it would be reported and change nothing
+    k = PRESETS["default"].model_copy(update={"algo": "bon_sft"})
+    cut, changes = budget.fit_budget(k, REF, REFERENCE_SECONDS["default"], slow=1.3, budget_s=1800, test_items=417)
+    knobs = {c["knob"] for c in changes}
+    assert knobs and "rl_steps" not in knobs and cut.rl_steps == k.rl_steps
+    assert "sample_prompts" in knobs  # what the stage does scale with is cut instead
+    ppo = k.model_copy(update={"algo": "ppo"})
+    _, changes = budget.fit_budget(ppo, REF, REFERENCE_SECONDS["default"], slow=1.3, budget_s=1800, test_items=417)
+    assert "rl_steps" in {c["knob"] for c in changes}
+
+
 def test_nothing_changes_when_the_run_fits():
     k, changes = budget.fit_budget(REF, REF, REFERENCE_SECONDS["default"], slow=0.5, budget_s=1800, test_items=417)
     assert k == REF and changes == []
