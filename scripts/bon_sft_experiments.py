@@ -8,7 +8,8 @@ on a finished run's SFT policy, candidates and reward model (``RUN/sft/model``, 
         that continues SFT on the run's own demonstrations), keeps the `keep` share of prompts whose
         pick scores highest, fine-tunes RUN's SFT policy on them (+ the SFT demonstrations with
         --replay) for 2 epochs at lr 2e-5 as `postlab run algo=bon_sft` does, evaluates it greedily on
-        the 417 test items and prints the paired difference to RUN's SFT policy, overall and by category.
+        the 417 test items and prints the paired difference to RUN's SFT policy, overall and by category;
+        with --picks-only it prints the picks' gold (overall and by quartile of their reward) and stops.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from postlab.evals import harness
 from postlab.evals.metrics import paired_difference, sample_scores
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams
+from postlab.run import _candidates
 from postlab.tasks.suite import load_suite
 from postlab.train import sft
 from postlab.train.bon_sft import select_best
@@ -37,15 +39,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--picks-only", action="store_true", help="print the picks' gold and stop (no fine-tuning)")
     ap.add_argument("--scores", help="JSON file memoising the reward model's scores across reruns")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     items = {it.id: it for it in load_suite("spec", split="train")}
-    cands: dict[str, list[tuple[str, str | None]]] = {}
-    for line in open(run / "data" / "candidates.jsonl", encoding="utf-8"):
-        row = json.loads(line)
-        cands.setdefault(row["prompt_id"], []).append((row["completion"], row.get("finish_reason")))
+    cands = _candidates(run / "data" / "candidates.jsonl")
     gold = GoldRater()
     rows = []
     if args.select != "none":
@@ -73,6 +73,11 @@ def main() -> None:
         picks_gold = [gold.score(items[r["id"]], r["messages"][-1]["content"]) for r in rows]
         print(f"{st.kept} picks of {st.prompts} prompts ({st.candidates} candidates); gold of the picks "
               f"{sum(picks_gold) / len(picks_gold):.3f}")
+        q = len(rows) // 4  # rows come best reward first: gold of the picks by quartile of their reward, lowest first
+        print("gold of the picks by reward quartile (lowest first): " + ", ".join(
+            f"{sum(picks_gold[len(rows) - (i + 1) * q: len(rows) - i * q]) / q:.2f}" for i in range(4)) if q else "")
+        if args.picks_only:
+            return
     if args.replay:
         rows += [json.loads(line) for line in open(run / "data" / "sft.jsonl", encoding="utf-8")]
     data = out / "data.jsonl"

@@ -7,13 +7,13 @@ the token cap is not a demonstration) are scored by the reward model, and the be
     y*(x) = argmax_i r_φ(x, y_i),
 
 becomes a demonstration; the policy is then fine-tuned on {(x, y*(x))} with the SFT loss
-−Σ_t log π_θ(y*_t | x, y*_<t), beside a replay of its SFT demonstrations so that behaviours the
-reward model cannot see (it is weak on refusals) are not unlearned. This is the RL step of Llama 2's
+−Σ_t log π_θ(y*_t | x, y*_<t), optionally beside a replay of its SFT demonstrations (``bon_replay``) so that
+behaviours the reward model cannot see (it is weak on refusals) are not unlearned. This is the RL step of Llama 2's
 RLHF ("rejection sampling fine-tuning", Touvron et al. 2023), RAFT (Dong et al. 2023) and expert
 iteration with a learned reward. The best-of-n policy it imitates stays within KL(π_BoN ‖ π) ≤
 log n − (n − 1)/n of the sampling policy (Stiennon et al. 2020; docs/algorithms/best_of_n.md), so n
-is the leash; unlike a policy-gradient step it moves the policy's mode (what greedy decoding answers)
-as far as SFT does. Math and measurements: docs/algorithms/bon_sft.md.
+is the leash; unlike a policy-gradient step it aims at the policy's mode (what greedy decoding answers).
+Math and measurements (its held-out gains are small at this budget): docs/algorithms/bon_sft.md.
 """
 
 from __future__ import annotations
