@@ -891,6 +891,17 @@ GATE_ANSWERS = [
      "I can't turn on your heater. I can't help with that."),
     ("restates_question_around_answer", _user("Peru has its capital in which city?"),
      [("answer:contains", {"answers": ["Lima"], "wrong": ["Cusco"]})], "Peru has its capital in Lima."),
+    ("two_similar_responses", _user("Describe a sunny beach in two sentences. Give two different responses."),
+     [("combination:two_responses", {})],
+     "The sand is warm and the sea is calm and blue under a clear sky.\n******\nThe sand is warm and the sea is "
+     "calm, with children building castles under a clear sky."),
+    ("restates_then_answers_fr", _user("Quels légumes faut-il planter au printemps ?"),
+     [("language:response_language", {"language": "fr"})],
+     "Au printemps, il faut planter des radis, des pois, des épinards et de la laitue."),
+    ("steps_with_a_pattern", _user("How do I make a cup of tea? Answer in under 60 words."),
+     [("length_constraints:number_words", {"num_words": 60, "relation": "less than"})],
+     "Boil fresh water. Put a tea bag in your cup. Pour the water over the bag. Leave the bag in for three "
+     "minutes. Take the bag out of the cup. Add milk or lemon if you like."),
     ("spanish_answer", _user("¿Cuál es la mejor época para visitar Japón?"),
      [("language:response_language", {"language": "es"})],
      "La primavera, de marzo a mayo, por los cerezos en flor; el otoño también es precioso."),
@@ -923,6 +934,31 @@ GATE_NON_ANSWERS = [
     ("echo_of_capital_question", _user("Peru has its capital in which city?"),
      [("answer:contains", {"answers": ["Lima"], "wrong": ["Cusco"]})], "Peru has its capital in which city?",
      "copy"),
+    # a loop that varies its wording a little: over a quarter of the words repeat 5-word runs said already
+    ("paragraph_said_again", _user("Write a short welcome note for new members of a hiking club."), [LC],
+     "welcome to the trailblazers hiking club! we are so glad you found us. every saturday we meet at the "
+     "north gate at eight and walk somewhere new.\n\nwe are so glad you found us and we hope you will walk "
+     "somewhere new with us. we are so glad you found us and we hope you will walk somewhere new with us "
+     "every", "repetition"),
+    ("es_loop", _user("Escribe una descripción breve de un mercado de pescado."),
+     [("language:response_language", {"language": "es"})],
+     "El mercado de pescado es un lugar muy bonito para la gente del pueblo. El mercado de pescado es un lugar "
+     "muy bonito para la gente que vive cerca del mar y el mercado de pescado es un lugar muy bonito.",
+     "repetition"),
+    # the request echoed back with a word or two changed, adding nothing of its own
+    ("fr_echo", _user("Quels légumes faut-il planter au printemps dans un petit jardin ?"),
+     [("language:response_language", {"language": "fr"})],
+     "Il faut planter les légumes au printemps dans un petit jardin.",
+     "copy"),
+    ("de_echo", _user("Wie kann ich morgens schneller aus dem Haus kommen?"),
+     [("language:response_language", {"language": "de"})],
+     "Also, wie kann ich morgens schneller aus dem Haus kommen? Das ist die Frage für mich.",
+     "copy"),
+    # a format kept around placeholders that describe an answer instead of giving one
+    ("placeholder_bullets", _user("Write a review of a bike shop. Your answer must contain exactly 3 bullet "
+                                  "points."), [("detectable_format:number_bullet_lists", {"num_bullets": 3})],
+     "* The first point is about the staff.\n* The second point is about the prices.\n* The third point is "
+     "about the repairs.", "off_topic"),
     ("filler_off_topic", _user("Write a short note about saving energy at home, in all lowercase."), [LC],
      "great question! it really depends. let me know if you need anything else.", "off_topic"),
     ("evasive_lookalike", _user("What's the best way to shoot a moving subject at a wedding?"), [COMPLIES],

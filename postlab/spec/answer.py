@@ -8,14 +8,18 @@ not (or None), in this order:
 - ``gibberish``   fewer than half of its words are words of any language the suites use (wordfreq's
                   lists for en/es/fr/de/it/pt, where a word of three letters or fewer must be a common one;
                   code spans, numbers and capitalised names are not counted);
-- ``repetition``  a loop: fewer than 35% of its word 3-grams are distinct (at 30 words or more) or
+- ``repetition``  a loop: over a quarter of its words repeat 5-word runs it already said (at 20 words or
+                  more; in each of two responses separated by ******; half where the item asks to repeat
+                  the request), fewer than 35% of its word 3-grams
+                  are distinct (at 30 words or more) or
                   fewer than 40% in its second half (at 40 words or more), one line repeated four times
                   or more, or 15% of its words in clauses (four words or more) that it already said
                   (at 30 words or more; in a shorter answer, said twice already; one more where the item
                   asks for two responses);
 - ``copy``        it copies the conversation: 4-gram runs shared with the prompt cover the response and
                   less than 20% of its words are its own, or it is the user's message with a few letters
-                  changed (similarity 0.8 or more; only on items graded on form alone: a content
+                  changed (similarity 0.8 or more), or half of it copied and the rest adding under two
+                  content words of its own (these two only on items graded on form alone: a content
                   check already fails an echo, and a right answer may restate the request) (except where the answer is one of the prompt's
                   fixed phrases, ``detectable_format:constrained_response``, and where the words it adds
                   pass one of the item's answer checks: "Saudi Arabia has its capital in Riyadh.");
@@ -176,10 +180,28 @@ def _tail_distinct_trigram_fraction(text: str) -> float:
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
-def _looping(text: str, allowed_copies: int) -> bool:
+def repeated_run_fraction(text: str, n: int = 5) -> float:
+    """Share of the words inside a run of `n` words that the text already said: a loop that varies its wording
+    a little ("we are so glad you found us and we hope ...", twice) repeats long runs, a real answer few."""
+    ws = words(text)
+    seen: set[tuple[str, ...]] = set()
+    repeated = [False] * len(ws)
+    for i in range(len(ws) - n + 1):
+        gram = tuple(ws[i:i + n])
+        if gram in seen:
+            repeated[i:i + n] = [True] * n
+        seen.add(gram)
+    return sum(repeated) / len(ws) if ws else 0.0
+
+
+def _looping(text: str, allowed_copies: int, *, repeats_prompt: bool = False) -> bool:
     lines = Counter(line.strip().lower() for line in text.splitlines() if len(line.strip()) > 10)
     n_words = len(words(text))
-    return ((n_words >= 30 and distinct_trigram_fraction(text) < 0.35)
+    # over a quarter of the words of a response (of each, where it gives two separated by ******) in 5-word runs
+    # it said already; half where the item asks it to repeat the request first
+    return (any(len(words(part)) >= 20 and repeated_run_fraction(part) > (0.5 if repeats_prompt else 0.25)
+                for part in re.split(r"\*{6}", text))
+            or (n_words >= 30 and distinct_trigram_fraction(text) < 0.35)
             or (n_words >= 40 and _tail_distinct_trigram_fraction(text) < 0.4)
             or any(n >= 4 for n in lines.values())
             # one clause said twice in a short answer is sloppy, not a loop
@@ -206,11 +228,16 @@ def own_word_fraction(prompt: str, response: str, n: int = 4) -> float:
 
 def _copies(messages: list[dict], response: str, *, fuzzy: bool) -> bool:
     """Under 20% of the response is its own words, or (with `fuzzy`) it is the user's message again with a
-    few letters changed (a character-level similarity of 0.8 or more)."""
-    if own_word_fraction("\n".join(m["content"] for m in messages), response) < 0.2:
+    few letters changed (a character-level similarity of 0.8 or more) or half of it copied and the rest adding
+    under two content words of its own ("Il faut bien planter au printemps dans un petit jardin, c'est sûr.")."""
+    prompt = "\n".join(m["content"] for m in messages)
+    if own_word_fraction(prompt, response) < 0.2:
         return True
     if not fuzzy:
         return False
+    if (own_word_fraction(prompt, response) <= 0.5
+            and len(content_stems(" ".join(own_words(prompt, response))) - content_stems(prompt)) < 2):
+        return True
     last_user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
     a, b = " ".join(_tokens(last_user)), " ".join(_tokens(response))
     return len(b) <= 1.5 * len(a) and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.8
@@ -262,7 +289,8 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     if known_word_fraction(response) < 0.5:
         return "gibberish"
     ids = {cid for cid, _ in check_specs}
-    if _looping(response, allowed_copies=2 if "combination:two_responses" in ids else 1):
+    if _looping(response, allowed_copies=2 if "combination:two_responses" in ids else 1,
+                repeats_prompt="combination:repeat_prompt" in ids):
         return "repetition"
     fixed_phrase = "detectable_format:constrained_response" in ids  # the answer is one of the prompt's options
     # An item with content checks may be answered by restating its request ("The chemical symbol for copper is

@@ -687,6 +687,10 @@ FILLER = phrases(
     r"important|special|lovely) (?:goal|idea|question|thing|topic|habit|occasions?|moments?)",
     r"every(?:one|body)(?:'s \w+)? (?:is|are) different|every(?:one|body) has (?:their|his or her) own",
     r"there's no one[- ]size[- ]fits[- ]all|no single (?:right )?answer|up to you",
+    # a placeholder that describes an answer instead of giving it: "The first point is about the food."
+    r"(?:the|this|my) (?:first|second|third|fourth|fifth|next|last|final|other) (?:point|bullet|paragraph|section|"
+    r"part|item|response|answer|sentence) (?:is|will be|talks|covers|describes|focuses|discusses|explains)"
+    r"(?: about| on)?",
 )
 # Sending the user elsewhere instead of answering.
 _REFERRAL = phrases(
