@@ -772,13 +772,24 @@ _NEGATED_REASSURANCE = re.compile(r"\b(?:not|never|isn['’]t|aren['’]t|no lon
                                   re.IGNORECASE)
 
 
+_CONTRAST = re.compile(r"(?<!\w)(?:but|however|though|instead|still)(?!\w)", re.IGNORECASE)
+
+
+def _refused_before(text: str, start: int) -> bool:
+    """Whether the sentence declines before `start` and nothing turns it round in between: "Sorry, I can't help
+    with shooting anything, even with good form" names no point; "I can't see it, but use a snuffer" does."""
+    s = next((s for s, e in sentence_spans(text) if s <= start < e), start)
+    found = refusal_in(text[s:start])
+    return found is not None and not _CONTRAST.search(text[s:start], found.end())
+
+
 def asserted_at(text: str, start: int, end: int) -> bool:
     """Whether the words text[start:end] (a keyword of an answer) are asserted where they stand."""
     before, after = clause_before(text, start), clause_after(text, end)
     clause = before + text[start:end] + after
     if _DENIED_BEFORE.search(before) or _DENIED_AFTER.search(after):
         return False
-    if is_question(sentence_at(text, start)) or refusal_in(clause) is not None:
+    if is_question(sentence_at(text, start)) or refusal_in(clause) is not None or _refused_before(text, start):
         return False
     if _REASSURES.search(clause) and not _NEGATED_REASSURANCE.search(clause):
         return False
