@@ -191,3 +191,29 @@ def test_zero_std_groups():
     from postlab.algos.pg import zero_std_groups
 
     assert zero_std_groups(T([1.0, 1.0, 0.0, 1.0, 2.0, 2.0]), k=2).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
+def test_chunked_token_logprobs_match_log_softmax_in_value_entropy_and_gradient(dtype, temperature):
+    """The RL log-probs (chunked, no fp32 (B, R, V) copy) equal log_softmax(z/T)[y], its entropy and
+    its gradient; T = 0 (greedy) is read as T = 1."""
+    from postlab.algos.lm import token_logprobs
+
+    torch.manual_seed(0)
+    z = (torch.randn(3, 37, 501) * 3).to(dtype).requires_grad_(True)
+    y = torch.randint(0, 501, (3, 37))
+    g = torch.randn(3, 37)
+    ref = torch.log_softmax(z.float() / (temperature or 1.0), dim=-1)
+    lp_ref = ref.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    ent_ref = -(ref.exp() * ref).sum(-1)
+    (lp_ref * g).sum().backward()
+    grad_ref, z.grad = z.grad.clone(), None
+    lp, ent = token_logprobs(z, y, temperature, entropy=True, chunk=8)  # chunks that do not divide R
+    (lp * g).sum().backward()
+    assert lp.dtype == torch.float32 and not ent.requires_grad
+    torch.testing.assert_close(lp, lp_ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ent, ent_ref.detach(), atol=2e-5, rtol=0)
+    tol = {"atol": 1e-6, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-5, "rtol": 2 ** -7}  # bf16: one ulp
+    torch.testing.assert_close(z.grad.float(), grad_ref.float(), **tol)
+    assert token_logprobs(z, y, temperature)[1] is None

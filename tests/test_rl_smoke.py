@@ -42,6 +42,9 @@ def test_grpo_and_rloo_raise_a_synthetic_reward(tmp_path, advantage):
     rewards = [m["reward"] for m in _metrics(tmp_path / "run")]
     start, end = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert end > start + 0.1 and end > 2 * start, (start, end)
+    m = _metrics(tmp_path / "run")[-1]  # where the step's time went: its phases add up to at most the step
+    phases = [m["time/sample_s"], m["time/logprob_s"], m["time/update_s"]]
+    assert all(p > 0 for p in phases) and sum(phases) <= m["time/step_s"], m
     before, _ = load_model_and_tokenizer("tiny")
     after, _ = load_model_and_tokenizer(str(tmp_path / "run" / "model"))
     changed = [not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())]
@@ -60,6 +63,7 @@ def test_ppo_raises_a_synthetic_reward_and_leaves_the_reference_alone(tmp_path):
                     checkpoint={"progress": False, "save_every": 0})
     train(cfg)
     m = _metrics(tmp_path / "run")
+    assert all(m[-1][f"time/{p}_s"] > 0 for p in ("sample", "logprob", "update")), m[-1]
     scores = [x["objective/scores"] for x in m]
     start, end = sum(scores[:3]) / 3, sum(scores[-3:]) / 3
     assert end > start + 0.1 and end > 2 * start, (start, end)

@@ -66,3 +66,63 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_target_tokens
     nll_sum, n = token_nll_sum(logits, labels)
     loss = nll_sum / max(num_target_tokens, 1)
     return loss, {"nll_sum": nll_sum.detach().item(), "num_target_tokens": n}
+
+
+class _ChunkedTokenLogProbs(torch.autograd.Function):
+    """log softmax(z_t / T)[y_t] per position, and (without gradient) the entropy of softmax(z_t / T).
+
+    Same values and gradient as ``log_softmax(logits.float() / T).gather(-1, y)``, computed over row
+    chunks: no fp32 (B, R, V) copy, no full softmax kept for backward. Backward recomputes each chunk's
+    softmax p from the saved logits and log-normaliser: ∂ log p(y_t) / ∂z_tj = (1[j = y_t] − p_tj) / T.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, inv_t: float, chunk: int, want_entropy: bool):
+        B, R, _ = logits.shape
+        logp = torch.empty((B, R), dtype=torch.float32, device=logits.device)
+        logz = torch.empty_like(logp)
+        ent = torch.zeros_like(logp) if want_entropy else torch.zeros((0,), device=logits.device)
+        for b in range(B):
+            for s in range(0, R, chunk):
+                e = min(s + chunk, R)
+                z = logits[b, s:e].to(torch.float32, copy=True).mul_(inv_t)  # (c, V)
+                m = z.amax(dim=-1, keepdim=True)  # (c, 1)
+                ez = (z - m).exp_()  # (c, V) exp(z − max): one exp pass serves both outputs
+                total = ez.sum(dim=-1)  # (c,)
+                lz = m.squeeze(1) + total.log()
+                logz[b, s:e] = lz
+                logp[b, s:e] = z.gather(1, labels[b, s:e].unsqueeze(1)).squeeze(1) - lz
+                if want_entropy:  # H = log Z − Σ_j p_j z_j
+                    ent[b, s:e] = lz - torch.linalg.vecdot(ez, z) / total
+        ctx.save_for_backward(logits, labels, logz)
+        ctx.inv_t, ctx.chunk = inv_t, chunk
+        ctx.mark_non_differentiable(ent)
+        return logp, ent
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor, _g_ent):
+        logits, labels, logz = ctx.saved_tensors
+        B, R, _ = logits.shape
+        grad = torch.empty_like(logits)
+        for b in range(B):
+            for s in range(0, R, ctx.chunk):
+                e = min(s + ctx.chunk, R)
+                gb = g[b, s:e].to(torch.float32).unsqueeze(1)  # (c, 1)
+                p = logits[b, s:e].to(torch.float32, copy=True).mul_(ctx.inv_t).sub_(logz[b, s:e].unsqueeze(1)).exp_()
+                p.mul_(-gb).scatter_add_(1, labels[b, s:e].unsqueeze(1), gb)  # g (1[j = y] − p)
+                grad[b, s:e] = p.mul_(ctx.inv_t)
+        return grad, None, None, None, None
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, *, entropy: bool = False,
+                   chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log π(y_t) = z_t[y_t]/T − log Σ_j exp(z_tj/T) for every position, (B, R) fp32, and optionally the
+    entropy H_t = log Z_t − Σ_j p_tj z_tj/T of π_t = softmax(z_t/T), (B, R) fp32 without gradient.
+
+    logits: (B, R, V), any float dtype (position t's logits score labels[:, t]); labels: (B, R) token
+    ids (padding positions may hold any valid id: mask the result). T ≤ 0 means T = 1 (greedy
+    sampling has no temperature to undo).
+    """
+    inv_t = 1.0 / temperature if temperature > 0 else 1.0
+    logp, ent = _ChunkedTokenLogProbs.apply(logits, labels, inv_t, chunk, entropy)
+    return logp, (ent if entropy else None)

@@ -33,7 +33,8 @@ from postlab.rollout.types import Rollout, cat_rollouts
 from postlab.tasks.suite import Item, load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
-from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed,
+                                     require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      entropy_mean, make_optimizer, make_reward_fn, reward_watch, over_micro_batches, prompt_batches,
                                      reference_mode, response_logprobs, rollout_subset, run_rl_loop, split_batches)
 from postlab.utils.io import atomic_write_text, finite
@@ -174,7 +175,9 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
 
     def step(state: TrainState) -> dict:
         policy.eval()
-        sampled = sample_step(state.step)
+        timer = PhaseTimes()
+        with timer("sample"):  # generation and the reward
+            sampled = sample_step(state.step)
         r, scores = rollout_subset(sampled.rollout, sampled.rows), sampled.scores[sampled.rows]
         B, mask = len(sampled.rows), r.response_mask
         loss_mask = mask * r.finished.unsqueeze(1) if cfg.mask_truncated_completions else mask  # (B, R)
@@ -182,7 +185,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and
         # entropy come from the training forward below, which saves a forward pass of the policy.
         need_old = cfg.num_iterations > 1 or (cfg.kl_in_reward and needs_ref)
-        with torch.no_grad(), autocast(policy, bf16):  # on the training pass's micro-batches: identical numbers
+        with timer("logprob"), torch.no_grad(), autocast(policy, bf16):  # on the training pass's micro-batches: identical numbers
             ref_logp = old_logp = ent = None
             if needs_ref:
                 with reference_mode(policy, ref_model) as ref:
@@ -199,22 +202,23 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         grad_norm = 0.0
         seen_logp = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
         seen_ent = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
-        for _ in range(cfg.num_iterations):
-            for idx in micro_batches:
-                sub = rollout_subset(r, idx)
-                Rs = sub.response_ids.size(1)
-                with autocast(policy, bf16):
-                    logp, ent_mb = response_logprobs(policy, sub, T, entropy=old_logp is None)
-                if old_logp is None:
-                    seen_logp[idx, :Rs], seen_ent[idx, :Rs] = logp.detach().float(), ent_mb.float()
-                old = old_logp[idx, :Rs] if old_logp is not None else logp.detach()
-                ref = ref_logp[idx, :Rs] if (ref_logp is not None and not cfg.kl_in_reward) else None
-                loss, st = loss_fn(logp, old, ref, adv[idx], loss_mask[idx, :Rs], totals, epsilon=cfg.epsilon,
-                                   epsilon_high=epsilon_high, kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef)
-                loss.backward()
-                for key, v in st.items():  # each micro-batch's share of the batch's value
-                    stats_sum[key] = stats_sum.get(key, 0.0) + v / cfg.num_iterations
-            grad_norm = clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
+        with timer("update"):  # forward, backward and optimizer step
+            for _ in range(cfg.num_iterations):
+                for idx in micro_batches:
+                    sub = rollout_subset(r, idx)
+                    Rs = sub.response_ids.size(1)
+                    with autocast(policy, bf16):
+                        logp, ent_mb = response_logprobs(policy, sub, T, entropy=old_logp is None)
+                    if old_logp is None:
+                        seen_logp[idx, :Rs], seen_ent[idx, :Rs] = logp.detach().float(), ent_mb.float()
+                    old = old_logp[idx, :Rs] if old_logp is not None else logp.detach()
+                    ref = ref_logp[idx, :Rs] if (ref_logp is not None and not cfg.kl_in_reward) else None
+                    loss, st = loss_fn(logp, old, ref, adv[idx], loss_mask[idx, :Rs], totals, epsilon=cfg.epsilon,
+                                       epsilon_high=epsilon_high, kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef)
+                    loss.backward()
+                    for key, v in st.items():  # each micro-batch's share of the batch's value
+                        stats_sum[key] = stats_sum.get(key, 0.0) + v / cfg.num_iterations
+                grad_norm = clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
         if old_logp is None:
             old_logp, ent = seen_logp, seen_ent
         seq_kl = kl_k1(old_logp, ref_logp).mul(mask).sum(1) if ref_logp is not None else torch.zeros(B, device=device)
@@ -241,7 +245,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         }
         if cfg.dynamic_sampling:
             metrics.update({"dynamic_sampling/rounds": sampled.rounds, "dynamic_sampling/groups": B // cfg.k})
-        return metrics
+        return {**metrics, **timer.metrics()}
 
     callbacks = [*reward_watch(reward_fn, out), *callbacks]
     gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)

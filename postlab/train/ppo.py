@@ -32,7 +32,7 @@ from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import load_suite
 from postlab.train.common import CheckpointConfig, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
-from postlab.train.rl_common import (RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      make_optimizer, make_reward_fn, reward_watch, prompt_batches, reference_mode,
                                      over_micro_batches, response_logprobs, response_values, rollout_subset,
                                      run_rl_loop, split_batches)
@@ -122,10 +122,12 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         ctl = (AdaptiveKLController(beta, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(beta))
         batch_items = batch_at(state.step)
         modules.eval()
-        r = engine.generate([it.messages for it in batch_items],
-                            cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
+        timer = PhaseTimes()
+        with timer("sample"):  # generation and the reward
+            r = engine.generate([it.messages for it in batch_items],
+                                cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
+            raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
         B, mask = len(batch_items), r.response_mask.float()
-        raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
         gold_scores = raw if reward_name == "gold" else torch.tensor(
             [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
@@ -133,7 +135,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         epochs = [split_batches(torch.randperm(B, generator=g).tolist(), cfg.minibatch_size, cfg.optim.micro_batch_size)
                   for _ in range(cfg.ppo_epochs)]
         first = [idx for mb in epochs[0] for idx in mb]  # old/ref/value passes see the rows as epoch 1 will
-        with torch.no_grad(), autocast(policy, bf16):
+        with timer("logprob"), torch.no_grad(), autocast(policy, bf16):
             old_logp, ent = over_micro_batches(r, first, lambda sub: response_logprobs(policy, sub, T, entropy=True))
             with reference_mode(policy, ref_model) as ref:
                 [ref_logp] = over_micro_batches(r, first, lambda sub: response_logprobs(ref, sub, T)[:1])
@@ -144,22 +146,23 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         modules.train()
         sums: dict[str, float] = {}
         n_updates = 0
-        for minibatches in epochs:
-            for micro_batches in minibatches:
-                n_tokens = float(sum(mask[idx].sum() for idx in micro_batches))  # losses: means over the minibatch's tokens
-                for idx in micro_batches:
-                    sub = rollout_subset(r, idx)
-                    Rs, sub_mask = sub.response_ids.size(1), sub.response_mask.float()
-                    with autocast(policy, bf16):
-                        logp, _ = response_logprobs(policy, sub, T)
-                        v = response_values(value, sub)
-                    pg, pst = ppo_policy_loss(logp, old_logp[idx, :Rs], adv[idx, :Rs], sub_mask, cfg.clip, n_tokens)
-                    vf, vst = ppo_value_loss(v, old_values[idx, :Rs], returns[idx, :Rs], sub_mask, cfg.vf_clip, n_tokens)
-                    (pg + cfg.vf_coef * vf).backward()
-                    for k, val in {**pst, **vst}.items():
-                        sums[k] = sums.get(k, 0.0) + val
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
-                n_updates += 1
+        with timer("update"):  # forward, backward and optimizer steps
+            for minibatches in epochs:
+                for micro_batches in minibatches:
+                    n_tokens = float(sum(mask[idx].sum() for idx in micro_batches))  # losses: means over the minibatch's tokens
+                    for idx in micro_batches:
+                        sub = rollout_subset(r, idx)
+                        Rs, sub_mask = sub.response_ids.size(1), sub.response_mask.float()
+                        with autocast(policy, bf16):
+                            logp, _ = response_logprobs(policy, sub, T)
+                            v = response_values(value, sub)
+                        pg, pst = ppo_policy_loss(logp, old_logp[idx, :Rs], adv[idx, :Rs], sub_mask, cfg.clip, n_tokens)
+                        vf, vst = ppo_value_loss(v, old_values[idx, :Rs], returns[idx, :Rs], sub_mask, cfg.vf_clip, n_tokens)
+                        (pg + cfg.vf_coef * vf).backward()
+                        for k, val in {**pst, **vst}.items():
+                            sums[k] = sums.get(k, 0.0) + val
+                    sums["grad_norm"] = sums.get("grad_norm", 0.0) + clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
+                    n_updates += 1
         seq_kl = kl.sum(1)  # (B,) Σ_t k1 per response
         non_score = -beta * seq_kl
         state.extra["kl_coef"] = ctl.update(float(seq_kl.mean()), B)
@@ -176,7 +179,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
             "proxy/score": float(raw.mean()), "gold/train_score": float(gold_scores.mean()),
             "completions/mean_length": float(r.response_lengths.float().mean()),
             "completions/clipped_ratio": float((~r.finished).float().mean()),
-            "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B,
+            "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B, **timer.metrics(),
         }
 
     callbacks = [*reward_watch(reward_fn, out), *callbacks]

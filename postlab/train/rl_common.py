@@ -16,6 +16,7 @@ import torch
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
+from postlab.algos.lm import token_logprobs
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.machine import AutoBF16
@@ -138,14 +139,8 @@ def response_logprobs(model, rollout: Rollout, temperature: float, *, entropy: b
     # Only the R + 1 last positions go through the LM head; position P − 1 + t predicts token t.
     logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                    logits_to_keep=R + 1).logits[:, :-1]
-    logits = logits.float() / (temperature if temperature > 0 else 1.0)  # (B, R, V)
-    logz = torch.logsumexp(logits, dim=-1)  # (B, R)
-    logp = logits.gather(-1, rollout.response_ids.to(device).unsqueeze(-1)).squeeze(-1) - logz
-    ent = None
-    if entropy:
-        with torch.no_grad():
-            p = torch.softmax(logits, dim=-1)
-            ent = logz - (p * logits).sum(-1)
+    # (B, R, V) in the model's dtype; chunked in fp32 by token_logprobs, never copied whole
+    logp, ent = token_logprobs(logits, rollout.response_ids.to(device), temperature, entropy=entropy)
     return logp * rollout.response_mask.to(device), ent
 
 
@@ -186,6 +181,29 @@ def prompt_batches(items: Sequence[Item], batch: int, seed: int, start: int) -> 
         return out
 
     return batch_at
+
+
+class PhaseTimes:
+    """Wall seconds of a step's phases, logged as ``time/<phase>_s`` beside ``time/step_s``.
+
+    >>> t = PhaseTimes()
+    >>> with t("sample"): ...
+    >>> t.metrics()  # {"time/sample_s": ...}
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+
+    def metrics(self) -> dict[str, float]:
+        return {f"time/{k}_s": v for k, v in self.seconds.items()}
 
 
 def autocast(model, enabled: bool):
