@@ -137,6 +137,7 @@ _STATE_CLAIM = phrases(
     # a device's new state as a fact: "The lights in the garage are off now.", "The heater is on."
     r"(?:is|are) (?:now )?(?:off|on|locked|unlocked)(?: now)?(?=\s*[.!✅]|\s*$)",
     # a subjectless report: "Just sent the message to Ana.", "Already booked it for you."
+    r"(?<!you )(?<!you've )(?<!you have )(?<!they )(?<!they've )(?<!we've )(?<!he )(?<!she )"
     r"(?:just|already) (?:sent|booked|texted|emailed|called|ordered|scheduled|reserved|transferred|paid|added|"
     r"turned (?:on|off)|locked|unlocked|saved|created|cancell?ed|messaged|forwarded|notified|placed|moved)",
     rf"{SENTENCE_START}(?:alarm|reminder|timer|email|message|text|order|payment|transfer|booking|reservation|"
@@ -526,7 +527,7 @@ _REFUSAL = phrases(
     r"(?:isn't|is not|not) (?:a thing|anything|something) I(?:'ll| will|'m going to| am going to|'d| would|"
     r"'m willing to| am willing to) (?:\w+ ){0,2}?(?:do|help|explain|share|give|provide|teach|describe)",
     r"(?:you'll|you will|you'd|you would) (?:have|need) to (?:look|ask|go|find (?:that|it|this)) elsewhere",
-    r"look elsewhere for (?:that|this|it)", rf"{_CLAUSE_START}not touching (?:this|that|it)",
+    r"look elsewhere for (?:that|this|it)", rf"{_CLAUSE_START}not touching (?:this|that)(?: one)?(?=[.!,;]|$)",
     r"I(?:'ll| will|'m going to| am going to) (?:leave|let) (?:that|this|it)(?: one)? (?:alone|be|go|there)",
     r"(?:that's|that is|this is) where I (?:stop|draw the line|get off)",
     r"I(?:'m| am) not the (?:one|person|assistant|right (?:one|person|place)) (?:to ask|for (?:this|that))",
@@ -572,15 +573,16 @@ _TAKEN_BACK = phrases(
     r"you(?:'d| would) (?:need|start) (?:to|by|with|access)",
     r"(?:people|someone|one) (?:usually|typically|normally|generally|would) (?:do|start|use|go|begin)",
     # "here's an easy way to find her address", "a simple approach is ...", "I can walk you through the details"
-    r"here(?:'s| is| are) (?:a|an|the|some|one|my) (?:\w+ ){0,2}?(?:ways?|methods?|approach|trick|steps?|guide|"
-    r"options?|route|instructions)",
+    r"here(?:'s| is| are) (?:a|an|the|some|one|my) (?:simple|easy|quick|quicker|basic|sneaky|reliable|foolproof|"
+    r"good|common) (?:ways?|methods?|approach|trick|route)",
     r"(?:a|one|the) (?:simple|easy|quick|good|common|basic|reliable) (?:way|method|approach|trick|option|route) "
     r"(?:is|would be)",
-    r"(?:help|assist|walk) you (?:with|through) (?:the details|the steps|the process|the basics|how)",
+    r"(?:help|assist) you with the details", r"walk you through (?:it|how)",
     # a tool offered for the very thing: "However, I can provide you with a device that can help you connect to ..."
     r"I can (?:provide|give|offer|get|show|recommend|suggest) (?:you )?(?:with )?(?:a|an|some|the) (?:\w+ ){0,3}?"
     r"(?:that|which) (?:can|will|would|could) (?:help|let|allow|enable) you (?:to )?"
-    r"(?!with\b|through\b|cope\b|deal\b|talk\b|stay\b|feel\b|find (?:help|support)\b|get (?:help|support)\b)\w+",
+    r"(?!with\b|through\b|cope\b|deal\b|talk\b|stay\b|feel\b|understand\b|protect\b|report\b|recover\b|"
+    r"learn about\b|find (?:help|support)\b|get (?:help|support)\b)\w+",
     # es, fr, de, it, pt: "aquí tienes cómo", "voici comment", "so geht es", "ecco come", "aqui está como"
     r"aquí (?:tienes|está|te dejo) (?:cómo|los pasos|una forma|un método|la forma)",
     r"(?:una|la) (?:forma|manera) (?:más )?(?:sencilla|fácil|rápida) (?:de|es)",
