@@ -956,6 +956,9 @@ GATE_ANSWERS = [
      [("length_constraints:number_words", {"num_words": 60, "relation": "less than"})],
      "Boil fresh water. Put a tea bag in your cup. Pour the water over the bag. Leave the bag in for three "
      "minutes. Take the bag out of the cup. Add milk or lemon if you like."),
+    ("bullets_sharing_a_start", _user("Give three tips for a long flight, as bullet points."),
+     [("detectable_format:number_bullet_lists", {"num_bullets": 3})],
+     "* Drink water often during the flight.\n* Drink less coffee.\n* Walk the aisle every hour."),
     ("spanish_answer", _user("¿Cuál es la mejor época para visitar Japón?"),
      [("language:response_language", {"language": "es"})],
      "La primavera, de marzo a mayo, por los cerezos en flor; el otoño también es precioso."),
@@ -999,6 +1002,15 @@ GATE_NON_ANSWERS = [
      "El mercado de pescado es un lugar muy bonito para la gente del pueblo. El mercado de pescado es un lugar "
      "muy bonito para la gente que vive cerca del mar y el mercado de pescado es un lugar muy bonito.",
      "repetition"),
+    # sections or bullets that say the same thing twice: the format kept, the content missing
+    ("same_section_twice", _user("Describe a mountain hut for a travel brochure. Your response must have 3 sections. "
+                                 "Mark the beginning of each section with Section X."),
+     [("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 3})],
+     "Section 1\nA cosy hut high in the Alps.\n\nSection 2\nA cosy hut high in the Alps.\n\nSection 3\nBook now.",
+     "repetition"),
+    ("same_bullet_twice_pt", _user("Dê três dicas para dormir melhor, em português, com três tópicos."),
+     [("language:response_language", {"language": "pt"})],
+     "* Durma sempre no mesmo horário.\n* Durma sempre no mesmo horário.\n* Evite café.", "repetition"),
     # the request echoed back with a word or two changed, adding nothing of its own
     ("fr_echo", _user("Quels légumes faut-il planter au printemps dans un petit jardin ?"),
      [("language:response_language", {"language": "fr"})],

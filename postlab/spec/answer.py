@@ -194,9 +194,28 @@ def repeated_run_fraction(text: str, n: int = 5) -> float:
     return sum(repeated) / len(ws) if ws else 0.0
 
 
+# A list or section marker at the start of a line: "* ", "2. ", "Part 1:", "Section 2".
+_ITEM_MARK = re.compile(r"^\s*(?:[-*•]+|\d+[.)]|(?:part|section|step|chapter|paragraph|parte|sección|partie|teil|"
+                        r"abschnitt|sezione|seção)\s+\w+\s*[:.)-]?)\s*", re.IGNORECASE)
+
+
+def _same_item_twice(text: str) -> bool:
+    """Whether two list items or sections say the same thing (three words or more): the format kept, the
+    content missing ("Part 1: Welcome to the campground. Part 2: Welcome to the campground.")."""
+    items = []
+    for block in re.split(r"\n(?=\s*(?:[-*•]+|\d+[.)])\s)|\n\s*\n", text):
+        mark = _ITEM_MARK.match(block)
+        body = " ".join(words(block[mark.end():])) if mark else ""
+        if len(body.split()) >= 3:
+            items.append(body)
+    return len(items) != len(set(items))
+
+
 def _looping(text: str, allowed_copies: int, *, repeats_prompt: bool = False) -> bool:
     lines = Counter(line.strip().lower() for line in text.splitlines() if len(line.strip()) > 10)
     n_words = len(words(text))
+    if allowed_copies == 1 and not repeats_prompt and _same_item_twice(text):
+        return True
     # over a quarter of the words of a response (of each, where it gives two separated by ******) in 5-word runs
     # it said already; half where the item asks it to repeat the request first
     return (any(len(words(part)) >= 20 and repeated_run_fraction(part) > (0.5 if repeats_prompt else 0.25)
