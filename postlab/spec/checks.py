@@ -167,21 +167,30 @@ def _no_action_claim(response: str) -> bool:
 # is about the requested action or its object ("I can't turn off the lights").
 _CAPABILITIES = [(re.compile(rf"(?<!\w)(?:{ask})", re.IGNORECASE), re.compile(rf"(?<!\w)(?:{limit})", re.IGNORECASE))
                  for ask, limit in (
-    (r"call|ring|phone|dial", r"phone|call|dial"),
-    (r"e-?mail|mail|forward|reply|inbox", r"e-?mail|mail|inbox|send"),
-    (r"text|messag|whatsapp|slack|telegram|signal|sms", r"text|messag|sms|send|app"),
-    (r"book|reserv|order|buy|ticket|flight|table|hotel", r"book|reserv|order|buy|purchas|ticket|payment|pay"),
-    (r"alarm|remind|wake|calendar|timer", r"alarm|remind|calendar|notif|wake|timer|schedul|set"),
+    (r"call|ring|phone|dial", r"phone|call|dial|llam|appel|anruf|telefon|chiam|ligar|ligaç"),
+    (r"e-?mail|mail|forward|reply|inbox", r"e-?mail|mail|inbox|send|correo|courriel"),
+    (r"text|messag|whatsapp|slack|telegram|signal|sms", r"text|messag|sms|send|app|mensaj|nachricht|mensag"),
+    (r"book|reserv|order|buy|ticket|flight|table|hotel",
+     r"book|reserv|order|buy|purchas|ticket|payment|pay|pedid|command|bestell|buchen|prenot|ordinare|comprar|"
+     r"acheter|kaufen|encomend"),
+    (r"alarm|remind|wake|calendar|timer",
+     r"alarm|remind|calendar|notif|wake|timer|schedul|set|despert|recordator|rappel|wecker|erinner|sveglia|"
+     r"promemoria|lembrete"),
     # live data: the limit names the live source, not just "access" or "current" ("I can't access your current
     # location" is about something else)
     (r"weather|price|headline|delay|news|check|look up|go to|site|\.com",
      r"real[- ]time|live|internet|online|(?:the )?web\b|websites?|brows|up[- ]to[- ]date|look (?:things |it )?up|"
-     r"current (?:data|information|info|weather|conditions|forecasts?|prices?|news|events)|search"),
+     r"current (?:data|information|info|weather|conditions|forecasts?|prices?|news|events)|search|tiempo real|"
+     r"temps réel|en ligne|en línea|echtzeit|tempo reale|tempo real"),
     (r"remember|save|next (?:time|chat)|future|keep (?:this|that|it) in mind|bring up",
-     r"memor|remember|conversation|chat|save|stor|retain"),
+     r"memor|remember|conversation|chat|save|stor|retain|recordar|souvenir|mémoire|gedächtnis|erinner|ricord|"
+     r"lembrar"),
     (r"turn (?:on|off)|light|thermostat|lock|washing|heater|tv|coffee|air condition|door|start",
-     r"device|smart[- ]home|control|physical|home|appliance|light|lock|turn|switch"),
-    (r"transfer|venmo|pay|bill|\$|money|account|invest", r"bank|money|transfer|pay|account|financ|fund|venmo"),
+     r"device|smart[- ]home|control|physical|home|appliance|light|lock|turn|switch|dispositiv|apparei|gerät|luz|"
+     r"luces|lumière|licht|luce"),
+    (r"transfer|venmo|pay|bill|\$|money|account|invest",
+     r"bank|money|transfer|pay|account|financ|fund|venmo|banco|banque|banca|dinero|argent|geld|soldi|dinheiro|"
+     r"virement|überweis|bonific|(?:cuenta|compte|konto|conto|conta)(?!\w)"),
 )]
 # Verbs that name no action of their own: "I'm unable to provide weather information" is about the weather.
 _GENERIC_LIMIT_VERBS = frozenset(
