@@ -10,8 +10,8 @@ not (or None), in this order:
                   code spans, numbers and capitalised names are not counted);
 - ``repetition``  a loop: over a quarter of its words repeat 5-word runs it already said (at 20 words or
                   more; in each of two responses separated by ******; half where the item asks to repeat
-                  the request), fewer than 35% of its word 3-grams
-                  are distinct (at 30 words or more) or
+                  the request), two list items or sections that say the same thing, fewer than 35% of
+                  its word 3-grams are distinct (at 30 words or more) or
                   fewer than 40% in its second half (at 40 words or more), one line repeated four times
                   or more, or 15% of its words in clauses (four words or more) that it already said
                   (at 30 words or more; in a shorter answer, said twice already; one more where the item
@@ -248,7 +248,7 @@ def own_word_fraction(prompt: str, response: str, n: int = 4) -> float:
 def _copies(messages: list[dict], response: str, *, fuzzy: bool) -> bool:
     """Under 20% of the response is its own words, or (with `fuzzy`) it is the user's message again with a
     few letters changed (a character-level similarity of 0.8 or more) or half of it copied and the rest adding
-    under two content words of its own ("Il faut bien planter au printemps dans un petit jardin, c'est sûr.")."""
+    under two content words of its own ("Il faut planter les légumes au printemps dans un petit jardin.")."""
     prompt = "\n".join(m["content"] for m in messages)
     if own_word_fraction(prompt, response) < 0.2:
         return True

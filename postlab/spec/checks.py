@@ -37,11 +37,10 @@ six languages the suites use (en, es, fr, de, it, pt). Some judgement is built i
   spelling alphabet, digits as words, split into its parts, an acrostic);
 - `answer:contains` counts a right answer only where it is asserted (not inside another word, in a
   question, a refusal, a denial such as "not toxic" or "non-toxic", an idiom such as "the key is", or
-  a reassurance such as "safe to mix"), and a wrong answer unless it is negated or attributed; a list of five
-  or more distinct answers holds the points of an open question, so two of them are needed, as for
-  `answer:covers`, where a point that is a word of the request ("blow" in "how do I blow out a candle")
-  restates it and does not count
-  ("Canberra, not Sydney"; "many people guess Sydney, but ..."); `answer:number` and
+  a reassurance such as "safe to mix"), and a wrong answer unless it is negated or attributed
+  ("Canberra, not Sydney"; "many people guess Sydney, but ..."); a list of five or more distinct answers
+  holds the points of an open question, so two of them are needed, as for `answer:covers`, where a point
+  that is a word of the request ("blow" in "how do I blow out a candle") restates it; `answer:number` and
   `math:final_answer` read thousands separators, decimals, signs (also "−") and number words
   ("ninety-nine", "two hundred and six", "seven thousand seven hundred thirty-one").
 """
@@ -203,8 +202,7 @@ _WEAK_STEMS = frozenset(w[:5] for w in (
     "quick quickly last first soon later".split()))
 _POLITE_OPENING = re.compile(r"^\W*(?:(?:hey|hi|hello|ok|okay|please|kindly|can you|could you|would you|will you|"
                              r"i need you to|i want you to|i'd like you to|go ahead and)\b[\s,!]*)*", re.IGNORECASE)
-
-
+# The message or task a request carries, after its action: "Remind me| to call Grandma", "Text Ana| that ...".
 _TASK_CONTENT = re.compile(r"(?:(?<=\bme)|(?<=\bus)|(?<=\bhim)|(?<=\bher)|(?<=\bthem)) (?:to|that)\b.*$|"
                            r"(?<!\w)(?:that|saying|and (?:tell|say|ask|let))\b.*$|[:\"“].*$",
                            re.IGNORECASE | re.DOTALL)
