@@ -46,7 +46,8 @@ def test_truncation():
         ('{"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "y"}]}', "empty content"),
         ('{"messages": [{"role": "user", "content": "x"}]}', "no assistant turn"),
         ('{"messages": []}', "non-empty list"),
-        ('{"text": "x"}', "'messages' key"),
+        ('{"text": "x"}', "'text' row is raw language-modelling data"),
+        ('{"input": "x"}', "'messages' key, or 'prompt' and 'completion'"),
         ('{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}', "string 'content'"),
     ],
 )

@@ -10,7 +10,9 @@ from postlab.errors import DataError
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
-    """Yield ``(line_number, parsed_object)`` for each non-blank line; raise ``DataError`` naming the line."""
+    """Yield ``(line_number, parsed_object)`` for each non-blank line; raise ``DataError`` naming the line.
+
+    A UTF-8 byte-order mark at the start of the file is skipped."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -21,6 +23,8 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start}") from None
+            if lineno == 1 and line.startswith("\ufeff"):  # a UTF-8 byte-order mark, as Windows editors write
+                line = line[1:]
             if not line.strip():
                 continue
             try:

@@ -24,7 +24,7 @@ from postlab.algos.dpo import PREFERENCE_LOSSES, PreferenceLoss, response_length
 from postlab.algos.lm import IGNORE_INDEX
 from postlab.config import Section
 from postlab.data.collate import LMBatch, collate
-from postlab.data.preferences import PreferencePair, encode_response, load_preferences
+from postlab.data.preferences import PreferencePair, encode_prompt, encode_response, load_preferences
 from postlab.errors import DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
@@ -139,8 +139,7 @@ def store_reference_logps(model, examples: list[dict], objective: DPOObjective, 
 
 def _prompt_len(tok, prompt) -> int:
     """Tokens of the prompt with its generation header: the prefix ``encode_response`` puts first."""
-    text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return len(tok(text, add_special_tokens=False)["input_ids"])
+    return len(encode_prompt(tok, prompt))
 
 
 def encode_pairs(tok, pairs: list[PreferencePair], max_seq_len: int, source: str) -> list[dict]:

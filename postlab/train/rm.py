@@ -42,7 +42,7 @@ STRENGTH_MARGINS = {"slightly better": 0.0, "better": 0.5, "much better": 1.0}
 class RMDataConfig(Section):
     """Preference data."""
 
-    train_file: str = Field(..., description="preferences JSONL ({prompt, chosen, rejected}, TRL format) (required)")
+    train_file: str = Field(..., description="preferences ({prompt, chosen, rejected} or implicit-prompt {chosen, rejected}, TRL format): JSONL, a directory of shards, .parquet, .arrow or a save_to_disk directory (required)")
     eval_file: str | None = Field(None, description="held-out preferences; if unset, eval_fraction of the prompts in train_file are held out")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of prompts (all their pairs) held out when eval_file is unset")
     max_seq_len: int = Field(1024, ge=8, description="pairs with a longer prompt + response are skipped")
@@ -50,7 +50,7 @@ class RMDataConfig(Section):
     def check(self) -> None:
         for name in ("train_file", "eval_file"):
             value = getattr(self, name)
-            if value is not None and not Path(value).is_file():
+            if value is not None and not Path(value).exists():
                 raise ConfigError(f"data.{name}: file not found: {value}")
 
 

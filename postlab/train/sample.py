@@ -1,11 +1,16 @@
 """``postlab sample``: K responses per prompt -> candidates JSONL, the input of labeling and reward models.
 
-Rows: ``{"prompt_id", "sample_index", "prompt": [messages], "completion": str, "logprob_sum",
-"num_tokens", "finish_reason"}``. Written incrementally to ``<out>.partial`` and renamed at the end;
-a rerun continues an interrupted file (each batch's seed depends only on its index, so resumed
-output equals uninterrupted output). What wrote the partial file (model, k, batch size, dtype, sampling,
-prompts) is recorded beside it in ``<out>.partial.fingerprint.json``; a rerun that differs in any of
-them is refused rather than mixing two runs' samples in one file.
+Rows: ``{"prompt_id", "sample_index", "prompt": [messages], "completion": str, "messages": [messages],
+"logprob_sum", "num_tokens", "finish_reason"}``. ``messages`` is the prompt followed by
+``{"role": "assistant", "content": completion}``: TRL's conversational language-modelling shape.
+``completion`` stays the response's text because labeling, the labeling app and ``postlab run`` read
+it as a string (TRL's conversational prompt-completion shape would need a list of messages there).
+
+Written incrementally to ``<out>.partial`` and renamed at the end; a rerun continues an interrupted
+file (each batch's seed depends only on its index, so resumed output equals uninterrupted output).
+What wrote the partial file (model, k, batch size, dtype, sampling, prompts) is recorded beside it in
+``<out>.partial.fingerprint.json``; a rerun that differs in any of them is refused rather than mixing
+two runs' samples in one file.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from tqdm.auto import tqdm
 
 from postlab.config import Section
 from postlab.data.chat import validate_messages
-from postlab.data.jsonl import read_jsonl
+from postlab.data.rows import read_rows
 from postlab.errors import ConfigError, DataError
 from postlab.machine import AutoDType
 from postlab.models.load import load_model_and_tokenizer
@@ -37,7 +42,7 @@ class SampleConfig(Section):
     """postlab sample: K sampled responses per prompt."""
 
     model: str = Field("smollm2-135m-instruct", description="built-in name, local HF directory or hub id")
-    prompts: str | None = Field(None, description="JSONL of conversations ({\"messages\": [...]}, optional \"id\"); a trailing assistant turn is dropped")
+    prompts: str | None = Field(None, description="prompts: {\"messages\": [...]} or TRL prompt-only {\"prompt\": [...] | str} rows, optional \"id\"; a trailing assistant turn is dropped (JSONL, a directory of shards, .parquet, .arrow or a save_to_disk directory)")
     suite: str | None = Field(None, description="or: a suite (built-in name or JSONL); prompt_id is the item id")
     split: Literal["train", "test", "all"] = Field("train", description="with suite: which split")
     limit: int | None = Field(None, ge=1, description="with suite: only the first N items")
@@ -54,25 +59,33 @@ class SampleConfig(Section):
         super().check()
         if (self.prompts is None) == (self.suite is None):
             raise ConfigError("prompts / suite: give exactly one of them")
-        if self.prompts is not None and not Path(self.prompts).is_file():
+        if self.prompts is not None and not Path(self.prompts).exists():
             raise ConfigError(f"prompts: file not found: {self.prompts}")
         if self.sampling.seed is None:
             raise ConfigError("sampling.seed: postlab sample needs a seed so interrupted runs resume identically")
 
 
 def load_prompts(path: str) -> list[tuple[str, list[dict]]]:
-    """(prompt_id, messages ending with a non-assistant turn) for each row."""
+    """(prompt_id, messages ending with a non-assistant turn) for each row: ``messages``, or TRL's
+    prompt-only ``prompt`` (a list of messages, or a string taken as one user turn). The id is the
+    row's ``id``, else its line number (its position in a Parquet/Arrow/shard source)."""
     out = []
-    for lineno, row in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        if not isinstance(row, dict) or "messages" not in row:
-            raise DataError(f"{where}: expected an object with a 'messages' key")
-        msgs = validate_messages(row["messages"], where, need_assistant=False)
+    for where, key, row in read_rows(path):
+        if not isinstance(row, dict) or ("messages" not in row and "prompt" not in row):
+            raise DataError(f"{where}: expected an object with a 'messages' key (or TRL's prompt-only 'prompt')")
+        if "messages" in row:
+            msgs = validate_messages(row["messages"], where, need_assistant=False)
+        elif isinstance(row["prompt"], str):
+            if not row["prompt"].strip():
+                raise DataError(f"{where}: 'prompt' is empty")
+            msgs = [{"role": "user", "content": row["prompt"]}]
+        else:
+            msgs = validate_messages(row["prompt"], f"{where}: prompt", need_assistant=False)
         if msgs[-1]["role"] == "assistant":
             msgs = msgs[:-1]
         if not msgs:
             raise DataError(f"{where}: nothing left to prompt with after dropping the final assistant turn")
-        out.append((str(row.get("id", lineno)), msgs))
+        out.append((str(row.get("id", key)), msgs))
     return out
 
 
@@ -153,9 +166,10 @@ def sample(cfg: SampleConfig) -> Path:
             r = engine.generate([msgs for _, _, msgs in batch], params)
             lp_sum, n_tok, reasons = r.logprobs.sum(1).tolist(), r.response_lengths.tolist(), r.finish_reasons()
             for j, (pid, i, msgs) in enumerate(batch):
+                reply = {"role": "assistant", "content": r.texts[j]}
                 f.write(json.dumps({"prompt_id": pid, "sample_index": i, "prompt": msgs, "completion": r.texts[j],
-                                    "logprob_sum": lp_sum[j], "num_tokens": n_tok[j], "finish_reason": reasons[j]},
-                                   ensure_ascii=False) + "\n")
+                                    "messages": [*msgs, reply], "logprob_sum": lp_sum[j], "num_tokens": n_tok[j],
+                                    "finish_reason": reasons[j]}, ensure_ascii=False) + "\n")
             f.flush()
             bar.update(len(batch))
     bar.close()

@@ -1,6 +1,8 @@
-"""Supervised fine-tuning on chat demonstrations (``{"messages": [...]}`` JSONL).
+"""Supervised fine-tuning on chat demonstrations: TRL's ``{"messages": [...]}`` or ``{"prompt",
+"completion"}`` rows (JSONL, a directory of shards, Parquet, Arrow or a saved dataset; postlab.data.chat).
 
-Loss only on assistant tokens (end-of-turn token included). Math: docs/algorithms/sft.md.
+Loss only on assistant tokens (end-of-turn token included); in prompt-completion rows, only on the
+completion's. Math: docs/algorithms/sft.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from postlab.config import Section
-from postlab.data.chat import IGNORE_INDEX, encode_chat, load_chat_jsonl
+from postlab.data.chat import IGNORE_INDEX, encode_chat, load_sft_data
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
@@ -24,15 +26,15 @@ from postlab.train.loop import TrainResult, start_run_dir, train_loop
 class SFTDataConfig(Section):
     """Demonstration data."""
 
-    train_file: str = Field(..., description="chat JSONL, one {\"messages\": [...]} per line (required)")
-    eval_file: str | None = Field(None, description="held-out chat JSONL; if unset, eval_fraction of train_file is held out")
+    train_file: str = Field(..., description="chat data: JSONL ({\"messages\": [...]} or {\"prompt\", \"completion\"} per line), a directory of shards, .parquet, .arrow or a save_to_disk directory (required)")
+    eval_file: str | None = Field(None, description="held-out chat data, same formats; if unset, eval_fraction of train_file is held out")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train_file held out for eval loss when eval_file is unset")
     max_seq_len: int = Field(1024, ge=8, description="truncate conversations to this many tokens")
 
     def check(self) -> None:
         for name in ("train_file", "eval_file"):
             value = getattr(self, name)
-            if value is not None and not Path(value).is_file():
+            if value is not None and not Path(value).exists():
                 raise ConfigError(f"data.{name}: file not found: {value}")
 
 
@@ -51,8 +53,8 @@ class SFTConfig(Section):
 
 def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str) -> list[dict]:
     out, dropped = [], 0
-    for conv in conversations:
-        enc = encode_chat(tokenizer, conv, max_len=max_seq_len)
+    for ex in conversations:
+        enc = encode_chat(tokenizer, ex.messages, max_len=max_seq_len, loss_from=ex.loss_from, tools=ex.tools)
         if all(label == IGNORE_INDEX for label in enc.labels[1:]):
             dropped += 1  # truncation removed every assistant token
             continue
@@ -69,9 +71,9 @@ def train(cfg: SFTConfig) -> TrainResult:
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
-    conversations = load_chat_jsonl(cfg.data.train_file)
+    conversations = load_sft_data(cfg.data.train_file)
     if cfg.data.eval_file:
-        train_convs, eval_convs = conversations, load_chat_jsonl(cfg.data.eval_file)
+        train_convs, eval_convs = conversations, load_sft_data(cfg.data.eval_file)
     else:
         train_convs, eval_convs = split_holdout(conversations, cfg.data.eval_fraction, cfg.optim.seed)
     examples = encode_conversations(tok, train_convs, cfg.data.max_seq_len, cfg.data.train_file)
