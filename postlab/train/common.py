@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
 from pydantic import Field
@@ -9,6 +10,7 @@ from pydantic import Field
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.machine import AutoBF16
+from postlab.train.trackers import missing_message
 
 
 class OptimConfig(Section):
@@ -41,10 +43,19 @@ class CheckpointConfig(Section):
     keep_last: int = Field(2, ge=1, description="checkpoints to keep (older ones are deleted)")
     resume: bool = Field(False, description="continue from the newest checkpoint in out_dir (exactly: data position, RNG, optimizer)")
     log_every: int = Field(1, ge=1, description="write a metrics line every N steps")
-    report_to: list[Literal["jsonl", "tensorboard"]] = Field(
-        default_factory=lambda: ["jsonl"], description="metric sinks; metrics.jsonl is always written, add tensorboard for event files"
+    report_to: list[Literal["jsonl", "tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=lambda: ["jsonl"],
+        description="metric sinks; metrics.jsonl is always written; tensorboard: event files in out_dir/tensorboard; "
+                    "wandb: Weights & Biases under out_dir/wandb (WANDB_MODE=offline needs no account); mlflow: "
+                    "$MLFLOW_TRACKING_URI or out_dir/mlflow.db. Each gets the config; each is a pip extra (postlab[wandb])",
     )
     progress: bool = Field(True, description="show a progress bar with tokens/s and ETA")
+
+    def check(self) -> None:
+        super().check()
+        for name in self.report_to:
+            if name != "jsonl" and importlib.util.find_spec(name) is None:
+                raise ConfigError(f"checkpoint.{missing_message(name)}")
 
 
 class LoraConfig(Section):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -29,6 +30,7 @@ from postlab.data.collate import LMBatch, collate
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError, PostlabError
 from postlab.train.common import CheckpointConfig, OptimConfig
+from postlab.train.trackers import open_trackers
 from postlab.utils.io import atomic_dir, atomic_write_text, clean_stale_tmp
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict]]
@@ -153,34 +155,51 @@ class ExampleOrder:
 
 
 class MetricsLogger:
-    """metrics.jsonl always; TensorBoard event files when asked."""
+    """metrics.jsonl always; TensorBoard, Weights & Biases and MLflow when ``report_to`` asks
+    (postlab.train.trackers), each given the run's config.yaml first.
+
+    On resume, metrics.jsonl keeps its lines up to the checkpoint's step, and the steps after it are logged
+    again as training repeats them. A tracker cannot take back what it was sent, so one that continues the
+    interrupted attempt's run skips each metric at the steps that attempt already logged it; a tracker
+    new to the run is first sent the kept lines, so its history matches metrics.jsonl."""
 
     def __init__(self, run_dir: Path, report_to: Sequence[str], resume_step: int | None):
         self.path = run_dir / "metrics.jsonl"
+        lines = self.path.read_text().splitlines() if resume_step is not None and self.path.exists() else []
+        earlier = [json.loads(ln) for ln in lines if ln]
+        kept = [m for m in earlier if m.get("step", 0) <= resume_step]
         if resume_step is not None and self.path.exists():  # drop lines logged after the checkpoint
-            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= resume_step]
-            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+            atomic_write_text(self.path, "".join(json.dumps(m) + "\n" for m in kept))
         elif self.path.exists():
             self.path.unlink()
-        self.tb = None
-        if "tensorboard" in report_to:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise PostlabError("report_to includes tensorboard but it is not installed: pip install 'postlab[tensorboard]'") from None
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        self.logged_at: dict[str, int] = {}  # metric -> the last step the interrupted attempt logged it at
+        for m in earlier:
+            for k in m:
+                self.logged_at[k] = max(self.logged_at.get(k, -1), m.get("step", 0))
+        config_path = run_dir / "config.yaml"
+        config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
+        self.trackers = open_trackers(run_dir, report_to, config, resuming=resume_step is not None)
+        for tracker in self.trackers:
+            if not tracker.continued:
+                for m in kept:
+                    tracker.log(m.get("step", 0), self._scalars(m))
 
     def log(self, step: int, metrics: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, step)
+        scalars = self._scalars(metrics)
+        for tracker in self.trackers:
+            new = scalars if not tracker.continued else {k: v for k, v in scalars.items() if step > self.logged_at.get(k, -1)}
+            if new:
+                tracker.log(step, new)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        for tracker in self.trackers:
+            tracker.close()
+
+    @staticmethod
+    def _scalars(metrics: dict) -> dict[str, float]:
+        return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "step"}
 
 
 class Checkpointer:
