@@ -1,14 +1,16 @@
-"""Hardening of the labeling app (issue 16, items 8, 11, 12): gold questions a rater could spot, requests
-that crashed the app or were answered outside its error format, and the admin page's slips."""
+"""Hardening of the labeling app (issue 16, items 8, 9, 11, 12): gold questions a rater could spot, tokens
+that could not be revoked, requests that crashed the app or were answered outside its error format, and
+the admin page's slips."""
 
 from collections import Counter
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from conftest import write_jsonl
-from postlab.labelapp.app import CSP, create_app
+from postlab.labelapp.app import COOKIE, CSP, create_app, csrf_token
 from postlab.labelapp.ingest import read_gold_pairs
 from postlab.labelapp.models import Label, Pair
 from postlab.labelapp.store import NotFound
@@ -92,6 +94,88 @@ def test_gold_questions_are_still_served_at_the_raters_share(store, tmp_path):
     assert len(views) - n_gold == 6 and n_gold >= 6  # every pair, and one gold in two assignments at least
 
 
+# --- 9. sessions are not credentials; tokens and memberships can be taken back ---
+
+def login(client: TestClient, token: str) -> str:
+    """Log in through the form, as a browser does; returns the session cookie it sets."""
+    client.get("/login")
+    r = client.post("/login", data={"token": token, "csrf": client.cookies.get("postlab_login_csrf")})
+    assert r.status_code == 303, r.text
+    return client.cookies.get(COOKIE)
+
+
+def admin_cli(*args: str):
+    from postlab.cli import app
+
+    return CliRunner().invoke(app, ["label-app", "admin", *args])
+
+
+def test_logout_ends_the_session_on_the_server(store, tmp_path):
+    make_project(store, tmp_path)
+    ann = add_rater(store, "ann")
+    with app_client(store) as client:
+        session = login(client, ann)
+        assert session and ann not in session  # the cookie carries a session id, not the credential
+        assert client.get("/").status_code == 200
+        assert client.get("/api/me", headers=bearer(session)).status_code == 401  # a session id is no token
+        assert client.post("/logout", data={"csrf": csrf_token(session)}).status_code == 303
+    with app_client(store) as thief:  # someone who copied the cookie before the logout
+        thief.cookies.set(COOKIE, session)
+        assert thief.get("/").headers.get("location") == "/login"
+        assert_app_error(thief.get("/api/me"), 401)
+        assert thief.get("/api/me", headers=bearer(ann)).json()["name"] == "ann"  # logging out keeps the token
+        from postlab.labelapp.models import LoginSession
+
+        thief.cookies.clear()
+        login(thief, ann)
+        assert thief.get("/api/me").status_code == 200
+        with store.tx() as s:  # sessions end on their own too
+            s.execute(update(LoginSession).values(expires_at=LoginSession.created_at))
+        assert_app_error(thief.get("/api/me"), 401)
+
+
+def test_revoked_tokens_and_removed_members_lose_access_but_keep_their_labels(store, db_url, tmp_path):
+    make_project(store, tmp_path, n_prompts=2, k=3)  # 6 pairs, overlap 1
+    make_project(store, tmp_path, "other")
+    ann, bob = add_rater(store, "ann"), add_rater(store, "bob")
+    store.add_member("other", "ann")
+    with app_client(store) as client:
+        first = client.post("/api/projects/proj/next", headers=bearer(ann)).json()["label_id"]
+        client.post(f"/api/labels/{first}", json={"choice": "a", "strength": "better"}, headers=bearer(ann))
+        draft = client.post("/api/projects/proj/next", headers=bearer(ann)).json()["label_id"]
+        # Removing ann from proj: her open assignment goes back to the others, her answer stays.
+        r = admin_cli("remove-member", "proj", "ann", "--db", db_url)
+        assert r.exit_code == 0 and "released 1 open assignment" in r.output, r.output
+        assert_app_error(client.get("/api/projects/proj/progress", headers=bearer(ann)), 404)
+        assert_app_error(client.post("/api/projects/proj/next", headers=bearer(ann)), 404)
+        assert_app_error(client.post(f"/api/labels/{draft}", json={"choice": "tie"}, headers=bearer(ann)), 404)
+        assert client.post("/api/projects/other/next", headers=bearer(ann)).status_code == 200  # other projects stay
+        bob_pairs = []
+        while (r := client.post("/api/projects/proj/next", headers=bearer(bob))).status_code == 200:
+            view = client.post(f"/api/labels/{r.json()['label_id']}", json={"choice": "tie"}, headers=bearer(bob))
+            bob_pairs.append(view.json()["pair_id"])
+        assert len(bob_pairs) == 5  # every pair but the one ann answered, hers included
+        # Revoking ann's token: her sessions and the token stop working at once; a new token works.
+        login(client, ann)
+        assert client.get("/api/me").status_code == 200
+        r = admin_cli("revoke-token", "ann", "--db", db_url)
+        assert r.exit_code == 0 and "revoked" in r.output and "1 session" in r.output, r.output
+        assert_app_error(client.get("/api/me"), 401)
+        assert_app_error(client.get("/api/me", headers=bearer(ann)), 401)
+        client.cookies.clear()
+        client.get("/login")
+        r = client.post("/login", data={"token": ann, "csrf": client.cookies.get("postlab_login_csrf")})
+        assert r.status_code == 401 and client.cookies.get(COOKIE) is None
+        r = admin_cli("new-token", "ann", "--db", db_url)
+        new = r.output.strip().split()[-1]
+        assert r.exit_code == 0 and len(new) >= 30 and new != ann
+        assert client.get("/api/me", headers=bearer(new)).json()["name"] == "ann"
+        assert_app_error(client.get("/api/me", headers=bearer(ann)), 401)
+        assert "not found" in str(admin_cli("revoke-token", "nobody", "--db", db_url).exception)
+    answers = {(rater, pair.id) for _, pair, rater in store.submitted("proj")}
+    assert len(answers) == 6 and ("ann", store.label_view(first, store.user_by_token(new))["pair_id"]) in answers
+
+
 # --- 11. requests that crashed the app or escaped its error format ---
 
 def test_huge_ids_and_lone_surrogates_are_4xx_in_the_apps_format(store, tmp_path):
@@ -161,7 +245,7 @@ def test_server_errors_keep_the_format_and_the_security_headers(store, tmp_path,
         r = client.get("/api/projects/proj/progress", headers=bearer(ann))
         assert_app_error(r, 500)
         assert "disk on fire" not in r.text  # details go to the log, not to the client
-        client.cookies.set("postlab_token", ann)
+        client.cookies.set(COOKIE, store.open_session(ann))
         assert_app_error(client.get("/p/proj"), 500)
 
 

@@ -246,19 +246,20 @@ def test_upgrade_from_first_revision_keeps_every_label(db_url):
                   {"t": now})
         c.execute(text("INSERT INTO flags (id, label_id, side, kind) VALUES (1, 2, 'a', 'unsafe')"))
     migrate(store.engine)
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     got = {(lab.id, lab.choice, lab.strength, lab.swapped, rater) for lab, _, rater in store.submitted("old")}
     assert got == {(1, "a", "much better", False, "ann"), (2, "b", "slightly better", True, "bob")}
     assert [r["messages"][-1]["content"] for r in export.edits(store, "old")] == ["first, edited"]
     assert [(r["flag"], r["response"]) for r in export.flags(store, "old")] == [("unsafe", "first")]
     assert store.project_summary("old")["instructions"] == ""  # the new column, defaulted
+    assert store.user_by_token("x") is None and store.revoke_token("ann") == 0  # 0003: revocable tokens
     store.close()
 
 
 # --- auth, validation, escaping ---
 
 def test_auth_isolation_and_escaping(store, tmp_path, client):
-    from postlab.labelapp.app import csrf_token
+    from postlab.labelapp.app import COOKIE, csrf_token
 
     make_project(store, tmp_path, extra={(1, 1): XSS})  # q1: the pairs bob gets
     ann, bob = add_rater(store, "ann"), add_rater(store, "bob")
@@ -301,21 +302,23 @@ def test_auth_isolation_and_escaping(store, tmp_path, client):
     assert r.status_code == 409 and "already submitted" in r.json()["error"]["message"]
     assert client.get("/api/labels/abc", headers=bearer(ann)).json()["error"]["field"] == "label_id"
     # Cookie sessions: forms need the CSRF token.
-    client.cookies.set("postlab_token", ann)
+    ann_session = store.open_session(ann)  # what logging in at /login sets as the cookie
+    client.cookies.set(COOKIE, ann_session)
     page = client.get("/p/proj")
     assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
     label_id = int(page.text.split("/p/proj/labels/")[1].split('"')[0])
     form = {"action": "submit", "choice": "b", "strength": "better"}
     assert client.post(f"/p/proj/labels/{label_id}", data=form).status_code == 403
-    r = client.post(f"/p/proj/labels/{label_id}", data={**form, "choice": "maybe", "csrf": csrf_token(ann)})
+    r = client.post(f"/p/proj/labels/{label_id}", data={**form, "choice": "maybe", "csrf": csrf_token(ann_session)})
     assert r.status_code == 400 and "choice" in r.text and "<html" in r.text
-    assert client.post(f"/p/proj/labels/{label_id}", data={**form, "csrf": csrf_token(ann)}).status_code == 303
+    assert client.post(f"/p/proj/labels/{label_id}", data={**form, "csrf": csrf_token(ann_session)}).status_code == 303
     # Markup in model outputs renders as text (Jinja autoescape); find the XSS pair on someone's page.
-    client.cookies.set("postlab_token", bob)
+    bob_session = store.open_session(bob)
+    client.cookies.set(COOKIE, bob_session)
     pages = [client.get("/p/proj").text]
     while "&lt;script&gt;" not in pages[-1] and 'id="done"' not in pages[-1]:
         lid = int(pages[-1].split("/p/proj/labels/")[1].split('"')[0])
-        client.post(f"/p/proj/labels/{lid}", data={"action": "skip", "csrf": csrf_token(bob)})
+        client.post(f"/p/proj/labels/{lid}", data={"action": "skip", "csrf": csrf_token(bob_session)})
         pages.append(client.get("/p/proj").text)
     assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;&lt;b&gt;bold?&lt;/b&gt; &amp; done" in pages[-1]
     assert "<script>window" not in pages[-1] and "<b>bold" not in pages[-1]

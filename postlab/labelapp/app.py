@@ -1,9 +1,10 @@
 """The labeling web app (FastAPI): server-rendered pages for raters and admins, and a JSON API.
 
-Auth: every request except the login page and static files carries a token, as
-``Authorization: Bearer <token>`` (API clients) or the HttpOnly cookie the login form sets.
-Cookie-authenticated POSTs also need the CSRF token (form field ``csrf`` or header ``X-CSRF-Token``):
-an HMAC of the session token, so a page on another site cannot forge one. Templates autoescape
+Auth: every request except the login page and static files carries a token as
+``Authorization: Bearer <token>`` (API clients), or the HttpOnly cookie the login form sets. The cookie
+holds the id of a server-side session, never the token: logging out deletes the session, so a copied
+cookie stops working too. Cookie-authenticated POSTs also need the CSRF token (form field ``csrf`` or
+header ``X-CSRF-Token``): an HMAC of the session id, so a page on another site cannot forge one. Templates autoescape
 everything (model outputs may contain markup) and the Content-Security-Policy allows only our own
 script file; every response carries the security headers, error pages (500s included) too. Bodies
 over ``max_body_bytes`` are refused (413) as soon as that is known, before auth reads the token, and
@@ -39,7 +40,8 @@ from postlab.labelapp.store import MAX_ID, Forbidden, LabelAppError, LabelInput,
 
 log = logging.getLogger("postlab.labelapp")
 HERE = Path(__file__).parent
-COOKIE = "postlab_token"
+COOKIE = "postlab_session"  # a login session's id (the token itself never goes into a cookie)
+LEGACY_COOKIE = "postlab_token"  # held the token itself before sessions existed; removed at login and logout
 LOGIN_CSRF_COOKIE = "postlab_login_csrf"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -123,15 +125,20 @@ def create_app(store: Store, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI
 
     async def current_user(request: Request) -> User:
         header = request.headers.get("authorization", "")
-        by_header = header.lower().startswith("bearer ")
-        token = header[7:].strip() if by_header else request.cookies.get(COOKIE, "")
-        if not token:
+        if header.lower().startswith("bearer "):
+            token = header[7:].strip()
+            user = await run_in_threadpool(store.user_by_token, token) if token else None  # off the loop: may wait on the DB
+            if user is None:
+                raise NotLoggedIn("unknown or revoked token")
+            return user
+        session_id = request.cookies.get(COOKIE, "")
+        if not session_id:
             raise NotLoggedIn("a token is required: log in at /login or send 'Authorization: Bearer <token>'")
-        user = await run_in_threadpool(store.user_by_token, token)  # off the event loop: it may wait on the DB
+        user = await run_in_threadpool(store.user_by_session, session_id)
         if user is None:
-            raise NotLoggedIn("unknown token")
-        if request.method not in ("GET", "HEAD") and not by_header:
-            await _check_csrf(request, token)
+            raise NotLoggedIn("your session ended (logged out, expired or revoked): log in again at /login")
+        if request.method not in ("GET", "HEAD"):
+            await _check_csrf(request, session_id)
         return user
 
     def page(request: Request, name: str, status: int = 200, **ctx) -> HTMLResponse:
@@ -145,12 +152,12 @@ def create_app(store: Store, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI
     return app
 
 
-async def _check_csrf(request: Request, token: str) -> None:
+async def _check_csrf(request: Request, session_id: str) -> None:
     sent = request.headers.get("x-csrf-token")
     if sent is None and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded",
                                                                              "multipart/form-data")):
         sent = (await request.form()).get("csrf")
-    if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(token)):
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(session_id)):
         raise Forbidden("csrf: missing or wrong CSRF token (reload the page)", "csrf")
 
 
@@ -202,10 +209,14 @@ def _add_login_routes(app: FastAPI, store: Store, page) -> None:
     def login(request: Request, token: str = Form(...), csrf: str = Form(...)):
         if not hmac.compare_digest(csrf, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
             raise Forbidden("csrf: the login form expired; reload /login", "csrf")
-        if store.user_by_token(token.strip()) is None:
+        session_id = store.open_session(token.strip())
+        if session_id is None:
             return page(request, "login.html", status=401, csrf=csrf, error="Unknown token.")
+        if previous := request.cookies.get(COOKIE):  # logging in again ends the session this browser had
+            store.close_session(previous)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict")
+        response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict")
+        response.delete_cookie(LEGACY_COOKIE)
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
 
@@ -217,9 +228,12 @@ def _add_rater_pages(app: FastAPI, store: Store, page, current_user) -> None:
         return page(request, "home.html", user=user, projects=projects)
 
     @app.post("/logout")
-    def logout(user: User = Depends(current_user)):
+    def logout(request: Request, user: User = Depends(current_user)):
+        if session_id := request.cookies.get(COOKIE):
+            store.close_session(session_id)  # on the server: a copy of the cookie is worthless from now on
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
+        response.delete_cookie(LEGACY_COOKIE)
         return response
 
     @app.get("/p/{project}", response_class=HTMLResponse)

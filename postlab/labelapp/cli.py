@@ -86,6 +86,27 @@ def add_member(project: str = typer.Argument(...), name: str = typer.Argument(..
     print(f"{name} joined {project}")
 
 
+@admin_app.command("remove-member", help="Take a user out of a project: their answers stay, their open assignments "
+                                            "there go back to the other raters.")
+def remove_member(project: str = typer.Argument(...), name: str = typer.Argument(...),
+                  db: Optional[str] = DB_OPT) -> None:
+    released = _store(db).remove_member(project, name)
+    print(f"{name} left {project}; released {released} open assignment{'s' * (released != 1)}")
+
+
+@admin_app.command("revoke-token", help="Revoke a user's token: it stops working and their login sessions end "
+                                           "(their labels stay; `new-token` gives them access again).")
+def revoke_token(name: str = typer.Argument(...), db: Optional[str] = DB_OPT) -> None:
+    ended = _store(db).revoke_token(name)
+    print(f"{name}: token revoked, {ended} session{'s' * (ended != 1)} ended")
+
+
+@admin_app.command("new-token", help="Give an existing user a new token (printed once); the old one stops working "
+                                        "and their login sessions end.")
+def new_token(name: str = typer.Argument(...), db: Optional[str] = DB_OPT) -> None:
+    print(f"{name} new token: {_store(db).new_token(name)}")
+
+
 @admin_app.command("set-overlap", help="Set how many distinct raters each pair should reach.")
 def set_overlap(project: str = typer.Argument(...), overlap: int = typer.Argument(...), db: Optional[str] = DB_OPT) -> None:
     _store(db).set_overlap(project, overlap)

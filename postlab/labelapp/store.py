@@ -4,6 +4,10 @@ Concurrency: assignment must never push a pair past its overlap, so each assignm
 project: SQLite transactions start with ``BEGIN IMMEDIATE`` (one writer at a time, others wait up to
 30 s), PostgreSQL takes a transaction-scoped advisory lock on the project. The unique (pair, rater)
 constraint is the last line of defence against a rater seeing a pair twice.
+
+Credentials and sessions are apart: a user's token (only its SHA-256 stored) is what an admin hands
+out and can revoke; logging in with it opens a server-side session whose random id is all the browser
+keeps, so logging out or revoking the token ends the session on the server.
 """
 
 from __future__ import annotations
@@ -18,21 +22,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from postlab.errors import PostlabError
 from postlab.labelapp.ingest import NewPair
-from postlab.labelapp.models import (CHOICES, FLAG_KINDS, ROLES, STRENGTHS, Flag, Label, Member, Pair, Project, Revision,
-                                     User, utcnow)
+from postlab.labelapp.models import (CHOICES, FLAG_KINDS, ROLES, STRENGTHS, Flag, Label, LoginSession, Member, Pair,
+                                     Project, Revision, User, utcnow)
 
 DEFAULT_DB = "sqlite:///postlab_labels.db"
 MAX_ID = 2**63 - 1  # row ids are signed 64-bit in SQLite and PostgreSQL; larger ones cannot exist
 READ_ONLY = "postlab_read_only"
 PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 MIGRATIONS = Path(__file__).parent / "migrations"
+SESSION_DAYS = 14  # a login session ends after this long, or at logout, or when its token is revoked
 
 
 class LabelAppError(PostlabError):
@@ -191,8 +196,55 @@ class Store:
         return token
 
     def user_by_token(self, token: str) -> User | None:
+        """The user a token belongs to, unless it was revoked."""
         with self.read() as s:
-            return s.scalar(select(User).where(User.token_hash == hash_token(token)))
+            return s.scalar(select(User).where(User.token_hash == hash_token(token), User.revoked_at.is_(None)))
+
+    def revoke_token(self, name: str) -> int:
+        """The user's token stops working and their sessions end (labels stay); returns how many sessions ended."""
+        with self.tx() as s:
+            user = self._user(s, name)
+            user.revoked_at = utcnow()
+            return s.execute(delete(LoginSession).where(LoginSession.user_id == user.id)).rowcount
+
+    def new_token(self, name: str) -> str:
+        """Give an existing user a new token (shown once): the old one stops working and their sessions end."""
+        token = secrets.token_urlsafe(24)
+        with self.tx() as s:
+            user = self._user(s, name)
+            user.token_hash, user.revoked_at = hash_token(token), None
+            s.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+        return token
+
+    # --- login sessions: the browser holds a session id, never the token ---
+
+    def open_session(self, token: str) -> str | None:
+        """Log in with ``token``: a new session for its user, whose id (the cookie value) is returned once;
+        None for an unknown or revoked token. The user's expired sessions are cleared on the way."""
+        session_id = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.tx() as s:
+            user = s.scalar(select(User).where(User.token_hash == hash_token(token), User.revoked_at.is_(None)))
+            if user is None:
+                return None
+            s.execute(delete(LoginSession).where(LoginSession.user_id == user.id, LoginSession.expires_at < now))
+            s.add(LoginSession(user_id=user.id, id_hash=hash_token(session_id), created_at=now,
+                               expires_at=now + timedelta(days=SESSION_DAYS)))
+        return session_id
+
+    def user_by_session(self, session_id: str) -> User | None:
+        """The user of a live session (not logged out, not expired, token not revoked)."""
+        with self.read() as s:
+            row = s.execute(select(User, LoginSession.expires_at).join(LoginSession, LoginSession.user_id == User.id)
+                            .where(LoginSession.id_hash == hash_token(session_id), User.revoked_at.is_(None))).first()
+        if row is None or _as_utc(row[1]) <= utcnow():
+            return None
+        return row[0]
+
+    def close_session(self, session_id: str) -> None:
+        """Log out: the session id stops working wherever it was copied to."""
+        with self.tx() as s:
+            s.execute(delete(LoginSession).where(LoginSession.id_hash == hash_token(session_id)))
 
     def project(self, s: Session, name: str) -> Project:
         p = s.scalar(select(Project).where(Project.name == name))
@@ -250,6 +302,22 @@ class Store:
             if s.get(Member, (p.id, u.id)) is None:
                 s.add(Member(project_id=p.id, user_id=u.id))
 
+    def remove_member(self, project: str, user: str) -> int:
+        """Take a user out of a project. Their submitted answers stay (exports, quality); their open
+        assignments there are discarded, so the pairs go to other raters. Returns how many were discarded."""
+        with self.tx() as s:
+            p, u = self.project(s, project), self._user(s, user)
+            self._lock_project(s, p.id)  # no assignment is handed to them while they are being removed
+            member = s.get(Member, (p.id, u.id))
+            if member is None:
+                raise NotFound(f"{user!r} is not a member of project {project!r}", "name")
+            drafts = s.scalars(select(Label).join(Pair, Pair.id == Label.pair_id).where(
+                Pair.project_id == p.id, Label.user_id == u.id, Label.status == "draft")).all()
+            for label in drafts:
+                label.status = "discarded"
+            s.delete(member)
+            return len(drafts)
+
     def set_overlap(self, project: str, overlap: int) -> None:
         if overlap < 1:
             raise LabelAppError("overlap: must be at least 1", "overlap")
@@ -293,16 +361,25 @@ class Store:
         only where they were added as members. Outsiders get NotFound."""
         with self.read() as s:
             p = self._member_project(s, project, user)
-            return s.get(Member, (p.id, user.id)) is not None
+            return self._is_member(s, p.id, user.id)
+
+    @staticmethod
+    def _is_member(s: Session, project_id: int, user_id: int) -> bool:
+        """Read from the database, not the session's identity map: a membership may end mid-transaction."""
+        return s.scalar(select(Member.user_id).where(Member.project_id == project_id, Member.user_id == user_id)) \
+            is not None
 
     def next_label(self, project: str, user: User) -> tuple[Label, Pair] | None:
         """The rater's open assignment, or a new one; None when nothing is left for them."""
         with self.tx() as s:
             p = self._member_project(s, project, user)
-            if s.get(Member, (p.id, user.id)) is None:  # an admin: looking must not take a pair from the raters
+            self._lock_project(s, p.id)
+            if not self._is_member(s, p.id, user.id):
+                if user.role != "admin":  # removed while waiting for the lock
+                    raise NotFound(f"project {project!r} not found", "project")
+                # an admin: looking must not take a pair from the raters
                 raise Forbidden(f"admins are given pairs only in projects they are members of; to rate in "
                                 f"{project!r}, add yourself with `postlab label-app admin add-member`", "project")
-            self._lock_project(s, p.id)
             draft = s.execute(select(Label, Pair).join(Pair, Pair.id == Label.pair_id).where(
                 Pair.project_id == p.id, Label.user_id == user.id, Label.status == "draft").order_by(Label.id)).first()
             if draft is not None:
@@ -370,6 +447,9 @@ class Store:
 
     def _open_label(self, s: Session, label_id: int, user: User) -> Label:
         label = self._own_label(s, label_id, user, lock=True)
+        project_id = s.scalar(select(Pair.project_id).where(Pair.id == label.pair_id))
+        if not self._is_member(s, project_id, user.id):  # removed from the project: its labels are out of reach
+            raise NotFound(f"label {label_id} not found", "label_id")
         if label.status != "draft":
             raise Conflict(f"label {label_id} was already {label.status}", "label_id")
         return label
