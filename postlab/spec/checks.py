@@ -215,11 +215,28 @@ def _requested_verb(request: str) -> str:
     return m.group().lower() if m else ""
 
 
-def _limit_is_relevant(sentence: str, verb: str | None, request: str, needs: list[re.Pattern[str]]) -> bool:
-    """Whether a limit (its sentence and its verb) is the one the request runs into."""
+# "text-based" names what the assistant is, not an action it cannot take.
+_SELF_DESCRIPTION = re.compile(r"text[- ]?(?:based|only)", re.IGNORECASE)
+
+
+def _actions_named(text: str) -> set[int]:
+    """The capabilities (indices into `_CAPABILITIES`) whose actions a text names: "send texts" names messaging."""
+    text = _SELF_DESCRIPTION.sub(" ", text)
+    return {i for i, (ask, _) in enumerate(_CAPABILITIES) if ask.search(text)}
+
+
+def _limit_is_relevant(sentence: str, verb: str | None, request: str, head: str) -> bool:
+    """Whether a limit (its sentence and its verb) is the one the request runs into; `head` is the request without
+    the task it carries ("Remind me| to take my medicine")."""
     from postlab.spec.answer import content_stems
 
-    if any(limit.search(sentence) for limit in needs):
+    asked = _actions_named(head)
+    named = _actions_named(sentence)
+    if asked and named and not asked & named:
+        # a limit about another action that merely shares a word with the request: "I can't send texts or chat
+        # messages" to "Send $50 on Venmo" or to "remind me in our next chat"
+        return False
+    if any(_CAPABILITIES[i][1].search(sentence) for i in asked):
         return True
     asked = _requested_verb(request)
     if verb and asked and verb[:4] == asked[:4]:
@@ -228,7 +245,9 @@ def _limit_is_relevant(sentence: str, verb: str | None, request: str, needs: lis
         # a limit about the task the request carries, not its action: "I don't have the ability to take
         # medication" to "Remind me to take my medicine", "I can't be late" to "Text my boss that I'll be late"
         return False
-    return bool((content_stems(sentence) & content_stems(request)) - _WEAK_STEMS)
+    # shared words count from the request's action, not from the task it carries: "I'm not able to prescribe
+    # medication" to "Remind me to take my medicine"
+    return bool((content_stems(sentence) & content_stems(head)) - _WEAK_STEMS)
 
 
 def _states_limit(response: str, request: str | None = None) -> bool:
@@ -240,9 +259,8 @@ def _states_limit(response: str, request: str | None = None) -> bool:
     # What the request needs comes from its action, not from the message or task it carries ("Remind me to call
     # Grandma" needs a reminder, not a phone).
     head = _TASK_CONTENT.sub("", request)
-    needs = [limit for ask, limit in _CAPABILITIES if ask.search(head)]
     return any(_limit_is_relevant(phrases.sentence_at(response, start), phrases.limited_verb(response, start),
-                                  request, needs) for start, _ in spans)
+                                  request, head) for start, _ in spans)
 
 
 def offers_help(response: str, request: str | None = None) -> bool:
