@@ -3,9 +3,10 @@
 Sections: a header line (postlab/torch/transformers versions, commit and date from the final eval's ``meta``,
 hardware from ``summary.json``'s ``machine``); headline numbers (the reward model's accuracy against its
 own labels beside its accuracy against gold, marked when below chance); held-out gold score per category
-after each stage with standard errors and n (undefined figures read "n/a"); the reward model;
-best-of-n (proxy and gold against sqrt(KL)); RL curves (proxy, gold, KL, length) and gold/proxy
-against sqrt(KL); the Elo leaderboard of the stage checkpoints; answers side by side; the SFT data;
+after each stage with standard errors and n, as bars with ± SE error bars and as a table (undefined
+figures read "n/a", in every text and plot); the reward model; best-of-n (proxy and gold against
+sqrt(KL)); RL curves (proxy, gold, KL, length) and gold/proxy against sqrt(KL) as points coloured by
+step; the Elo leaderboard of the stage checkpoints; answers side by side; the SFT data;
 the machine (CPU, bf16 flags, measured matmul speed, the dtype chosen and why) and what the time budget
 scaled down; timings against the prediction; the resolved config. Every plot is a matplotlib figure embedded as base64 PNG, so the file
 can be mailed or archived as is. Everything shown is read from files in the run directory.
@@ -67,6 +68,10 @@ def _num(x, spec: str) -> str:
     return "n/a" if _undefined(x) else format(x, spec)
 
 
+def _minutes(seconds) -> str:
+    return "n/a" if _undefined(seconds) else f"{seconds / 60:.1f} min"
+
+
 def _table(head: list[str], rows: list[list], cls: str = "") -> str:
     th = "".join(f"<th>{_esc(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _fmt(c)}</td>" for c in row) + "</tr>"
@@ -87,18 +92,23 @@ def _read_jsonl(path: Path) -> list[dict]:
 # --- plots ---
 
 
-def plot_categories(stage_gold: dict[str, dict]) -> str:
+def plot_categories(stage_gold: dict[str, dict], stage_se: dict[str, dict[str, float]]) -> str:
+    """Bars of gold per category after each stage, each with an error bar of ± its standard error
+    (``stage_se[stage][category]``, "overall" included; none where it is unknown)."""
     plt = _plt()
     names = list(stage_gold)
     cats = ["overall", *sorted(next(iter(stage_gold.values()))["by_category"])]
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / len(names)
+    nan = float("nan")
     for s, name in enumerate(names):
         g = stage_gold[name]
         vals = [g["overall"] if c == "overall" else g["by_category"].get(c) for c in cats]
-        vals = [float("nan") if _undefined(v) else v for v in vals]  # undefined: no bar
+        vals = [nan if _undefined(v) else v for v in vals]  # undefined: no bar
+        se = [stage_se.get(name, {}).get(c) for c in cats]
         ax.bar([i + (s - (len(names) - 1) / 2) * width for i in range(len(cats))], vals, width, label=name,
-               color=STAGE_COLOURS[s % len(STAGE_COLOURS)])
+               color=STAGE_COLOURS[s % len(STAGE_COLOURS)], yerr=[nan if _undefined(e) else e for e in se],
+               error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#333"})
     ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("gold score (held-out test)")
@@ -138,21 +148,29 @@ def plot_rl_curves(metrics: list[dict]) -> str | None:
 
 
 def plot_vs_sqrt_kl(metrics: list[dict]) -> str | None:
+    """Proxy and gold score of the RL rollouts against sqrt(KL), one point per logged step coloured by the
+    step: KL is noisy from step to step, so a line through the points would double back on itself."""
     kl_key = "objective/kl" if _series(metrics, "objective/kl")[0] else "kl"
     steps, kl = _series(metrics, kl_key)
     if not steps:
         return None
     by_step = {m["step"]: m for m in metrics if "step" in m}
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, colour, label in (("proxy/score", "tab:blue", "proxy (RM)"), ("gold/train_score", "tab:green", "gold")):
-        pts = sorted((math.sqrt(max(kv, 0.0)), by_step[s][key]) for s, kv in zip(steps, kl) if key in by_step[s])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    points = None
+    for ax, key, label in zip(axes, ("proxy/score", "gold/train_score"), ("proxy reward (RM)", "gold score")):
+        pts = [(s, math.sqrt(max(kv, 0.0)), by_step[s][key]) for s, kv in zip(steps, kl)
+               if not _undefined(by_step[s].get(key))]
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color=colour, label=label)
-    ax.set_xlabel("sqrt(KL to SFT)")
-    ax.set_ylabel("score on RL rollouts")
-    ax.grid(alpha=0.3)
-    ax.legend()
+            points = ax.scatter([p[1] for p in pts], [p[2] for p in pts], c=[p[0] for p in pts], cmap="viridis",
+                                vmin=min(steps), vmax=max(steps), s=18)
+        else:
+            ax.text(0.5, 0.5, "n/a (not logged)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("sqrt(KL to SFT)")
+        ax.set_ylabel(f"{label} on RL rollouts")
+        ax.grid(alpha=0.3)
+    if points is not None:
+        fig.colorbar(points, ax=list(axes), label="RL step")
     return _png(fig)
 
 
@@ -166,8 +184,10 @@ def plot_rm(rm: dict, metrics: list[dict]) -> str:
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     labels = ["vs labels", "vs gold (clear pairs)"]
-    vals = [rm.get("accuracy_vs_labels") or 0.0, rm.get("accuracy_vs_gold") or 0.0]
-    ax1.bar(labels, vals, color=["tab:blue", "tab:green"])
+    vals = [rm.get("accuracy_vs_labels"), rm.get("accuracy_vs_gold")]
+    ax1.bar(labels, [float("nan") if _undefined(v) else v for v in vals], color=["tab:blue", "tab:green"])
+    for i, v in enumerate(vals):  # the figure on each bar; "n/a" where there is no bar
+        ax1.text(i, 0.03 if _undefined(v) else v + 0.02, _fmt(v), ha="center", va="bottom", fontsize=9)
     ax1.axhline(0.5, color="k", ls="--", lw=1, label="chance")
     ax1.set_ylim(0, 1)
     ax1.set_title("held-out accuracy", fontsize=10)
@@ -175,8 +195,9 @@ def plot_rm(rm: dict, metrics: list[dict]) -> str:
     x, y = _series(metrics, "rewards/accuracies")
     if x:
         ax2.plot(x, y, alpha=0.4, label="train batch")
-        w = max(1, len(y) // 10)
-        ax2.plot(x[w - 1:], [sum(y[i - w + 1 : i + 1]) / w for i in range(w - 1, len(y))], label=f"mean of {w}")
+        w = len(y) // 10
+        if w > 1:  # a running mean of one step is the batch curve again
+            ax2.plot(x[w - 1:], [sum(y[i - w + 1 : i + 1]) / w for i in range(w - 1, len(y))], label=f"mean of {w}")
     ex, ey = _series(metrics, "eval_rewards/accuracies")
     if ex:
         ax2.plot(ex, ey, "o", color="tab:red", label="held-out")
@@ -244,17 +265,18 @@ def _machine_section(m: dict, scaled: dict) -> str:
     mm = m.get("matmul_gflops")
     ref = m.get("reference", {})
     flags = ", ".join(f"{f} {'yes' if on else 'no'}" for f, on in m.get("flags", {}).items())
-    rows = [["CPU", m.get("cpu")], ["cores / torch threads", f"{m.get('cores')} / {m.get('threads')}"],
+    rows = [["CPU", m.get("cpu")], ["cores / torch threads", f"{_fmt(m.get('cores'))} / {_fmt(m.get('threads'))}"],
             ["bf16-relevant flags", flags], ["torch", m.get("torch")],
             ["device", m.get("device") if m.get("device") == "cpu" else f"{m.get('device')}: {m.get('device_name')}"],
             ["matmul GFLOP/s (fp32 / bf16)",
-             f"{mm['fp32']:.0f} / {mm['bf16']:.0f} ({mm.get('n')}² matmul, best call; "
+             f"{_num(mm.get('fp32'), '.0f')} / {_num(mm.get('bf16'), '.0f')} ({_fmt(mm.get('n'))}² matmul, best call; "
              f"{'cached from ' + str(mm.get('measured_at')) if mm.get('cached') else 'measured at the start of this run'})"
              if mm else "not measured"],
             ["dtype", _Raw(f"<b>{_esc(m.get('dtype'))}</b>: {_esc(m.get('dtype_why'))}")],
             ["speed against the reference machine",
-             f"{m.get('slowdown', 1):.2f}x its stage times (reference: {ref.get('cpu')}, matmul fp32 "
-             f"{ref.get('fp32_gflops', 0):.0f} / bf16 {ref.get('bf16_gflops', 0):.0f} GFLOP/s, ran {ref.get('dtype')})"]]
+             ("n/a" if _undefined(m.get("slowdown")) else f"{m['slowdown']:.2f}x its stage times")
+             + f" (reference: {_fmt(ref.get('cpu'))}, matmul fp32 {_num(ref.get('fp32_gflops'), '.0f')} / bf16 "
+             f"{_num(ref.get('bf16_gflops'), '.0f')} GFLOP/s, ran {_fmt(ref.get('dtype'))})"]]
     if scaled.get("budget_minutes"):
         rows.append(["time budget", f"{scaled['budget_minutes']:g} min: predicted {scaled['predicted_minutes_unscaled']:.1f} min "
                      f"as configured, {scaled['predicted_minutes']:.1f} min as run"
@@ -287,9 +309,9 @@ def _hacking_section(rl_dir: Path, n: int = 10) -> str:
 
 def _panel_note(c: dict) -> str:
     """One sentence on how the comparisons were labelled and how much signal they carry."""
-    panel = (f"A panel of {c['raters_per_pair']} simulated raters judged each of {c.get('pairs_compared')} pairs and "
-             f"{c.get('no_consensus')} were dropped without consensus; " if c.get("raters_per_pair") else "")
-    return (panel + f"gold prefers one side in {c.get('gold_decided')} of the {c.get('written')} labelled pairs "
+    panel = (f"A panel of {c['raters_per_pair']} simulated raters judged each of {_fmt(c.get('pairs_compared'))} pairs "
+             f"and {_fmt(c.get('no_consensus'))} were dropped without consensus; " if c.get("raters_per_pair") else "")
+    return (panel + f"gold prefers one side in {_fmt(c.get('gold_decided'))} of the {_fmt(c.get('written'))} labelled pairs "
             f"({_fmt(c.get('gold_decided_share'))}), and the labels agree with gold on "
             f"{_fmt(c.get('agreement_with_gold'))} of those.")
 
@@ -370,7 +392,7 @@ def build_report(run_dir: str | Path) -> Path:
             (f"after {algo}", _fmt(st["rl"]["gold"].get("overall"))),
             ("gain (points)", _num(None if _undefined(gain) else 100 * gain, "+.1f")),
             *_rm_headline(st["rm"]),
-            ("total time", f"{s['timings_s'].get('total', 0) / 60:.1f} min"))) + "</div>")
+            ("total time", _minutes(s["timings_s"].get("total"))))) + "</div>")
     scaled = s.get("scaled") or {}
     if scaled.get("changes"):
         parts.append(f"<p class='note'><b>Scaled down</b> to fit the {scaled['budget_minutes']:g}-minute budget on this "
@@ -379,16 +401,20 @@ def build_report(run_dir: str | Path) -> Path:
                      + "); the numbers below come from the smaller run. See <i>Machine and time budget</i>.</p>")
 
     parts.append("<h2>Gold score per category after each stage</h2>")
-    parts.append(_img(plot_categories(stage_gold), "held-out gold score per category: base model, after SFT, after RL"))
+    stage_se = {name: {"overall": g.get("overall_se"), **(stage_results[name].get("by_category_se") or {})}
+                for name, g in stage_gold.items()}
+    parts.append(_img(plot_categories(stage_gold, stage_se),
+                      "held-out gold score per category after each stage (error bars: ± 1 standard error)"))
     parts.append(_category_table(stage_gold, stage_results, algo))
 
     rm = st["rm"]
     parts.append("<h2>Reward model</h2>")
-    parts.append(f"<p class='note'>Trained on {rm.get('train_pairs')} simulated-rater pairs (held out: {rm.get('eval_pairs')} "
-                 f"pairs of unseen prompts; accuracy vs gold on the {rm.get('gold_clear_pairs')} held-out pairs whose "
-                 f"gold margin is at least {rm.get('clear_margin')}: {_fmt(rm.get('accuracy_vs_gold'))}; on every such pair "
-                 f"of the held-out prompts' candidates, labelled or not: {_fmt(rm.get('accuracy_vs_gold_all_pairs'))} "
-                 f"over {rm.get('gold_clear_pairs_all')} pairs). " + _panel_note(st["comparisons"]) + "</p>")
+    parts.append(f"<p class='note'>Trained on {_fmt(rm.get('train_pairs'))} simulated-rater pairs (held out: "
+                 f"{_fmt(rm.get('eval_pairs'))} pairs of unseen prompts; accuracy vs gold on the "
+                 f"{_fmt(rm.get('gold_clear_pairs'))} held-out pairs whose gold margin is at least "
+                 f"{_fmt(rm.get('clear_margin'))}: {_fmt(rm.get('accuracy_vs_gold'))}; on every such pair of the held-out "
+                 f"prompts' candidates, labelled or not: {_fmt(rm.get('accuracy_vs_gold_all_pairs'))} over "
+                 f"{_fmt(rm.get('gold_clear_pairs_all'))} pairs). " + _panel_note(st["comparisons"]) + "</p>")
     parts.append(_img(plot_rm(rm, rm_metrics), "reward model accuracy (held-out) and during training"))
 
     bon_rows = st.get("bon", {}).get("rows", [])
@@ -403,8 +429,9 @@ def build_report(run_dir: str | Path) -> Path:
 
     parts.append(f"<h2>RL ({_esc(algo)})</h2>")
     rl = st["rl"]
-    parts.append(f"<p class='note'>On {rl['probe']['rl']['prompts']} held-out prompts sampled at temperature 1: "
-                 f"KL(π‖π_SFT) = {_num(rl['kl'], '.2f')} ± {_num(rl['probe']['rl']['kl_se'], '.2f')} nats per response; "
+    probe = (rl.get("probe") or {}).get("rl") or {}
+    parts.append(f"<p class='note'>On {_fmt(probe.get('prompts'))} held-out prompts sampled at temperature 1: "
+                 f"KL(π‖π_SFT) = {_num(rl['kl'], '.2f')} ± {_num(probe.get('kl_se'), '.2f')} nats per response; "
                  f"proxy reward {_num(rl['proxy'], '+.3f')} (SFT policy: {_num(rl['sft_proxy'], '+.3f')}); mean answer "
                  f"length {_num(rl['mean_length'], '.1f')} words (SFT {_num(st['sft']['gold']['mean_length'], '.1f')}, "
                  f"base {_num(st['baseline']['gold']['mean_length'], '.1f')}).</p>")
@@ -413,28 +440,30 @@ def build_report(run_dir: str | Path) -> Path:
         parts.append(_img(c, "RL curves: proxy reward, gold score, KL and response length per step"))
     v = plot_vs_sqrt_kl(rl_metrics)
     if v:
-        parts.append(_img(v, "proxy and gold score of the RL rollouts against sqrt(KL)"))
+        parts.append(_img(v, "proxy and gold score of the RL rollouts against sqrt(KL), one point per logged step, "
+                             "coloured by step"))
     if not (c or v):
         parts.append("<p class='note'>This algorithm logs no per-step rollout curves (DPO and bon_sft train on "
                      "fixed data).</p>")
     train = rl.get("train", {})
     if algo == "bon_sft" and "demonstrations" in train:
-        gold_picks = train.get("gold_of_picks")
-        parts.append(f"<p class='note'>bon_sft: the reward model's best finished candidate of {train['demonstrations']} "
-                     f"of {train['prompts']} compared prompts ({train['candidates_scored']} candidates scored; mean "
-                     f"reward of the picks {train['mean_reward_best']:+.2f} against {train['mean_reward_all']:+.2f} for "
-                     f"all; gold of the picks {'-' if gold_picks is None else f'{gold_picks:.2f}'}, recorded, not used), "
-                     f"{train['replayed']} SFT demonstrations replayed, {train['steps']} steps.</p>")
+        parts.append(f"<p class='note'>bon_sft: the reward model's best finished candidate of "
+                     f"{_fmt(train['demonstrations'])} of {_fmt(train.get('prompts'))} compared prompts "
+                     f"({_fmt(train.get('candidates_scored'))} candidates scored; mean reward of the picks "
+                     f"{_num(train.get('mean_reward_best'), '+.2f')} against {_num(train.get('mean_reward_all'), '+.2f')} "
+                     f"for all; gold of the picks {_num(train.get('gold_of_picks'), '.2f')}, recorded, not used), "
+                     f"{_fmt(train.get('replayed'))} SFT demonstrations replayed, {_fmt(train.get('steps'))} steps.</p>")
     parts.append(_hacking_section(run_dir / "rl"))
 
     lb = st["leaderboard"]
     parts.append("<h2>Leaderboard of the stage checkpoints</h2>")
-    parts.append(f"<p class='note'>Every pair of checkpoints plays one game per held-out item ({lb['items']} items); the "
+    parts.append(f"<p class='note'>Every pair of checkpoints plays one game per held-out item ({_fmt(lb.get('items'))} items); the "
                  "gold rater's higher score wins, equal scores tie (half a win). Bradley–Terry fit, Elo = 400·θ/ln 10 + 1000, "
                  "95% bootstrap CI over items.</p>")
     parts.append(_img(plot_leaderboard(lb["rows"]), "Elo leaderboard with 95% bootstrap confidence intervals"))
     parts.append(_table(["rank", "model", "Elo", "95% CI", "gold", "W-T-L"],
-                        [[k + 1, r["model"], f"{r['elo']:.0f}", f"[{r['ci_low']:.0f}, {r['ci_high']:.0f}]", r["mean_score"],
+                        [[k + 1, r["model"], _num(r["elo"], ".0f"), f"[{_num(r['ci_low'], '.0f')}, {_num(r['ci_high'], '.0f')}]",
+                          r["mean_score"],
                           f"{r['wins']}-{r['ties']}-{r['losses']}"] for k, r in enumerate(lb["rows"])]))
 
     parts.append("<h2>Answers side by side (held-out items, greedy)</h2>")
@@ -446,15 +475,15 @@ def build_report(run_dir: str | Path) -> Path:
 
     data = st.get("sft_data", {})
     parts.append("<h2>SFT demonstrations</h2>")
+    kept = ", ".join(f"{c} {n}" for c, n in sorted((data.get("rejection_by_category") or {}).items()))
     parts.append(_table(["source", "conversations"], [
         ["behaviour-spec GOOD examples", data.get("spec_examples")],
         ["template answers (train split, all checks pass)", data.get("template_answers")],
-        ["rejection sampling against the gold rater (kept per category: "
-         + ", ".join(f"{c} {n}" for c, n in sorted(data.get("rejection_by_category", {}).items())) + ")",
+        ["rejection sampling against the gold rater" + (f" (kept per category: {kept})" if kept else ""),
          data.get("rejection_sampled")],
         ["total", data.get("conversations")]]))
     parts.append(f"<p class='note'>Rejection sampling kept the shortest sample that passes every check for "
-                 f"{_fmt(data.get('rejection_acceptance'))} of {data.get('rejection_prompts')} train prompts.</p>")
+                 f"{_fmt(data.get('rejection_acceptance'))} of {_fmt(data.get('rejection_prompts'))} train prompts.</p>")
 
     if s.get("machine"):
         parts.append(_machine_section(s["machine"], scaled))
@@ -462,7 +491,8 @@ def build_report(run_dir: str | Path) -> Path:
     predicted = scaled.get("predicted_s") or {}
     predicted = {**predicted, "total": sum(predicted.values())} if predicted else {}
     parts.append(_table(["stage", "seconds", "minutes", "predicted minutes"],
-                        [[k, v, v / 60, predicted[k] / 60 if k in predicted else None] for k, v in s["timings_s"].items()]))
+                        [[k, v, None if _undefined(v) else v / 60, predicted[k] / 60 if k in predicted else None]
+                         for k, v in s["timings_s"].items()]))
     cfg_path = run_dir / "resolved_config.json"
     if cfg_path.exists():
         parts.append("<h2>Resolved configuration</h2><pre>" + _esc(cfg_path.read_text()) + "</pre>")
