@@ -1,19 +1,25 @@
-"""Hardening of the labeling app (issue 16, items 8, 9, 11, 12): gold questions a rater could spot, tokens
-that could not be revoked, requests that crashed the app or were answered outside its error format, and
-the admin page's slips."""
+"""Hardening of the labeling app (issue 16, items 8-12): gold questions a rater could spot, tokens that
+could not be revoked, a locked or corrupt database, requests that crashed the app or were answered
+outside its error format, and the admin page's slips."""
 
+import sqlite3
+import subprocess
+import sys
+import time
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, text, update
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from conftest import write_jsonl
 from postlab.labelapp.app import COOKIE, CSP, create_app, csrf_token
 from postlab.labelapp.ingest import read_gold_pairs
 from postlab.labelapp.models import Label, Pair
-from postlab.labelapp.store import NotFound
+from postlab.labelapp.store import NotFound, Store, migrate
 from test_labelapp import add_rater, bearer, db_url, make_project, store  # noqa: F401  (fixtures)
 
 BIG_ID = 2**63
@@ -174,6 +180,121 @@ def test_revoked_tokens_and_removed_members_lose_access_but_keep_their_labels(st
         assert "not found" in str(admin_cli("revoke-token", "nobody", "--db", db_url).exception)
     answers = {(rater, pair.id) for _, pair, rater in store.submitted("proj")}
     assert len(answers) == 6 and ("ann", store.label_view(first, store.user_by_token(new))["pair_id"]) in answers
+
+
+# --- 10. a locked or corrupt database ---
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'labels.db'}")
+    migrate(s.engine)
+    yield s
+    s.close()
+
+
+def hold_lock(path, *, exclusive: bool) -> sqlite3.Connection:
+    """Another process's connection holding the write lock; ``exclusive`` (locking_mode=EXCLUSIVE, taken
+    while nobody else has the file open) shuts readers out too."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    if exclusive:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE projects SET overlap = overlap")
+    return conn
+
+
+@contextmanager
+def another_writer(store: Store, db_url: str):
+    """Another process holding the write lock while the block runs: SQLite's, or on PostgreSQL an
+    exclusive lock on the labels table (reads go on, writes wait)."""
+    if store.engine.dialect.name == "sqlite":
+        conn = hold_lock(make_url(db_url).database, exclusive=False)
+        try:
+            yield
+        finally:
+            conn.close()
+        return
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("LOCK TABLE labels IN EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                conn.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_a_locked_database_answers_503_with_retry_after_within_seconds(store, db_url, tmp_path):
+    make_project(store, tmp_path)
+    ann = add_rater(store, "ann")
+    with app_client(store) as client:
+        with another_writer(store, db_url):
+            start = time.monotonic()
+            assert client.get("/api/projects/proj/progress", headers=bearer(ann)).status_code == 200  # reads go on
+            assert time.monotonic() - start < 2
+            start = time.monotonic()
+            r = client.post("/api/projects/proj/next", headers=bearer(ann))
+            waited = time.monotonic() - start
+        assert_app_error(r, 503)
+        assert r.json()["error"]["type"] == "DatabaseBusy" and int(r.headers["retry-after"]) >= 1
+        assert 1 <= waited < 10  # a short, bounded wait (not 30 s), and a wait at all before giving up
+        label_id = client.post("/api/projects/proj/next", headers=bearer(ann)).json()["label_id"]  # lock gone
+        assert client.post(f"/api/labels/{label_id}", json={"choice": "tie"}, headers=bearer(ann)).status_code == 200
+    assert len(store.submitted("proj")) == 1
+
+
+def test_a_database_locked_against_readers_answers_503_on_pages_too(sqlite_store, tmp_path):
+    make_project(sqlite_store, tmp_path)
+    ann = add_rater(sqlite_store, "ann")
+    path = tmp_path / "labels.db"
+    with app_client(sqlite_store) as client:
+        sqlite_store.engine.dispose()  # as after a restart: the app opens new connections
+        locker = hold_lock(path, exclusive=True)
+        try:
+            start = time.monotonic()
+            r = client.get("/api/me", headers=bearer(ann))
+            assert time.monotonic() - start < 10
+            assert_app_error(r, 503)
+            client.cookies.set(COOKIE, "whatever")
+            page = client.get("/")
+            assert_app_error(page, 503)
+            assert "busy" in page.text and page.headers["retry-after"]
+        finally:
+            locker.close()
+        client.cookies.clear()
+        assert client.get("/api/me", headers=bearer(ann)).status_code == 200  # lock gone
+
+
+def corrupt_copy(store: Store, tmp_path) -> list:
+    """Two broken database files: random bytes, and a real store with a page in the middle overwritten."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 1000)
+    make_project(store, tmp_path, n_prompts=100, k=4)
+    store.close()
+    damaged = tmp_path / "labels.db"
+    data = bytearray(damaged.read_bytes())
+    assert len(data) > 16 * 4096
+    data[8 * 4096:12 * 4096] = b"\xff" * (4 * 4096)
+    damaged.write_bytes(bytes(data))
+    return [junk, damaged]
+
+
+def test_a_corrupt_database_is_one_line_naming_the_file(sqlite_store, tmp_path, monkeypatch, capsys):
+    from postlab.cli import main
+
+    for path in corrupt_copy(sqlite_store, tmp_path):
+        for command in (["admin", "migrate"], ["admin", "quality", "proj"]):
+            monkeypatch.setattr(sys, "argv", ["postlab", "label-app", *command, "--db", f"sqlite:///{path}"])
+            with pytest.raises(SystemExit) as exit_info:
+                main()
+            err = capsys.readouterr().err
+            assert exit_info.value.code != 0
+            assert err.count("\n") == 1 and str(path) in err and "corrupt" in err, err
+    r = subprocess.run([sys.executable, "-m", "postlab", "label-app", "serve", "--port", "0", "--db", f"sqlite:///{path}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1 and str(path) in r.stderr
 
 
 # --- 11. requests that crashed the app or escaped its error format ---

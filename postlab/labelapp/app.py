@@ -9,7 +9,8 @@ everything (model outputs may contain markup) and the Content-Security-Policy al
 script file; every response carries the security headers, error pages (500s included) too. Bodies
 over ``max_body_bytes`` are refused (413) as soon as that is known, before auth reads the token, and
 every error (HTTP-level ones like bad form encoding included) is answered in the app's own format:
-``{"error": {"message", "type", "field"}}`` under /api/, the error page elsewhere.
+``{"error": {"message", "type", "field"}}`` under /api/, the error page elsewhere. A database that stays
+locked past the store's busy timeout is a 503 with ``Retry-After`` in the same format.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postlab.labelapp import export
 from postlab.labelapp.models import FLAG_KINDS, STRENGTHS, User
-from postlab.labelapp.store import MAX_ID, Forbidden, LabelAppError, LabelInput, Store
+from postlab.labelapp.store import MAX_ID, Forbidden, LabelAppError, LabelInput, Store, is_busy
 
 log = logging.getLogger("postlab.labelapp")
 HERE = Path(__file__).parent
@@ -49,6 +51,7 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
                     "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 # The longest legitimate body: an edit of 100,000 characters, each up to 12 bytes form-encoded (%XX x 4).
 MAX_BODY_BYTES = 2 * 1024 * 1024
+RETRY_AFTER_S = 2  # what a 503 for a busy database tells clients to wait
 LabelId = Annotated[int, PathParam(ge=1, le=MAX_ID)]  # SQLite and PostgreSQL ids are signed 64-bit
 
 
@@ -162,15 +165,18 @@ async def _check_csrf(request: Request, session_id: str) -> None:
 
 
 def _install_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
-    def error(request: Request, status: int, message: str, kind: str, field: str | None) -> Response:
+    def error(request: Request, status: int, message: str, kind: str, field: str | None,
+              headers: dict[str, str] | None = None) -> Response:
         # Secured here too: a 500 is answered outside the middleware that adds the headers.
         if status == 401 and not _is_api(request) and request.method == "GET":
             return _secure(RedirectResponse("/login", status_code=303))
         if _is_api(request):
-            return _secure(JSONResponse({"error": {"message": message, "type": kind, "field": field}},
-                                        status_code=status))
-        return _secure(templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
-                                                  status_code=status))
+            response = JSONResponse({"error": {"message": message, "type": kind, "field": field}}, status_code=status)
+        else:
+            response = templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
+                                                  status_code=status)
+        response.headers.update(headers or {})
+        return _secure(response)
 
     @app.exception_handler(LabelAppError)
     async def app_error(request: Request, exc: LabelAppError):
@@ -189,6 +195,15 @@ def _install_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         if isinstance(exc.__cause__, UnicodeDecodeError):
             message = f"body: not valid UTF-8 ({exc.__cause__.reason} at byte {exc.__cause__.start})"
         return error(request, exc.status_code, message, "HTTPError", None)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, exc: SQLAlchemyError):
+        if is_busy(exc):  # locked elsewhere past the busy timeout: nothing was written, the client may retry
+            log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+            return error(request, 503, f"the database is busy (locked by another process); nothing was saved, "
+                                       f"try again in {RETRY_AFTER_S} seconds", "DatabaseBusy", None,
+                         {"Retry-After": str(RETRY_AFTER_S)})
+        return await unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -20,22 +20,24 @@ DB_HELP = "database URL: sqlite:///file.db (default: $POSTLAB_LABEL_DB or sqlite
 DB_OPT = typer.Option(None, "--db", help=DB_HELP)
 
 
-def _store(db: Optional[str]):
-    from postlab.labelapp.store import DEFAULT_DB, Store, migrate
+def _store(db: Optional[str], busy_timeout_s: Optional[float] = None):
+    """The store, checked and migrated; a corrupt, unreadable or locked database is a one-line error."""
+    from postlab.labelapp.store import BUSY_TIMEOUT_S, DEFAULT_DB, open_store
 
-    store = Store(db or os.environ.get("POSTLAB_LABEL_DB", DEFAULT_DB))
-    migrate(store.engine)
-    return store
+    return open_store(db or os.environ.get("POSTLAB_LABEL_DB", DEFAULT_DB), busy_timeout_s=busy_timeout_s or BUSY_TIMEOUT_S)
 
 
-@label_app.command("serve", help="Serve the app (migrates the database first).")
+@label_app.command("serve", help="Serve the app (checks and migrates the database first).")
 def serve(db: Optional[str] = DB_OPT, host: str = typer.Option("127.0.0.1", "--host"),
-          port: int = typer.Option(8765, "--port")) -> None:
+          port: int = typer.Option(8765, "--port"),
+          busy_timeout: float = typer.Option(5.0, "--busy-timeout", min=0.1,
+                                             help="seconds a request waits for a database lock held elsewhere "
+                                                  "before answering 503 with Retry-After")) -> None:
     import uvicorn
 
     from postlab.labelapp.app import create_app
 
-    store = _store(db)
+    store = _store(db, busy_timeout)
     print(f"label-app on http://{host}:{port}/login  (store: {store.engine.url.render_as_string(hide_password=True)})",
           flush=True)
     uvicorn.run(create_app(store), host=host, port=port, log_level="warning")

@@ -1,9 +1,14 @@
 """The label store: engine setup (SQLite or PostgreSQL), migrations, and every read and write the app makes.
 
 Concurrency: assignment must never push a pair past its overlap, so each assignment runs serialised per
-project: SQLite transactions start with ``BEGIN IMMEDIATE`` (one writer at a time, others wait up to
-30 s), PostgreSQL takes a transaction-scoped advisory lock on the project. The unique (pair, rater)
-constraint is the last line of defence against a rater seeing a pair twice.
+project: SQLite transactions start with ``BEGIN IMMEDIATE`` (one writer at a time), PostgreSQL takes a
+transaction-scoped advisory lock on the project. The unique (pair, rater) constraint is the last line of
+defence against a rater seeing a pair twice.
+
+Waits are bounded: a lock held elsewhere (another process writing to the SQLite file, a PostgreSQL lock)
+is waited for ``busy_timeout_s`` at most, then the operation fails with an error ``is_busy`` recognises
+(the app answers 503, nothing is written). ``open_store`` checks the database before anything else, so a
+corrupt or unreadable file is one line naming it, not a traceback.
 
 Credentials and sessions are apart: a user's token (only its SHA-256 stored) is what an admin hands
 out and can revoke; logging in with it opens a server-side session whose random id is all the browser
@@ -24,7 +29,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from postlab.errors import PostlabError
@@ -37,7 +43,10 @@ MAX_ID = 2**63 - 1  # row ids are signed 64-bit in SQLite and PostgreSQL; larger
 READ_ONLY = "postlab_read_only"
 PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_S = 5.0  # longest wait for a lock held elsewhere before a request gives up (503)
 SESSION_DAYS = 14  # a login session ends after this long, or at logout, or when its token is revoked
+# PostgreSQL errors that mean "busy, try again": lock_not_available (lock_timeout), deadlock, serialisation
+BUSY_SQLSTATES = {"55P03", "40P01", "40001"}
 
 
 class LabelAppError(PostlabError):
@@ -62,24 +71,46 @@ class Conflict(LabelAppError):
     status = 409
 
 
+class StoreUnavailable(LabelAppError):
+    """The database cannot be used at all (corrupt, unreadable, locked at start)."""
+
+    status = 503
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database was busy (locked elsewhere past the busy timeout, or no pooled
+    connection free in time): nothing was written and the same request may succeed in a moment."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in BUSY_SQLSTATES:
+        return True
+    return getattr(orig, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED") or "database is locked" in str(orig)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and write-locking transactions."""
+def make_engine(url: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and write-locking transactions.
+    Every wait for a lock or a pooled connection is bounded by ``busy_timeout_s``."""
     parsed = make_url(url)
+    pool = dict(pool_size=10, max_overflow=30, pool_timeout=busy_timeout_s)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
+        lock_timeout = f"-c lock_timeout={int(busy_timeout_s * 1000)}"  # row and advisory locks included
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"options": lock_timeout}, **pool)
     if parsed.database in (None, "", ":memory:"):
         raise LabelAppError(f"--db {url}: use a SQLite file (sqlite:///path.db); an in-memory database is not shared")
-    engine = create_engine(parsed, pool_size=10, max_overflow=30, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(parsed, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below open transactions
         cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000"):
+        for pragma in (f"busy_timeout={int(busy_timeout_s * 1000)}", "journal_mode=WAL", "foreign_keys=ON"):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
@@ -89,6 +120,40 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def open_store(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Store:
+    """The store at ``url``, checked (SQLite: ``PRAGMA quick_check``) and migrated to the latest revision.
+    A database that cannot be used raises StoreUnavailable with one line naming it."""
+    store = Store(url, busy_timeout_s=busy_timeout_s)
+    where = store.engine.url.database if store.engine.dialect.name == "sqlite" else \
+        store.engine.url.render_as_string(hide_password=True)
+    try:
+        if store.engine.dialect.name == "sqlite":
+            with store.engine.connect() as conn:
+                problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                found = " ".join("; ".join(problems).split())  # quick_check's lines, as one
+                raise StoreUnavailable(f"{where}: the database file is corrupt ({found}); "
+                                       f"restore it from a backup or use another --db")
+        migrate(store.engine)
+    except SQLAlchemyError as e:
+        store.close()
+        raise StoreUnavailable(_why_unusable(where, e, busy_timeout_s)) from None
+    except StoreUnavailable:
+        store.close()
+        raise
+    return store
+
+
+def _why_unusable(where: str, e: SQLAlchemyError, busy_timeout_s: float) -> str:
+    detail = " ".join(str(getattr(e, "orig", None) or e).split())  # one line, whatever the driver says
+    if is_busy(e):
+        return f"{where}: the database is locked by another process (waited {busy_timeout_s:g} s: {detail}); try again"
+    if isinstance(e, DBAPIError) and not isinstance(e, OperationalError) and "sqlite" in type(e.orig).__module__:
+        return f"{where}: the database file is corrupt or not a SQLite database ({detail}); " \
+               f"restore it from a backup or use another --db"
+    return f"{where}: cannot open the database ({detail})"
 
 
 def alembic_config(connection=None):
@@ -156,9 +221,10 @@ def _as_utc(t: datetime) -> datetime:
 
 
 class Store:
-    def __init__(self, url: str = DEFAULT_DB):
+    def __init__(self, url: str = DEFAULT_DB, *, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.url = url
-        self.engine = make_engine(url)
+        self.busy_timeout_s = busy_timeout_s
+        self.engine = make_engine(url, busy_timeout_s)
         # the largest row id this database can hold: INTEGER columns are 32-bit in PostgreSQL, 64-bit in SQLite
         self.max_id = 2**31 - 1 if self.engine.dialect.name == "postgresql" else MAX_ID
         self.is_postgres = self.engine.dialect.name == "postgresql"
