@@ -52,7 +52,8 @@ def run_postlab(steps: int, out: str) -> dict:
     rows = [json.loads(x) for x in open(os.path.join(out, "postlab", "metrics.jsonl")) if x.strip()]
     rows = [r for r in rows if "reward" in r]
     return {"step_s": [r["time/step_s"] for r in rows], "tokens": [r["completions/mean_length"] * K * PROMPTS_PER_STEP for r in rows],
-            "reward": [r["reward"] for r in rows]}
+            "reward": [r["reward"] for r in rows],
+            "phases": {ph: [r[f"time/{ph}_s"] for r in rows] for ph in ("sample", "logprob", "update")}}
 
 
 def run_trl(steps: int, out: str) -> dict:
@@ -111,7 +112,8 @@ def summarize(name: str, r: dict) -> dict:
     half = len(rew) // 2
     return {"name": name, "s_per_step": sum(s) / len(s), "tok_s": sum(tokens) / sum(s),
             "reward_first": sum(rew[:half]) / max(half, 1), "reward_second": sum(rew[half:]) / max(len(rew) - half, 1),
-            "peak_rss_mb": r["peak_rss_mb"]}
+            "peak_rss_mb": r["peak_rss_mb"],
+            "phases": {ph: sum(v[1:]) / len(v[1:]) for ph, v in r.get("phases", {}).items()}}
 
 
 def main() -> None:
@@ -140,6 +142,8 @@ def main() -> None:
         print(f"| {r['name']} | {r['s_per_step']:.2f} | {r['tok_s']:.1f} | {r['reward_first']:.3f} | "
               f"{r['reward_second']:.3f} | {r['peak_rss_mb']:.0f} |")
     trl, ours = rows
+    print("postlab's step: " + ", ".join(f"{ph} {v:.2f} s" for ph, v in ours["phases"].items())
+          + " (sample = generation + reward; logprob = reference forward; update = forward, backward, optimizer)")
     print(f"peak memory postlab / trl: {ours['peak_rss_mb'] / trl['peak_rss_mb']:.2f}")
     print(f"grpo speedup vs trl: {trl['s_per_step'] / ours['s_per_step']:.2f}")
 

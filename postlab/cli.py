@@ -8,8 +8,12 @@ from typing import Optional
 
 import typer
 
-from postlab.config import describe_fields, load_config
-from postlab.errors import PostlabError
+from postlab.utils.threads import busy_warning, configure_threads_env, threads_error
+
+configure_threads_env()  # before torch loads (the help texts below import the recipes)
+
+from postlab.config import describe_fields, load_config  # noqa: E402
+from postlab.errors import PostlabError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="postlab: post-training for language models (SFT, reward models, RLHF, evals).")
@@ -375,11 +379,20 @@ def models_list() -> None:
         print(f"  {p}  ({size / 1e6:.1f} MB)")
 
 
+HEAVY_COMMANDS = {"pretrain", "sft", "rm", "dpo", "ppo", "grpo", "sample", "eval", "bon", "run", "overopt", "serve",
+                  "leaderboard", "compare", "label"}  # long torch work: worth a warning on a busy machine
+
+
 def main() -> None:
     from postlab.utils.memory import keep_freed_memory
 
     if os.environ.get("POSTLAB_MALLOC_TUNING", "1") != "0":
         keep_freed_memory()
+    if (err := threads_error()) is not None:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if len(sys.argv) > 1 and sys.argv[1] in HEAVY_COMMANDS and "--help" not in sys.argv and (w := busy_warning()):
+        print(w, file=sys.stderr)
     try:
         app(standalone_mode=False)
     except PostlabError as e:
