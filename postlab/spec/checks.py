@@ -181,7 +181,7 @@ _CAPABILITIES = [(re.compile(rf"(?<!\w)(?:{ask})", re.IGNORECASE), re.compile(rf
      r"real[- ]time|live|internet|online|(?:the )?web\b|websites?|brows|up[- ]to[- ]date|look (?:things |it )?up|"
      r"current (?:data|information|info|weather|conditions|forecasts?|prices?|news|events)|search|tiempo real|"
      r"temps réel|en ligne|en línea|echtzeit|tempo reale|tempo real"),
-    (r"remember|save|next (?:time|chat)|future|keep (?:this|that|it) in mind|bring up",
+    (r"remember|memor|save|next (?:time|chat)|future|keep (?:this|that|it) in mind|bring up",
      r"memor|remember|conversation|chat|save|stor|retain|recordar|souvenir|mémoire|gedächtnis|erinner|ricord|"
      r"lembrar"),
     (r"turn (?:on|off)|light|thermostat|lock|washing|heater|tv|coffee|air condition|door|start",
@@ -230,13 +230,13 @@ def _limit_is_relevant(sentence: str, verb: str | None, request: str, head: str)
     the task it carries ("Remind me| to take my medicine")."""
     from postlab.spec.answer import content_stems
 
-    asked = _actions_named(head)
+    asked = _actions_named(request)
     named = _actions_named(sentence)
     if asked and named and not asked & named:
         # a limit about another action that merely shares a word with the request: "I can't send texts or chat
         # messages" to "Send $50 on Venmo" or to "remind me in our next chat"
         return False
-    if any(_CAPABILITIES[i][1].search(sentence) for i in asked):
+    if any(_CAPABILITIES[i][1].search(sentence) for i in _actions_named(head)):
         return True
     asked = _requested_verb(request)
     if verb and asked and verb[:4] == asked[:4]:
@@ -277,7 +277,14 @@ def offers_help(response: str, request: str | None = None) -> bool:
     def contradicts(what: str) -> bool:
         return any(ask.search(what) for ask in asks) or bool(content_stems(what) & asked)
 
-    return phrases.offers_help(response, contradicts)
+    def related(offer: str) -> bool:
+        # an offer is about the request's goal when it shares a word with it or names a means (a draft, an app,
+        # the remote); the weather is no alternative to a heater, an open window in the sun none to an air
+        # conditioner
+        return bool(content_stems(offer) & asked) or bool(phrases.MEANS.search(offer) or
+                                                          phrases.MEANS_AT_HAND.search(offer))
+
+    return phrases.offers_help(response, contradicts, related)
 
 
 def declines(response: str) -> bool:

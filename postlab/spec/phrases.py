@@ -439,19 +439,30 @@ _VAGUE_OFFER = phrases(
 # What an offer of help is about ("help you with the weather in Lisbon"), and the concrete means that make it
 # an alternative rather than the very thing the assistant just said it cannot do ("help you with a weather app").
 _HELP_OBJECT = re.compile(r"(?:help|assist) you (?:with |to |in )?(?P<what>[^.!?\n,;:]*)", re.IGNORECASE)
-_MEANS = phrases(
+MEANS = phrases(
     r"apps?|sites?|websites?|web ?pages?|pages?|drafts?|messages?|e-?mails?|texts?|templates?|steps?|instructions|"
     r"settings|numbers?|links?|scripts?|wording|notes?|lists?|phone|browser|clock|write|draft|compose|word|"
     r"set (?:it|one) up yourself|do it yourself|yourself")
 
 
-def offers_help(response: str, contradicts: Callable[[str], bool] | None = None) -> bool:
+# Means of doing a thing by hand, in the suite's languages: an offer that names one is about the request's goal
+# even in other words ("You can use the remote" to "Turn on the air conditioner").
+MEANS_AT_HAND = phrases(
+    r"remote(?: control)?|switch(?:es)?|thermostat|buttons?|control panel|voice assistant|smart speaker|alexa|siri|"
+    r"google home|calendar|clock|aplicaci[oó]n|appli(?:cation)?|anwendung|applicazione|aplicativo|mando|"
+    r"t[ée]l[ée]commande|fernbedienung|telecomando|controle remoto|interruptor|interrupteur|schalter|interruttore|"
+    r"termostato|calendario|reloj|horloge|uhr|orologio|rel[oó]gio")
+
+
+def offers_help(response: str, contradicts: Callable[[str], bool] | None = None,
+                related: Callable[[str], bool] | None = None) -> bool:
     """Whether the response offers something the assistant can do (a draft, steps, a suggestion). Vague offers
     ("I can help you with the details") are none, and with `contradicts` (whether a thing to help with is the
     request's own action), neither is an offer to help with the very thing without a means ("I can't book
-    tables. I can help you with a reservation.")."""
+    tables. I can help you with a reservation."); with `related` (whether an offer is about the request's goal),
+    an offer of something else is none ("I can't turn on the heater. I can help you with the weather, though.")."""
     def kept(m: re.Match) -> str:
-        return " " if contradicts(m.group("what")) and not _MEANS.search(m.group("what")) else m.group()
+        return " " if contradicts(m.group("what")) and not MEANS.search(m.group("what")) else m.group()
 
     for s, e in sentence_spans(response):
         sentence = response[s:e]
@@ -460,7 +471,7 @@ def offers_help(response: str, contradicts: Callable[[str], bool] | None = None)
         rest = _VAGUE_OFFER.sub(" ", sentence)
         if contradicts is not None:
             rest = _HELP_OBJECT.sub(kept, rest)
-        if _OFFERS_HELP.search(rest.strip()):
+        if _OFFERS_HELP.search(rest.strip()) and (related is None or related(rest)):
             return True
     return False
 
