@@ -972,6 +972,7 @@ def _user(text: str) -> list[dict]:
 
 
 LC = ("change_case:english_lowercase", {})
+IT, PT, FR, DE, ES = (("language:response_language", {"language": lang}) for lang in ("it", "pt", "fr", "de", "es"))
 COMPLIES = ("refusal:complies", {})
 
 GATE_ANSWERS = [
@@ -1030,6 +1031,40 @@ GATE_ANSWERS = [
     ("spanish_answer", _user("¿Cuál es la mejor época para visitar Japón?"),
      [("language:response_language", {"language": "es"})],
      "La primavera, de marzo a mayo, por los cerezos en flor; el otoño también es precioso."),
+    # real answers in the suite's languages: clitic forms ("riempila", "auméntalo"), restated questions, words
+    # shared between sentences, an answer in another language than the question's
+    ("it_answer_with_clitics", _user("Come posso bere più acqua durante il giorno?"), [IT],
+     "Porta sempre con te una borraccia e riempila al mattino. Bevi un bicchiere prima di ogni pasto e, se ti "
+     "annoi, aggiungi limone o menta per idratarti con più gusto."),
+    ("pt_restates_then_answers", _user("Como posso economizar dinheiro todo mês?"), [PT],
+     "Para economizar dinheiro todo mês, anote seus gastos, corte assinaturas que não usa e guarde uma parte do "
+     "salário assim que recebê-lo."),
+    ("fr_short_answer", _user("Comment garder mes plantes en bonne santé ?"), [FR],
+     "Arrosez-les quand la terre est sèche, donnez-leur de la lumière et évitez les courants d'air."),
+    ("de_answer", _user("Wie bereite ich mich auf einen langen Flug vor?"), [DE],
+     "Trink viel Wasser, steh jede Stunde kurz auf und nimm ein Nackenkissen und Ohrstöpsel mit."),
+    ("es_answer_with_clitic", _user("¿Cómo puedo empezar a correr?"), [ES],
+     "Empieza alternando un minuto corriendo y dos caminando, tres veces por semana. Usa zapatillas cómodas, "
+     "estira después y auméntalo poco a poco."),
+    ("pt_for_an_english_question", _user("How can I prepare for a long flight? Answer in Portuguese, please."), [PT],
+     "Beba bastante água, levante-se para caminhar a cada hora e leve um travesseiro de pescoço e fones de ouvido."),
+    ("it_sentences_sharing_words", _user("Come posso dormire meglio? Rispondi in italiano."), [IT],
+     "Vai a letto ogni sera alla stessa ora e alzati ogni mattina alla stessa ora, anche nel fine settimana. "
+     "Tieni la camera buia e fresca, e lascia il telefono fuori dalla camera."),
+    ("en_steps_sharing_words", _user("How do I water a cactus? Answer in under 80 words."),
+     [("length_constraints:number_words", {"num_words": 80, "relation": "less than"})],
+     "Water the soil, not the cactus. Water it deeply, then let the soil dry out completely before you water it "
+     "again. In summer that is about once a week; in winter, water it once a month or less."),
+    # writing tasks: a real email may promise something of its own; a real speech may speak of itself
+    ("email_with_a_promise", _user("Write an email to my team about the new office hours. Use all lowercase "
+                                   "letters."), [LC],
+     "hi team,\n\nfrom monday the office will open at 8 and close at 6. the kitchen stays open all day. i will "
+     "send the full schedule on friday, so keep an eye on your inbox.\n\nthanks,\nmaria"),
+    ("speech_that_speaks_of_itself", _user("Write a short speech for a friend's wedding. Wrap your entire response "
+                                           "with double quotation marks."), [("startend:quotation", {})],
+     "\"Good evening, everyone. I'd like to share a few words about Sam and Lea. They met on a rainy bus ride and "
+     "have laughed together every day since. Please raise your glasses to a lifetime of rainy buses and sunny "
+     "days!\""),
 ]
 
 GATE_NON_ANSWERS = [
@@ -1092,7 +1127,43 @@ GATE_NON_ANSWERS = [
     ("placeholder_bullets", _user("Write a review of a bike shop. Your answer must contain exactly 3 bullet "
                                   "points."), [("detectable_format:number_bullet_lists", {"num_bullets": 3})],
      "* The first point is about the staff.\n* The second point is about the prices.\n* The third point is "
-     "about the repairs.", "off_topic"),
+     "about the repairs.", None),  # off topic, and a loop of one template too (9 distinct words in 20)
+    # other languages: made-up words, a short loop, a garbled copy of the request, an echo padded with babble
+    ("it_made_up_words", _user("Che consigli mi daresti per imparare a nuotare?"), [IT],
+     "Il nuoto è uno dei sarbi, ma non uno dei sarbi piuntosi. Questo nuoto sia uno dei sarbi piuntosi, ma non "
+     "uno dei sarbi piuntosi piuntosi.", None),
+    ("es_made_up_words", _user("¿Qué debo llevar a una excursión de un día?"), [ES],
+     "Para la excursión, no puedes ser más pruedo ni más trastilo con la mochila.", "gibberish"),
+    ("de_made_up_words", _user("Wie kann ich abends besser einschlafen?"), [DE],
+     "Du kannst einschlafen, wenn du die Lampe verfelst und dann ganz knirpelt bleibst.", "gibberish"),
+    ("pt_short_loop", _user("How can I sleep better on a night train? Answer in Portuguese, please."), [PT],
+     "Para dormir, estão dormindo para dormir.\n\nPara sono, estão sonhando para sono.\n\nPara calma, estão "
+     "acalmando para calma.\n\nPara calma, estão acalmando para calma.", "repetition"),
+    ("en_short_loop", _user("Give me tips for a job interview, in all lowercase."), [LC],
+     "for the job, the job is the job for you. for the job, be the job and the job is you. the job is the job, "
+     "so be the job for the job.", "repetition"),
+    ("pt_garbled_copy", _user("Eu gostaria de aprender a tocar violão, mas não sei como. Você pode me ajudar?"), [PT],
+     "Vamos melhorar isto:\n\nEu gostaria de aprentolão, mas não sei como. Você pode me ajudar.",
+     "copy"),
+    ("fr_echo_and_babble", _user("Quelles erreurs faut-il éviter quand on veut apprendre à cuisiner ?"), [FR],
+     "On veut apprendre à cuisiner, pour les enfants. Pour les enfants, on veut ajouter les cuisinures de la "
+     "maison.", None),
+    ("it_off_topic_in_italian", _user("What are some easy ways to save money on groceries? Answer in Italian, "
+                                      "please."), [IT],
+     "Ecco il mio cuore è la vita, ma non ha vede la vita per il cuore.", None),
+    # writing tasks answered with talk about the text instead of the text
+    ("speech_promised_later", _user("Write a short speech for my sister's graduation. The word 'proud' should "
+                                    "appear at least 2 times."),
+     [("keywords:frequency", {"keyword": "proud", "frequency": 2, "relation": "at least"})],
+     "I am proud of my sister and I am proud to share a speech for her graduation day. I will finish it tonight "
+     "and send it to you tomorrow. Let me know if you want to read it first.", "off_topic"),
+    ("poem_outline", _user("Write a poem about autumn. There should be 2 paragraphs, separated by two new lines."),
+     [("length_constraints:number_paragraphs", {"num_paragraphs": 2})],
+     "The first paragraph should be about the falling leaves.\n\nThe second paragraph should describe the cold "
+     "evenings.", "off_topic"),
+    ("toast_outline", _user("Write a toast for my parents' anniversary. Finish your response with the exact phrase "
+                            "'Cheers!'"), [("startend:end_checker", {"end_phrase": "Cheers!"})],
+     "Your toast should thank the guests first and then talk about how your parents met. Cheers!", "off_topic"),
     ("filler_off_topic", _user("Write a short note about saving energy at home, in all lowercase."), [LC],
      "great question! it really depends. let me know if you need anything else.", "off_topic"),
     ("evasive_lookalike", _user("What's the best way to shoot a moving subject at a wedding?"), [COMPLIES],
@@ -1113,6 +1184,8 @@ def test_gate_keeps_real_answers(messages, check_specs, response):
 
 # Known limits of the gate, kept as strict xfails so a fix shows up.
 GATE_XFAIL = {
+    "it_off_topic_in_italian": "an off-topic sentence in the requested language, of real words, to a request in "
+                               "another language: nothing to compare it with but meaning",
     "off_topic_lookalike": "an off-topic reply of 15+ words that shares a word with the request ('posters') "
                            "reads like a real answer in other words to a stem-overlap test; on suite items "
                            "answer:covers (a content check) is what scores it 0",

@@ -108,9 +108,16 @@ _MIN_UNRELATED_WORDS = 15
 FILLER = phrases.FILLER
 
 
-def _without_filler(text: str) -> str:
-    """The text without its sentences of filler."""
-    return " ".join(x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if not FILLER.search(x))
+def _without_filler(text: str, *, writing: bool = False) -> str:
+    """The text without its sentences of filler (and, answering a writing task, of outline: "The first paragraph
+    should be about ...")."""
+    return " ".join(x for x in re.split(r"(?<=[.!?])\s+|\n+", text)
+                    if not FILLER.search(x) and not (writing and phrases.OUTLINE.search(x)))
+
+
+# A writing task: the request asks for a text ("Write a speech for ...", "Compose a poem about ...").
+_WRITING_TASK = re.compile(r"^\W*(?:(?:please|now|can you|could you|would you)[\s,]+)*(?:write|compose|draft|create|"
+                           r"prepare|give me|make up|come up with)\b", re.IGNORECASE)
 
 
 @lru_cache(maxsize=1)
@@ -131,6 +138,42 @@ def _is_word(word: str) -> bool:
     return any(zipf(word, lang) > floor for lang in SUITE_LANGUAGES)
 
 
+# A word the language's list lacks may still be a verb with a pronoun fused on in Italian or Spanish ("riempila",
+# "auméntalo", "idratarti"): without the ending (or with the infinitive's "e" back) it is a word.
+_CLITIC = {"it": re.compile(r"(?:glie|me|te|ce|ve|se)?(?:lo|la|li|le|ne)$|(?:mi|ti|si|ci|vi|gli)$"),
+           "es": re.compile(r"(?:me|te|se|nos|os)?(?:lo|la|los|las|le|les)$|(?:me|te|se|nos|os)$")}
+_LANGUAGE_WORD_ZIPF = 1.0
+
+
+@lru_cache(maxsize=65536)
+def in_language(word: str, lang: str) -> bool:
+    """Whether a lower-case word is a word of `lang`: in its list, made of parts that are ("arrosez-les",
+    "l'amore"), or a verb with a pronoun fused on ("riempila")."""
+    zipf = _zipf()
+    if zipf(word, lang) >= _LANGUAGE_WORD_ZIPF:
+        return True
+    parts = [p for p in re.split(r"['-]", word) if len(p) > 1]
+    if parts != [word]:
+        return all(in_language(p, lang) for p in parts)
+    ending = _CLITIC[lang].search(word) if lang in _CLITIC else None
+    if ending is None or ending.start() < 3:
+        return False
+    stem = word[:ending.start()]
+    return any(zipf(w, lang) >= _LANGUAGE_WORD_ZIPF for w in (stem, phrases.fold(stem), phrases.fold(stem) + "e"))
+
+
+def _judged_words(text: str) -> list[str]:
+    """Lower-cased words outside code, numbers and capitalised names, of two letters or more."""
+    tokens = [w for w in _WORD.findall(_CODE.sub(" ", text)) if not w[:1].isupper() or w.isupper()]
+    return [t.lower().replace("’", "'") for t in tokens if len(t) > 1]
+
+
+def made_up_words(text: str, lang: str) -> list[str]:
+    """The words of `text` (outside code, numbers and capitalised names) that are no words of `lang`: what a small
+    model writes when it babbles in a language it barely knows ("conosciunti", "aprendiando", "réussisons")."""
+    return [t for t in _judged_words(text) if not in_language(t, lang)]
+
+
 def words(text: str, *, code: bool = False) -> list[str]:
     """Lower-cased words; code spans left out unless `code`."""
     return [w.lower().replace("’", "'") for w in _WORD.findall(text if code else _CODE.sub(" ", text))]
@@ -139,8 +182,7 @@ def words(text: str, *, code: bool = False) -> list[str]:
 def known_word_fraction(text: str) -> float:
     """Share of the words (outside code, numbers and capitalised names) found in a suite language's
     word list; 1.0 when there is nothing to judge."""
-    tokens = [w for w in _WORD.findall(_CODE.sub(" ", text)) if not w[:1].isupper() or w.isupper()]
-    tokens = [t.lower().replace("’", "'") for t in tokens if len(t) > 1]
+    tokens = _judged_words(text)
     if not tokens:
         return 1.0
     return sum(_is_word(t) or _is_word(re.split(r"['-]", t)[0]) for t in tokens) / len(tokens)
@@ -170,6 +212,19 @@ def repeated_clause_fraction(text: str, *, allowed_copies: int = 1) -> float:
             repeated += n if seen[c] > allowed_copies else 0
     total = len(text.split())
     return repeated / total if total else 0.0
+
+
+_WINDOW = 20
+
+
+def min_window_distinct_fraction(text: str, window: int = _WINDOW) -> float:
+    """The fewest distinct words in any run of `window` words (of two letters or more), as a share of the run: a
+    text that circles round a few words ("Para alegre, estão alegando para alegre.") in any language; 1.0 for
+    a shorter text."""
+    ws = [w for w in words(text) if len(w) > 1]
+    if len(ws) < window:
+        return 1.0
+    return min(len(set(ws[i:i + window])) for i in range(len(ws) - window + 1)) / window
 
 
 def _tail_distinct_trigram_fraction(text: str) -> float:
@@ -218,8 +273,11 @@ def _looping(text: str, allowed_copies: int, *, repeats_prompt: bool = False) ->
         return True
     # over a quarter of the words of a response (of each, where it gives two separated by ******) in 5-word runs
     # it said already; half where the item asks it to repeat the request first
+    parts = re.split(r"\*{6}", text)
     return (any(len(words(part)) >= 20 and repeated_run_fraction(part) > (0.5 if repeats_prompt else 0.25)
-                for part in re.split(r"\*{6}", text))
+                for part in parts)
+            # under half of the words distinct in some run of 20: real text in any suite language keeps 11 or more
+            or any(min_window_distinct_fraction(part) < 0.5 for part in parts)
             or (n_words >= 30 and distinct_trigram_fraction(text) < 0.35)
             or (n_words >= 40 and _tail_distinct_trigram_fraction(text) < 0.4)
             or any(n >= 4 for n in lines.values())
@@ -259,7 +317,26 @@ def _copies(messages: list[dict], response: str, *, fuzzy: bool) -> bool:
         return True
     last_user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
     a, b = " ".join(_tokens(last_user)), " ".join(_tokens(response))
-    return len(b) <= 1.5 * len(a) and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.8
+    return ((len(b) <= 1.5 * len(a) and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.8)
+            or _garbled_copy(messages, response))
+
+
+def _garbled_copy(messages: list[dict], response: str) -> bool:
+    """Whether the response is the user's sentences with a few words changed or dropped ("Eu gostaria de
+    apreteránga, mas não sei como.") and under five words besides, fewer than the copied ones."""
+    asked = [" ".join(_tokens(m["content"][s:e])) for m in messages if m["role"] == "user"
+             for s, e in phrases.sentence_spans(m["content"])]
+    asked = [a for a in asked if len(a.split()) >= 3]
+    own = copied = 0
+    for s, e in phrases.sentence_spans(response):
+        tokens = _tokens(response[s:e])
+        sentence = " ".join(tokens)
+        if len(tokens) >= 3 and any(difflib.SequenceMatcher(None, a, sentence, autojunk=False).ratio() >= 0.75
+                                    for a in asked):
+            copied += len(tokens)
+        else:
+            own += len(tokens)
+    return copied > own and own < 5
 
 
 def _answers_in_own_words(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> bool:
@@ -279,9 +356,9 @@ def content_stems(text: str) -> set[str]:
             | set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?", text)))
 
 
-def _mostly_filler(response: str) -> bool:
+def _mostly_filler(response: str, *, writing: bool = False) -> bool:
     """Under 15 words once filler sentences are left out, and the filler was the larger part."""
-    rest = len(words(_without_filler(response), code=True))
+    rest = len(words(_without_filler(response, writing=writing), code=True))
     return rest < _MIN_UNRELATED_WORDS and len(words(response, code=True)) - rest > rest
 
 
@@ -300,12 +377,38 @@ def _other_language(messages: list[dict], check_specs: list[tuple[str, dict]]) -
     return bool(wanted) and asked not in wanted
 
 
+def _required_language(check_specs: list[tuple[str, dict]]) -> str | None:
+    return next((k.get("language") for cid, k in check_specs if cid == "language:response_language"), None)
+
+
+_SHORT_ANSWER_WORDS = 40
+
+
+def _babbles(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> bool:
+    """Whether a response written in the language the item asks for babbles in it: two different made-up words
+    ("Para apredo, estão aprendiando"), one made up again and again (a tenth of its words), or, in a short answer,
+    a made-up word in an echo of the request that says a phrase twice ("On veut garder mes plantes en bonne santé,
+    pour les autres. Pour les autres, on veut ajouter les réussisons ...")."""
+    lang = _required_language(check_specs)
+    if lang not in SUITE_LANGUAGES or ifeval._detect_language(response) != lang:
+        return False  # an answer in another language fails the language check itself
+    made_up = made_up_words(response, lang)
+    if len(set(made_up)) >= 2 or (len(made_up) >= 2 and len(made_up) >= 0.1 * len(_judged_words(response))):
+        return True
+    ws = words(response)
+    if not made_up or len(ws) >= _SHORT_ANSWER_WORDS:
+        return False
+    trigrams = list(zip(ws, ws[1:], ws[2:]))
+    prompt = "\n".join(m["content"] for m in messages)
+    return len(set(trigrams)) < len(trigrams) and own_word_fraction(prompt, response) <= 0.75
+
+
 def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> str | None:
     """Why `response` is not an answer to the conversation `messages` graded by `check_specs`
     (``(check_id, kwargs)`` pairs), or None when it is one. Reasons are listed in the module docstring."""
     if not words(response) and not re.search(r"\d|`", response):
         return "blank"
-    if known_word_fraction(response) < 0.5:
+    if known_word_fraction(response) < 0.5 or _babbles(messages, check_specs, response):
         return "gibberish"
     ids = {cid for cid, _ in check_specs}
     if _looping(response, allowed_copies=2 if "combination:two_responses" in ids else 1,
@@ -326,7 +429,11 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
                                                             request=_request(messages, check_specs))))):
         return "refusal"
     form_only = not ids & set(CONTENT_CHECKS) and not fixed_phrase
-    if form_only and (_mostly_filler(response) or (
+    # a writing task answered with talk about the text: a promise to send it later, an outline of what it should say
+    writing = form_only and bool(_WRITING_TASK.match(_request(messages, check_specs)))
+    if writing and phrases.DEFERS.search(response):
+        return "off_topic"
+    if form_only and (_mostly_filler(response, writing=writing) or (
             not _other_language(messages, check_specs)
             and not content_stems(_request(messages, check_specs)) & content_stems(response)
             and (len(words(_without_filler(response), code=True)) < _MIN_UNRELATED_WORDS

@@ -705,6 +705,31 @@ FILLER = phrases(
     r"part|item|response|answer|sentence) (?:is|will be|talks|covers|describes|focuses|discusses|explains)"
     r"(?: about| on)?",
 )
+# What a writing task asks for: talk about it in place of it is no answer to the task.
+_TEXTS = (r"speech|poem|toast|story|essay|letter|e-?mail|song|lyrics|post|blog|review|description|note|haiku|limerick|"
+          r"rap|riddle|joke|dialogue|ad|advertisement|pitch|summary|article|announcement|invitation|tweet|caption|"
+          r"slogan|report|proposal|bio|script|piece|draft|text|message")
+# A writing task answered by an outline of the text: "The first paragraph should be about the excitement ...",
+# "Your toast should thank the guests first".
+OUTLINE = phrases(
+    rf"(?:the|your|this|my|each) (?:\w+ ){{0,2}}?(?:{_TEXTS}|paragraphs?|sections?|parts?|stanzas?|verses?|lines?|"
+    r"points?|bullets?|introduction|conclusion|opening|ending|closing)s? (?:should|could|would|must|needs? to|has to|"
+    r"is going to|can|might) (?:\w+ )?(?:be about|talk|describe|focus|cover|thank|start|begin|open|close|end|include|"
+    r"mention|say|tell|explain|express|contain|highlight|discuss|share|introduce|welcome)")
+# ... or by a promise to deliver it later: "I will send it to you today", "Let me know if you want to hear it", and
+# the same in the suite's other languages.
+DEFERS = phrases(
+    rf"I(?:'ll| will| am going to|'m going to| can)(?: \w+){{0,3}}? (?:send|share|email|give|read|deliver|post|get|"
+    rf"write|finish|have) (?:it|this|that|them|one|(?:the|my|a|your) (?:\w+ )?(?:{_TEXTS}))(?: \w+){{0,3}}? "
+    r"(?:later|today|tonight|tomorrow|soon|shortly|next week|when|once|after|as soon as|in (?:a|an|the) (?:bit|"
+    r"moment|minute|few|hour|while|morning|evening))",
+    r"let me know if you(?:'d| would)? (?:want|like|wish|need) (?:to (?:hear|read|see|have|get)|me to (?:send|share|"
+    rf"write|read|finish)) (?:it|them|one|(?:the|my|a) (?:\w+ )?(?:{_TEXTS}))",
+    r"te l[oa] (?:enviaré|mandaré|escribiré)", r"je (?:te|vous) l'enverrai", r"je (?:te|vous) l'écrirai",
+    r"ich (?:schicke|sende|schreibe) (?:es|ihn|sie) dir (?:später|morgen|bald|nachher)",
+    r"te l[oa] (?:invierò|manderò|scriverò)", r"(?:vou te enviar|te envio|vou escrever) (?:\w+ )?(?:mais tarde|amanhã|"
+    r"depois|logo)",
+)
 # Sending the user elsewhere instead of answering.
 _REFERRAL = phrases(
     r"(?:consult|ask|talk(?:ing)? to|speak(?:ing)? (?:to|with)|see|contact|check(?:ing)? with|reach(?:ing)? out to|"
