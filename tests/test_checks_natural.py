@@ -1055,6 +1055,8 @@ GATE_ANSWERS = [
      [("length_constraints:number_words", {"num_words": 80, "relation": "less than"})],
      "Water the soil, not the cactus. Water it deeply, then let the soil dry out completely before you water it "
      "again. In summer that is about once a week; in winter, water it once a month or less."),
+    ("fr_word_and_its_noun", _user("Comment rempoter une plante ?"), [FR],
+     "Rempotez vos plantes au printemps, dans un pot un peu plus grand, et arrosez-les bien après le rempotage."),
     # writing tasks: a real email may promise something of its own; a real speech may speak of itself
     ("email_with_a_promise", _user("Write an email to my team about the new office hours. Use all lowercase "
                                    "letters."), [LC],
@@ -1145,6 +1147,8 @@ GATE_NON_ANSWERS = [
     ("pt_garbled_copy", _user("Eu gostaria de aprender a tocar violão, mas não sei como. Você pode me ajudar?"), [PT],
      "Vamos melhorar isto:\n\nEu gostaria de aprentolão, mas não sei como. Você pode me ajudar.",
      "copy"),
+    ("pt_bent_word", _user("How can I learn to cook? Answer in Portuguese, please."), [PT],
+     "Podemos ver as receitas e como cozinha em uma panela e cozinhar para a panelura.", "gibberish"),
     ("fr_echo_and_babble", _user("Quelles erreurs faut-il éviter quand on veut apprendre à cuisiner ?"), [FR],
      "On veut apprendre à cuisiner, pour les enfants. Pour les enfants, on veut ajouter les cuisinures de la "
      "maison.", None),

@@ -395,6 +395,9 @@ def _babbles(messages: list[dict], check_specs: list[tuple[str, dict]], response
     made_up = made_up_words(response, lang)
     if len(set(made_up)) >= 2 or (len(made_up) >= 2 and len(made_up) >= 0.1 * len(_judged_words(response))):
         return True
+    # a made-up word bent out of a real one beside it ("... em um lugar e ajudar para a lugada"): a typo has no twin
+    if any(w[:4] == m[:4] and w != m for m in made_up if len(m) >= 5 for w in _judged_words(response)):
+        return True
     ws = words(response)
     if not made_up or len(ws) >= _SHORT_ANSWER_WORDS:
         return False
