@@ -42,6 +42,7 @@ class Item:
     category: str
     split: str | None  # "train" | "test" | None (a user file without splits)
     checks: tuple[CheckSpec, ...]
+    level: int | None = None  # difficulty level (1 = easiest) of a generated reasoning item; None elsewhere
 
     @property
     def prompt(self) -> str:
@@ -49,12 +50,15 @@ class Item:
         return next(m["content"] for m in reversed(self.messages) if m["role"] == "user")
 
     def to_json(self) -> dict:
-        return {"id": self.id, "messages": self.messages, "category": self.category, "split": self.split,
-                "checks": [c.to_json() for c in self.checks]}
+        row = {"id": self.id, "messages": self.messages, "category": self.category, "split": self.split,
+               "checks": [c.to_json() for c in self.checks]}
+        if self.level is not None:
+            row["level"] = self.level
+        return row
 
 
 def make_item(id: str, messages: Conversation, category: str, split: str | None,
-              checks: list[tuple[str, dict]] | list[CheckSpec]) -> Item:
+              checks: list[tuple[str, dict]] | list[CheckSpec], level: int | None = None) -> Item:
     """Build an item, validating messages and every check's kwargs (raises ValueError)."""
     specs = tuple(c if isinstance(c, CheckSpec) else CheckSpec(c[0], dict(c[1])) for c in checks)
     for c in specs:
@@ -65,7 +69,9 @@ def make_item(id: str, messages: Conversation, category: str, split: str | None,
         raise ValueError(str(e)) from None
     if messages[-1]["role"] != "user":
         raise ValueError(f"{id}: the last message must be the user turn to answer")
-    return Item(id=id, messages=messages, category=category, split=split, checks=specs)
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int) or level < 1):
+        raise ValueError(f"{id}: 'level' must be a positive integer or null, got {level!r}")
+    return Item(id=id, messages=messages, category=category, split=split, checks=specs, level=level)
 
 
 def _parse_checks(raw: object, where: str) -> list[CheckSpec]:
@@ -86,6 +92,9 @@ def parse_item(row: object, where: str) -> Item:
     """One JSONL row (postlab's item format or IFEval's input format) -> Item; errors name `where`."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object")
+    if set(row) >= {"question", "answer"} and "messages" not in row:  # GSM8K's format
+        from postlab.tasks.reasoning import gsm8k_item
+        return gsm8k_item(row, where)
     if "instruction_id_list" in row:  # IFEval's input format
         for key in ("prompt", "instruction_id_list", "kwargs"):
             if key not in row:
@@ -108,7 +117,7 @@ def parse_item(row: object, where: str) -> Item:
         if not isinstance(row["category"], str) or not row["category"]:
             raise DataError(f"{where}: 'category' must be a non-empty string")
         raw = dict(id=str(row["id"]), messages=row["messages"], category=row["category"], split=split,
-                   checks=_parse_checks(row["checks"], where))
+                   checks=_parse_checks(row["checks"], where), level=row.get("level"))
     try:
         return make_item(**raw)
     except ValueError as e:
@@ -118,6 +127,9 @@ def parse_item(row: object, where: str) -> Item:
 # Built-in suites: name -> "module:function" returning list[Item]; imported only when asked for.
 BUILTIN_SUITES: dict[str, str] = {
     "spec": "postlab.tasks.spec_suite:build",
+    "arith": "postlab.tasks.reasoning:build_arith",
+    "countdown": "postlab.tasks.reasoning:build_countdown",
+    "wordprob": "postlab.tasks.reasoning:build_wordprob",
 }
 
 
