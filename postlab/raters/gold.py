@@ -10,7 +10,8 @@ Two gates make a score mean "this is a good answer" (docs/evals.md):
    language, format, no lecture, complies, no action claim) fail too: a short wrong answer is not concise.
 
 Items read from IFEval's own input files (category ``ifeval``) are graded by IFEval's checks alone, so
-their accuracies stay comparable with published IFEval numbers.
+their accuracies stay comparable with published IFEval numbers; so are items graded only by exact-answer
+checks (``postlab.spec.reasoning``: arith, countdown, wordprob, GSM8K), whose answer is right or wrong.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from postlab.raters.base import Preference
-from postlab.spec import answer, checks
+from postlab.spec import answer, checks, reasoning
 from postlab.tasks.suite import Item
 
 UNGATED_CATEGORIES = ("ifeval",)
@@ -60,7 +61,7 @@ class GoldRater:
             # loose differs from strict only for IFEval's checks; postlab's own are not run twice
             loose = checks.passes(c.id, c.kwargs, response, loose=True) if checks.is_ifeval(c.id) else strict
             raw.append((c, strict, loose))
-        if item.category in UNGATED_CATEGORIES:
+        if item.category in UNGATED_CATEGORIES or all(c.id in reasoning.CHECKS for c in item.checks):
             results = tuple(CheckResult(c.id, c.kwargs, s, lo) for c, s, lo in raw)
             return GoldResult(sum(r.passed for r in results) / len(results), results)
         reason = answer.non_answer(item.messages, [(c.id, c.kwargs) for c in item.checks], response)
