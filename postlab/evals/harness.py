@@ -8,8 +8,10 @@ the check ids.
 The results follow lm-evaluation-harness where it has a convention: a ``meta`` section records what
 produced them (postlab, torch and transformers versions, the git commit of the postlab checkout, the UTC
 date, the hardware, the full config), and every metric with a standard error has it beside it under
-lm-eval's ``_stderr`` suffix (``overall_stderr``; ``overall_se`` is kept). An existing ``out`` is never
-replaced unless ``overwrite=true``.
+lm-eval's ``_stderr`` suffix (``overall_stderr``; ``overall_se`` is kept). When items carry a difficulty
+level (the reasoning suites: ``arith``, ``countdown``, ``wordprob``) the results also have ``by_difficulty``
+(accuracy per level, keys ``"1"``, ``"2"``, ...) with ``by_difficulty_se`` and ``by_difficulty_n``. An
+existing ``out`` is never replaced unless ``overwrite=true``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -30,7 +33,7 @@ from postlab.evals.metrics import mean_se, summarize
 from postlab.machine import AutoDType
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import pick_device
-from postlab.raters.gold import GoldRater
+from postlab.raters.gold import GoldRater, GoldResult
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import Item, load_suite
 from postlab.utils.io import atomic_write_text
@@ -111,6 +114,21 @@ def load_engine(model: str, dtype: str = "bf16", device: str = "auto") -> TorchE
     return TorchEngine(model=m, tokenizer=tok)
 
 
+def by_difficulty(items: list[Item], results: list[GoldResult]) -> dict:
+    """Accuracy (mean gold score) per difficulty level of the items that carry one, with its standard error
+    and count; {} when none does, so results of other suites are unchanged."""
+    scores: dict[int, list[float]] = defaultdict(list)
+    for it, r in zip(items, results):
+        if it.level is not None:
+            scores[it.level].append(r.score)
+    if not scores:
+        return {}
+    levels = sorted(scores)
+    return {"by_difficulty": {str(k): mean_se(scores[k])[0] for k in levels},
+            "by_difficulty_se": {str(k): mean_se(scores[k])[1] for k in levels},
+            "by_difficulty_n": {str(k): len(scores[k]) for k in levels}}
+
+
 def grade(items: list[Item], responses: list[Response]) -> tuple[dict, list[dict]]:
     """(summary metrics, sample rows) for responses to items."""
     gold = GoldRater()
@@ -126,9 +144,10 @@ def grade(items: list[Item], responses: list[Response]) -> tuple[dict, list[dict
         if r.num_tokens is not None:
             row.update(num_tokens=r.num_tokens, finish_reason=r.finish_reason)
         rows.append(row)
-    summary = summarize(items, results, [r.text for r in responses])
+    summary = summarize(items, results, [r.text for r in responses]) | by_difficulty(items, results)
     summary = with_stderr(summary, {
         "overall": summary["overall_se"], "by_category": summary["by_category_se"],
+        **({"by_difficulty": summary["by_difficulty_se"]} if "by_difficulty" in summary else {}),
         "prompt_level_strict_acc": mean_se([float(g.all_passed) for g in results])[1],
         "prompt_level_loose_acc": mean_se([float(g.all_passed_loose) for g in results])[1]})
     tokens = [r.num_tokens for r in responses if r.num_tokens is not None]
@@ -166,6 +185,10 @@ def format_results(results: dict) -> str:
              f"gold {results['overall']:.3f} ± {results['overall_se']:.3f}"]
     for cat, score in results["by_category"].items():
         lines.append(f"  {cat:18s} {score:.3f} ± {results['by_category_se'][cat]:.3f}  (n={results['by_category_n'][cat]})")
+    if "by_difficulty" in results:
+        lines.append("  by difficulty: " + "  ".join(
+            f"L{k} {v:.3f} ± {results['by_difficulty_se'][k]:.3f} (n={results['by_difficulty_n'][k]})"
+            for k, v in results["by_difficulty"].items()))
     lines.append(f"  prompt-level strict/loose {results['prompt_level_strict_acc']:.3f}/{results['prompt_level_loose_acc']:.3f}"
                  f"  instruction-level strict/loose {results['inst_level_strict_acc']:.3f}/{results['inst_level_loose_acc']:.3f}"
                  f"  mean length {results['mean_length']:.1f} words")
