@@ -61,6 +61,14 @@ class TorchEngine:
             self._weights = (key, llama_decode.DecodeWeights(self.model, batch_hint=batch, dtype=self.decode_dtype))
         return self._weights[1]
 
+    def supports_sessions(self) -> bool:
+        """Whether ``session()`` works here: continuous decoding runs on the lean Llama decode path only."""
+        return self.fast_decode and llama_decode.supports(self.model)
+
+    def session(self, *, batch_hint: int = 16) -> DecodeSession:
+        """A batch that rows can join and leave between decode steps (continuous batching)."""
+        return DecodeSession(self, batch_hint=batch_hint)
+
     def encode_prompts(self, conversations: list[Conversation]) -> list[list[int]]:
         texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
         return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -164,3 +172,143 @@ class TorchEngine:
         texts = self.tokenizer.batch_decode([r[:n].tolist() for r, n in zip(response, lengths)], skip_special_tokens=True)
         return Rollout(prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response, response_mask=response_mask,
                        logprobs=logprobs * response_mask, finished=finished, texts=texts, pad_id=self.pad_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    """One token a ``DecodeSession`` row drew in a step."""
+    handle: int
+    token: int
+    logprob: float
+    finish: str | None  # "stop" (a stop token), "length" (max_new_tokens reached), or None: still running
+
+
+@dataclasses.dataclass
+class _SessionRow:
+    handle: int
+    params: SamplingParams
+    generator: torch.Generator | None
+    prompt_len: int
+    drawn: int = 0  # tokens drawn so far; the last one is fed to the model at the next step
+
+
+class DecodeSession:
+    """A batch that rows join and leave between decode steps (continuous batching), on the lean decode
+    path of ``TorchEngine`` (Llama-style models: ``TorchEngine.supports_sessions``).
+
+    ``add`` queues a prompt; each ``step`` (1) runs one decode step for the rows already running, (2)
+    prefills the rows added since the last step, together, and moves their KV into the running buffer
+    right-aligned with everyone else's, (3) draws one token for every row with its own sampling params
+    and generator (as ``generate_ids`` does with per-row params). Rows that drew a stop token or reached
+    ``max_new_tokens`` leave the buffer at once; ``drop`` ends any other row before the next step.
+
+    KV layout: ``k, v`` (L, b, Hkv, S, D) with a per-row mask of valid columns (b, S); every row writes
+    its next token at the same column ``slot``. Keys are stored after RoPE with each row's own
+    positions, so where a row's prompt sits in the buffer does not change what it attends to. The
+    buffer is reallocated when rows join (trimming columns no running row uses) and copied when rows
+    leave, as ``generate_ids`` does."""
+
+    def __init__(self, engine: TorchEngine, *, batch_hint: int = 16):
+        if not engine.supports_sessions():
+            raise ValueError("continuous decoding needs a Llama-style model on the fast decode path")
+        self.engine = engine
+        self.weights = engine._decode_weights(batch_hint)
+        self.device = self.weights.embed.device
+        self.decoder = llama_decode.LlamaDecoder(self.weights, batch=0, max_len=0)
+        self.mask = torch.zeros((0, 0), dtype=torch.bool, device=self.device)  # (b, S) valid KV columns
+        self.slot = 0  # the column the next decode step writes
+        self.rows: list[_SessionRow] = []  # running, in buffer order
+        self.tokens = torch.zeros(0, dtype=torch.long, device=self.device)  # (b,) last drawn, not yet fed
+        self.pending: list[tuple[_SessionRow, list[int]]] = []
+        self.steps = 0  # decode steps run (each draws one token per row)
+        self._next_handle = 0
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.pending)
+
+    def add(self, prompt_ids: list[int], params: SamplingParams) -> int:
+        """Queue a prompt to join at the next step; returns its handle."""
+        generator = None if params.seed is None else torch.Generator(device=self.device).manual_seed(params.seed)
+        row = _SessionRow(self._next_handle, params, generator, len(prompt_ids))
+        self._next_handle += 1
+        self.pending.append((row, list(prompt_ids)))
+        return row.handle
+
+    def drop(self, handles: Iterable[int]) -> None:
+        """End these rows now (queued or running); they draw nothing more."""
+        gone = set(handles)
+        self.pending = [(r, p) for r, p in self.pending if r.handle not in gone]
+        keep = [i for i, r in enumerate(self.rows) if r.handle not in gone]
+        if len(keep) < len(self.rows):
+            self._keep(keep)
+
+    def step(self) -> list[Drawn]:
+        """One decode step for every row (prefilling those that just joined): the token each drew."""
+        with torch.inference_mode():
+            parts = []
+            if self.rows:
+                self.mask[:, self.slot] = True
+                positions = torch.tensor([r.prompt_len + r.drawn - 1 for r in self.rows], device=self.device)
+                parts.append(self.decoder.step(self.tokens, positions, self.slot, self.mask[:, : self.slot + 1]))
+                self.slot += 1
+            if self.pending:
+                parts.append(self._join())
+            if not parts:
+                return []
+            logits = torch.cat(parts)  # (b, V)
+            tokens, logprobs = choose_tokens_per_row(logits, [r.params for r in self.rows],
+                                                     [r.generator for r in self.rows])
+            stop_ids = self.engine.stop_ids.to(self.device)
+            stopped = torch.isin(tokens, stop_ids).tolist()
+            drawn, keep = [], []
+            for i, (row, token, lp, stop) in enumerate(zip(self.rows, tokens.tolist(), logprobs.tolist(), stopped)):
+                row.drawn += 1
+                finish = "stop" if stop and row.params.stop_at_eos else \
+                    "length" if row.drawn >= row.params.max_new_tokens else None
+                drawn.append(Drawn(row.handle, token, lp, finish))
+                if finish is None:
+                    keep.append(i)
+            self.tokens = tokens
+            if len(keep) < len(self.rows):
+                self._keep(keep)
+            self.steps += 1
+            return drawn
+
+    def _keep(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.rows = [self.rows[i] for i in keep]
+        self.decoder.keep_rows(index)
+        self.mask, self.tokens = self.mask[index], self.tokens[index]
+        if not self.rows:  # free the buffer; the next row to join starts a fresh one
+            self.decoder.k, self.decoder.v = self.decoder.k[:, :, :, :0], self.decoder.v[:, :, :, :0]
+            self.mask, self.slot = self.mask[:, :0], 0
+
+    def _join(self) -> torch.Tensor:
+        """Prefill the queued rows and move them into the running buffer; returns their logits (n, V)."""
+        new, self.pending = self.pending, []
+        prompt_ids, prompt_mask = left_pad([p for _, p in new], self.engine.pad_id)
+        n, P = prompt_ids.shape
+        prefill = llama_decode.LlamaDecoder(self.weights, batch=n, max_len=P)
+        logits = prefill.prefill(prompt_ids.to(self.device), prompt_mask.to(self.device))  # (n, V)
+
+        used = self.mask[:, : self.slot].any(dim=0).nonzero()
+        first = int(used[0]) if used.numel() else self.slot  # columns before it serve no running row
+        old = self.slot - first
+        width = max(old, P)  # the new slot: everyone's last written column is width - 1
+        rows = self.rows + [r for r, _ in new]
+        room = max(r.params.max_new_tokens - r.drawn for r in rows)  # columns any row may still write
+        b, k_old, v_old = len(self.rows), self.decoder.k, self.decoder.v
+        w = self.weights
+        shape = (w.L, b + n, w.Hkv, width + room, w.D)
+        k = torch.zeros(shape, dtype=w.embed.dtype, device=self.device)
+        v = torch.zeros_like(k)
+        mask = torch.zeros((b + n, width + room), dtype=torch.bool, device=self.device)
+        k[:, :b, :, width - old: width] = k_old[:, :, :, first: self.slot]
+        v[:, :b, :, width - old: width] = v_old[:, :, :, first: self.slot]
+        mask[:b, width - old: width] = self.mask[:, first: self.slot]
+        k[:, b:, :, width - P: width] = prefill.k
+        v[:, b:, :, width - P: width] = prefill.v
+        mask[b:, width - P: width] = prompt_mask.bool().to(self.device)
+        self.decoder.k, self.decoder.v, self.mask, self.slot = k, v, mask, width
+        self.rows = rows
+        return logits
