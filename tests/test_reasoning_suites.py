@@ -376,6 +376,8 @@ def test_check_kwargs_are_validated():
     with pytest.raises(ValueError, match="target"):
         checks.validate("countdown:reaches_target", {"numbers": [1, 2], "target": 3.5})
     assert "56" in checks.describe("countdown:reaches_target", CD)
+    # graded like every check, but not behaviour-spec rules: CHECK_IDS (the spec's ids) leaves them out
+    assert set(spec_reasoning.CHECKS).isdisjoint(checks.CHECK_IDS)
 
 
 # ---------------------------------------------------------------------------------------------------
