@@ -1,4 +1,4 @@
-"""Hardening of `postlab serve` (issue 16, items 1, 2, 4, 5, 6): what an attacker or a clumsy client did
+"""Hardening of `postlab serve` (issue 16, items 1-7): what an attacker or a clumsy client did
 to the server, each reproduced here. In-process apps over scripted engines (the answers and timings are
 known), the tiny model where real logits matter, and uvicorn in a thread where a real disconnect does."""
 
@@ -18,9 +18,10 @@ from fastapi.testclient import TestClient
 from postlab.errors import ConfigError
 from postlab.models.tiny import build_tiny_tokenizer
 from postlab.rollout import Rollout, SamplingParams
+from postlab.rollout.engine import Drawn
 from postlab.serve import ServeSettings, create_app, serve
 from postlab.serve.app import host_name, is_loopback
-from postlab.serve.batcher import Batcher, Failed, Finished, GenerationRequest
+from postlab.serve.batcher import Batcher, BatchStats, Failed, Finished, GenerationRequest
 
 MODEL = "scripted"
 LOCAL = "http://localhost"  # TestClient's default Host, "testserver", is refused without an API key
@@ -31,14 +32,26 @@ HOTEL = ("You are the assistant for the Harbor Hotel. The staff Wi-Fi password i
 class ScriptedEngine:
     """Stands in for TorchEngine: every row answers ``answer`` token by token, ``step_seconds`` apart
     (``ended_early`` records rows that ``on_step`` ended before their last token). Like torch, it fails the
-    whole call when any row's seed does not fit a generator."""
+    whole call when any row's seed does not fit a generator. With ``sessions``, it also decodes
+    continuously (``ScriptedSession``)."""
 
-    def __init__(self, answer: str = "Hello there, friend.", *, step_seconds: float = 0.0, fail: str | None = None):
+    def __init__(self, answer: str = "Hello there, friend.", *, step_seconds: float = 0.0, fail: str | None = None,
+                 sessions: bool = False):
         self.tokenizer = build_tiny_tokenizer()
         self.answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        self.step_seconds, self.fail = step_seconds, fail
+        self.step_seconds, self.fail, self.sessions = step_seconds, fail, sessions
         self.calls: list[int] = []  # batch size of every call
         self.ended_early: list[int] = []
+        self.gate = threading.Lock()  # held by a test: session steps wait
+        self.dropped_at: dict[int, int] = {}  # session handle -> steps run when it was dropped
+        self.last_session: ScriptedSession | None = None
+
+    def supports_sessions(self) -> bool:
+        return self.sessions
+
+    def session(self, *, batch_hint: int = 16) -> "ScriptedSession":
+        self.last_session = ScriptedSession(self)
+        return self.last_session
 
     def generate_ids(self, prompts, params, *, on_step=None):
         self.calls.append(len(prompts))
@@ -63,6 +76,39 @@ class ScriptedEngine:
         empty = torch.zeros(len(prompts), 1, dtype=torch.long)
         return Rollout(prompt_ids=empty, prompt_mask=empty, response_ids=ids, response_mask=mask,
                        logprobs=mask.float(), finished=torch.ones(len(prompts), dtype=torch.bool), texts=[], pad_id=0)
+
+
+class ScriptedSession:
+    """A fake slow model for continuous decoding: each row answers the engine's ``answer_ids``."""
+
+    def __init__(self, engine: ScriptedEngine):
+        self.engine, self.rows, self.steps = engine, {}, 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, prompt_ids, params) -> int:
+        handle = len(self.engine.dropped_at) + self.steps * 1000 + len(self.rows)
+        self.rows[handle] = [0, params.max_new_tokens]
+        return handle
+
+    def drop(self, handles) -> None:
+        for h in handles:
+            if self.rows.pop(h, None) is not None:
+                self.engine.dropped_at[h] = self.steps
+
+    def step(self) -> list[Drawn]:
+        with self.engine.gate:
+            time.sleep(self.engine.step_seconds)
+        self.steps += 1
+        drawn = []
+        for handle, row in list(self.rows.items()):
+            t, row[0] = row[0], row[0] + 1
+            finish = "stop" if t == len(self.engine.answer_ids) - 1 else "length" if row[0] >= row[1] else None
+            drawn.append(Drawn(handle, self.engine.answer_ids[t], 0.0, finish))
+            if finish:
+                del self.rows[handle]
+        return drawn
 
 
 def settings(**kw) -> ServeSettings:
@@ -328,3 +374,138 @@ def test_abandoned_request_is_cancelled_and_not_counted_as_a_success(stream):
         metrics = app.state.server.metrics.exposition().decode()
     assert metric(metrics, "postlab:requests_abandoned_total") == 1
     assert metric(metrics, "postlab:requests_total") == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_abandoned_request_frees_its_row_in_the_running_batch_within_a_step(stream):
+    engine = ScriptedEngine("word " * 100, step_seconds=0.01, sessions=True)
+    app = create_app(engine, settings(default_max_tokens=1000))
+    with live(app) as port:
+        sock = raw_post(port, chat(stream=stream))
+        assert wait_for(lambda: app.state.server.metrics.time_to_first_token._sum.get() > 0)  # decoding started
+        with engine.gate:  # decoding paused while the client walks away
+            paused_at = engine.last_session.steps
+            sock.close()
+            assert wait_for(lambda: app.state.server.metrics.abandoned._value.get() == 1)
+        assert wait_for(lambda: engine.dropped_at), "the row kept decoding for nobody"
+        (dropped_at,) = engine.dropped_at.values()
+        assert dropped_at - paused_at <= 2  # the step under way when paused, then the one that saw the cancel
+        metrics = app.state.server.metrics.exposition().decode()
+    assert metric(metrics, "postlab:requests_abandoned_total") == 1
+    assert metric(metrics, "postlab:requests_total") == 0
+
+
+def test_a_cancelled_handler_counts_its_request_as_abandoned():
+    """Starlette may cancel a handler task (client gone, server shutting down): its row is freed too."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from postlab.serve import protocol
+    from postlab.serve.app import _complete
+
+    app = create_app(ScriptedEngine(), settings())  # lifespan not run: no batcher thread, the request waits
+    server = app.state.server
+
+    async def never() -> dict:
+        await asyncio.Event().wait()
+        return {}
+
+    async def cancel_while_waiting():
+        http = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive=never)
+        task = asyncio.ensure_future(_complete(server, http, protocol.parse_request(json.dumps(chat()).encode())))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_while_waiting())
+    queued = server.batcher._queue.get_nowait()
+    assert queued.cancelled.is_set() and server.metrics.abandoned._value.get() == 1
+    server._encode_pool.shutdown()
+
+
+# --- 7. continuous batching: a request that arrives mid-batch joins it ---
+
+def joined_midway(engine, *, continuous: bool, long_tokens: int = 60, short_tokens: int = 8) -> dict:
+    """A long request; when it draws its first token, a short one arrives. Returns, per request, its
+    text and the decode step (continuous) or the order (dynamic) at which it finished."""
+    greedy = SamplingParams(temperature=0, stop_at_eos=False)
+    prompts = engine.encode_prompts([[{"role": "user", "content": "Tell me a long story."}],
+                                     [{"role": "user", "content": "2+2?"}]])
+    done: dict[str, tuple[str, int, int]] = {}
+
+    def request(name, prompt, n):
+        def sink(event):
+            if isinstance(event, Finished):
+                done[name] = (event.text, batcher.steps, len(done))
+        return GenerationRequest(prompt_ids=prompt, params=greedy.model_copy(update={"max_new_tokens": n}),
+                                 stops=[], sink=sink)
+
+    short = request("short", prompts[1], short_tokens)
+
+    def arrive(req):
+        if req is not short and short.enqueued_at < req.enqueued_at:
+            batcher.submit(short)
+
+    batcher = Batcher(engine, max_batch=8, continuous=continuous,
+                      stats=BatchStats(on_first_token=arrive))
+    batcher.start()
+    batcher.submit(request("long", prompts[0], long_tokens))
+    assert wait_for(lambda: len(done) == 2, seconds=60)
+    batcher.stop()
+    alone = {name: engine.generate_ids([p], [greedy.model_copy(update={"max_new_tokens": n})]).texts[0]
+             for name, p, n in [("long", prompts[0], long_tokens), ("short", prompts[1], short_tokens)]}
+    return {name: (text == alone[name], step, order) for name, (text, step, order) in done.items()}
+
+
+def test_a_request_arriving_mid_batch_joins_it_and_finishes_first(tiny_engine):
+    done = joined_midway(tiny_engine, continuous=True)
+    # long draws its first token at step 1; short arrives then, joins at step 2 and draws 8 tokens
+    assert done["short"] == (True, 1 + 8, 0)
+    assert done["long"] == (True, 60, 1)
+    waited = joined_midway(tiny_engine, continuous=False)  # dynamic batching: short waits for long's batch
+    assert waited["long"][::2] == (True, 0) and waited["short"][::2] == (True, 1)
+
+
+def test_continuous_batching_falls_back_to_dynamic_without_sessions():
+    assert not Batcher(ScriptedEngine(), continuous=True).continuous
+    assert Batcher(ScriptedEngine(sessions=True), continuous=True).continuous
+    assert not Batcher(ScriptedEngine(sessions=True), continuous=True, max_batch=1).continuous
+
+
+def test_a_failed_step_reruns_requests_alone_and_fails_only_those_with_output(tiny_engine):
+    class FailingOnce:
+        """The tiny engine whose first session fails its second step."""
+        def __init__(self):
+            self.tokenizer, self.sessions = tiny_engine.tokenizer, 0
+
+        def supports_sessions(self):
+            return True
+
+        def session(self, **kw):
+            self.sessions += 1
+            session = tiny_engine.session(**kw)
+            if self.sessions == 1:
+                step = session.step
+                session.step = lambda: step() if session.steps == 0 else (_ for _ in ()).throw(RuntimeError("boom"))
+            return session
+
+        def generate_ids(self, *a, **kw):
+            return tiny_engine.generate_ids(*a, **kw)
+
+    engine = FailingOnce()
+    events: dict[str, list] = {"first": [], "late": []}
+    batcher = Batcher(engine, max_batch=4)
+    prompt = tiny_engine.encode_prompts([[{"role": "user", "content": "hi"}]])[0]
+    params = SamplingParams(temperature=0, max_new_tokens=5, stop_at_eos=False)
+    first = GenerationRequest(prompt_ids=prompt, params=params, stops=[], sink=events["first"].append)
+    late = GenerationRequest(prompt_ids=prompt, params=params, stops=[], sink=events["late"].append)
+    batcher.stats.on_first_token = lambda r: batcher.submit(late) if r is first else None
+    batcher.start()
+    batcher.submit(first)
+    assert wait_for(lambda: any(isinstance(e, (Finished, Failed)) for e in events["late"]), seconds=30)
+    assert wait_for(lambda: any(isinstance(e, (Finished, Failed)) for e in events["first"]), seconds=30)
+    batcher.stop()
+    assert isinstance(events["first"][-1], Failed) and "boom" in events["first"][-1].message  # it had a token
+    assert isinstance(events["late"][-1], Finished) and events["late"][-1].completion_tokens == 5  # rerun alone

@@ -113,3 +113,72 @@ def test_server_encodes_prompts_as_the_engine_does(engine):
     for conversation in PROMPTS:
         assert server.encode(conversation) == engine.encode_prompts([conversation])[0]
     assert server._tokenizer is not engine.tokenizer  # its own copy, for the request thread
+
+
+# --- continuous decoding: rows join and leave a running session (DecodeSession) ---
+
+LONG = [{"role": "system", "content": "You are a patient assistant who writes long, careful answers. " * 3},
+        {"role": "user", "content": "Explain, step by step, how a bicycle stays upright."}]
+
+
+def run_session(session, schedule: dict[int, list[tuple[str, list[int], SamplingParams]]], drop: dict[int, str] = {}):
+    """Step ``session`` until it is empty, adding ``schedule[step]`` before that step and dropping
+    ``drop[step]`` after it. Returns name -> (tokens, logprobs, finish, the step that drew its last token)."""
+    handles, out, step = {}, {}, 0
+    while step == 0 or len(session) or any(s > step for s in schedule):
+        for name, prompt, params in schedule.get(step, []):
+            handles[session.add(prompt, params)] = name
+            out[name] = ([], [], None, None)
+        for d in session.step():
+            toks, lps, _, _ = out[handles[d.handle]]
+            out[handles[d.handle]] = (toks + [d.token], lps + [d.logprob], d.finish, session.steps)
+        if step in drop:
+            session.drop([h for h, n in handles.items() if n == drop[step]])
+        step += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def fast_engine():
+    model, tok = load_model_and_tokenizer("tiny")
+    return TorchEngine(model=model, tokenizer=tok)
+
+
+def test_rows_that_join_a_running_session_decode_as_they_would_alone(fast_engine):
+    short, long_ = fast_engine.encode_prompts([PROMPTS[0], LONG])
+    assert len(long_) > 40 + len(short)  # joins with a prompt longer than the running buffer: shifts it
+    greedy = SamplingParams(temperature=0, max_new_tokens=40, stop_at_eos=False)
+    seeded = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=24, seed=42, stop_at_eos=False)
+    mid = fast_engine.encode_prompts([PROMPTS[1]])[0]
+    out = run_session(fast_engine.session(), {
+        0: [("a", short, greedy)],
+        5: [("b", long_, greedy), ("c", mid, seeded)],  # prefilled together, padded to the longer prompt
+        9: [("d", mid, greedy.model_copy(update={"max_new_tokens": 6}))],
+    })
+    for name, prompt, params in [("a", short, greedy), ("b", long_, greedy), ("c", mid, seeded),
+                                 ("d", mid, greedy.model_copy(update={"max_new_tokens": 6}))]:
+        alone = fast_engine.generate_ids([prompt], [params])
+        tokens, logprobs, finish, _ = out[name]
+        assert tokens == alone.response_ids[0].tolist(), name
+        torch.testing.assert_close(torch.tensor(logprobs), alone.logprobs[0], rtol=1e-4, atol=1e-4)
+        assert finish == "length"
+    assert out["a"][3] == 40 and out["d"][3] == 9 + 6 and out["b"][3] == 5 + 40  # steps: each row leaves when done
+
+
+def test_session_rows_leave_on_a_stop_token_or_when_dropped(fast_engine):
+    prompt = fast_engine.encode_prompts([PROMPTS[2]])[0]
+    free = SamplingParams(temperature=0, max_new_tokens=12, stop_at_eos=False)
+    reference = fast_engine.generate_ids([prompt], [free]).response_ids[0].tolist()
+    engine = TorchEngine(model=fast_engine.model, tokenizer=fast_engine.tokenizer, stop_token_ids=[reference[3]])
+    out = run_session(engine.session(), {0: [("eos", prompt, free.model_copy(update={"stop_at_eos": True})),
+                                             ("kept", prompt, free), ("dropped", prompt, free)]}, drop={4: "dropped"})
+    assert out["eos"][0] == reference[:4] and out["eos"][2] == "stop"  # its stop token ends it
+    assert out["kept"][0] == reference and out["kept"][2] == "length"  # stop_at_eos=False decodes on
+    assert out["dropped"][0] == reference[:5] and out["dropped"][2] is None  # nothing after the drop
+
+
+def test_sessions_need_the_fast_decode_path(engine):
+    assert engine.supports_sessions() == engine.fast_decode
+    if not engine.fast_decode:
+        with pytest.raises(ValueError, match="fast decode path"):
+            engine.session()

@@ -49,6 +49,7 @@ class ServeSettings:
     max_model_len: int  # prompt + completion tokens, at most
     default_max_tokens: int = 256  # when a request sets no max_tokens (clipped to what the prompt leaves)
     max_batch: int = 32  # requests decoded together; 1 = no batching
+    continuous: bool = True  # new requests join the running batch at the next step (else: dynamic batching)
     api_key: str | None = None
     monitor_log: str | None = None  # JSONL of flagged answers with their conversation (0600)
     keep_system_prompts: bool = False  # log system/developer messages as they are (default: redacted)
@@ -124,7 +125,7 @@ class Server:
         self.engine, self.settings = engine, settings
         self.metrics = ServeMetrics()
         m = self.metrics
-        self.batcher = Batcher(engine, max_batch=settings.max_batch, stats=BatchStats(
+        self.batcher = Batcher(engine, max_batch=settings.max_batch, continuous=settings.continuous, stats=BatchStats(
             on_waiting=m.waiting.set, on_running=m.running.set, on_batch=m.batch_size.observe,
             on_first_token=lambda r: m.time_to_first_token.observe(r.first_token_at - r.enqueued_at)))
         self.monitor = Monitor(
@@ -249,6 +250,9 @@ async def _complete(server: Server, http: Request, req: protocol.ChatCompletionR
                 raise ApiError(500, event.message, type="server_error")
             if isinstance(event, Finished):
                 break
+    except asyncio.CancelledError:  # the server cancelled the handler (e.g. on disconnect or shutdown)
+        server.abandon(request)
+        raise
     finally:
         gone.cancel()
         request.cancelled.set()  # a no-op once finished
@@ -356,10 +360,11 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
           max_batch: int = 32, default_max_tokens: int = 256, monitor_log: str | None = "serve-monitor.jsonl",
           dtype: str = "float32", served_name: str | None = None, allowed_hosts: tuple[str, ...] = (),
           allow_remote_without_key: bool = False, keep_system_prompts: bool = False,
-          max_request_bytes: int = ServeSettings.max_request_bytes) -> None:
+          max_request_bytes: int = ServeSettings.max_request_bytes, continuous: bool = True) -> None:
     """Load the model, build the engine and run the server until interrupted (``postlab serve``).
 
-    ``allowed_hosts`` adds to the loopback names a keyless server answers as (``*``: any)."""
+    ``allowed_hosts`` adds to the loopback names a keyless server answers as (``*``: any);
+    ``continuous=False`` batches dynamically (a request waits for the batch it arrived during)."""
     import torch
     import uvicorn
 
@@ -382,7 +387,9 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
     settings = ServeSettings(model_name=served_name or model, max_model_len=max_model_len(lm, tokenizer),
                              default_max_tokens=default_max_tokens, max_batch=max_batch, api_key=api_key,
                              monitor_log=monitor_log, keep_system_prompts=keep_system_prompts,
-                             allowed_hosts=LOOPBACK_HOSTS + tuple(allowed_hosts), max_request_bytes=max_request_bytes)
-    print(f"serving {settings.model_name} on http://{host}:{port}/v1 (max batch {max_batch}, "
+                             allowed_hosts=LOOPBACK_HOSTS + tuple(allowed_hosts), max_request_bytes=max_request_bytes,
+                             continuous=continuous)
+    batching = "off" if max_batch == 1 else "continuous" if continuous and engine.supports_sessions() else "dynamic"
+    print(f"serving {settings.model_name} on http://{host}:{port}/v1 ({batching} batching, max batch {max_batch}, "
           f"context {settings.max_model_len}, monitor log {monitor_log or 'off'})", flush=True)
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")

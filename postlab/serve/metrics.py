@@ -14,7 +14,7 @@ class ServeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.running = Gauge("postlab:num_requests_running", "Requests in the batch being decoded.", registry=r)
+        self.running = Gauge("postlab:num_requests_running", "Requests being decoded.", registry=r)
         self.waiting = Gauge("postlab:num_requests_waiting", "Requests queued for the next batch.", registry=r)
         self.time_to_first_token = Histogram("postlab:time_to_first_token_seconds",
                                              "From arrival to the first generated token.", buckets=LATENCY_BUCKETS, registry=r)
@@ -27,7 +27,7 @@ class ServeMetrics:
                                  "Requests whose client went away before the answer was complete.", registry=r)
         self.errors = Counter("postlab:request_errors", "Requests answered with an error, by HTTP status.", ["status"],
                               registry=r)
-        self.batch_size = Histogram("postlab:batch_size", "Requests decoded together per engine call.",
+        self.batch_size = Histogram("postlab:batch_size", "Requests decoded together per decode step (continuous) or engine call (dynamic).",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.monitor_checks = Counter("postlab:monitor_checks", "Answers a spec rule's check was applied to.",
                                       ["rule", "check"], registry=r)
