@@ -108,7 +108,7 @@ def _tokens(text: str) -> list[str] | None:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            return None if text[pos:].strip() else tokens
+            return None
         tokens.append(m.group(1) or m.group(2))
         pos = m.end()
     return tokens
@@ -197,8 +197,8 @@ def _well_formed(text: str | None) -> bool:
         evaluate_expression(text)
     except SyntaxError:
         return False
-    except InvalidExpression:
-        return True
+    except InvalidExpression:  # well formed, but breaks a rule
+        pass
     return True
 
 
