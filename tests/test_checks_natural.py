@@ -1062,6 +1062,10 @@ GATE_ANSWERS = [
                                    "letters."), [LC],
      "hi team,\n\nfrom monday the office will open at 8 and close at 6. the kitchen stays open all day. i will "
      "send the full schedule on friday, so keep an eye on your inbox.\n\nthanks,\nmaria"),
+    ("email_promising_a_report", _user("Write an email to my manager about the delayed project. Do not use any "
+                                       "commas."), [("punctuation:no_comma", {})],
+     "Hi Dana\n\nThe project is two weeks late because the supplier missed the March delivery. We now expect to "
+     "finish on May 20. I will send the updated report tomorrow.\n\nBest\nLeo"),
     ("speech_that_speaks_of_itself", _user("Write a short speech for a friend's wedding. Wrap your entire response "
                                            "with double quotation marks."), [("startend:quotation", {})],
      "\"Good evening, everyone. I'd like to share a few words about Sam and Lea. They met on a rainy bus ride and "
@@ -1165,6 +1169,14 @@ GATE_NON_ANSWERS = [
      [("length_constraints:number_paragraphs", {"num_paragraphs": 2})],
      "The first paragraph should be about the falling leaves.\n\nThe second paragraph should describe the cold "
      "evenings.", "off_topic"),
+    ("toast_promised_later", _user("Write a toast for my best friend's birthday. Use at least 40 words."),
+     [("length_constraints:number_words", {"num_words": 40, "relation": "at least"})],
+     "What a lovely idea! A birthday toast is a great way to show your friend how much they mean to you. I will "
+     "send you the toast later tonight, once I know a little more about your friend and the party you are "
+     "planning.", "off_topic"),
+    ("what_it_could_include", _user("Write a short poem about the sea, all lowercase."), [LC],
+     "here's what it could include: the waves, the gulls and the salty wind. it should end with the sunset.",
+     "off_topic"),
     ("toast_outline", _user("Write a toast for my parents' anniversary. Finish your response with the exact phrase "
                             "'Cheers!'"), [("startend:end_checker", {"end_phrase": "Cheers!"})],
      "Your toast should thank the guests first and then talk about how your parents met. Cheers!", "off_topic"),

@@ -434,7 +434,7 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     form_only = not ids & set(CONTENT_CHECKS) and not fixed_phrase
     # a writing task answered with talk about the text: a promise to send it later, an outline of what it should say
     writing = form_only and bool(_WRITING_TASK.match(_request(messages, check_specs)))
-    if writing and phrases.DEFERS.search(response):
+    if writing and phrases.defers(response, _request(messages, check_specs)):
         return "off_topic"
     if form_only and (_mostly_filler(response, writing=writing) or (
             not _other_language(messages, check_specs)

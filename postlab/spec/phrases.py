@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 
 # --- text helpers ---
 
@@ -713,23 +714,45 @@ _TEXTS = (r"speech|poem|toast|story|essay|letter|e-?mail|song|lyrics|post|blog|r
 # "Your toast should thank the guests first".
 OUTLINE = phrases(
     rf"(?:the|your|this|my|each) (?:\w+ ){{0,2}}?(?:{_TEXTS}|paragraphs?|sections?|parts?|stanzas?|verses?|lines?|"
-    r"points?|bullets?|introduction|conclusion|opening|ending|closing)s? (?:should|could|would|must|needs? to|has to|"
-    r"is going to|can|might) (?:\w+ )?(?:be about|talk|describe|focus|cover|thank|start|begin|open|close|end|include|"
-    r"mention|say|tell|explain|express|contain|highlight|discuss|share|introduce|welcome)")
+    r"points?|bullets?|introduction|conclusion|opening|ending|closing)s?(?: lines?)? (?:should|could|would|must|needs? "
+    r"to|has to|is going to|might) (?:\w+ )?\w+",
+    r"(?:here(?:'s| is) what )?(?:it|they) (?:could|should|might|would|can) (?:include|cover|mention|talk about|"
+    r"focus on|be about|say|start with|open with)",
+    r"here(?:'s| is) (?:an|a possible|a simple|a rough|the) (?:outline|structure|plan|skeleton|template)")
 # ... or by a promise to deliver it later: "I will send it to you today", "Let me know if you want to hear it", and
-# the same in the suite's other languages.
-DEFERS = phrases(
-    rf"I(?:'ll| will| am going to|'m going to| can)(?: \w+){{0,3}}? (?:send|share|email|give|read|deliver|post|get|"
-    rf"write|finish|have) (?:it|this|that|them|one|(?:the|my|a|your) (?:\w+ )?(?:{_TEXTS}))(?: \w+){{0,3}}? "
-    r"(?:later|today|tonight|tomorrow|soon|shortly|next week|when|once|after|as soon as|in (?:a|an|the) (?:bit|"
-    r"moment|minute|few|hour|while|morning|evening))",
-    r"let me know if you(?:'d| would)? (?:want|like|wish|need) (?:to (?:hear|read|see|have|get)|me to (?:send|share|"
-    rf"write|read|finish)) (?:it|them|one|(?:the|my|a) (?:\w+ )?(?:{_TEXTS}))",
-    r"te l[oa] (?:enviaré|mandaré|escribiré)", r"je (?:te|vous) l'enverrai", r"je (?:te|vous) l'écrirai",
-    r"ich (?:schicke|sende|schreibe) (?:es|ihn|sie) dir (?:später|morgen|bald|nachher)",
-    r"te l[oa] (?:invierò|manderò|scriverò)", r"(?:vou te enviar|te envio|vou escrever) (?:\w+ )?(?:mais tarde|amanhã|"
-    r"depois|logo)",
-)
+# the same in the suite's other languages. What is promised is the text asked for ("the speech") or "it"; a real
+# email may promise something of its own ("I will send the report on Friday").
+_DEFERS_ELSEWHERE = (r"te l[oa] (?:enviaré|mandaré|escribiré)", r"je (?:te|vous) l'(?:enverrai|écrirai)",
+                     r"ich (?:schicke|sende|schreibe) (?:es|ihn|sie) dir (?:später|morgen|bald|nachher)",
+                     r"te l[oa] (?:invierò|manderò|scriverò)",
+                     r"(?:vou te enviar|te envio|vou escrever) (?:\w+ )?(?:mais tarde|amanhã|depois|logo)")
+
+
+@lru_cache(maxsize=256)
+def _defers(asked: str) -> re.Pattern[str]:
+    thing = rf"(?:it|this|that|them|one|(?:the|my|a|your) (?:\w+ )?{re.escape(asked)}s?)" if asked else \
+        r"(?:it|this|that|them|one)"
+    return phrases(
+        rf"I(?:'ll| will| am going to|'m going to| can)(?: \w+){{0,3}}? (?:send|share|email|give|read|deliver|post|"
+        rf"get|write|finish|have) (?:you )?{thing}(?: \w+){{0,4}}? (?:later|today|tonight|tomorrow|soon|shortly|"
+        r"next week|when|once|after|as soon as|in (?:a|an|the) (?:bit|moment|minute|few|hour|while|morning|evening))",
+        r"let me know if you(?:'d| would)? (?:want|like|wish|need) (?:to (?:hear|read|see|have|get)|me to (?:send|"
+        rf"share|write|read|finish)) {thing}",
+        *_DEFERS_ELSEWHERE)
+
+
+def asked_text(request: str) -> str:
+    """The kind of text a request asks for ("speech" in "Write a speech for ..."), or "" when it names none."""
+    m = re.search(rf"(?<!\w)({_TEXTS})s?(?!\w)", request, re.IGNORECASE)
+    return m.group(1).lower() if m else ""
+
+
+def defers(response: str, request: str) -> bool:
+    """Whether the response promises the text the request asks for instead of giving it ("I will send it to you
+    today", "Let me know if you want to hear it")."""
+    return _defers(asked_text(request)).search(response) is not None
+
+
 # Sending the user elsewhere instead of answering.
 _REFERRAL = phrases(
     r"(?:consult|ask|talk(?:ing)? to|speak(?:ing)? (?:to|with)|see|contact|check(?:ing)? with|reach(?:ing)? out to|"
