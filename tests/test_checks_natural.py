@@ -1066,6 +1066,9 @@ GATE_ANSWERS = [
                                        "commas."), [("punctuation:no_comma", {})],
      "Hi Dana\n\nThe project is two weeks late because the supplier missed the March delivery. We now expect to "
      "finish on May 20. I will send the updated report tomorrow.\n\nBest\nLeo"),
+    ("tautology_inside_an_answer", _user("How do I stay calm before an exam? Answer in lowercase."), [LC],
+     "a test is a test, not a verdict on you. sleep well the night before, eat breakfast, arrive early and take "
+     "three slow breaths before you start."),
     ("speech_that_speaks_of_itself", _user("Write a short speech for a friend's wedding. Wrap your entire response "
                                            "with double quotation marks."), [("startend:quotation", {})],
      "\"Good evening, everyone. I'd like to share a few words about Sam and Lea. They met on a rainy bus ride and "
@@ -1177,6 +1180,12 @@ GATE_NON_ANSWERS = [
     ("what_it_could_include", _user("Write a short poem about the sea, all lowercase."), [LC],
      "here's what it could include: the waves, the gulls and the salty wind. it should end with the sunset.",
      "off_topic"),
+    # a tautology says nothing ("la vita è la vita")
+    ("it_tautology", _user("What are some easy ways to eat more vegetables? Answer in Italian, please."), [IT],
+     "Ecco, il cibo è il cibo.", "off_topic"),
+    ("pt_tautology", _user("Como posso dormir melhor?"), [PT], "O sono é o sono, e a noite é a noite.", "off_topic"),
+    ("en_tautology", _user("Give me a tip for my first marathon, in all lowercase."), [LC],
+     "well, a race is a race.", "off_topic"),
     ("toast_outline", _user("Write a toast for my parents' anniversary. Finish your response with the exact phrase "
                             "'Cheers!'"), [("startend:end_checker", {"end_phrase": "Cheers!"})],
      "Your toast should thank the guests first and then talk about how your parents met. Cheers!", "off_topic"),
