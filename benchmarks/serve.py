@@ -1,17 +1,28 @@
-"""`postlab serve` throughput with dynamic batching on and off, measured side by side in one run.
+"""`postlab serve` under load: continuous batching, dynamic batching and no batching, side by side in one
+run, optionally beside llama.cpp's server on the same model and machine.
 
-Starts the server in a subprocess twice (``--max-batch N``, then ``--max-batch 1``), fires
-``--clients`` concurrent clients that each send ``--requests`` chat completions one after another
-(temperature 1, ``--max-tokens`` each), and prints requests/s, completion tokens/s, latency and the
-ratio; the last line is ``serve batching speedup: X.XX`` (tokens/s on / off).
+Starts each server in a subprocess, fires ``--clients`` concurrent clients that each send
+``--requests`` chat completions one after another (``--max-tokens`` each, temperature
+``--temperature``), and prints requests/s, completion tokens/s and p50/p99 latency per mode, then one
+client alone (single-stream tokens/s) per server. The last lines are the ratios:
+
+    serve continuous vs dynamic: X.XX (tokens/s), p50 latency X.XX
+    serve batching speedup: X.XX (continuous tokens/s / batching off)
 
     .venv/bin/python benchmarks/serve.py [--model tiny] [--clients 32] [--requests 4] [--max-tokens 32]
+        [--modes continuous,dynamic,off] [--llama-cpp-gguf MODEL.gguf]
+
+``--llama-cpp-gguf`` adds llama.cpp (``pip install 'llama-cpp-python[server]'``, built from source;
+``python -m llama_cpp.server``) on a GGUF of the same model; compare precisions like for like (an F32
+GGUF with ``--dtype float32``). llama-cpp-python's server decodes one request at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import json
 import os
 import socket
 import statistics
@@ -21,6 +32,13 @@ import time
 from dataclasses import dataclass
 
 import httpx
+
+SERVE = "import json, sys; from postlab.serve import serve; serve(**json.loads(sys.argv[1]))"
+MODES = {  # mode -> postlab.serve.serve() arguments beside the model
+    "continuous": {"continuous": True},
+    "dynamic": {"continuous": False},
+    "off": {"max_batch": 1},
+}
 
 
 @dataclass
@@ -35,6 +53,10 @@ class Result:
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.seconds
 
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -42,30 +64,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, max_batch: int, dtype: str) -> tuple[subprocess.Popen, str]:
+def start_postlab(args, mode: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "postlab", "serve", "--model", model, "--port", str(port),
-                             "--max-batch", str(max_batch), "--monitor-log", "", "--dtype", dtype],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kwargs = {"model": args.model, "port": port, "max_batch": args.max_batch, "monitor_log": None,
+              "dtype": args.dtype, **MODES[mode]}
+    cmd = [sys.executable, "-c", SERVE, json.dumps(kwargs)]
+    return wait_ready(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port, mode)
+
+
+def start_llama_cpp(args) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", args.llama_cpp_gguf, "--model_alias", args.model,
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(os.cpu_count())]
+    return wait_ready(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port, "llama.cpp")
+
+
+def wait_ready(proc: subprocess.Popen, port: int, what: str) -> tuple[subprocess.Popen, str]:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/v1/models", timeout=1).status_code == 200:
                 return proc, base
         except httpx.TransportError:
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     proc.kill()
-    raise SystemExit(f"the server for {model} did not start")
+    raise SystemExit(f"the {what} server did not start")
 
 
-async def run_clients(base: str, model: str, clients: int, requests: int, max_tokens: int) -> tuple[int, list[float]]:
+async def run_clients(base: str, args, clients: int, requests: int) -> tuple[int, list[float]]:
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as http:
         async def client(c: int) -> tuple[int, list[float]]:
             tokens, latencies = 0, []
             for i in range(requests):
-                body = {"model": model, "max_tokens": max_tokens, "temperature": 1.0,
+                body = {"model": args.model, "max_tokens": args.max_tokens, "temperature": args.temperature,
                         "messages": [{"role": "user", "content": f"Write a short note number {i} for client {c}."}]}
                 t0 = time.perf_counter()
                 r = await http.post("/v1/chat/completions", json=body)
@@ -78,13 +112,20 @@ async def run_clients(base: str, model: str, clients: int, requests: int, max_to
     return sum(t for t, _ in results), [x for _, lat in results for x in lat]
 
 
-def measure(mode: str, max_batch: int, args) -> Result:
-    proc, base = start_server(args.model, max_batch, args.dtype)
+def measure(base: str, mode: str, args, clients: int, requests: int) -> Result:
+    t0 = time.perf_counter()
+    tokens, latencies = asyncio.run(run_clients(base, args, clients, requests))
+    return Result(mode, time.perf_counter() - t0, clients * requests, tokens, latencies)
+
+
+def bench(mode: str, args) -> tuple[Result, Result | None]:
+    """(loaded, single stream or None) for one server."""
+    proc, base = start_llama_cpp(args) if mode == "llama.cpp" else start_postlab(args, mode)
     try:
-        asyncio.run(run_clients(base, args.model, min(args.clients, 4), 1, args.max_tokens))  # warm-up
-        t0 = time.perf_counter()
-        tokens, latencies = asyncio.run(run_clients(base, args.model, args.clients, args.requests, args.max_tokens))
-        return Result(mode, time.perf_counter() - t0, args.clients * args.requests, tokens, latencies)
+        asyncio.run(run_clients(base, args, min(args.clients, 4), 1))  # warm-up
+        loaded = measure(base, mode, args, args.clients, args.requests)
+        single = measure(base, mode, args, 1, args.single_requests) if mode in ("continuous", "llama.cpp") else None
+        return loaded, single
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -95,21 +136,44 @@ def main() -> None:
     p.add_argument("--model", default="tiny")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--requests", type=int, default=4, help="per client, sent one after another")
+    p.add_argument("--single-requests", type=int, default=4, help="requests of the single-stream run")
     p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (every answer runs to max-tokens "
+                                                                   "unless it ends its turn)")
     p.add_argument("--max-batch", type=int, default=32, help="batch size limit with batching on")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--modes", default="continuous,dynamic,off", help="comma-separated: continuous, dynamic, off")
+    p.add_argument("--llama-cpp-gguf", default=None, help="also run llama-cpp-python's server on this GGUF file")
     args = p.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if unknown := [m for m in modes if m not in MODES]:
+        raise SystemExit(f"unknown --modes {unknown}; choose from {', '.join(MODES)}")
+    if args.llama_cpp_gguf:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise SystemExit("--llama-cpp-gguf needs llama-cpp-python: pip install 'llama-cpp-python[server]'")
+        modes.append("llama.cpp")
     os.environ.setdefault("OMP_NUM_THREADS", "1" if args.model == "tiny" else str(os.cpu_count()))
 
-    results = [measure(f"batching on (max {args.max_batch})", args.max_batch, args), measure("batching off", 1, args)]
+    runs = {mode: bench(mode, args) for mode in modes}
     print(f"model {args.model} ({args.dtype}), {args.clients} clients x {args.requests} requests, "
-          f"max_tokens {args.max_tokens}")
-    print(f"{'mode':<24} {'req/s':>8} {'tok/s':>9} {'p50 s':>7} {'p95 s':>7}")
-    for r in results:
-        p95 = statistics.quantiles(r.latencies, n=20)[-1]
-        print(f"{r.mode:<24} {r.requests / r.seconds:8.2f} {r.tokens_per_s:9.1f} "
-              f"{statistics.median(r.latencies):7.2f} {p95:7.2f}")
-    print(f"serve batching speedup: {results[0].tokens_per_s / results[1].tokens_per_s:.2f}")
+          f"max_tokens {args.max_tokens}, temperature {args.temperature}, max batch {args.max_batch}")
+    print(f"{'mode':<12} {'req/s':>8} {'tok/s':>9} {'p50 s':>7} {'p99 s':>7}")
+    for mode, (r, _) in runs.items():
+        print(f"{mode:<12} {r.requests / r.seconds:8.2f} {r.tokens_per_s:9.1f} {r.quantile(0.5):7.2f} {r.quantile(0.99):7.2f}")
+    for mode, (_, single) in runs.items():
+        if single is not None:
+            print(f"single stream, {mode}: {single.tokens_per_s:.1f} tok/s ({single.requests} requests)")
+    loaded = {mode: r for mode, (r, _) in runs.items()}
+    if "continuous" in loaded and "dynamic" in loaded:
+        c, d = loaded["continuous"], loaded["dynamic"]
+        print(f"serve continuous vs dynamic: {c.tokens_per_s / d.tokens_per_s:.2f} (tokens/s), "
+              f"p50 latency {c.quantile(0.5) / d.quantile(0.5):.2f}")
+    if "llama.cpp" in runs and "continuous" in runs:
+        ours, theirs = runs["continuous"][1], runs["llama.cpp"][1]
+        print(f"single stream postlab / llama.cpp: {ours.tokens_per_s / theirs.tokens_per_s:.2f}")
+        print(f"postlab batched / llama.cpp single stream: {loaded['continuous'].tokens_per_s / theirs.tokens_per_s:.2f}")
+    if "continuous" in loaded and "off" in loaded:
+        print(f"serve batching speedup: {loaded['continuous'].tokens_per_s / loaded['off'].tokens_per_s:.2f}")
 
 
 if __name__ == "__main__":
