@@ -218,10 +218,10 @@ _WINDOW = 20
 
 
 def min_window_distinct_fraction(text: str, window: int = _WINDOW) -> float:
-    """The fewest distinct words in any run of `window` words (of two letters or more), as a share of the run: a
-    text that circles round a few words ("Para alegre, estão alegando para alegre.") in any language; 1.0 for
-    a shorter text."""
-    ws = [w for w in words(text) if len(w) > 1]
+    """The fewest distinct words in any run of `window` words (of two letters or more, and numbers: worked sums repeat
+    their words, not their numbers), as a share of the run: a text that circles round a few words ("Para alegre,
+    estão alegando para alegre.") in any language; 1.0 for a shorter text."""
+    ws = [t for t in _tokens(_CODE.sub(" ", text)) if len(t) > 1 or t.isdigit()]
     if len(ws) < window:
         return 1.0
     return min(len(set(ws[i:i + window])) for i in range(len(ws) - window + 1)) / window
