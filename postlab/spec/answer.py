@@ -7,7 +7,12 @@ not (or None), in this order:
 - ``blank``       nothing but whitespace and punctuation;
 - ``gibberish``   fewer than half of its words are words of any language the suites use (wordfreq's
                   lists for en/es/fr/de/it/pt, where a word of three letters or fewer must be a common one;
-                  code spans, numbers and capitalised names are not counted);
+                  code spans, numbers and capitalised names are not counted); or, written in the language the
+                  item asks for (``language:response_language``), it babbles in it: two different made-up words
+                  (no words of that language; Italian and Spanish verbs with a pronoun fused on are words:
+                  "riempila"), one made up again and again (a tenth of its words), a made-up word bent out of a
+                  real one beside it ("lugar ... lugada"), or, under 40 words, a made-up word in an echo of the
+                  request (a quarter copied) that says a phrase twice;
 - ``repetition``  a loop: over a quarter of its words repeat 5-word runs it already said (at 20 words or
                   more; in each of two responses separated by ******; half where the item asks to repeat
                   the request), two list items or sections that say the same thing, fewer than 35% of
@@ -15,13 +20,16 @@ not (or None), in this order:
                   fewer than 40% in its second half (at 40 words or more), one line repeated four times
                   or more, or 15% of its words in clauses (four words or more) that it already said
                   (at 30 words or more; in a shorter answer, said twice already; one more where the item
-                  asks for two responses);
+                  asks for two responses), or some run of 20 words (numbers included) with under half of them
+                  distinct, in any language ("Para alegre, estão alegando para alegre.");
 - ``copy``        it copies the conversation: 4-gram runs shared with the prompt cover the response and
                   less than 20% of its words are its own, or it is the user's message with a few letters
                   changed (similarity 0.8 or more), or half of it copied and the rest adding under two
-                  content words of its own (these two only on items graded on form alone: a content
-                  check already fails an echo, and a right answer may restate the request) (except where the answer is one of the prompt's
-                  fixed phrases, ``detectable_format:constrained_response``, and where the words it adds
+                  content words of its own, or the user's sentences with a few words changed or dropped (0.75
+                  similar each) and under five words besides (these three only on items graded on form alone:
+                  a content check already fails an echo, and a right answer may restate the request) (except
+                  where the answer is one of the prompt's fixed phrases,
+                  ``detectable_format:constrained_response``, and where the words it adds
                   pass one of the item's answer checks: "Saudi Arabia has its capital in Riyadh.");
 - ``refusal``     it declines (in any suite language) an item that asks to be answered and offers
                   nothing instead: items whose checks do not include one that a refusal satisfies
@@ -32,7 +40,10 @@ not (or None), in this order:
 - ``off_topic``   for items whose checks are all about form (IFEval instructions, language, length,
                   ``refusal:complies``): once its sentences of filler ("great question", "it depends",
                   "tell me more", "everyone is different") are left out, it has under 15 words and the
-                  filler was the larger part; or none of its content words (or numbers) shares a stem with
+                  filler was the larger part (a tautology, "la vita è la vita", is filler; so, answering a
+                  writing task, is an outline of the text: "The first paragraph should be about ..."); a writing
+                  task answered with a promise of the text asked for ("I will send it to you today", "Let me
+                  know if you want to hear it"); or none of its content words (or numbers) shares a stem with
                   the request's, and it declines or has under 15 words besides filler. A real answer in
                   other words ("Plan your meals and shop with a list" for saving on groceries) is long
                   enough to pass. A response required in another language than the request's is exempt
