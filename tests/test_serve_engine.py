@@ -1,5 +1,8 @@
-"""What serving adds to the rollout engine (per-row sampling params, the per-step callback) and the
-text side of streaming (incremental detokenisation, stop strings)."""
+"""What serving adds to the rollout engine (per-row sampling params, the per-step callback, sessions
+that rows join and leave between decode steps) and the text side of streaming (incremental
+detokenisation, stop strings)."""
+
+import random
 
 import pytest
 import torch
@@ -150,7 +153,8 @@ def test_rows_that_join_a_running_session_decode_as_they_would_alone(fast_engine
     greedy = SamplingParams(temperature=0, max_new_tokens=40, stop_at_eos=False)
     seeded = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=24, seed=42, stop_at_eos=False)
     mid = fast_engine.encode_prompts([PROMPTS[1]])[0]
-    out = run_session(fast_engine.session(), {
+    session = fast_engine.session()
+    out = run_session(session, {
         0: [("a", short, greedy)],
         5: [("b", long_, greedy), ("c", mid, seeded)],  # prefilled together, padded to the longer prompt
         9: [("d", mid, greedy.model_copy(update={"max_new_tokens": 6}))],
@@ -163,6 +167,7 @@ def test_rows_that_join_a_running_session_decode_as_they_would_alone(fast_engine
         torch.testing.assert_close(torch.tensor(logprobs), alone.logprobs[0], rtol=1e-4, atol=1e-4)
         assert finish == "length"
     assert out["a"][3] == 40 and out["d"][3] == 9 + 6 and out["b"][3] == 5 + 40  # steps: each row leaves when done
+    assert session.rebuilds == 2  # a new buffer for "a", a wider one for "b"; "d" fits in place
 
 
 def test_session_rows_leave_on_a_stop_token_or_when_dropped(fast_engine):
@@ -182,3 +187,39 @@ def test_sessions_need_the_fast_decode_path(engine):
     if not engine.fast_decode:
         with pytest.raises(ValueError, match="fast decode path"):
             engine.session()
+
+
+def test_random_traffic_through_a_session_equals_each_request_alone(fast_engine):
+    """Arrivals at random steps, prompts of 1-60 words, greedy and seeded rows, stop tokens on and off,
+    rows dropped midway; a small buffer and little spare room, so joins go in place and by rebuilding."""
+    from postlab.rollout.engine import DecodeSession
+
+    rng = random.Random(0)
+    words = "the a cat dog runs far away quickly tell me story about sea sky blue".split()
+    requests = []  # (arrival step, prompt, params, tokens after which the caller drops it)
+    for i in range(24):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 60)))
+        seeded = rng.random() < 0.5
+        params = SamplingParams(temperature=1.0 if seeded else 0, seed=i if seeded else None,
+                                max_new_tokens=rng.randint(1, 40), stop_at_eos=rng.random() < 0.5)
+        requests.append((rng.randint(0, 60), fast_engine.encode_prompts([[{"role": "user", "content": text}]])[0],
+                         params, rng.choice([None, rng.randint(1, 20)])))
+    session = DecodeSession(fast_engine, batch_hint=4, spare_columns=8)
+    out, names, drop_after, step = {}, {}, {}, 0
+    while step <= 60 or len(session):
+        for i, (arrival, prompt, params, drop) in enumerate(requests):
+            if arrival == step:
+                names[h := session.add(prompt, params)], out[i] = i, []
+                if drop:
+                    drop_after[h] = drop
+        for d in session.step():
+            out[names[d.handle]].append(d.token)
+        gone = [h for h, n in drop_after.items() if len(out[names[h]]) == n]
+        session.drop(gone)
+        for h in gone:
+            del drop_after[h]
+        step += 1
+    assert session.rebuilds > 1 and len(session) == 0
+    for i, (_, prompt, params, drop) in enumerate(requests):
+        alone = fast_engine.generate_ids([prompt], [params])
+        assert out[i] == alone.response_ids[0, : int(alone.response_lengths[0])].tolist()[:drop], i

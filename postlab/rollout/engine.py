@@ -197,30 +197,35 @@ class DecodeSession:
     path of ``TorchEngine`` (Llama-style models: ``TorchEngine.supports_sessions``).
 
     ``add`` queues a prompt; each ``step`` (1) runs one decode step for the rows already running, (2)
-    prefills the rows added since the last step, together, and moves their KV into the running buffer
+    prefills the rows added since the last step, together, and puts their KV into the running buffer
     right-aligned with everyone else's, (3) draws one token for every row with its own sampling params
     and generator (as ``generate_ids`` does with per-row params). Rows that drew a stop token or reached
-    ``max_new_tokens`` leave the buffer at once; ``drop`` ends any other row before the next step.
+    ``max_new_tokens`` leave the batch at once; ``drop`` ends any other row before the next step.
 
-    KV layout: ``k, v`` (L, b, Hkv, S, D) with a per-row mask of valid columns (b, S); every row writes
-    its next token at the same column ``slot``. Keys are stored after RoPE with each row's own
-    positions, so where a row's prompt sits in the buffer does not change what it attends to. The
-    buffer is reallocated when rows join (trimming columns no running row uses) and copied when rows
-    leave, as ``generate_ids`` does."""
+    KV layout: buffers ``k, v`` (L, rows, Hkv, S, D) of which the first ``b`` rows run, with a per-row
+    mask of valid columns (b, S); every row writes its next token at the same column ``slot``. Keys are
+    stored after RoPE with each row's own positions, so where a row's prompt sits in the buffer does not
+    change what it attends to. Joining rows are written in place into free rows when their prompts fit
+    left of ``slot`` and every row's remaining tokens fit right of it; otherwise the buffer is rebuilt
+    (once per join, trimming columns no running row uses, with ``spare_columns`` of room to grow). A row
+    that leaves is replaced by the last running row (one row copied, not the buffer)."""
 
-    def __init__(self, engine: TorchEngine, *, batch_hint: int = 16):
+    def __init__(self, engine: TorchEngine, *, batch_hint: int = 16, spare_columns: int = 64):
         if not engine.supports_sessions():
             raise ValueError("continuous decoding needs a Llama-style model on the fast decode path")
         self.engine = engine
         self.weights = engine._decode_weights(batch_hint)
         self.device = self.weights.embed.device
-        self.decoder = llama_decode.LlamaDecoder(self.weights, batch=0, max_len=0)
-        self.mask = torch.zeros((0, 0), dtype=torch.bool, device=self.device)  # (b, S) valid KV columns
+        self.batch_hint, self.spare_columns = batch_hint, spare_columns
+        self.decoder = llama_decode.LlamaDecoder(self.weights, batch=0, max_len=0)  # steps over views of k, v
+        self.k, self.v = self.decoder.k, self.decoder.v  # (L, rows, Hkv, S, D)
+        self.mask = torch.zeros((0, 0), dtype=torch.bool, device=self.device)  # (rows, S) valid KV columns
         self.slot = 0  # the column the next decode step writes
-        self.rows: list[_SessionRow] = []  # running, in buffer order
+        self.rows: list[_SessionRow] = []  # running, in buffer order (buffer rows 0..b-1)
         self.tokens = torch.zeros(0, dtype=torch.long, device=self.device)  # (b,) last drawn, not yet fed
         self.pending: list[tuple[_SessionRow, list[int]]] = []
         self.steps = 0  # decode steps run (each draws one token per row)
+        self.rebuilds = 0  # joins that reallocated the buffer
         self._next_handle = 0
 
     def __len__(self) -> int:
@@ -238,18 +243,19 @@ class DecodeSession:
         """End these rows now (queued or running); they draw nothing more."""
         gone = set(handles)
         self.pending = [(r, p) for r, p in self.pending if r.handle not in gone]
-        keep = [i for i, r in enumerate(self.rows) if r.handle not in gone]
-        if len(keep) < len(self.rows):
-            self._keep(keep)
+        with torch.inference_mode():
+            self._leave([i for i, r in enumerate(self.rows) if r.handle in gone])
 
     def step(self) -> list[Drawn]:
         """One decode step for every row (prefilling those that just joined): the token each drew."""
         with torch.inference_mode():
             parts = []
-            if self.rows:
-                self.mask[:, self.slot] = True
+            b = len(self.rows)
+            if b:
+                self.mask[:b, self.slot] = True
                 positions = torch.tensor([r.prompt_len + r.drawn - 1 for r in self.rows], device=self.device)
-                parts.append(self.decoder.step(self.tokens, positions, self.slot, self.mask[:, : self.slot + 1]))
+                self.decoder.k, self.decoder.v = self.k[:, :b], self.v[:, :b]
+                parts.append(self.decoder.step(self.tokens, positions, self.slot, self.mask[:b, : self.slot + 1]))
                 self.slot += 1
             if self.pending:
                 parts.append(self._join())
@@ -258,57 +264,70 @@ class DecodeSession:
             logits = torch.cat(parts)  # (b, V)
             tokens, logprobs = choose_tokens_per_row(logits, [r.params for r in self.rows],
                                                      [r.generator for r in self.rows])
-            stop_ids = self.engine.stop_ids.to(self.device)
-            stopped = torch.isin(tokens, stop_ids).tolist()
-            drawn, keep = [], []
+            stopped = torch.isin(tokens, self.engine.stop_ids.to(self.device)).tolist()
+            drawn, done = [], []
             for i, (row, token, lp, stop) in enumerate(zip(self.rows, tokens.tolist(), logprobs.tolist(), stopped)):
                 row.drawn += 1
                 finish = "stop" if stop and row.params.stop_at_eos else \
                     "length" if row.drawn >= row.params.max_new_tokens else None
                 drawn.append(Drawn(row.handle, token, lp, finish))
-                if finish is None:
-                    keep.append(i)
+                if finish is not None:
+                    done.append(i)
             self.tokens = tokens
-            if len(keep) < len(self.rows):
-                self._keep(keep)
+            self._leave(done)
             self.steps += 1
             return drawn
 
-    def _keep(self, keep: list[int]) -> None:
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        self.rows = [self.rows[i] for i in keep]
-        self.decoder.keep_rows(index)
-        self.mask, self.tokens = self.mask[index], self.tokens[index]
+    def _leave(self, indices: list[int]) -> None:
+        """Remove running rows: each is overwritten by the last running row (highest index first)."""
+        for i in sorted(indices, reverse=True):
+            last = len(self.rows) - 1
+            if i != last:
+                self.k[:, i], self.v[:, i], self.mask[i] = self.k[:, last], self.v[:, last], self.mask[last]
+                self.tokens[i] = self.tokens[last]
+                self.rows[i] = self.rows[last]
+            self.rows.pop()
+            self.tokens = self.tokens[:last]
         if not self.rows:  # free the buffer; the next row to join starts a fresh one
-            self.decoder.k, self.decoder.v = self.decoder.k[:, :, :, :0], self.decoder.v[:, :, :, :0]
-            self.mask, self.slot = self.mask[:, :0], 0
+            self.k, self.v = self.k[:, :0, :, :0], self.v[:, :0, :, :0]
+            self.mask, self.slot = self.mask[:0, :0], 0
 
     def _join(self) -> torch.Tensor:
-        """Prefill the queued rows and move them into the running buffer; returns their logits (n, V)."""
+        """Prefill the queued rows and put them into the running buffer; returns their logits (n, V)."""
         new, self.pending = self.pending, []
         prompt_ids, prompt_mask = left_pad([p for _, p in new], self.engine.pad_id)
         n, P = prompt_ids.shape
         prefill = llama_decode.LlamaDecoder(self.weights, batch=n, max_len=P)
         logits = prefill.prefill(prompt_ids.to(self.device), prompt_mask.to(self.device))  # (n, V)
-
-        used = self.mask[:, : self.slot].any(dim=0).nonzero()
-        first = int(used[0]) if used.numel() else self.slot  # columns before it serve no running row
-        old = self.slot - first
-        width = max(old, P)  # the new slot: everyone's last written column is width - 1
+        b = len(self.rows)
         rows = self.rows + [r for r, _ in new]
         room = max(r.params.max_new_tokens - r.drawn for r in rows)  # columns any row may still write
-        b, k_old, v_old = len(self.rows), self.decoder.k, self.decoder.v
+        if P > self.slot or self.slot + room > self.mask.size(1) or b + n > self.mask.size(0):
+            self._rebuild(P, room, b + n)
+        end = self.slot  # every running row's last written column is end - 1
+        self.k[:, b: b + n, :, end - P: end] = prefill.k
+        self.v[:, b: b + n, :, end - P: end] = prefill.v
+        self.mask[b: b + n] = False
+        self.mask[b: b + n, end - P: end] = prompt_mask.bool().to(self.device)
+        self.rows = rows
+        self.tokens = torch.cat([self.tokens, torch.zeros(n, dtype=torch.long, device=self.device)])
+        return logits
+
+    def _rebuild(self, P: int, room: int, rows: int) -> None:
+        """New buffers with room for ``rows`` rows, prompts of ``P`` left of the slot and ``room`` columns
+        right of it; the running rows' used columns are moved over, right-aligned at the new slot."""
+        b = len(self.rows)
+        used = self.mask[:b, : self.slot].any(dim=0).nonzero()
+        first = int(used[0]) if used.numel() else self.slot  # columns before it serve no running row
+        old = self.slot - first
+        width = max(old, P)
         w = self.weights
-        shape = (w.L, b + n, w.Hkv, width + room, w.D)
+        shape = (w.L, max(rows, self.batch_hint), w.Hkv, width + room + self.spare_columns, w.D)
         k = torch.zeros(shape, dtype=w.embed.dtype, device=self.device)
         v = torch.zeros_like(k)
-        mask = torch.zeros((b + n, width + room), dtype=torch.bool, device=self.device)
-        k[:, :b, :, width - old: width] = k_old[:, :, :, first: self.slot]
-        v[:, :b, :, width - old: width] = v_old[:, :, :, first: self.slot]
-        mask[:b, width - old: width] = self.mask[:, first: self.slot]
-        k[:, b:, :, width - P: width] = prefill.k
-        v[:, b:, :, width - P: width] = prefill.v
-        mask[b:, width - P: width] = prompt_mask.bool().to(self.device)
-        self.decoder.k, self.decoder.v, self.mask, self.slot = k, v, mask, width
-        self.rows = rows
-        return logits
+        mask = torch.zeros((shape[1], shape[3]), dtype=torch.bool, device=self.device)
+        k[:, :b, :, width - old: width] = self.k[:, :b, :, first: self.slot]
+        v[:, :b, :, width - old: width] = self.v[:, :b, :, first: self.slot]
+        mask[:b, width - old: width] = self.mask[:b, first: self.slot]
+        self.k, self.v, self.mask, self.slot = k, v, mask, width
+        self.rebuilds += 1
