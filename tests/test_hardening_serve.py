@@ -82,15 +82,15 @@ class ScriptedSession:
     """A fake slow model for continuous decoding: each row answers the engine's ``answer_ids``."""
 
     def __init__(self, engine: ScriptedEngine):
-        self.engine, self.rows, self.steps = engine, {}, 0
+        self.engine, self.rows, self.steps, self.added = engine, {}, 0, 0
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def add(self, prompt_ids, params) -> int:
-        handle = len(self.engine.dropped_at) + self.steps * 1000 + len(self.rows)
-        self.rows[handle] = [0, params.max_new_tokens]
-        return handle
+        self.added += 1
+        self.rows[self.added] = [0, params.max_new_tokens]  # [tokens drawn, max_new_tokens]
+        return self.added
 
     def drop(self, handles) -> None:
         for h in handles:
