@@ -149,7 +149,9 @@ def sample(cfg: SampleConfig) -> Path:
     done = 0
     if partial.exists():  # resume: keep whole batches already written
         check_resumable(partial, fingerprint)
-        lines = partial.read_text().splitlines()
+        # Whole rows only: a kill mid-write can leave half of one after the last "\n" (and splitlines would
+        # also split a completion at U+2028 or U+0085, which json.dumps(ensure_ascii=False) writes as they are).
+        lines = partial.read_text(encoding="utf-8").split("\n")[:-1]
         done = len(lines) // cfg.batch_size
         partial.write_text("".join(line + "\n" for line in lines[: done * cfg.batch_size]))
         print(f"sample: resuming after {done} of {len(batches)} batches", file=sys.stderr)
