@@ -288,10 +288,16 @@ def train_sft(base: str, data_file: str, out: Path, k: Knobs, progress: bool) ->
         lora=LoraConfig(enabled=k.sft_lora),
         checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
     result = sft.train(cfg)
-    losses = result.train_losses
+    losses = _train_losses(out / "sft")
     return {"model": str(out / "sft" / "model"), "conversations": result.num_examples, "steps": result.state.step,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "eval_loss": result.eval_loss}
+
+
+def _train_losses(run_dir: Path) -> list[float]:
+    """Every step's training loss from ``run_dir/metrics.jsonl``: the whole run's, also after a resume
+    (``TrainResult.train_losses`` has only the steps the resuming process ran, none when it resumed at the end)."""
+    return [m["loss"] for _, m in read_jsonl(run_dir / "metrics.jsonl") if "loss" in m]
 
 
 def sample_comparisons(policy: str, base_candidates: str, out: Path, k: Knobs, progress: bool) -> dict:
@@ -474,12 +480,13 @@ def bon_sft_stage(policy: str, rm_dir: str, candidates: str, sft_data: str, out:
         gold_eval=GoldEvalConfig(every=max(1, steps // 4) if k.rl_gold_every else 0, limit=k.rl_gold_limit,
                                  max_new_tokens=min(k.eval_max_new_tokens, 128), batch_size=k.batch_size))
     result = sft.train(cfg)
+    losses = _train_losses(out / "rl")
     return {"model": str(out / "rl" / "model"), "metrics": str(out / "rl" / "metrics.jsonl"),
             "demonstrations": st.kept, "prompts": st.prompts, "candidates_scored": st.candidates,
             "mean_reward_best": st.mean_best, "mean_reward_all": st.mean_reward,
             "gold_of_picks": sum(picks_gold) / len(picks_gold) if picks_gold else None,
             "replayed": len(replay), "steps": result.state.step,
-            "last_loss": result.train_losses[-1] if result.train_losses else None}
+            "last_loss": losses[-1] if losses else None}
 
 
 @torch.no_grad()

@@ -1,7 +1,22 @@
 """Crash safety (issue 16, item 15): what a kill -9 of `postlab run` leaves behind must not spoil the rerun."""
 
 import json
+import shutil
 from pathlib import Path
+
+
+def test_sft_losses_survive_a_kill_after_the_final_checkpoint(tmp_path, chat_file):
+    """Killed after SFT's final checkpoint but before its model was saved, the rerun resumes at the last
+    step and trains no more: the stage still reports the whole run's first and last loss, not None."""
+    from postlab.run import PRESETS, train_sft
+
+    k = PRESETS["tiny"].model_copy(update={"sft_batch_size": 2})  # 4 steps
+    straight = train_sft("tiny", str(chat_file), tmp_path / "a", k, progress=False)
+    train_sft("tiny", str(chat_file), tmp_path / "b", k, progress=False)
+    shutil.rmtree(tmp_path / "b" / "sft" / "model")  # as a kill before the model's rename leaves it
+    resumed = train_sft("tiny", str(chat_file), tmp_path / "b", k, progress=False)
+    assert resumed["first_loss"] is not None and resumed["last_loss"] is not None
+    assert {key: v for key, v in resumed.items() if key != "model"} == {key: v for key, v in straight.items() if key != "model"}
 
 
 def _sample_config(out: Path):
