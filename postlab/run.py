@@ -47,7 +47,7 @@ from postlab.tasks.suite import load_suite
 from postlab.train import bon, sft
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.sample import SampleConfig, sample
-from postlab.utils.io import atomic_write_text, finite
+from postlab.utils.io import atomic_write_text, clean_stale_tmp_tree, file_lock, finite
 
 SUITE = "spec"
 STAGES = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label", "rm", "bon", "rl", "rl_eval",
@@ -611,8 +611,19 @@ def _print_plan(mach: dict, scaled: dict) -> None:
 
 
 def run(cfg: RunConfig) -> dict:
+    """The recipe in ``cfg.directory()``, which one run at a time may use: a rerun first removes what the
+    atomic writes of an interrupted one left there (``.tmp-*``, ``.old-*``)."""
     out = cfg.directory()
     out.mkdir(parents=True, exist_ok=True)
+    with file_lock(out, wait=False) as mine:  # the directory itself: no lock file in it
+        if not mine:
+            raise ConfigError(f"{out}: another postlab run is using this directory; wait for it to end or choose "
+                              "another --out")
+        clean_stale_tmp_tree(out)
+        return _run(cfg, out)
+
+
+def _run(cfg: RunConfig, out: Path) -> dict:
     save_config(cfg, out / "run_config.yaml")
     requested = cfg.knobs()
     rec = machine_record(out, measure=requested.bf16 == "auto" or requested.budget_minutes > 0)

@@ -10,11 +10,12 @@ the process doing it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from postlab.utils.io import file_lock
 
 LEFTOVER_PREFIXES = (".tmp-", ".old-")
 
@@ -34,17 +35,8 @@ def downloads_dir() -> Path:
 @contextlib.contextmanager
 def _flock(parent: Path, name: str, *, wait: bool) -> Iterator[bool]:
     parent.mkdir(parents=True, exist_ok=True)
-    # The lock file is never deleted: removing it while another process waits on it would split the lock.
-    with open(parent / f".lock-{name}", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(parent / f".lock-{name}", wait=wait) as taken:
+        yield taken
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import shutil
@@ -73,6 +74,27 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def file_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (a directory, or a file created if missing) for the block,
+    waiting for it or not; yields whether it was taken (always, when waiting). The kernel releases it
+    when its process dies, however it dies."""
+    # A lock file is never deleted: removing it while another process waits on it would split the lock.
+    fd = os.open(path, os.O_RDONLY) if os.path.isdir(path) else os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def clean_stale_tmp(parent: Path) -> None:
     """Remove leftovers of interrupted atomic writes in ``parent``."""
     if not Path(parent).is_dir():
@@ -84,3 +106,9 @@ def clean_stale_tmp(parent: Path) -> None:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
+
+
+def clean_stale_tmp_tree(root: Path) -> None:
+    """``clean_stale_tmp`` in ``root`` and every directory below it (symbolic links are not followed)."""
+    for parent, _, _ in list(os.walk(root)):
+        clean_stale_tmp(Path(parent))
