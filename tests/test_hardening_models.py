@@ -72,3 +72,19 @@ def test_only_leftovers_whose_owner_is_gone_are_removed(tmp_path):
     assert sorted(removed) == [".old-gone-4242", ".tmp-config.json-q1", ".tmp-gone-x_y9", ".tmp-mine-zz"]
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".lock-")) == [".tmp-busy-abc123", "kept"]
     assert remove_orphans(tmp_path) == [".tmp-busy-abc123"]  # once its owner let go
+
+
+def test_a_build_killed_midway_is_cleaned_up_by_the_next_build_of_any_model(tmp_path, monkeypatch):
+    """kill -9 leaves the build's .tmp-* directory behind; once its owner is dead (its lock released by the
+    kernel), the next build in that home removes it, whichever model it builds."""
+    monkeypatch.setenv("POSTLAB_HOME", str(tmp_path))
+    models = tmp_path / "models"
+    doomed = start_slow_build(tmp_path, 600.0, tmp_path / "builds.log")
+    wait_until(lambda: models.is_dir() and any(models.glob(".tmp-slow-*/started")))
+    stale = next(models.glob(".tmp-slow-*"))
+    doomed.kill()
+    doomed.wait(timeout=60)
+    assert stale.is_dir()  # nothing cleaned up after a SIGKILL
+    ensure_builtin("tiny")
+    assert not stale.exists() and (models / "tiny" / "config.json").is_file()
+    assert not (models / "slow").exists()
