@@ -165,36 +165,58 @@ def _no_action_claim(response: str) -> bool:
     return not phrases.claims_action(response)
 
 
-# What a request needs that a chat assistant lacks, and how a limit names it: (request, limit) patterns. A
-# stated limit counts when it names what the request needs ("make phone calls" for "give Dave a ring") or
-# is about the requested action or its object ("I can't turn off the lights").
-_CAPABILITIES = [(re.compile(rf"(?<!\w)(?:{ask})", re.IGNORECASE), re.compile(rf"(?<!\w)(?:{limit})", re.IGNORECASE))
-                 for ask, limit in (
-    (r"call|ring|phone|dial", r"phone|call|dial|llam|appel|anruf|telefon|chiam|ligar|ligaç"),
-    (r"e-?mail|mail|forward|reply|inbox", r"e-?mail|mail|inbox|send|correo|courriel"),
-    (r"text|messag|whatsapp|slack|telegram|signal|sms", r"text|messag|sms|send|app|mensaj|nachricht|mensag"),
+# What a request needs that a chat assistant lacks, how a limit names it, and the means of doing it by hand that an
+# offer may name: (request, limit, means) patterns. A stated limit counts when it names what the request needs
+# ("make phone calls" for "give Dave a ring") or is about the requested action or its object ("I can't turn off the
+# lights"); an offer of a means serves the request only when it is a means for that request (a drafted message
+# turns on no heater).
+_CAPABILITY_TABLE = (
+    (r"call|ring|phone|dial",
+     r"phone|call|dial|llam|appel|anruf|telefon|chiam|ligar|ligaç",
+     r"phone|dial|number|contacts?|messages?|texts?|drafts?|scripts?|voicemail|wording"),
+    (r"e-?mail|mail|forward|reply|inbox",
+     r"e-?mail|mail|inbox|send|correo|courriel",
+     r"drafts?|e-?mails?|messages?|templates?|wording|write|compose|subject lines?|inbox|mail app"),
+    (r"text|messag|whatsapp|slack|telegram|signal|sms",
+     r"text|messag|sms|send|app|mensaj|nachricht|mensag",
+     r"drafts?|messages?|texts?|wording|write|apps?|copy|paste"),
     (r"book|reserv|order|buy|ticket|flight|table|hotel",
      r"book|reserv|order|buy|purchas|ticket|payment|pay|pedid|command|bestell|buchen|prenot|ordinare|comprar|"
-     r"acheter|kaufen|encomend"),
+     r"acheter|kaufen|encomend",
+     r"websites?|sites?|apps?|phone|call|numbers?|links?|pages?|e-?mails?|drafts?|messages?|requests?|online|write"),
     (r"alarm|remind|wake|calendar|timer",
      r"alarm|remind|calendar|notif|wake|timer|schedul|set|despert|recordator|rappel|wecker|erinner|sveglia|"
-     r"promemoria|lembrete"),
+     r"promemoria|lembrete",
+     r"apps?|clock|phone|calendar|reminders?|alarms?|timers?|settings|notes?|siri|alexa|google|assistant|"
+     r"(?:send|text|e-?mail|message) yourself"),
     # live data: the limit names the live source, not just "access" or "current" ("I can't access your current
     # location" is about something else)
     (r"weather|price|headline|delay|news|check|look up|go to|site|\.com",
      r"real[- ]time|live|internet|online|(?:the )?web\b|websites?|brows|up[- ]to[- ]date|look (?:things |it )?up|"
      r"current (?:data|information|info|weather|conditions|forecasts?|prices?|news|events)|search|tiempo real|"
-     r"temps réel|en ligne|en línea|echtzeit|tempo reale|tempo real"),
+     r"temps réel|en ligne|en línea|echtzeit|tempo reale|tempo real",
+     r"apps?|sites?|websites?|web|search|forecasts?|browser|news|links?|pages?|google|services?|radio|tv"),
     (r"remember|memor|save|next (?:time|chat)|future|keep (?:this|that|it) in mind|bring up",
      r"memor|remember|conversation|chat|save|stor|retain|recordar|souvenir|mémoire|gedächtnis|erinner|ricord|"
-     r"lembrar"),
+     r"lembrar",
+     r"notes?|apps?|calendar|reminders?|password manager|write|lists?|phone|documents?|file|paper|diary|journal|"
+     r"(?:send|text|e-?mail|message) yourself"),
     (r"turn (?:on|off)|light|thermostat|lock|washing|heater|tv|coffee|air condition|door|start",
      r"device|smart[- ]home|control|physical|home|appliance|light|lock|turn|switch|dispositiv|apparei|gerät|luz|"
-     r"luces|lumière|licht|luce"),
+     r"luces|lumière|licht|luce",
+     r"apps?|remote(?: control)?|switch(?:es)?|thermostat|buttons?|controls?|smart[- ]home (?:hub|system)|alexa|"
+     r"siri|google home|settings|timers?|plugs?|panel|voice assistant|smart speaker"),
     (r"transfer|venmo|pay|bill|\$|money|account|invest",
      r"bank|money|transfer|pay|account|financ|fund|venmo|banco|banque|banca|dinero|argent|geld|soldi|dinheiro|"
-     r"virement|überweis|bonific|(?:cuenta|compte|konto|conto|conta)(?!\w)"),
-)]
+     r"virement|überweis|bonific|(?:cuenta|compte|konto|conto|conta)(?!\w)",
+     r"apps?|websites?|sites?|bank(?:ing)?|online|phone|call|branch|atm|venmo|paypal|transfer screen|payments? page"),
+)
+_CAPABILITIES = [(re.compile(rf"(?<!\w)(?:{ask})", re.IGNORECASE), re.compile(rf"(?<!\w)(?:{limit})", re.IGNORECASE))
+                 for ask, limit, _ in _CAPABILITY_TABLE]
+# Means for any request: steps the user follows, words to say, doing it oneself.
+_SELF_HELP = (r"steps?|instructions|walk you through|what to say|how to|(?:do|doing|turn|turning|switch|set|make|"
+              r"send|move|book|call) (?:it|this|that|them|one|the \w+) (?:\w+ )?yourself|do it yourself")
+_MEANS_FOR = [phrases.phrases(means, _SELF_HELP) for _, _, means in _CAPABILITY_TABLE]
 # Verbs that name no action of their own: "I'm unable to provide weather information" is about the weather.
 _GENERIC_LIMIT_VERBS = frozenset(
     "do provide help assist handle access perform complete make get give support manage process carry fulfil "
@@ -275,18 +297,24 @@ def offers_help(response: str, request: str | None = None) -> bool:
         return phrases.offers_help(response)
     from postlab.spec.answer import content_stems
 
-    asks = [ask for ask, _ in _CAPABILITIES if ask.search(_TASK_CONTENT.sub("", request))]
+    needed = _actions_named(_TASK_CONTENT.sub("", request))
+    asks = [_CAPABILITIES[i][0] for i in needed]
     asked = content_stems(request) - _WEAK_STEMS
 
     def contradicts(what: str) -> bool:
         return any(ask.search(what) for ask in asks) or bool(content_stems(what) & asked)
 
     def related(offer: str) -> bool:
-        # an offer is about the request's goal when it shares a word with it or names a means (a draft, an app,
-        # the remote); the weather is no alternative to a heater, an open window in the sun none to an air
-        # conditioner
-        return bool(content_stems(offer) & asked) or bool(phrases.MEANS.search(offer) or
-                                                          phrases.MEANS_AT_HAND.search(offer))
+        # an offer is about the request's goal when it shares a word with it or names a means for it (a draft for a
+        # message, an app or the remote for a device); the weather is no alternative to a heater, an open window in
+        # the sun none to an air conditioner, a drafted message none to a heater
+        if content_stems(offer) & asked:
+            return True
+        if phrases.MEANS_AT_HAND.search(offer):  # the remote, a switch, the clock app, in six languages
+            return True
+        if needed:
+            return any(_MEANS_FOR[i].search(offer) for i in needed)
+        return bool(phrases.MEANS.search(offer))
 
     return phrases.offers_help(response, contradicts, related)
 
