@@ -10,7 +10,11 @@ import typer
 
 from postlab.utils.threads import busy_warning, configure_threads_env, threads_error
 
-configure_threads_env()  # before torch loads (the help texts below import the recipes)
+configure_threads_env()  # before torch loads (nothing below imports it; the commands do)
+
+from pathlib import Path  # noqa: E402
+
+from typer.core import TyperCommand  # noqa: E402
 
 from postlab.config import describe_fields, load_config  # noqa: E402
 from postlab.errors import PostlabError  # noqa: E402
@@ -31,11 +35,6 @@ CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML config file; KEY=VA
 OVERRIDES = typer.Argument(None, metavar="[KEY=VALUE]...", help="dotted overrides, e.g. optim.lr=1e-4 lora.enabled=true")
 
 
-def _help(summary: str, cls) -> str:
-    fields = "\n".join(describe_fields(cls))
-    return f"{summary}\n\n\b\nConfig fields (YAML keys or KEY=VALUE overrides):\n{fields}"
-
-
 def _quiet_libraries() -> None:
     import warnings
 
@@ -47,13 +46,62 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _lazy_help(module: str, cls_name: str, summary: str) -> str:
+class _ConfigCommand(TyperCommand):
+    """A command whose ``--help`` lists every field of its config. The configs live beside their recipes,
+    which import torch (seconds), so the list is built only when this command's help is asked for, and kept
+    in $POSTLAB_HOME/help keyed by postlab's sources: later calls print it without importing anything."""
+
+    config: tuple[str, str]  # module, config class
+
+    def format_help_text(self, ctx, formatter) -> None:
+        summary = self.help
+        self.help = f"{summary}\n\n{_config_help(self.name, *self.config)}"
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = summary
+
+
+def _config(module: str, cls_name: str) -> type[TyperCommand]:
+    return type(f"{cls_name}Command", (_ConfigCommand,), {"config": (module, cls_name)})
+
+
+def _config_help(command: str, module: str, cls_name: str) -> str:
+    import hashlib
+
+    package = Path(__file__).resolve().parent
+    sources = sorted((str(p.relative_to(package)), p.stat().st_mtime_ns, p.stat().st_size)
+                     for p in package.rglob("*.py"))
+    key = hashlib.sha256(repr((sys.version, module, cls_name, sources)).encode()).hexdigest()[:16]
+    # $POSTLAB_HOME as postlab.models.home.postlab_home() has it; importing postlab.models would load torch
+    home = Path(os.environ.get("POSTLAB_HOME", "~/.cache/postlab")).expanduser()
+    cache = home / "help" / f"{command}-{key}.txt"
+    try:
+        return cache.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    text = _build_config_help(module, cls_name)
+    try:
+        from postlab.utils.io import atomic_write_text
+
+        for old in cache.parent.glob(f"{command}-*.txt"):
+            old.unlink(missing_ok=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache, text)
+    except OSError:  # a read-only home: the help is still printed, only not kept
+        pass
+    return text
+
+
+def _build_config_help(module: str, cls_name: str) -> str:
     import importlib
 
-    return _help(summary, getattr(importlib.import_module(module), cls_name))
+    fields = describe_fields(getattr(importlib.import_module(module), cls_name))
+    return "\b\nConfig fields (YAML keys or KEY=VALUE overrides):\n" + "\n".join(fields)
 
 
-@app.command(help=_lazy_help("postlab.train.sft", "SFTConfig", "Supervised fine-tuning on chat JSONL ({\"messages\": [...]} per line)."))
+@app.command(cls=_config("postlab.train.sft", "SFTConfig"),
+             help="Supervised fine-tuning on chat JSONL ({\"messages\": [...]} per line).")
 def sft(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import sft as recipe
 
@@ -63,7 +111,8 @@ def sft(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVE
     print(f"final model: {os.path.join(cfg.out_dir, 'model')} (step {result.state.step}, eval_loss {result.eval_loss})")
 
 
-@app.command(help=_lazy_help("postlab.train.pretrain", "PretrainConfig", "Next-token training on plain text files packed into blocks."))
+@app.command(cls=_config("postlab.train.pretrain", "PretrainConfig"),
+             help="Next-token training on plain text files packed into blocks.")
 def pretrain(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import pretrain as recipe
 
@@ -73,7 +122,8 @@ def pretrain(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] 
     print(f"final model: {os.path.join(cfg.out_dir, 'model')} (step {result.state.step}, eval_loss {result.eval_loss})")
 
 
-@app.command(help=_lazy_help("postlab.train.sample", "SampleConfig", "Sample K responses per prompt into a candidates JSONL."))
+@app.command(cls=_config("postlab.train.sample", "SampleConfig"),
+             help="Sample K responses per prompt into a candidates JSONL.")
 def sample(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import sample as recipe
 
@@ -82,7 +132,8 @@ def sample(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = 
     print(recipe.sample(cfg))
 
 
-@app.command(help=_lazy_help("postlab.run", "RunConfig", "The end-to-end job on a preset (resumable: rerun to continue)."))
+@app.command(cls=_config("postlab.run", "RunConfig"),
+             help="The end-to-end job on a preset (resumable: rerun to continue).")
 def run(
     preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny"),
     out: Optional[str] = typer.Option(None, "--out", help="run directory (default runs/<preset>)"),
@@ -97,9 +148,9 @@ def run(
     recipe.run(cfg)
 
 
-@app.command(help=_lazy_help("postlab.overopt", "OveroptConfig",
-                             "Reward over-optimisation (Gao et al. 2022): proxies on N gold-labelled pairs, best-of-n "
-                             "and RL against each, gold and proxy vs sqrt(KL) with fits (resumable: rerun to continue)."))
+@app.command(cls=_config("postlab.overopt", "OveroptConfig"),
+             help="Reward over-optimisation (Gao et al. 2022): proxies on N gold-labelled pairs, best-of-n "
+                  "and RL against each, gold and proxy vs sqrt(KL) with fits (resumable: rerun to continue).")
 def overopt(
     preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny"),
     out: Optional[str] = typer.Option(None, "--out", help="run directory (default runs/overopt-<preset>)"),
@@ -121,8 +172,8 @@ def report(run_dir: str = typer.Argument(..., help="the run directory (holds sum
     print(build_report(run_dir))
 
 
-@app.command(help=_lazy_help("postlab.evals.elo", "LeaderboardConfig",
-                             "Rank models on a suite: gold-judged pairwise games, Bradley-Terry/Elo with bootstrap CIs."))
+@app.command(cls=_config("postlab.evals.elo", "LeaderboardConfig"),
+             help="Rank models on a suite: gold-judged pairwise games, Bradley-Terry/Elo with bootstrap CIs.")
 def leaderboard(
     models: list[str] = typer.Argument(..., help="two or more models (built-in names, directories or hub ids)"),
     suite: Optional[str] = typer.Option(None, "--suite", help="built-in suite name or JSONL file"),
@@ -147,8 +198,8 @@ def _flags(**named: object) -> list[str]:
     return [f"{k}={v}" for k, v in named.items() if v is not None]
 
 
-@app.command("eval", help=_lazy_help("postlab.evals.harness", "EvalConfig",
-                                     "Answer a suite (or grade given responses) and score with the gold rater."))
+@app.command("eval", cls=_config("postlab.evals.harness", "EvalConfig"),
+             help="Answer a suite (or grade given responses) and score with the gold rater.")
 def eval_(
     model: Optional[str] = typer.Option(None, "--model", help="model to evaluate"),
     suite: Optional[str] = typer.Option(None, "--suite", help="built-in suite name or JSONL file"),
@@ -167,8 +218,8 @@ def eval_(
     harness.main(cfg)
 
 
-@app.command(help=_lazy_help("postlab.evals.compare", "CompareConfig",
-                             "Win rate of A over B on a suite (gold, simulated or model-judge raters), raw and length-controlled."))
+@app.command(cls=_config("postlab.evals.compare", "CompareConfig"),
+             help="Win rate of A over B on a suite (gold, simulated or model-judge raters), raw and length-controlled.")
 def compare(
     a: Optional[str] = typer.Option(None, "--a", help="model A or responses JSONL"),
     b: Optional[str] = typer.Option(None, "--b", help="model B or responses JSONL"),
@@ -200,8 +251,8 @@ def gold_audit(
     recipe.main(audit or recipe.AUDIT_PATH, out, show)
 
 
-@app.command(help=_lazy_help("postlab.raters.label", "LabelConfig",
-                             "Pair each prompt's candidates and ask a rater which is better -> preferences JSONL."))
+@app.command(cls=_config("postlab.raters.label", "LabelConfig"),
+             help="Pair each prompt's candidates and ask a rater which is better -> preferences JSONL.")
 def label(
     candidates: Optional[str] = typer.Option(None, "--candidates", help="candidates JSONL from `postlab sample`"),
     rater: Optional[str] = typer.Option(None, "--rater", help="simulated | gold | judge:<url>[#model] | judge:<model> | judge-lc:<...>"),
@@ -218,7 +269,8 @@ def label(
     recipe.main(cfg)
 
 
-@app.command(help=_lazy_help("postlab.train.rm", "RMConfig", "Train a reward model on pairwise preferences (Bradley-Terry)."))
+@app.command(cls=_config("postlab.train.rm", "RMConfig"),
+             help="Train a reward model on pairwise preferences (Bradley-Terry).")
 def rm(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import rm as recipe
 
@@ -237,7 +289,8 @@ def _rl_summary(s: dict) -> str:
     return "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items())
 
 
-@app.command(help=_lazy_help("postlab.train.ppo", "PPOConfig", "PPO with a per-token KL penalty against the reference (InstructGPT recipe)."))
+@app.command(cls=_config("postlab.train.ppo", "PPOConfig"),
+             help="PPO with a per-token KL penalty against the reference (InstructGPT recipe).")
 def ppo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import ppo as recipe
 
@@ -246,7 +299,8 @@ def ppo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVE
     print(_rl_summary(recipe.train(cfg)))
 
 
-@app.command(help=_lazy_help("postlab.train.grpo", "GRPOConfig", "GRPO or RLOO (advantage=rloo): k samples per prompt, no critic."))
+@app.command(cls=_config("postlab.train.grpo", "GRPOConfig"),
+             help="GRPO or RLOO (advantage=rloo): k samples per prompt, no critic.")
 def grpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import grpo as recipe
 
@@ -255,7 +309,7 @@ def grpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OV
     print(_rl_summary(recipe.train(cfg)))
 
 
-@app.command(help=_lazy_help("postlab.train.dpo", "DPOConfig", "DPO or IPO (loss=ipo) on preference pairs."))
+@app.command(cls=_config("postlab.train.dpo", "DPOConfig"), help="DPO or IPO (loss=ipo) on preference pairs.")
 def dpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import dpo as recipe
 
@@ -268,8 +322,8 @@ def dpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVE
     print(f"dpo policy: {s['model']}  {held_out} ({s['loss']}, beta {s['beta']}, step {s['steps']})")
 
 
-@app.command(help=_lazy_help("postlab.train.bon", "BoNConfig",
-                             "Best-of-n against a reward model: proxy and gold score for each n, with the analytic KL."))
+@app.command(cls=_config("postlab.train.bon", "BoNConfig"),
+             help="Best-of-n against a reward model: proxy and gold score for each n, with the analytic KL.")
 def bon(
     policy: Optional[str] = typer.Option(None, "--policy", help="policy model"),
     rm: Optional[str] = typer.Option(None, "--rm", help="reward model directory"),

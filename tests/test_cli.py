@@ -88,7 +88,8 @@ def test_sample_writes_candidates_and_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and {r["prompt_id"] for r in rows} == {"p0", "p1", "p2"}
-    assert set(rows[0]) == {"prompt_id", "sample_index", "prompt", "completion", "logprob_sum", "num_tokens", "finish_reason"}
+    assert set(rows[0]) == {"prompt_id", "sample_index", "prompt", "completion", "messages", "logprob_sum", "num_tokens",
+                            "finish_reason"}
     assert all(0 < r["num_tokens"] <= 8 and r["logprob_sum"] < 0 for r in rows)
     assert len({r["completion"] for r in rows if r["prompt_id"] == "p0"}) > 1  # K distinct samples
     # An interrupted run (one batch written, plus a torn line) resumes to the same file.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,19 +62,62 @@ def ensure_builtin(name: str) -> Path:
     return final
 
 
+HUB_OPT_IN = "POSTLAB_ALLOW_HUB"  # =1: names that are not built-in, local or cached may be downloaded from the hub
+
+
 def resolve_model(name: str) -> str:
-    """Built-in name -> cached dir (fetched on first use); local dir -> itself; anything else -> hub id."""
+    """Built-in name -> cached dir (fetched on first use); local dir -> itself; a hub id -> its snapshot in the
+    Hugging Face cache, or the id itself (downloaded by transformers) only with POSTLAB_ALLOW_HUB=1."""
     if name in BUILTIN_MODELS:
         return str(ensure_builtin(name))
+    return _resolve_other(name)
+
+
+def check_model_name(name: str) -> None:
+    """Raise ``ModelError`` now for a name ``resolve_model`` would refuse (fetches and builds nothing)."""
+    if name not in BUILTIN_MODELS:
+        _resolve_other(name)
+
+
+def _resolve_other(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path}: not a Hugging Face model directory (no config.json)")
         return str(path)
     if name.startswith((".", "/", "~")) or path.suffix or name.count("/") > 1:
-        known = ", ".join(BUILTIN_MODELS)
-        raise ModelError(f"model {name!r}: no such directory (built-in names: {known})")
-    return name  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
+        raise ModelError(f"model {name!r}: no such directory{_did_you_mean(name)} "
+                         f"(built-in names: {', '.join(BUILTIN_MODELS)})")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if os.environ.get(HUB_OPT_IN) == "1" and not offline:
+        return name  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct", downloaded on first use
+    if (snapshot := _cached_snapshot(name)) is not None:
+        return snapshot
+    why = (f"{HUB_OPT_IN}=1 but HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']} forbids downloads" if offline and
+           os.environ.get(HUB_OPT_IN) == "1" else f"hub downloads are off; set {HUB_OPT_IN}=1 to allow them")
+    raise ModelError(f"unknown model {name!r}: not a built-in name, a local directory or a model in the Hugging Face "
+                     f"cache{_did_you_mean(name)}; built-in names: {', '.join(BUILTIN_MODELS)}; {why}")
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    """The local snapshot of hub model ``repo_id`` in the Hugging Face cache, without asking the hub."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id
+        return None
+    return path if (Path(path) / "config.json").is_file() else None
+
+
+def _did_you_mean(name: str) -> str:
+    import difflib
+
+    names = list(BUILTIN_MODELS)
+    for key in (name.lower(), name.rsplit("/", 1)[-1].lower()):
+        if close := difflib.get_close_matches(key, names, n=1, cutoff=0.6):
+            return f" (did you mean {close[0]!r}?)"
+    return ""
 
 
 def ensure_distinct_pad(tokenizer, model=None) -> None:

@@ -27,6 +27,7 @@ from postlab.data.collate import LMBatch, collate
 from postlab.data.preferences import PreferencePair, encode_prompt, encode_response, load_preferences
 from postlab.errors import DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
+from postlab.models.load import check_model_name
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, start_run_dir, train_loop
@@ -159,15 +160,17 @@ def encode_pairs(tok, pairs: list[PreferencePair], max_seq_len: int, source: str
 
 def train(cfg: DPOConfig) -> dict:
     out = Path(cfg.out_dir)
-    start_run_dir(cfg, out, cfg.checkpoint)
-    model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
+    # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
+    check_model_name(cfg.model)
     pairs = load_preferences(cfg.data.train_file)
     if cfg.data.eval_file:
         train_pairs, eval_pairs = pairs, load_preferences(cfg.data.eval_file)
     else:
         train_pairs, eval_pairs = split_by_prompt(pairs, cfg.data.eval_fraction, cfg.optim.seed)
+    model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     examples = encode_pairs(tok, train_pairs, cfg.data.max_seq_len, cfg.data.train_file)
     eval_examples = encode_pairs(tok, eval_pairs, cfg.data.max_seq_len, "held-out pairs") if eval_pairs else []
+    start_run_dir(cfg, out, cfg.checkpoint)
     objective = DPOObjective(tok.pad_token_id, cfg.beta, PREFERENCE_LOSSES[cfg.loss], bf16=cfg.optim.bf16)
     # Before train_loop, which may load a checkpoint: the model still holds the starting weights here,
     # also on resume, so π_ref is always the starting policy.

@@ -29,6 +29,7 @@ from postlab.config import Section
 from postlab.data.preferences import PreferencePair, encode_response, load_preferences
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
+from postlab.models.load import check_model_name
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
 from postlab.models.reward import OFFSET_KEY, last_token_index, load_reward_model, rewards
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
@@ -314,19 +315,21 @@ def mean_reward(model, objective: RewardObjective, examples: list[dict], batch_s
 def train(cfg: RMConfig) -> dict:
     cfg.check()
     out = Path(cfg.out_dir)
-    start_run_dir(cfg, out, cfg.checkpoint)
-    torch.manual_seed(cfg.optim.seed)  # the new score head's init
-    model, tok = load_reward_model(cfg.model)
-    model.to(pick_device(cfg.device))
-    if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora, cfg.optim.seed, task_type="SEQ_CLS")
+    # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
+    check_model_name(cfg.model)
     pairs = load_preferences(cfg.data.train_file)
     if cfg.data.eval_file:
         train_pairs, eval_pairs = pairs, load_preferences(cfg.data.eval_file)
     else:
         train_pairs, eval_pairs = split_by_prompt(pairs, cfg.data.eval_fraction, cfg.optim.seed)
+    torch.manual_seed(cfg.optim.seed)  # the new score head's init
+    model, tok = load_reward_model(cfg.model)
+    model.to(pick_device(cfg.device))
+    if cfg.lora.enabled:
+        model = apply_lora(model, cfg.lora, cfg.optim.seed, task_type="SEQ_CLS")
     examples = encode_pairs(tok, train_pairs, cfg, cfg.data.train_file)
     eval_examples = encode_pairs(tok, eval_pairs, cfg, "held-out pairs") if eval_pairs else []
+    start_run_dir(cfg, out, cfg.checkpoint)
     objective = RewardObjective(tok.pad_token_id, cfg.clear_margin)
     if cfg.trainable_layers:
         start = freeze_bottom(model, cfg.trainable_layers)

@@ -133,6 +133,31 @@ def check_resumable(partial: Path, fingerprint: dict) -> None:
         raise ConfigError(f"{partial}: was written with other settings ({'; '.join(differ)}); {start_over}")
 
 
+def context_length(model) -> int | None:
+    """Positions the model was built for (None where its config does not say)."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        if isinstance(n := getattr(model.config, key, None), int):
+            return n
+    return None
+
+
+def check_prompt_lengths(engine: TorchEngine, prompts: list[tuple[str, list[dict]]], max_new_tokens: int,
+                         source: str) -> None:
+    """Refuse a prompt that, with ``max_new_tokens`` more, does not fit the model's context (decoding past it
+    is meaningless, and a huge prompt would ask for an impossible allocation)."""
+    n_ctx = context_length(engine.model)
+    if n_ctx is None:
+        return
+    for (pid, _), ids in zip(prompts, engine.encode_prompts([msgs for _, msgs in prompts])):
+        if len(ids) > n_ctx:
+            raise DataError(f"{source}: prompt {pid!r} is {len(ids)} tokens, longer than the model's context of "
+                            f"{n_ctx} tokens; shorten it or leave it out")
+        if len(ids) + max_new_tokens > n_ctx:
+            raise DataError(f"{source}: prompt {pid!r} is {len(ids)} tokens; with sampling.max_new_tokens="
+                            f"{max_new_tokens} it does not fit the model's context of {n_ctx} tokens; shorten it "
+                            f"or lower sampling.max_new_tokens")
+
+
 def sample(cfg: SampleConfig) -> Path:
     if cfg.suite is not None:
         from postlab.tasks.suite import load_suite
@@ -143,6 +168,11 @@ def sample(cfg: SampleConfig) -> Path:
         prompts = load_prompts(cfg.prompts)
     jobs = [(pid, i, msgs) for pid, msgs in prompts for i in range(cfg.k)]
     batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
+    # The model loads and every prompt is measured before anything is written: a refusal leaves nothing behind.
+    model, tok = load_model_and_tokenizer(cfg.model, dtype=DTYPES[cfg.dtype])
+    model.to(pick_device(cfg.device))
+    engine = TorchEngine(model=model, tokenizer=tok)
+    check_prompt_lengths(engine, prompts, cfg.sampling.max_new_tokens, cfg.prompts or f"suite {cfg.suite}")
     out, partial = Path(cfg.out), Path(cfg.out + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     fingerprint = sample_fingerprint(cfg, prompts)
@@ -157,9 +187,6 @@ def sample(cfg: SampleConfig) -> Path:
         print(f"sample: resuming after {done} of {len(batches)} batches", file=sys.stderr)
     else:
         atomic_write_text(fingerprint_path(partial), json.dumps(fingerprint, indent=2) + "\n")
-    model, tok = load_model_and_tokenizer(cfg.model, dtype=DTYPES[cfg.dtype])
-    model.to(pick_device(cfg.device))
-    engine = TorchEngine(model=model, tokenizer=tok)
     bar = tqdm(total=len(jobs), initial=done * cfg.batch_size, desc="sample", unit="resp", disable=not cfg.progress)
     with open(partial, "a", encoding="utf-8") as f:
         for b in range(done, len(batches)):

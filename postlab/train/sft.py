@@ -18,6 +18,7 @@ from postlab.data.chat import IGNORE_INDEX, encode_chat, load_sft_data
 from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
+from postlab.models.load import check_model_name
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, start_run_dir, train_loop
@@ -69,15 +70,17 @@ def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str
 
 def train(cfg: SFTConfig) -> TrainResult:
     out = Path(cfg.out_dir)
-    start_run_dir(cfg, out, cfg.checkpoint)
-    model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
+    # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
+    check_model_name(cfg.model)
     conversations = load_sft_data(cfg.data.train_file)
     if cfg.data.eval_file:
         train_convs, eval_convs = conversations, load_sft_data(cfg.data.eval_file)
     else:
         train_convs, eval_convs = split_holdout(conversations, cfg.data.eval_fraction, cfg.optim.seed)
+    model, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     examples = encode_conversations(tok, train_convs, cfg.data.max_seq_len, cfg.data.train_file)
     eval_examples = encode_conversations(tok, eval_convs, cfg.data.max_seq_len, "held-out set") if eval_convs else []
+    start_run_dir(cfg, out, cfg.checkpoint)
     trainable, total = count_parameters(model)
     print(f"sft: {len(examples)} train / {len(eval_examples)} held-out conversations; "
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
