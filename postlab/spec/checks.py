@@ -245,10 +245,16 @@ def _requested_verb(request: str) -> str:
 _SELF_DESCRIPTION = re.compile(r"text[- ]?(?:based|only)", re.IGNORECASE)
 
 
+_EMAIL = next(i for i, (ask, _, _) in enumerate(_CAPABILITY_TABLE) if ask.startswith("e-?mail"))
+_ANY_MESSAGE = re.compile(r"(?<!text )(?<!chat )(?<!\w)messages?(?!\w)", re.IGNORECASE)
+
+
 def _actions_named(text: str) -> set[int]:
-    """The capabilities (indices into `_CAPABILITIES`) whose actions a text names: "send texts" names messaging."""
+    """The capabilities (indices into `_CAPABILITIES`) whose actions a text names: "send texts" names messaging, and
+    a bare "messages" emails too."""
     text = _SELF_DESCRIPTION.sub(" ", text)
-    return {i for i, (ask, _) in enumerate(_CAPABILITIES) if ask.search(text)}
+    named = {i for i, (ask, _) in enumerate(_CAPABILITIES) if ask.search(text)}
+    return named | {_EMAIL} if _ANY_MESSAGE.search(text) else named
 
 
 def _limit_is_relevant(sentence: str, verb: str | None, request: str, head: str) -> bool:
