@@ -16,7 +16,7 @@ from pathlib import Path  # noqa: E402
 
 from typer.core import TyperCommand  # noqa: E402
 
-from postlab.config import describe_fields, load_config  # noqa: E402
+from postlab.config import describe_aliases, describe_fields, load_config  # noqa: E402
 from postlab.errors import PostlabError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -51,7 +51,7 @@ class _ConfigCommand(TyperCommand):
     which import torch (seconds), so the list is built only when this command's help is asked for, and kept
     in $POSTLAB_HOME/help keyed by postlab's sources: later calls print it without importing anything."""
 
-    config: tuple[str, str]  # module, config class
+    config: tuple[str, str, str | None]  # module, config class, the module's presets (name -> knobs) if any
 
     def format_help_text(self, ctx, formatter) -> None:
         summary = self.help
@@ -62,17 +62,17 @@ class _ConfigCommand(TyperCommand):
             self.help = summary
 
 
-def _config(module: str, cls_name: str) -> type[TyperCommand]:
-    return type(f"{cls_name}Command", (_ConfigCommand,), {"config": (module, cls_name)})
+def _config(module: str, cls_name: str, presets: str | None = None) -> type[TyperCommand]:
+    return type(f"{cls_name}Command", (_ConfigCommand,), {"config": (module, cls_name, presets)})
 
 
-def _config_help(command: str, module: str, cls_name: str) -> str:
+def _config_help(command: str, module: str, cls_name: str, presets: str | None) -> str:
     import hashlib
 
     package = Path(__file__).resolve().parent
     sources = sorted((str(p.relative_to(package)), p.stat().st_mtime_ns, p.stat().st_size)
                      for p in package.rglob("*.py"))
-    key = hashlib.sha256(repr((sys.version, module, cls_name, sources)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((sys.version, module, cls_name, presets, sources)).encode()).hexdigest()[:16]
     # $POSTLAB_HOME as postlab.models.home.postlab_home() has it; importing postlab.models would load torch
     home = Path(os.environ.get("POSTLAB_HOME", "~/.cache/postlab")).expanduser()
     cache = home / "help" / f"{command}-{key}.txt"
@@ -80,7 +80,7 @@ def _config_help(command: str, module: str, cls_name: str) -> str:
         return cache.read_text(encoding="utf-8")
     except OSError:
         pass
-    text = _build_config_help(module, cls_name)
+    text = _build_config_help(module, cls_name, presets)
     try:
         from postlab.utils.io import atomic_write_text
 
@@ -93,19 +93,32 @@ def _config_help(command: str, module: str, cls_name: str) -> str:
     return text
 
 
-def _build_config_help(module: str, cls_name: str) -> str:
+def _build_config_help(module: str, cls_name: str, presets: str | None) -> str:
     import importlib
 
-    fields = describe_fields(getattr(importlib.import_module(module), cls_name))
-    return "\b\nConfig fields (YAML keys or KEY=VALUE overrides):\n" + "\n".join(fields)
+    mod = importlib.import_module(module)
+    cls = getattr(mod, cls_name)
+    fields = describe_fields(cls, presets=getattr(mod, presets) if presets else None)
+    text = "\b\nConfig fields (YAML keys or KEY=VALUE overrides):\n" + "\n".join(fields)
+    if aliases := describe_aliases(cls):
+        text += "\n\n\b\nOther names accepted for these keys (docs/cli.md):\n" + "\n".join(f"  {a}" for a in aliases)
+    return text
+
+
+OUT_OPT = typer.Option(None, "--out", help="output location (the same as out_dir= / out=)")
+
+
+def _with_out(overrides: Optional[list[str]], out: Optional[str], key: str = "out_dir") -> list[str]:
+    return list(overrides or []) + [f"{key}={out}"] * (out is not None)
 
 
 @app.command(cls=_config("postlab.train.sft", "SFTConfig"),
              help="Supervised fine-tuning on chat JSONL ({\"messages\": [...]} per line).")
-def sft(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def sft(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
+        overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import sft as recipe
 
-    cfg = load_config(recipe.SFTConfig, config, overrides)
+    cfg = load_config(recipe.SFTConfig, config, _with_out(overrides, out))
     _quiet_libraries()
     result = recipe.train(cfg)
     print(f"final model: {os.path.join(cfg.out_dir, 'model')} (step {result.state.step}, eval_loss {result.eval_loss})")
@@ -113,10 +126,11 @@ def sft(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVE
 
 @app.command(cls=_config("postlab.train.pretrain", "PretrainConfig"),
              help="Next-token training on plain text files packed into blocks.")
-def pretrain(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def pretrain(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
+             overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import pretrain as recipe
 
-    cfg = load_config(recipe.PretrainConfig, config, overrides)
+    cfg = load_config(recipe.PretrainConfig, config, _with_out(overrides, out))
     _quiet_libraries()
     result = recipe.train(cfg)
     print(f"final model: {os.path.join(cfg.out_dir, 'model')} (step {result.state.step}, eval_loss {result.eval_loss})")
@@ -124,15 +138,16 @@ def pretrain(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] 
 
 @app.command(cls=_config("postlab.train.sample", "SampleConfig"),
              help="Sample K responses per prompt into a candidates JSONL.")
-def sample(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def sample(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
+           overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import sample as recipe
 
-    cfg = load_config(recipe.SampleConfig, config, overrides)
+    cfg = load_config(recipe.SampleConfig, config, _with_out(overrides, out, "out"))
     _quiet_libraries()
     print(recipe.sample(cfg))
 
 
-@app.command(cls=_config("postlab.run", "RunConfig"),
+@app.command(cls=_config("postlab.run", "RunConfig", "PRESETS"),
              help="The end-to-end job on a preset (resumable: rerun to continue).")
 def run(
     preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny"),
@@ -148,7 +163,7 @@ def run(
     recipe.run(cfg)
 
 
-@app.command(cls=_config("postlab.overopt", "OveroptConfig"),
+@app.command(cls=_config("postlab.overopt", "OveroptConfig", "PRESETS"),
              help="Reward over-optimisation (Gao et al. 2022): proxies on N gold-labelled pairs, best-of-n "
                   "and RL against each, gold and proxy vs sqrt(KL) with fits (resumable: rerun to continue).")
 def overopt(
@@ -175,7 +190,9 @@ def report(run_dir: str = typer.Argument(..., help="the run directory (holds sum
 @app.command(cls=_config("postlab.evals.elo", "LeaderboardConfig"),
              help="Rank models on a suite: gold-judged pairwise games, Bradley-Terry/Elo with bootstrap CIs.")
 def leaderboard(
-    models: list[str] = typer.Argument(..., help="two or more models (built-in names, directories or hub ids)"),
+    models: list[str] = typer.Argument(..., metavar="MODEL... [KEY=VALUE]...",
+                                       help="two or more models (built-in names, directories or hub ids), then any "
+                                            "dotted overrides as for every command"),
     suite: Optional[str] = typer.Option(None, "--suite", help="built-in suite name or JSONL file"),
     split: Optional[str] = typer.Option(None, "--split", help="train | test | all"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N items"),
@@ -187,10 +204,19 @@ def leaderboard(
 
     from postlab.evals import elo
 
-    flags = _flags(suite=suite, split=split, limit=limit, out=out) + [f"models={_json.dumps(list(models))}"]
-    cfg = load_config(elo.LeaderboardConfig, config, list(overrides or []) + flags)
+    names = [m for m in models if not _is_override(m)]
+    overrides = list(overrides or []) + [m for m in models if _is_override(m)]
+    flags = _flags(suite=suite, split=split, limit=limit, out=out) + [f"models={_json.dumps(names)}"]
+    cfg = load_config(elo.LeaderboardConfig, config, overrides + flags)
     _quiet_libraries()
     print(elo.format_leaderboard(elo.run_leaderboard(cfg)["rows"]))
+
+
+def _is_override(arg: str) -> bool:
+    """``key=value`` or ``section.key=value``: a dotted name before the first '=' (a path has a '/' there)."""
+    import re
+
+    return re.match(r"[A-Za-z_][\w.]*=", arg) is not None
 
 
 def _flags(**named: object) -> list[str]:
@@ -271,10 +297,11 @@ def label(
 
 @app.command(cls=_config("postlab.train.rm", "RMConfig"),
              help="Train a reward model on pairwise preferences (Bradley-Terry).")
-def rm(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def rm(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
+       overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import rm as recipe
 
-    cfg = load_config(recipe.RMConfig, config, overrides)
+    cfg = load_config(recipe.RMConfig, config, _with_out(overrides, out))
     _quiet_libraries()
     s = recipe.train(cfg)
     if s["accuracy_vs_labels"] is None:
@@ -291,29 +318,32 @@ def _rl_summary(s: dict) -> str:
 
 @app.command(cls=_config("postlab.train.ppo", "PPOConfig"),
              help="PPO with a per-token KL penalty against the reference (InstructGPT recipe).")
-def ppo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def ppo(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
+        overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import ppo as recipe
 
-    cfg = load_config(recipe.PPOConfig, config, overrides)
+    cfg = load_config(recipe.PPOConfig, config, _with_out(overrides, out))
     _quiet_libraries()
     print(_rl_summary(recipe.train(cfg)))
 
 
 @app.command(cls=_config("postlab.train.grpo", "GRPOConfig"),
              help="GRPO or RLOO (advantage=rloo): k samples per prompt, no critic.")
-def grpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def grpo(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
+         overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import grpo as recipe
 
-    cfg = load_config(recipe.GRPOConfig, config, overrides)
+    cfg = load_config(recipe.GRPOConfig, config, _with_out(overrides, out))
     _quiet_libraries()
     print(_rl_summary(recipe.train(cfg)))
 
 
 @app.command(cls=_config("postlab.train.dpo", "DPOConfig"), help="DPO or IPO (loss=ipo) on preference pairs.")
-def dpo(config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def dpo(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
+        overrides: Optional[list[str]] = OVERRIDES) -> None:
     from postlab.train import dpo as recipe
 
-    cfg = load_config(recipe.DPOConfig, config, overrides)
+    cfg = load_config(recipe.DPOConfig, config, _with_out(overrides, out))
     _quiet_libraries()
     s = recipe.train(cfg)
     acc, margin = s.get("eval_rewards/accuracies"), s.get("eval_rewards/margins")

@@ -3,6 +3,7 @@
 Every stage declares one pydantic model whose fields carry a ``description``; the CLI prints them
 as ``--help``. Unknown keys are rejected (``extra="forbid"``), values are type-checked, and each
 config may add semantic checks in ``check()`` (files exist, ranges agree). Errors name the field.
+Keys may also be given by another name (``ALIASES``: TRL's names, and one vocabulary across commands).
 """
 
 from __future__ import annotations
@@ -79,6 +80,129 @@ def parse_overrides(overrides: list[str]) -> dict:
     return tree
 
 
+# Other names for config keys (docs/cli.md): TRL's names for the same setting, and the names other postlab
+# commands use for it (the output location, step counts, progress). Each alias lists the canonical dotted keys
+# it may stand for; a config takes the first one it has. A key the config has itself is never rewritten.
+ALIASES: dict[str, tuple[str, ...]] = {
+    # one vocabulary across commands
+    "out": ("out_dir",),
+    "out_dir": ("out",),
+    "steps": ("optim.max_steps",),
+    "optim.max_steps": ("steps",),
+    "progress": ("checkpoint.progress",),
+    "checkpoint.progress": ("progress",),
+    # TRL (TrainingArguments, SFT/DPO/GRPO/PPO configs, ModelConfig)
+    "output_dir": ("out_dir", "out"),
+    "max_steps": ("optim.max_steps", "steps"),
+    "learning_rate": ("optim.lr",),
+    "gradient_accumulation_steps": ("optim.grad_accum",),
+    "per_device_train_batch_size": ("optim.batch_size",),
+    "num_train_epochs": ("optim.epochs",),
+    "weight_decay": ("optim.weight_decay",),
+    "warmup_steps": ("optim.warmup_steps",),
+    "max_grad_norm": ("optim.max_grad_norm",),
+    "adam_beta1": ("optim.adam_beta1",),
+    "adam_beta2": ("optim.adam_beta2",),
+    "adam_epsilon": ("optim.adam_eps",),
+    "bf16": ("optim.bf16",),
+    "seed": ("optim.seed", "sampling.seed"),
+    "max_length": ("data.max_seq_len",),
+    "model_name_or_path": ("model",),
+    "use_peft": ("lora.enabled",),
+    "lora_r": ("lora.r",),
+    "lora_alpha": ("lora.alpha",),
+    "lora_target_modules": ("lora.target_modules",),
+    "eval_steps": ("checkpoint.eval_every",),
+    "save_steps": ("checkpoint.save_every",),
+    "save_total_limit": ("checkpoint.keep_last",),
+    "logging_steps": ("checkpoint.log_every",),
+    "report_to": ("checkpoint.report_to",),
+    "num_generations": ("k",),
+    "max_completion_length": ("sampling.max_new_tokens",),
+    "max_new_tokens": ("sampling.max_new_tokens",),
+    "temperature": ("sampling.temperature",),
+    "top_p": ("sampling.top_p",),
+    "top_k": ("sampling.top_k",),
+    "num_ppo_epochs": ("ppo_epochs",),
+    "cliprange": ("clip",),
+    "cliprange_value": ("vf_clip",),
+}
+
+
+def _has_key(cls: type[Section], dotted: str) -> bool:
+    *sections, leaf = dotted.split(".")
+    for name in sections:
+        info = cls.model_fields.get(name)
+        if info is None or not (isinstance(info.annotation, type) and issubclass(info.annotation, Section)):
+            return False
+        cls = info.annotation
+    return leaf in cls.model_fields
+
+
+def alias_target(cls: type[Section], alias: str) -> str | None:
+    """The canonical key ``alias`` stands for in ``cls``; None where it is no alias there (``cls`` has the
+    key itself, or none of its targets)."""
+    if alias not in ALIASES or _has_key(cls, alias):
+        return None
+    return next((t for t in ALIASES[alias] if _has_key(cls, t)), None)
+
+
+def describe_aliases(cls: type[Section]) -> list[str]:
+    """``alias = canonical.key`` for every alias ``cls`` accepts."""
+    return [f"{alias} = {target}" for alias in ALIASES if (target := alias_target(cls, alias)) is not None]
+
+
+_MISSING = object()
+
+
+def _pop_dotted(tree: dict, dotted: str) -> Any:
+    """Remove ``dotted`` from the nested ``tree`` (and the sections it leaves empty); its value, or _MISSING."""
+    *sections, leaf = dotted.split(".")
+    nodes = [tree]
+    for name in sections:
+        child = nodes[-1].get(name)
+        if not isinstance(child, dict):
+            return _MISSING
+        nodes.append(child)
+    if leaf not in nodes[-1]:
+        return _MISSING
+    value = nodes[-1].pop(leaf)
+    for parent, name, node in reversed(list(zip(nodes, sections, nodes[1:]))):
+        if node:
+            break
+        del parent[name]
+    return value
+
+
+def _has_dotted(tree: dict, dotted: str) -> bool:
+    node: Any = tree
+    for name in dotted.split("."):
+        if not isinstance(node, dict) or name not in node:
+            return False
+        node = node[name]
+    return True
+
+
+def apply_aliases(cls: type[Section], tree: dict, source: str) -> dict:
+    """``tree`` (one source: the YAML file, or the overrides) with every alias of ``cls`` renamed to its
+    canonical key; an alias given beside its key (or beside another alias of it) is an error."""
+    given_as: dict[str, str] = {}
+    for alias in ALIASES:
+        target = alias_target(cls, alias)
+        if target is None:
+            continue
+        value = _pop_dotted(tree, alias)
+        if value is _MISSING:
+            continue
+        if target in given_as or _has_dotted(tree, target):
+            other = given_as.get(target, target)
+            raise ConfigError(f"{source}: {alias!r} and {other!r} both set {target} ({alias} is another name for "
+                              f"{target}); give it once")
+        _set_dotted(tree, target, value)
+        given_as[target] = alias
+    return tree
+
+
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
@@ -135,9 +259,9 @@ def load_config(cls: type[C], config_file: str | Path | None = None, overrides: 
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of config fields")
-        data = loaded or {}
+        data = apply_aliases(cls, loaded or {}, str(path))
         source = f"{path} + overrides"
-    data = _merge(data, parse_overrides(overrides or []))
+    data = _merge(data, apply_aliases(cls, parse_overrides(overrides or []), "overrides"))
     _complete_sections(cls, data)
     try:
         cfg = cls.model_validate(data)
@@ -165,18 +289,20 @@ def _type_name(annotation: Any) -> str:
     return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
 
 
-def describe_fields(cls: type[Section], prefix: str = "", defaults: Section | None = None) -> list[str]:
+def describe_fields(cls: type[Section], prefix: str = "", defaults: Section | None = None,
+                    presets: dict[str, Section] | None = None) -> list[str]:
     """One line per leaf field: ``name (type, default): description`` — used for ``--help``.
 
     ``defaults`` is the section's default instance where the parent overrides the class defaults
     (``SampleConfig.sampling`` defaults to temperature 0.7, not ``SamplingParams``' 1.0). A field the
     parent's default leaves unset shows its own declared default (``auto``, not what auto picks here).
+    ``presets`` (name -> knobs) gives the defaults of a `with_optional_knobs` config's knobs, per preset.
     """
     with keep_auto():
-        return _describe(cls, prefix, defaults)
+        return _describe(cls, prefix, defaults, presets or {})
 
 
-def _describe(cls: type[Section], prefix: str, defaults: Section | None) -> list[str]:
+def _describe(cls: type[Section], prefix: str, defaults: Section | None, presets: dict[str, Section]) -> list[str]:
     lines = []
     for name, info in cls.model_fields.items():
         ann = info.annotation
@@ -187,9 +313,14 @@ def _describe(cls: type[Section], prefix: str, defaults: Section | None) -> list
                 sub = getattr(defaults, name)
             else:
                 sub = None if info.is_required() else info.get_default(call_default_factory=True)
-            lines.extend(_describe(ann, f"{dotted}.", sub))
+            lines.extend(_describe(ann, f"{dotted}.", sub, {}))
             continue
-        if defaults is not None and name in defaults.model_fields_set:
+        knob = next((type(p).model_fields[name] for p in presets.values() if name in type(p).model_fields), None)
+        if knob is not None:
+            ann = knob.annotation
+            default = "default " + ", ".join(f"{getattr(p, name)!r} in preset {preset}"
+                                             for preset, p in presets.items())
+        elif defaults is not None and name in defaults.model_fields_set:
             default = f"default {getattr(defaults, name)!r}"
         else:
             default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"

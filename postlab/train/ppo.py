@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from postlab.algos.ppo import (AdaptiveKLController, FixedKLController, gae, kl_shaped_rewards, ppo_policy_loss,
                                ppo_value_loss, whiten)
@@ -52,7 +52,8 @@ class PPOConfig(Section):
     prompts_per_step: int = Field(16, ge=1, description="responses sampled per step (one per prompt)")
     steps: int = Field(50, ge=1, description="PPO steps (each: sample, score, ppo_epochs of updates)")
     ppo_epochs: int = Field(4, ge=1, description="passes over each step's batch")
-    minibatch_size: int = Field(8, ge=1, description="responses per optimizer step within an epoch")
+    minibatch_size: int | None = Field(None, ge=1, description="responses per optimizer step within an epoch "
+                                                                 "(default min(8, prompts_per_step))")
     gamma: float = Field(1.0, gt=0, le=1, description="γ: discount")
     lam: float = Field(0.95, ge=0, le=1, description="λ: GAE parameter")
     clip: float = Field(0.2, gt=0, description="ε: policy ratio clip")
@@ -71,6 +72,18 @@ class PPOConfig(Section):
                                          description="checkpoints, resume, logging")
     gold_eval: GoldEvalConfig = Field(default_factory=GoldEvalConfig,
                                       description="gold-rated held-out evals every N steps, with jump alarms (off by default)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_minibatch(cls, data):
+        """minibatch_size unset: min(8, prompts_per_step), so any prompts_per_step works with the defaults."""
+        if isinstance(data, dict) and data.get("minibatch_size") is None:
+            per_step = data.get("prompts_per_step", cls.model_fields["prompts_per_step"].default)
+            try:
+                data = {**data, "minibatch_size": min(8, int(per_step))}
+            except (TypeError, ValueError):  # prompts_per_step itself is invalid and is reported as such
+                pass
+        return data
 
     def check(self) -> None:
         super().check()
