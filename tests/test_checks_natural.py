@@ -1078,6 +1078,14 @@ GATE_ANSWERS = [
      "again. In summer that is about once a week; in winter, water it once a month or less."),
     ("fr_word_and_its_noun", _user("Comment rempoter une plante ?"), [FR],
      "Rempotez vos plantes au printemps, dans un pot un peu plus grand, et arrosez-les bien après le rempotage."),
+    # structure and refrains repeat words by design
+    ("json_records", _user("List five groceries with quantities. Wrap your entire output in JSON format."),
+     [("detectable_format:json_format", {})],
+     '[{"item": "apples", "qty": 2, "unit": "kg"}, {"item": "pears", "qty": 1, "unit": "kg"}, {"item": "rice", '
+     '"qty": 2, "unit": "kg"}, {"item": "milk", "qty": 1, "unit": "l"}, {"item": "flour", "qty": 1, "unit": "kg"}]'),
+    ("poem_with_a_refrain", _user("Write a short poem about the sea, all lowercase."), [LC],
+     "the sea, the sea, the endless sea,\nthe sea that calls me home to thee,\nthe sea, the sea, the restless sea,"
+     "\nforever wild and always free."),
     # writing tasks: a real email may promise something of its own; a real speech may speak of itself
     ("email_with_a_promise", _user("Write an email to my team about the new office hours. Use all lowercase "
                                    "letters."), [LC],

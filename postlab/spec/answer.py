@@ -20,8 +20,8 @@ not (or None), in this order:
                   fewer than 40% in its second half (at 40 words or more), one line repeated four times
                   or more, or 15% of its words in clauses (four words or more) that it already said
                   (at 30 words or more; in a shorter answer, said twice already; one more where the item
-                  asks for two responses), or some run of 20 words (numbers included) with under half of them
-                  distinct, in any language ("Para alegre, estão alegando para alegre.");
+                  asks for two responses), or some run of 20 words (numbers included, JSON keys not) with 8
+                  distinct or fewer, in any language ("Para alegre, estão alegando para alegre.");
 - ``copy``        it copies the conversation: 4-gram runs shared with the prompt cover the response and
                   less than 20% of its words are its own, or it is the user's message with a few letters
                   changed (similarity 0.8 or more), or half of it copied and the rest adding under two
@@ -226,13 +226,15 @@ def repeated_clause_fraction(text: str, *, allowed_copies: int = 1) -> float:
 
 
 _WINDOW = 20
+_JSON_KEY = re.compile(r'"[^"\n]{1,40}"\s*:')
 
 
 def min_window_distinct_fraction(text: str, window: int = _WINDOW) -> float:
     """The fewest distinct words in any run of `window` words (of two letters or more, and numbers: worked sums repeat
     their words, not their numbers), as a share of the run: a text that circles round a few words ("Para alegre,
     estão alegando para alegre.") in any language; 1.0 for a shorter text."""
-    ws = [t for t in _tokens(_CODE.sub(" ", text)) if len(t) > 1 or t.isdigit()]
+    text = _JSON_KEY.sub(" ", _CODE.sub(" ", text))  # records repeat their keys by design
+    ws = [t for t in _tokens(text) if len(t) > 1 or t.isdigit()]
     if len(ws) < window:
         return 1.0
     return min(len(set(ws[i:i + window])) for i in range(len(ws) - window + 1)) / window
@@ -287,8 +289,9 @@ def _looping(text: str, allowed_copies: int, *, repeats_prompt: bool = False) ->
     parts = re.split(r"\*{6}", text)
     return (any(len(words(part)) >= 20 and repeated_run_fraction(part) > (0.5 if repeats_prompt else 0.25)
                 for part in parts)
-            # under half of the words distinct in some run of 20: real text in any suite language keeps 11 or more
-            or any(min_window_distinct_fraction(part) < 0.5 for part in parts)
+            # 8 distinct words or fewer in some run of 20: real text in any suite language keeps 9 or more, even a
+            # poem with a refrain ("the sea, the sea, the endless sea")
+            or any(min_window_distinct_fraction(part) < 0.45 for part in parts)
             or (n_words >= 30 and distinct_trigram_fraction(text) < 0.35)
             or (n_words >= 40 and _tail_distinct_trigram_fraction(text) < 0.4)
             or any(n >= 4 for n in lines.values())
