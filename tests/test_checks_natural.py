@@ -1086,6 +1086,14 @@ GATE_ANSWERS = [
     ("poem_with_a_refrain", _user("Write a short poem about the sea, all lowercase."), [LC],
      "the sea, the sea, the endless sea,\nthe sea that calls me home to thee,\nthe sea, the sea, the restless sea,"
      "\nforever wild and always free."),
+    # new words are no babble: "doomscrolling", "micropause" in a real answer
+    ("en_answer_with_new_words", _user("Switch to English for this one. Why is it important to take breaks at work?"),
+     [("language:response_language", {"language": "en"})],
+     "Breaks help you decompress and refocus. Try the pomodoro method, take microbreaks, avoid doomscrolling, and "
+     "hydrate; a short walk resets screentime fatigue."),
+    ("it_answer_with_new_words", _user("Come posso concentrarmi meglio quando lavoro da casa?"), [IT],
+     "Lavora a blocchi di cinquanta minuti e fai micropause di cinque minuti. Tieni il telefono in un'altra "
+     "stanza, evita il doomscrolling durante le pause e prepara la scrivania la sera prima."),
     # writing tasks: a real email may promise something of its own; a real speech may speak of itself
     ("email_with_a_promise", _user("Write an email to my team about the new office hours. Use all lowercase "
                                    "letters."), [LC],

@@ -8,11 +8,11 @@ not (or None), in this order:
 - ``gibberish``   fewer than half of its words are words of any language the suites use (wordfreq's
                   lists for en/es/fr/de/it/pt, where a word of three letters or fewer must be a common one;
                   code spans, numbers and capitalised names are not counted); or, written in the language the
-                  item asks for (``language:response_language``), it babbles in it: two different made-up words
+                  item asks for (``language:response_language``, not English), it babbles in it: made-up words
                   (no words of that language; Italian and Spanish verbs with a pronoun fused on are words:
-                  "riempila"), one made up again and again (a tenth of its words), a made-up word bent out of a
-                  real one beside it ("lugar ... lugada"), or, under 40 words, a made-up word in an echo of the
-                  request (a quarter copied) that says a phrase twice;
+                  "riempila"), two or more and a tenth of its words, a made-up word bent out of a real one
+                  beside it ("lugar ... lugada"), or, under 40 words, a made-up word in an echo of the request
+                  (a quarter copied) that says a phrase twice;
 - ``repetition``  a loop: over a quarter of its words repeat 5-word runs it already said (at 20 words or
                   more; in each of two responses separated by ******; half where the item asks to repeat
                   the request), two list items or sections that say the same thing, fewer than 35% of
@@ -399,15 +399,18 @@ _SHORT_ANSWER_WORDS = 40
 
 
 def _babbles(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> bool:
-    """Whether a response written in the language the item asks for babbles in it: two different made-up words
-    ("Para apredo, estão aprendiando"), one made up again and again (a tenth of its words), or, in a short answer,
+    """Whether a response written in the language the item asks for (not English) babbles in it: made-up words,
+    two or more and a tenth of its words ("Para apredo, estão aprendiando"), a made-up word bent out of a real one
+    beside it, or, in a short answer,
     a made-up word in an echo of the request that says a phrase twice ("On veut garder mes plantes en bonne santé,
     pour les autres. Pour les autres, on veut ajouter les réussisons ...")."""
     lang = _required_language(check_specs)
-    if lang not in SUITE_LANGUAGES or ifeval._detect_language(response) != lang:
-        return False  # an answer in another language fails the language check itself
+    # English answers carry new and technical words ("doomscrolling", "systemctl") and a small model does not
+    # babble in it; an answer in another language than the one asked for fails the language check itself
+    if lang not in SUITE_LANGUAGES or lang == "en" or ifeval._detect_language(response) != lang:
+        return False
     made_up = made_up_words(response, lang)
-    if len(set(made_up)) >= 2 or (len(made_up) >= 2 and len(made_up) >= 0.1 * len(_judged_words(response))):
+    if len(made_up) >= 2 and len(made_up) >= 0.1 * len(_judged_words(response)):
         return True
     # a made-up word bent out of a real one beside it ("... em um lugar e ajudar para a lugada"): a typo has no twin
     if any(w[:4] == m[:4] and w != m for m in made_up if len(m) >= 5 for w in _judged_words(response)):
