@@ -1086,6 +1086,9 @@ GATE_ANSWERS = [
     ("poem_with_a_refrain", _user("Write a short poem about the sea, all lowercase."), [LC],
      "the sea, the sea, the endless sea,\nthe sea that calls me home to thee,\nthe sea, the sea, the restless sea,"
      "\nforever wild and always free."),
+    # a question restated as a rhetorical opener, then a short answer
+    ("de_restated_question_short_answer", _user("Wie kann ich morgens schneller aus dem Haus kommen?"), [DE],
+     "Wie du morgens schneller aus dem Haus kommst? Pack abends schon alles."),
     # new words are no babble: "doomscrolling", "micropause" in a real answer
     ("en_answer_with_new_words", _user("Switch to English for this one. Why is it important to take breaks at work?"),
      [("language:response_language", {"language": "en"})],

@@ -343,6 +343,8 @@ def _garbled_copy(messages: list[dict], response: str) -> bool:
     asked = [a for a in asked if len(a.split()) >= 3]
     own = copied = 0
     for s, e in phrases.sentence_spans(response):
+        if response[s:e].rstrip().endswith("?"):
+            continue  # a question restated as an opener ("Wie du morgens schneller ...? Pack abends alles.")
         tokens = _tokens(response[s:e])
         sentence = " ".join(tokens)
         if len(tokens) >= 3 and any(difflib.SequenceMatcher(None, a, sentence, autojunk=False).ratio() >= 0.75
