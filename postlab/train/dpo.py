@@ -30,7 +30,7 @@ from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import check_model_name
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
-from postlab.train.loop import TrainResult, start_run_dir, train_loop
+from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
 from postlab.train.rm import RMDataConfig, split_by_prompt
 from postlab.utils.io import atomic_write_text, finite
 
@@ -160,6 +160,7 @@ def encode_pairs(tok, pairs: list[PreferencePair], max_seq_len: int, source: str
 
 def train(cfg: DPOConfig) -> dict:
     out = Path(cfg.out_dir)
+    latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
     # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
     check_model_name(cfg.model)
     pairs = load_preferences(cfg.data.train_file)

@@ -33,7 +33,7 @@ from postlab.models.load import check_model_name
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
 from postlab.models.reward import OFFSET_KEY, last_token_index, load_reward_model, rewards
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
-from postlab.train.loop import TrainResult, start_run_dir, train_loop
+from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
 from postlab.utils.io import atomic_write_text, finite
 
 # Margin m_i per strength label with margin=strength (Llama 2 uses a larger margin for clearer pairs).
@@ -315,6 +315,7 @@ def mean_reward(model, objective: RewardObjective, examples: list[dict], batch_s
 def train(cfg: RMConfig) -> dict:
     cfg.check()
     out = Path(cfg.out_dir)
+    latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
     # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
     check_model_name(cfg.model)
     pairs = load_preferences(cfg.data.train_file)

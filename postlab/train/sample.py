@@ -168,17 +168,18 @@ def sample(cfg: SampleConfig) -> Path:
         prompts = load_prompts(cfg.prompts)
     jobs = [(pid, i, msgs) for pid, msgs in prompts for i in range(cfg.k)]
     batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
+    out, partial = Path(cfg.out), Path(cfg.out + ".partial")
+    fingerprint = sample_fingerprint(cfg, prompts)
+    if partial.exists():
+        check_resumable(partial, fingerprint)
     # The model loads and every prompt is measured before anything is written: a refusal leaves nothing behind.
     model, tok = load_model_and_tokenizer(cfg.model, dtype=DTYPES[cfg.dtype])
     model.to(pick_device(cfg.device))
     engine = TorchEngine(model=model, tokenizer=tok)
     check_prompt_lengths(engine, prompts, cfg.sampling.max_new_tokens, cfg.prompts or f"suite {cfg.suite}")
-    out, partial = Path(cfg.out), Path(cfg.out + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fingerprint = sample_fingerprint(cfg, prompts)
     done = 0
     if partial.exists():  # resume: keep whole batches already written
-        check_resumable(partial, fingerprint)
         # Whole rows only: a kill mid-write can leave half of one after the last "\n" (and splitlines would
         # also split a completion at U+2028 or U+0085, which json.dumps(ensure_ascii=False) writes as they are).
         lines = partial.read_text(encoding="utf-8").split("\n")[:-1]

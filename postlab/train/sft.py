@@ -21,7 +21,7 @@ from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import check_model_name
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
 from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
-from postlab.train.loop import TrainResult, start_run_dir, train_loop
+from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
 
 
 class SFTDataConfig(Section):
@@ -70,6 +70,7 @@ def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str
 
 def train(cfg: SFTConfig) -> TrainResult:
     out = Path(cfg.out_dir)
+    latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
     # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
     check_model_name(cfg.model)
     conversations = load_sft_data(cfg.data.train_file)
