@@ -1106,6 +1106,8 @@ GATE_ANSWERS = [
                                        "commas."), [("punctuation:no_comma", {})],
      "Hi Dana\n\nThe project is two weeks late because the supplier missed the March delivery. We now expect to "
      "finish on May 20. I will send the updated report tomorrow.\n\nBest\nLeo"),
+    ("it_tautology_then_advice", _user("Come posso staccare dal lavoro la sera? Rispondi in italiano."), [IT],
+     "Un lavoro è un lavoro: spegni le notifiche alle sei."),
     ("tautology_inside_an_answer", _user("How do I stay calm before an exam? Answer in lowercase."), [LC],
      "a test is a test, not a verdict on you. sleep well the night before, eat breakfast, arrive early and take "
      "three slow breaths before you start."),

@@ -705,8 +705,8 @@ FILLER = phrases(
     r"(?:the|this|my) (?:first|second|third|fourth|fifth|next|last|final|other) (?:point|bullet|paragraph|section|"
     r"part|item|response|answer|sentence) (?:is|will be|talks|covers|describes|focuses|discusses|explains)"
     r"(?: about| on)?",
-    # a tautology: "la vita è la vita", "a race is a race"
-    r"(?P<same>(?:\w+ )?\w{3,}) (?:is|è|é|es|est|ist|e) (?P=same)",
+    # a sentence that is only a tautology: "Ecco la vita è la vita.", "Well, a race is a race."
+    r"^\W*(?:\w+\W+)?(?P<same>(?:\w+ )?\w{3,}) (?:is|è|é|es|est|ist|e) (?P=same)\W*$",
 )
 # What a writing task asks for: talk about it in place of it is no answer to the task.
 _TEXTS = (r"speech|poem|toast|story|essay|letter|e-?mail|song|lyrics|post|blog|review|description|note|haiku|limerick|"
