@@ -108,8 +108,9 @@ def kill_plan(rng: random.Random) -> list[dict]:
 
 
 def seed_dependent(summary: dict, out: Path) -> dict:
-    """summary.json without what varies between identical runs: timings, the machine, the run's path."""
-    drop = {"timings_s", "machine"}
+    """summary.json without what varies between identical runs: timings, the machine and what its measured
+    speed scales (predicted times; a home with a cached speed measurement predicts other times), the run's path."""
+    drop = {"timings_s", "machine", "scaled"}
 
     def norm(x):
         if isinstance(x, dict):
