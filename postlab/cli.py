@@ -391,6 +391,8 @@ def serve(
     monitor_keep_system_prompts: bool = typer.Option(
         False, "--monitor-keep-system-prompts", help="log system/developer messages (default: redacted)"),
     max_request_bytes: int = typer.Option(2 * 1024 * 1024, "--max-request-bytes", help="largest request body accepted"),
+    batching: str = typer.Option("continuous", "--batching", help="continuous (requests join the running batch at "
+                                 "the next decode step) | dynamic (a request waits for the batch it arrived during)"),
 ) -> None:
     from postlab.serve import serve as run_server
 
@@ -398,7 +400,14 @@ def serve(
     run_server(model=model, host=host, port=port, api_key=api_key, max_batch=max_batch, default_max_tokens=max_tokens,
                monitor_log=monitor_log or None, dtype=dtype, served_name=served_name,
                allowed_hosts=tuple(allowed_host or ()), allow_remote_without_key=allow_remote_without_key,
-               keep_system_prompts=monitor_keep_system_prompts, max_request_bytes=max_request_bytes)
+               keep_system_prompts=monitor_keep_system_prompts, max_request_bytes=max_request_bytes,
+               continuous=_batching(batching))
+
+
+def _batching(mode: str) -> bool:
+    if mode not in ("continuous", "dynamic"):
+        raise PostlabError(f"--batching {mode!r}: expected continuous or dynamic")
+    return mode == "continuous"
 
 
 @suites_app.command("list", help="Built-in suites with their item counts per split and category.")
@@ -414,6 +423,10 @@ def suites_list() -> None:
         cats = Counter((it.category, it.split) for it in items)
         for cat in sorted({c for c, _ in cats}):
             print(f"  {cat:18s} train {cats[(cat, 'train')]:4d}  test {cats[(cat, 'test')]:4d}")
+        levels = Counter((it.level, it.split) for it in items if it.level is not None)
+        if levels:  # difficulty levels: the test split holds out the harder ones
+            print("  levels  " + "  ".join(f"{lv}: train {levels[(lv, 'train')]} test {levels[(lv, 'test')]}"
+                                           for lv in sorted({lv for lv, _ in levels})))
 
 
 @suites_app.command("export", help="Write a built-in suite out as JSONL (one item per line).")
@@ -421,11 +434,21 @@ def suites_export(
     name: str = typer.Argument(..., help="built-in suite name (see `postlab suites list`)"),
     out: Optional[str] = typer.Option(None, "--out", help="file to write (default NAME.jsonl)"),
     split: Optional[str] = typer.Option(None, "--split", help="only this split (train | test)"),
+    demos: bool = typer.Option(False, "--demos", help="write worked-solution SFT rows ({messages}) instead of items "
+                                                      "(reasoning suites: arith, countdown, wordprob; default split train)"),
 ) -> None:
     from postlab.tasks.suite import BUILTIN_SUITES, load_suite, write_suite
 
     if name not in BUILTIN_SUITES:
         raise PostlabError(f"unknown suite {name!r}; built-in suites: {', '.join(BUILTIN_SUITES)}")
+    if demos:
+        from postlab.tasks.reasoning import SUITES as REASONING, write_demos
+
+        if name not in REASONING:
+            raise PostlabError(f"--demos: suite {name!r} has no worked solutions; reasoning suites: {', '.join(REASONING)}")
+        path = out or f"{name}_demos.jsonl"
+        print(f"wrote {write_demos(name, path, split or 'train')} worked demonstrations to {path}")
+        return
     items = load_suite(name, split=split)
     path = out or f"{name}.jsonl"
     write_suite(items, path)

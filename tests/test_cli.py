@@ -159,6 +159,29 @@ def test_suites_list_and_export(tmp_path):
     assert r.returncode == 2 and "unknown suite 'nope'" in r.stderr
 
 
+def test_reasoning_suites_list_their_levels_and_export_worked_demos(tmp_path):
+    from postlab.raters.gold import GoldRater
+    from postlab.tasks.suite import load_suite
+
+    r = postlab("suites", "list")
+    assert r.returncode == 0 and "arith: 470 items" in r.stdout and "6: train 0 test 45" in r.stdout
+    out = tmp_path / "demos.jsonl"
+    r = postlab("suites", "export", "arith", "--demos", "--out", out)
+    assert r.returncode == 0 and "wrote 320 worked demonstrations" in r.stdout, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    items = {it.messages[-1]["content"]: it for it in load_suite("arith", split="train")}
+    for row in rows[:20]:  # each demonstration answers its train item, and its final answer passes the item's checks
+        it = items[row["messages"][0]["content"]]
+        assert GoldRater().score(it, row["messages"][-1]["content"]) == 1.0
+    r = postlab("suites", "export", "spec", "--demos")
+    assert r.returncode == 2 and "has no worked solutions" in r.stderr
+
+
+def test_serve_batching_mode_is_checked():
+    r = postlab("serve", "--model", "tiny", "--batching", "sometimes")
+    assert r.returncode == 2 and "--batching 'sometimes': expected continuous or dynamic" in r.stderr
+
+
 @pytest.mark.parametrize("args, says", [(["no-such-command"], "No such command"),
                                          (["sft", "--learning_rate", "1e-4"], "No such option")])
 def test_usage_errors_are_one_message_and_exit_2(args, says):
