@@ -12,6 +12,12 @@ lm-eval's ``_stderr`` suffix (``overall_stderr``; ``overall_se`` is kept). When 
 level (the reasoning suites: ``arith``, ``countdown``, ``wordprob``) the results also have ``by_difficulty``
 (accuracy per level, keys ``"1"``, ``"2"``, ...) with ``by_difficulty_se`` and ``by_difficulty_n``. An
 existing ``out`` is never replaced unless ``overwrite=true``.
+
+Test-time compute (``samples=N``, ``rm=``, ``budgets=[...]``; postlab/evals/test_time.py,
+docs/algorithms/test_time_compute.md) adds a ``test_time`` section: pass@k, maj@k and best-of-k for
+k = 1, 2, 4, …, N, and accuracy per token cap, plotted in ``<stem>.test_time.png``. With ``samples=N``
+the samples file has N rows per item (``sample_index`` 0…N−1) and the top-level metrics grade each
+item's first sample. Without these fields nothing changes.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class EvalConfig(Section):
                                      description="decoding: greedy by default (temperature=0); max_new_tokens, top_p, seed")
     progress: bool = Field(True, description="show a progress bar")
     overwrite: bool = Field(False, description="replace an existing out file (and its samples); by default an earlier result is never overwritten")
+    samples: int | None = Field(None, ge=1, description="test-time compute: N sampled responses per item at sampling.temperature (seeded), reported as pass@k, maj@k (and best-of-k with rm=) for k = 1, 2, 4, ..., N under test_time; off (default) = one response per item")
+    rm: str | None = Field(None, description="reward model directory (from postlab rm); with samples=, adds best-of-k chosen by it (test_time.bon_at_k)")
+    budgets: list[int] | None = Field(None, description="thinking budget: answer every item once per cap on new tokens (e.g. [64,128,256]) and report accuracy per cap under test_time.budget")
 
     def check(self) -> None:
         super().check()
@@ -63,6 +72,17 @@ class EvalConfig(Section):
             raise ConfigError(f"responses: file not found: {self.responses}")
         if not self.out.endswith(".json"):
             raise ConfigError(f"out: expected a .json path, got {self.out!r}")
+        if (self.samples is not None or self.budgets) and self.responses is not None:
+            raise ConfigError("samples/budgets: these generate responses; they do not apply to given responses=")
+        if self.samples is not None and self.samples > 1 and self.sampling.temperature == 0:
+            raise ConfigError(f"samples: {self.samples} samples at temperature 0 are copies of the greedy answer; "
+                              "set sampling.temperature (e.g. 0.7 or 1.0)")
+        if self.samples is not None and self.sampling.seed is None:
+            raise ConfigError("sampling.seed: samples= needs a seed for reproducible samples")
+        if self.rm is not None and (self.samples is None or not Path(self.rm).is_dir()):
+            raise ConfigError(f"rm: needs samples= and a reward model directory, got rm={self.rm!r}, samples={self.samples}")
+        if self.budgets is not None and (not self.budgets or any(b < 1 for b in self.budgets)):
+            raise ConfigError(f"budgets: expected positive token caps, got {self.budgets}")
 
 
 def samples_path(out: str | Path) -> Path:
@@ -164,6 +184,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
     if not items:
         raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
+    if cfg.samples is not None or cfg.budgets:
+        return evaluate_test_time(cfg, items)
     if cfg.responses is not None:
         responses = read_responses(cfg.responses, items)
         model = cfg.responses
@@ -175,6 +197,56 @@ def evaluate(cfg: EvalConfig) -> dict:
     results = {"model": model, "suite": cfg.suite, "split": cfg.split, **summary,
                "samples": str(samples_path(cfg.out)), "config": cfg.model_dump(mode="json"), "meta": run_meta(cfg)}
     atomic_write_text(samples_path(cfg.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(Path(cfg.out), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return results
+
+
+def evaluate_test_time(cfg: EvalConfig, items: list[Item]) -> dict:
+    """``evaluate`` with samples= and/or budgets= (module docstring). The N samples of an item are drawn
+    together, as ``postlab bon`` draws them, so its ``samples=`` can reuse this samples file."""
+    from postlab.evals import test_time as tt
+
+    N = cfg.samples or 1
+    jobs = [it for it in items for _ in range(N)]
+    engine = load_engine(cfg.model, cfg.dtype, cfg.device)
+    responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
+                                   desc=f"sample {N} per item" if N > 1 else "eval")
+    summary, rows = grade(items, responses[::N])
+    section: dict = {}
+    if cfg.samples is not None:
+        _, rows = grade(jobs, responses)
+        correct = [r["score"] == 1.0 for r in rows]
+        answers = [tt.parsed_answer(it, r.text) for it, r in zip(jobs, responses)]
+        for j, (row, ok, a) in enumerate(zip(rows, correct, answers)):
+            row.update(sample_index=j % N, correct=ok, answer=None if a is None else str(a))
+        rm_flat = None
+        if cfg.rm is not None:
+            from postlab.raters.reward_model import RewardModelRater
+
+            rm_flat = RewardModelRater(cfg.rm).score_texts([it.messages for it in jobs], [r.text for r in responses])
+            for row, s in zip(rows, rm_flat):
+                row["rm"] = s
+        per_item = lambda xs: [xs[i * N:(i + 1) * N] for i in range(len(items))]  # noqa: E731
+        section = tt.summarize(items, per_item(correct), per_item(answers), None if rm_flat is None else per_item(rm_flat))
+    if cfg.budgets:
+        gold = GoldRater()
+        budget, budget_se, budget_tokens, budget_truncated = {}, {}, {}, {}
+        for b in sorted(set(cfg.budgets)):
+            capped = generate_responses(engine, items, cfg.sampling.model_copy(update={"max_new_tokens": b}),
+                                        batch_size=cfg.batch_size, progress=cfg.progress, desc=f"budget {b}")
+            budget[str(b)], budget_se[str(b)] = mean_se([float(gold.grade(it, r.text).score == 1.0)
+                                                         for it, r in zip(items, capped)])
+            budget_tokens[str(b)] = sum(r.num_tokens for r in capped) / len(capped)
+            budget_truncated[str(b)] = sum(r.finish_reason == "length" for r in capped) / len(capped)
+        section |= {"budget": budget, "budget_se": budget_se, "budget_mean_tokens": budget_tokens,
+                    "budget_truncated_frac": budget_truncated}
+    plot_path = Path(cfg.out).with_name(Path(cfg.out).stem + ".test_time.png")
+    section["plot"] = str(plot_path)
+    results = {"model": cfg.model, "suite": cfg.suite, "split": cfg.split, **summary, "test_time": section,
+               "samples": str(samples_path(cfg.out)), "config": cfg.model_dump(mode="json"), "meta": run_meta(cfg)}
+    atomic_write_text(samples_path(cfg.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    tt.plot(section, plot_path, f"{cfg.model} on {cfg.suite} ({cfg.split}, {len(items)} items)")
     atomic_write_text(Path(cfg.out), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return results
 
@@ -192,6 +264,10 @@ def format_results(results: dict) -> str:
     lines.append(f"  prompt-level strict/loose {results['prompt_level_strict_acc']:.3f}/{results['prompt_level_loose_acc']:.3f}"
                  f"  instruction-level strict/loose {results['inst_level_strict_acc']:.3f}/{results['inst_level_loose_acc']:.3f}"
                  f"  mean length {results['mean_length']:.1f} words")
+    if "test_time" in results:
+        from postlab.evals.test_time import format_test_time
+
+        lines.append(format_test_time(results["test_time"]))
     return "\n".join(lines)
 
 
