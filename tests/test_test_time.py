@@ -190,3 +190,8 @@ def test_eval_with_samples_on_tiny_model(tmp_path, monkeypatch):
     again = evaluate(cfg.model_copy(update={"overwrite": True}))  # seeded: the same samples again
     assert again["test_time"] == res["test_time"]
     assert [json.loads(line) for line in samples_path(cfg.out).read_text().splitlines()] == rows
+    # the samples file regraded (e.g. with another reward model) gives the same figures, without sampling
+    regraded = evaluate(EvalConfig(suite=str(suite), split="all", out=str(tmp_path / "regraded.json"), samples=4,
+                                   rm=str(tmp_path), responses=str(samples_path(cfg.out))))
+    assert {k: regraded["test_time"][k] for k in ("pass_at_k", "maj_at_k", "bon_at_k")} == \
+        {k: res["test_time"][k] for k in ("pass_at_k", "maj_at_k", "bon_at_k")}

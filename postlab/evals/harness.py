@@ -72,12 +72,13 @@ class EvalConfig(Section):
             raise ConfigError(f"responses: file not found: {self.responses}")
         if not self.out.endswith(".json"):
             raise ConfigError(f"out: expected a .json path, got {self.out!r}")
-        if (self.samples is not None or self.budgets) and self.responses is not None:
-            raise ConfigError("samples/budgets: these generate responses; they do not apply to given responses=")
-        if self.samples is not None and self.samples > 1 and self.sampling.temperature == 0:
+        if self.budgets and self.responses is not None:
+            raise ConfigError("budgets: these generate responses; they do not apply to given responses=")
+        generating = self.samples is not None and self.responses is None
+        if generating and self.samples > 1 and self.sampling.temperature == 0:
             raise ConfigError(f"samples: {self.samples} samples at temperature 0 are copies of the greedy answer; "
                               "set sampling.temperature (e.g. 0.7 or 1.0)")
-        if self.samples is not None and self.sampling.seed is None:
+        if generating and self.sampling.seed is None:
             raise ConfigError("sampling.seed: samples= needs a seed for reproducible samples")
         if self.rm is not None and (self.samples is None or not Path(self.rm).is_dir()):
             raise ConfigError(f"rm: needs samples= and a reward model directory, got rm={self.rm!r}, samples={self.samples}")
@@ -203,14 +204,21 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def evaluate_test_time(cfg: EvalConfig, items: list[Item]) -> dict:
     """``evaluate`` with samples= and/or budgets= (module docstring). The N samples of an item are drawn
-    together, as ``postlab bon`` draws them, so its ``samples=`` can reuse this samples file."""
+    together, as ``postlab bon`` draws them, so its ``samples=`` can reuse this samples file; with
+    ``responses=`` (a samples file of an earlier run: id, sample_index, response) they are regraded
+    instead, e.g. with another reward model."""
     from postlab.evals import test_time as tt
 
     N = cfg.samples or 1
     jobs = [it for it in items for _ in range(N)]
-    engine = load_engine(cfg.model, cfg.dtype, cfg.device)
-    responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
-                                   desc=f"sample {N} per item" if N > 1 else "eval")
+    if cfg.responses is not None:
+        from postlab.train.bon import reuse_samples
+
+        responses = [Response(text) for text in reuse_samples(cfg.responses, items, N)]
+    else:
+        engine = load_engine(cfg.model, cfg.dtype, cfg.device)
+        responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
+                                       desc=f"sample {N} per item" if N > 1 else "eval")
     summary, rows = grade(items, responses[::N])
     section: dict = {}
     if cfg.samples is not None:
@@ -242,11 +250,12 @@ def evaluate_test_time(cfg: EvalConfig, items: list[Item]) -> dict:
                     "budget_truncated_frac": budget_truncated}
     plot_path = Path(cfg.out).with_name(Path(cfg.out).stem + ".test_time.png")
     section["plot"] = str(plot_path)
-    results = {"model": cfg.model, "suite": cfg.suite, "split": cfg.split, **summary, "test_time": section,
+    model = cfg.model if cfg.responses is None else cfg.responses
+    results = {"model": model, "suite": cfg.suite, "split": cfg.split, **summary, "test_time": section,
                "samples": str(samples_path(cfg.out)), "config": cfg.model_dump(mode="json"), "meta": run_meta(cfg)}
     atomic_write_text(samples_path(cfg.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     plot_path.parent.mkdir(parents=True, exist_ok=True)
-    tt.plot(section, plot_path, f"{cfg.model} on {cfg.suite} ({cfg.split}, {len(items)} items)")
+    tt.plot(section, plot_path, f"{model} on {cfg.suite} ({cfg.split}, {len(items)} items)")
     atomic_write_text(Path(cfg.out), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return results
 
