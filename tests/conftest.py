@@ -19,6 +19,8 @@ def pytest_configure(config):
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # The tests' own load would make every CLI subprocess warn that the machine is busy (stderr is compared).
+    os.environ["POSTLAB_BUSY_WARNING"] = "0"
 
 
 # Headless Chromium flags: the closed network makes Chromium hang on background connections without them.

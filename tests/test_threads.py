@@ -32,11 +32,14 @@ def test_a_malformed_thread_count_is_an_error_not_a_setting():
     assert threads_error({}) is None and threads_error({"POSTLAB_THREADS": "3"}) is None
 
 
-def test_busy_warning_only_when_other_work_fills_the_cores():
+def test_busy_warning_only_when_other_work_fills_the_cores(monkeypatch):
+    monkeypatch.delenv("POSTLAB_BUSY_WARNING", raising=False)
     assert busy_warning(load=0.3, cores=2) is None
     assert busy_warning(load=1.5, cores=2) is None
     w = busy_warning(load=2.1, cores=2)
     assert "busy (load 2.1 on 2 cores)" in w and "POSTLAB_THREADS=1" in w
+    monkeypatch.setenv("POSTLAB_BUSY_WARNING", "0")
+    assert busy_warning(load=2.1, cores=2) is None
 
 
 def test_the_cli_sets_the_policy_before_torch_and_refuses_a_bad_count():

@@ -8,7 +8,8 @@ docs/benchmarks.md). So the command line, before torch is imported:
 - asks OpenMP threads to sleep as soon as they wait (``OMP_WAIT_POLICY=PASSIVE``), unless the user
   set a policy;
 - caps torch's threads at ``POSTLAB_THREADS`` when it is set (OpenMP and MKL both read the count);
-- warns, once a command starts, when other processes already keep every core busy.
+- warns, once a command starts, when other processes already keep every core busy
+  (``POSTLAB_BUSY_WARNING=0`` turns the warning off).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def threads_error(environ: dict | None = None) -> str | None:
 
 def busy_warning(load: float | None = None, cores: int | None = None) -> str | None:
     """A one-line warning when the 1-minute load average already fills every core (other jobs are
-    running), else None. ``load``/``cores`` default to this machine's."""
+    running), else None. ``load``/``cores`` default to this machine's; POSTLAB_BUSY_WARNING=0 turns it off."""
+    if os.environ.get("POSTLAB_BUSY_WARNING", "1") == "0":
+        return None
     if load is None:
         try:
             load = os.getloadavg()[0]
