@@ -6,7 +6,11 @@ they wait hurt most. First one job alone, then two at once under each setting:
 
 - `spin`: OMP_WAIT_POLICY=ACTIVE, threads that wait keep spinning (how a job behaved before postlab set
   a policy; the OpenMP runtime's own default spins for a while before it sleeps);
-- `default`: nothing set, so postlab's own defaults apply (see postlab/utils/threads.py);
+- `default`: nothing set, so postlab's own defaults apply (see postlab/utils/threads.py: threads sleep
+  when they wait only if the machine is already busy when the job starts); `staggered`: postlab's defaults, the
+  second job starts 4 s after the first, into a busy machine, as a second job usually does;
+- `passive`: OMP_WAIT_POLICY=PASSIVE for both jobs;
+- `spin 10k`: GOMP_SPINCOUNT=10000, a waiting thread spins briefly, then sleeps (GNU OpenMP);
 - `threads=1`: POSTLAB_THREADS=1, one thread per job.
 
     .venv/bin/python benchmarks/shared_machine.py [--items 24] [--tokens 64] [--settings spin,default]
@@ -24,19 +28,28 @@ import sys
 import tempfile
 import time
 
-SETTINGS = {"spin": {"OMP_WAIT_POLICY": "ACTIVE"}, "default": {}, "threads=1": {"POSTLAB_THREADS": "1"}}
+SETTINGS = {"spin": {"OMP_WAIT_POLICY": "ACTIVE"}, "default": {}, "spin 10k": {"GOMP_SPINCOUNT": "10000"},
+            "threads=1": {"POSTLAB_THREADS": "1"}, "staggered": {"_stagger_s": "4"},
+            "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
 
 def _job(out: str, tag: str, items: int, tokens: int, env: dict) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "postlab", "eval", "model=smollm2-135m-instruct", "split=test", f"limit={items}",
            f"sampling.max_new_tokens={tokens}", f"out={os.path.join(out, tag + '.json')}", "overwrite=true"]
-    full = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "POSTLAB_THREADS", "OMP_NUM_THREADS")}
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "POSTLAB_THREADS", "OMP_NUM_THREADS")}
     return subprocess.Popen(cmd, env={**full, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _run(out: str, tag: str, n: int, items: int, tokens: int, env: dict) -> float:
     t0 = time.perf_counter()
-    procs = [_job(out, f"{tag}-{i}", items, tokens, env) for i in range(n)]
+    stagger = float(env.get("_stagger_s", 0))  # the second job starts later, into a busy machine
+    env = {k: v for k, v in env.items() if not k.startswith("_")}
+    procs = []
+    for i in range(n):
+        if i:
+            time.sleep(stagger)
+        procs.append(_job(out, f"{tag}-{i}", items, tokens, env))
     for p in procs:
         _, err = p.communicate()
         if p.returncode != 0:

@@ -10,23 +10,29 @@ from postlab.utils.threads import busy_warning, configure_threads_env, threads_e
 
 def test_waiting_threads_sleep_and_postlab_threads_caps_both_runtimes():
     env = {"POSTLAB_THREADS": "1"}
-    configure_threads_env(env)
+    configure_threads_env(env, busy=True)
     assert env == {"POSTLAB_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {}
+    configure_threads_env(env, busy=False)  # alone, spinning threads are faster: nothing set
+    assert env == {}
+    env = {"GOMP_SPINCOUNT": "10000"}
+    configure_threads_env(env, busy=True)  # the user's spin count is kept
+    assert env == {"GOMP_SPINCOUNT": "10000"}
 
 
 def test_the_users_own_settings_win():
     env = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "2", "POSTLAB_THREADS": "1"}
-    configure_threads_env(env)
+    configure_threads_env(env, busy=True)
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["OMP_NUM_THREADS"] == "2" and env["MKL_NUM_THREADS"] == "1"
     env = {}
-    configure_threads_env(env)
+    configure_threads_env(env, busy=True)
     assert env == {"OMP_WAIT_POLICY": "PASSIVE"}  # no cap unless asked
 
 
 def test_a_malformed_thread_count_is_an_error_not_a_setting():
     for bad in ("0", "two", "-1", "1.5"):
         env = {"POSTLAB_THREADS": bad}
-        configure_threads_env(env)
+        configure_threads_env(env, busy=False)
         assert "OMP_NUM_THREADS" not in env
         assert "POSTLAB_THREADS" in threads_error(env) and repr(bad) in threads_error(env)
     assert threads_error({}) is None and threads_error({"POSTLAB_THREADS": "3"}) is None
@@ -42,11 +48,11 @@ def test_busy_warning_only_when_other_work_fills_the_cores(monkeypatch):
     assert busy_warning(load=2.1, cores=2) is None
 
 
-def test_the_cli_sets_the_policy_before_torch_and_refuses_a_bad_count():
-    code = "import postlab.cli, torch, os; print(os.environ['OMP_WAIT_POLICY'], os.environ.get('OMP_NUM_THREADS'), torch.get_num_threads())"
+def test_the_cli_sets_the_thread_count_before_torch_and_refuses_a_bad_count():
+    code = "import postlab.cli, torch, os; print(os.environ.get('OMP_NUM_THREADS'), torch.get_num_threads())"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], env={**env, "POSTLAB_THREADS": "1"}, capture_output=True, text=True)
-    assert out.stdout.split() == ["PASSIVE", "1", "1"], out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1"], out.stderr[-2000:]
     bad = subprocess.run([sys.executable, "-m", "postlab", "eval", "--help"], env={**env, "POSTLAB_THREADS": "lots"},
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: POSTLAB_THREADS='lots': expected a whole number of threads, at least 1"

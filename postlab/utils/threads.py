@@ -5,8 +5,9 @@ spins for a while before it sleeps; with two torch jobs on two cores the spinnin
 with the working ones, and each job slows far more than 2× (measured: benchmarks/shared_machine.py,
 docs/benchmarks.md). So the command line, before torch is imported:
 
-- asks OpenMP threads to sleep as soon as they wait (``OMP_WAIT_POLICY=PASSIVE``), unless the user
-  set a policy;
+- when other jobs already keep every core busy, asks OpenMP threads to sleep as soon as they wait
+  (``OMP_WAIT_POLICY=PASSIVE``), unless the user set a policy; alone, spinning is faster, so it is kept
+  (set ``OMP_WAIT_POLICY=PASSIVE`` for every job on a machine that several jobs will share);
 - caps torch's threads at ``POSTLAB_THREADS`` when it is set (OpenMP and MKL both read the count);
 - warns, once a command starts, when other processes already keep every core busy
   (``POSTLAB_BUSY_WARNING=0`` turns the warning off).
@@ -19,11 +20,22 @@ import os
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def configure_threads_env(environ: dict | None = None) -> None:
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return 0.0
+
+
+def configure_threads_env(environ: dict | None = None, busy: bool | None = None) -> None:
     """Set the OpenMP wait policy and thread count in ``environ`` (os.environ by default); must run
-    before torch is imported to take effect. A user's own settings win."""
+    before torch is imported to take effect. A user's own settings win. ``busy`` (default: the load
+    average already fills every core) decides the wait policy."""
     env = os.environ if environ is None else environ
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # A user's own spin count means "spin that long", which PASSIVE would override. Alone, spinning is ~20%
+    # faster (decode is many short parallel regions); beside other jobs it is 2-3x slower: sleep only then.
+    if "GOMP_SPINCOUNT" not in env and (busy if busy is not None else _load() >= (os.cpu_count() or 1) - 0.25):
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if threads_error(env) is None and (threads := env.get("POSTLAB_THREADS", "").strip()):
         for var in THREAD_VARS:
             env.setdefault(var, threads)
