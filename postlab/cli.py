@@ -31,6 +31,20 @@ from postlab.labelapp.cli import label_app  # noqa: E402  (Typer only; the app i
 
 app.add_typer(label_app, name="label-app")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from postlab import __version__
+
+        print(f"postlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print postlab's version and exit.")) -> None:
+    return None  # every command is a subcommand; the group itself only takes --version
+
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML config file; KEY=VALUE overrides apply on top")
 OVERRIDES = typer.Argument(None, metavar="[KEY=VALUE]...", help="dotted overrides, e.g. optim.lr=1e-4 lora.enabled=true")
 
@@ -512,13 +526,33 @@ def main() -> None:
         sys.exit(130)
     except Exception as e:  # click usage errors arrive here in non-standalone mode
         if isinstance(e, _click_errors()):
-            e.show()
+            print(f"error: {_usage_message(e)}", file=sys.stderr)
             sys.exit(e.exit_code)
         import click
 
         if isinstance(e, click.exceptions.Abort):
             sys.exit(130)
         raise
+
+
+def _usage_message(e: Exception) -> str:
+    """A usage error in one line that says what to do: click's message (with its "Did you mean"), and where
+    none applies, the help to read; an ``--option`` given to a config command is a KEY=VALUE override."""
+    msg = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    command = " ".join(["postlab", *reversed(names)])
+    if getattr(e, "possibilities", None) or "Did you mean" in msg:
+        return msg
+    msg = msg.rstrip(".")
+    option = getattr(e, "option_name", None) or ""
+    if option.startswith("--") and isinstance(getattr(e, "ctx", None) and e.ctx.command, _ConfigCommand):
+        return (f"{msg}; config fields are KEY=VALUE arguments, not options (write {option[2:]}=VALUE); "
+                f"'{command} --help' lists them")
+    return f"{msg}; '{command} --help' says what it takes"
 
 
 def _click_errors() -> tuple[type, ...]:

@@ -234,12 +234,37 @@ def _complete_sections(cls: type[Section], data: dict) -> None:
             _complete_sections(ann, data[name])
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _dotted_keys(cls: type[Section], prefix: str = "") -> list[str]:
+    """Every leaf key of ``cls`` in dotted form (``optim.lr``)."""
+    keys = []
+    for name, info in cls.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, Section):
+            keys += _dotted_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _unknown_key_hint(cls: type[Section], field: str) -> str:
+    """A "did you mean" for a misspelt key (or a known leaf under another section), else where to look."""
+    import difflib
+
+    keys = _dotted_keys(cls) + [alias for alias in ALIASES if alias_target(cls, alias) is not None]
+    close = difflib.get_close_matches(field, keys, n=1, cutoff=0.6)
+    if not close:
+        leaf = field.rsplit(".", 1)[-1]
+        by_leaf = {k.rsplit(".", 1)[-1]: k for k in keys}
+        close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.8)]
+    return f"did you mean {close[0]!r}?" if close else "--help lists every key"
+
+
+def _format_validation_error(err: ValidationError, source: str, cls: type[Section]) -> str:
     lines = [f"invalid config ({source}):"]
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {field}: unknown key")
+            lines.append(f"  {field}: unknown key ({_unknown_key_hint(cls, field)})")
         else:
             lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
@@ -266,7 +291,7 @@ def load_config(cls: type[C], config_file: str | Path | None = None, overrides: 
     try:
         cfg = cls.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, source)) from None
+        raise ConfigError(_format_validation_error(e, source, cls)) from None
     cfg.check()
     return cfg
 
@@ -350,4 +375,4 @@ def overlay_knobs(knobs: type[K], preset: K, cfg: Section, preset_name: str) -> 
     try:
         return knobs.model_validate({**base, **mine})
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, f"preset {preset_name} + overrides")) from None
+        raise ConfigError(_format_validation_error(e, f"preset {preset_name} + overrides", knobs)) from None

@@ -188,3 +188,22 @@ def test_usage_errors_are_one_message_and_exit_2(args, says):
     # typer bundles its own click (typer._click), whose exceptions are not click's
     r = postlab(*args)
     assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr[-800:]
+
+
+@pytest.mark.parametrize("args, line", [
+    (["stf"], "error: No such command 'stf'. Did you mean 'sft'?"),
+    (["xyzzy"], "error: No such command 'xyzzy'; 'postlab --help' says what it takes"),
+    (["sft", "--learning_rate", "1e-4"], "error: No such option: --learning_rate; config fields are KEY=VALUE arguments, "
+                                         "not options (write learning_rate=VALUE); 'postlab sft --help' lists them"),
+    (["eval", "--modle", "tiny"], "error: No such option: --modle (Possible options: --model)"),
+    (["report"], "error: Missing argument 'run_dir'; 'postlab report --help' says what it takes")])
+def test_a_usage_error_is_one_line_that_says_what_to_do(args, line):
+    r = postlab(*args)
+    assert r.returncode == 2 and r.stderr.splitlines() == [line], r.stderr
+
+
+def test_version():
+    from postlab import __version__
+
+    r = postlab("--version")
+    assert r.returncode == 0 and r.stdout == f"postlab {__version__}\n"

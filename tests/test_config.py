@@ -109,3 +109,13 @@ def test_keep_auto_leaves_auto_unresolved_only_inside():
     with keep_auto():
         assert keeping_auto()
     assert not keeping_auto()
+
+
+@pytest.mark.parametrize("key, hint", [("optim.lrr", "did you mean 'optim.lr'?"),  # a misspelt key
+                                       ("lr", "did you mean 'optim.lr'?"),  # a key of a section, given bare
+                                       ("learning_rat", "did you mean 'learning_rate'?"),  # an alias, misspelt
+                                       ("bogus_key", "--help lists every key")])
+def test_unknown_key_says_what_to_write(chat_file, key, hint):
+    with pytest.raises(ConfigError) as e:
+        load_config(SFTConfig, None, [f"data.train_file={chat_file}", f"{key}=1"])
+    assert f"  {key}: unknown key ({hint})" in str(e.value).splitlines()
