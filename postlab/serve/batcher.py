@@ -162,12 +162,7 @@ class Batcher:
             ended = []
             for row, token in zip(rows, tokens):
                 req, text = batch[row], texts[row]
-                if req.first_token_at is None:
-                    req.first_token_at = time.perf_counter()
-                    self.stats.on_first_token(req)
-                delta = text.push(token)
-                if delta:
-                    req.sink(Delta(delta))
+                self._push(req, text, token)
                 if text.stopped or req.cancelled.is_set():
                     ended.append(row)
             return ended
@@ -236,16 +231,20 @@ class Batcher:
         self.stats.on_waiting(self._queue.qsize())
         return stopping
 
-    def _deliver(self, row: _Row, token: int, finish: str | None) -> bool:
-        """Send one drawn token's text to its request, and the end when it is done. True = done."""
-        req, text = row.request, row.text
-        row.tokens += 1
+    def _push(self, req: GenerationRequest, text: TextAssembler, token: int) -> None:
+        """One drawn token to its request (both batching modes): the first token's time, then any text it completes."""
         if req.first_token_at is None:
             req.first_token_at = time.perf_counter()
             self.stats.on_first_token(req)
         delta = text.push(token)
         if delta:
             req.sink(Delta(delta))
+
+    def _deliver(self, row: _Row, token: int, finish: str | None) -> bool:
+        """Send one drawn token's text to its request, and the end when it is done. True = done."""
+        req, text = row.request, row.text
+        row.tokens += 1
+        self._push(req, text, token)
         done = finish is not None or text.stopped or req.cancelled.is_set()
         if done:
             tail = text.finish()
