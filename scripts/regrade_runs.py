@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from postlab.evals.generate import read_responses
 from postlab.evals.harness import grade
+from postlab.evals.metrics import paired_difference
 from postlab.tasks.suite import load_suite
 
 STAGES = ("baseline", "sft", "rl")
-
-
-def paired(a: dict[str, float], b: dict[str, float]) -> tuple[float, float, int]:
-    """mean and standard error of a − b over the items both score."""
-    d = [a[k] - b[k] for k in a if k in b]
-    m = sum(d) / len(d)
-    se = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d))
-    return m, se, len(d)
 
 
 def regrade(run: Path) -> dict:
@@ -44,7 +36,7 @@ def regrade(run: Path) -> dict:
     for name, (a, b) in {"sft_minus_base": ("sft", "baseline"), "rl_minus_sft": ("rl", "sft"),
                          "rl_minus_base": ("rl", "baseline")}.items():
         if a in scores and b in scores:
-            m, se, n = paired(scores[a], scores[b])
+            m, se, n = paired_difference(scores[a], scores[b])
             out[name] = {"mean": m, "se": se, "n": n}
     return out
 

@@ -54,11 +54,7 @@ def busy_warning(load: float | None = None, cores: int | None = None) -> str | N
     running), else None. ``load``/``cores`` default to this machine's; POSTLAB_BUSY_WARNING=0 turns it off."""
     if os.environ.get("POSTLAB_BUSY_WARNING", "1") == "0":
         return None
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # not available on this platform
-            return None
+    load = _load() if load is None else load
     cores = cores or os.cpu_count() or 1
     if load < cores - 0.25:
         return None
