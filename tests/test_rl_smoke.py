@@ -376,3 +376,37 @@ def test_grpo_config_loss_type_names_and_defaults():
     assert set(names) == set(LOSSES)
     assert GRPOConfig().loss == "grpo" and GRPOConfig(advantage="rloo").loss == "rloo"
     assert GRPOConfig(advantage="rloo", loss_type="dr_grpo").loss == "dr_grpo"
+
+
+def test_rows_with_signal_skips_zero_advantages_only_without_a_kl_term():
+    from postlab.algos.pg import rows_with_signal
+
+    adv = torch.tensor([0.0, 1.5, 0.0, -0.7])
+    assert rows_with_signal(adv, kl_coef=0.0) == [1, 3]
+    assert rows_with_signal(adv, kl_coef=0.01) == [0, 1, 2, 3]  # each row's KL term carries gradient
+    assert rows_with_signal(torch.zeros(4), kl_coef=0.0) == []
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_skipping_rows_without_signal_leaves_the_update_unchanged(tmp_path, monkeypatch, loss_type):
+    """β = 0: forwarding only the rows with Â ≠ 0 gives the weights and losses of forwarding every row,
+    including steps where no row has signal (a zero gradient still moves Adam's momentum)."""
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.train import grpo
+
+    def run(name):
+        grpo.train(grpo_config(tmp_path / name, steps=6, kl_coef=0.0, loss_type=loss_type, prompts_per_step=2,
+                               reward={"source": "python:test_rl_smoke:half_constant_reward"}))
+        return _metrics(tmp_path / name / "run"), load_model_and_tokenizer(str(tmp_path / name / "run" / "model"))[0]
+
+    (tmp_path / "skip").mkdir(), (tmp_path / "all").mkdir()
+    skipped, m_skip = run("skip")
+    fractions = [m["frac_rows_skipped"] for m in skipped]
+    assert 1.0 in fractions and any(0 < f < 1 for f in fractions), fractions  # both cases happen
+    monkeypatch.setattr(grpo, "rows_with_signal", lambda adv, kl_coef: list(range(adv.numel())))
+    every, m_all = run("all")
+    assert all(m["frac_rows_skipped"] == 0 for m in every)
+    for a, b in zip(skipped, every):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-7) and a["reward"] == b["reward"]
+    for (name, a), b in zip(m_skip.state_dict().items(), m_all.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name

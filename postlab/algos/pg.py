@@ -50,6 +50,17 @@ def zero_std_groups(scores: torch.Tensor, k: int) -> torch.Tensor:
     return r.amax(dim=1) == r.amin(dim=1)
 
 
+def rows_with_signal(advantages: torch.Tensor, kl_coef: float) -> list[int]:
+    """The rows a step must forward and backpropagate. Every loss here multiplies each row's terms by its
+    Â and divides by the whole batch's `BatchTotals`, so with β = 0 (no KL term) a row with Â = 0 adds
+    exactly nothing to the loss, its gradient or the clip stats, and is skipped (with 0/1 rewards most
+    groups are all right or all wrong: most rows). With β > 0 its KL term counts: every row.
+    advantages: (B,)."""
+    if kl_coef:
+        return list(range(advantages.numel()))
+    return (advantages != 0).nonzero().squeeze(1).tolist()
+
+
 @dataclass(frozen=True)
 class BatchTotals:
     """Normalisers of the step's whole batch (a micro-batch's loss divides by these, not its own)."""

@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 
 from postlab.algos.kl import kl_k1, masked_mean
-from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, zero_std_groups
+from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, rows_with_signal, zero_std_groups
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
@@ -145,6 +145,9 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     bf16 = cfg.optim.bf16
     T = cfg.sampling.temperature
 
+    def advantage_of(scores: torch.Tensor) -> torch.Tensor:  # (B,) -> (B,)
+        return advantage_fn(scores, cfg.k, scale=cfg.scale_rewards) if cfg.advantage == "grpo" else advantage_fn(scores, cfg.k)
+
     def sample(step: int, round_: int) -> StepSamples:
         """Sampling round `round_` of `step` (0, then refills): prompts_per_step prompts, k samples each.
         A pure function of (step, round), so a resumed run samples what the uninterrupted one would."""
@@ -181,7 +184,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         r, scores = rollout_subset(sampled.rollout, sampled.rows), sampled.scores[sampled.rows]
         B, mask = len(sampled.rows), r.response_mask
         loss_mask = mask * r.finished.unsqueeze(1) if cfg.mask_truncated_completions else mask  # (B, R)
-        micro_batches = split_batches(range(B), B, cfg.optim.micro_batch_size)[0]
+        live = rows_with_signal(advantage_of(scores), cfg.kl_coef)
+        micro_batches = split_batches(live, len(live), cfg.optim.micro_batch_size)[0] if live else []
         # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and
         # entropy come from the training forward below, which saves a forward pass of the policy.
         need_old = cfg.num_iterations > 1 or (cfg.kl_in_reward and needs_ref)
@@ -195,7 +199,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         shaped = scores
         if cfg.kl_in_reward and ref_logp is not None:  # β = 0: nothing to subtract, and no reference was loaded
             shaped = scores - cfg.kl_coef * kl_k1(old_logp, ref_logp).mul(mask).sum(1)
-        adv = advantage_fn(shaped, cfg.k, scale=cfg.scale_rewards) if cfg.advantage == "grpo" else advantage_fn(shaped, cfg.k)
+        adv = advantage_of(shaped)
         totals = BatchTotals.of(loss_mask, cfg.sampling.max_new_tokens)
         policy.train()
         stats_sum: dict[str, float] = {}
@@ -218,6 +222,9 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                     loss.backward()
                     for key, v in st.items():  # each micro-batch's share of the batch's value
                         stats_sum[key] = stats_sum.get(key, 0.0) + v / cfg.num_iterations
+                if not micro_batches:  # no row carries signal: a zero gradient, as the full batch would give
+                    for p in params:
+                        p.grad = torch.zeros_like(p)
                 grad_norm = clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
         if old_logp is None:
             old_logp, ent = seen_logp, seen_ent
@@ -232,7 +239,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
             "frac_reward_zero_std": float(zero_std_groups(sampled.scores, cfg.k).float().mean()),
             "kl": float(masked_mean(kl_k1(old_logp, ref_logp), mask)) if ref_logp is not None else 0.0,
             "objective/kl": float(seq_kl.mean()),
-            "entropy": entropy_mean(ent, mask),
+            "entropy": entropy_mean(ent[live], mask[live]) if live else float("nan"),  # over the rows with signal
+            "frac_rows_skipped": 1 - len(live) / B,
             "clip_ratio/region_mean": stats_sum.get("clip_ratio/region_mean", 0.0),
             "clip_ratio/low_mean": stats_sum.get("clip_ratio/low_mean", 0.0),
             "clip_ratio/high_mean": stats_sum.get("clip_ratio/high_mean", 0.0),
