@@ -173,7 +173,9 @@ REFERENCE_SECONDS = {
 class Stages:
     """Runs each stage once: its result and wall time go to ``stages/<name>.json`` atomically."""
 
-    def __init__(self, out: Path, stop_after: str | None, reference: dict[str, float] | None = None):
+    def __init__(self, out: Path, stop_after: str | None, reference: dict[str, float] | None = None,
+                 names: tuple[str, ...] = STAGES):
+        self.names = names  # every stage of the recipe, in order (a preset module passes its own)
         self.out, self.dir = out, out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stop_after = stop_after
@@ -188,7 +190,7 @@ class Stages:
         ref_done = sum(self.reference.get(n, 0) for n in self.ran)
         # pace from this run's own stages once they cover enough reference time to be telling
         pace = sum(self.ran.values()) / ref_done if ref_done >= 0.05 * sum(self.reference.values()) else 1.0
-        left = pace * sum(self.reference.get(n, 0) for n in STAGES[STAGES.index(name):] if not self.done(n))
+        left = pace * sum(self.reference.get(n, 0) for n in self.names[self.names.index(name):] if not self.done(n))
         return f"; about {left / 60:.0f} min to go" if left >= 60 else "; under a minute to go"
 
     def done(self, name: str) -> bool:
@@ -198,13 +200,13 @@ class Stages:
         return resolve(json.loads((self.dir / f"{name}.json").read_text())["result"], self.out)
 
     def run(self, name: str, fn) -> dict:
-        k = STAGES.index(name) + 1
+        k, n = self.names.index(name) + 1, len(self.names)
         if self.done(name):
-            print(f"[{k}/{len(STAGES)} {name}] done already, skipping", file=sys.stderr)
+            print(f"[{k}/{n} {name}] done already, skipping", file=sys.stderr)
             result = self.result(name)
         else:
             elapsed = time.perf_counter() - self.t0
-            print(f"[{k}/{len(STAGES)} {name}] running ({elapsed / 60:.1f} min so far{self.eta(name)})", file=sys.stderr)
+            print(f"[{k}/{n} {name}] running ({elapsed / 60:.1f} min so far{self.eta(name)})", file=sys.stderr)
             t = time.perf_counter()
             result = finite(fn())
             seconds = round(time.perf_counter() - t, 2)
@@ -212,13 +214,13 @@ class Stages:
             atomic_write_text(self.dir / f"{name}.json",
                               json.dumps({"result": portable(result, self.out), "seconds": seconds}, indent=2,
                                          ensure_ascii=False) + "\n")
-            print(f"[{k}/{len(STAGES)} {name}] finished in {seconds / 60:.1f} min", file=sys.stderr)
+            print(f"[{k}/{n} {name}] finished in {seconds / 60:.1f} min", file=sys.stderr)
         if name == self.stop_after:
             raise _Stop
         return result
 
     def timings(self) -> dict[str, float]:
-        return {n: json.loads((self.dir / f"{n}.json").read_text())["seconds"] for n in STAGES if self.done(n)}
+        return {n: json.loads((self.dir / f"{n}.json").read_text())["seconds"] for n in self.names if self.done(n)}
 
 
 class _Stop(Exception):

@@ -91,19 +91,20 @@ def changed_knobs(recorded: dict, now: dict) -> dict[str, tuple]:
     return {name: (recorded.get(name), value) for name, value in now.items() if recorded.get(name) != value}
 
 
-def stale_stages(changed: Sequence[str], stages: Sequence[str]) -> dict[str, list[str]]:
+def stale_stages(changed: Sequence[str], stages: Sequence[str],
+                 first_stage: dict[str, str | None] = FIRST_STAGE) -> dict[str, list[str]]:
     """stage -> the changed knobs that make it stale, in stage order: each knob's first stage and every later one."""
     why: dict[str, list[str]] = {}
     for knob in changed:
-        first = FIRST_STAGE[knob]
+        first = first_stage[knob]
         if first is not None:
             for stage in stages[stages.index(first):]:
                 why.setdefault(stage, []).append(knob)
     return {stage: why[stage] for stage in stages if stage in why}
 
 
-def _outputs(out: Path, stage: str) -> list[Path]:
-    return sorted(p for pattern in OUTPUTS[stage] for p in out.glob(pattern))
+def _outputs(out: Path, stage: str, outputs: dict[str, tuple[str, ...]] = OUTPUTS) -> list[Path]:
+    return sorted(p for pattern in outputs[stage] for p in out.glob(pattern))
 
 
 def _show(value) -> str:
@@ -111,10 +112,13 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def invalidate_changed_stages(out: Path, knobs: dict, stages: Sequence[str]) -> list[str]:
+def invalidate_changed_stages(out: Path, knobs: dict, stages: Sequence[str], *,
+                              first_stage: dict[str, str | None] = FIRST_STAGE,
+                              outputs: dict[str, tuple[str, ...]] = OUTPUTS) -> list[str]:
     """Compare ``knobs`` (resolved, as JSON) with ``out/resolved_config.json`` and delete every stage the
     changes make stale: its stage file, outputs and checkpoints, and the run's summary.json. Prints what
-    changed and one line per stage to redo; returns those stages."""
+    changed and one line per stage to redo; returns those stages. A preset with other stages passes its
+    own ``first_stage`` (knob -> first stage it affects) and ``outputs`` (stage -> glob patterns)."""
     record = out / "resolved_config.json"
     if not record.exists():
         return []
@@ -123,13 +127,13 @@ def invalidate_changed_stages(out: Path, knobs: dict, stages: Sequence[str]) -> 
         return []
     print(f"knobs differ from {record}: " + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()),
           file=sys.stderr)
-    stale = {stage: why for stage, why in stale_stages(list(changed), stages).items()
-             if (out / "stages" / f"{stage}.json").exists() or _outputs(out, stage)}
+    stale = {stage: why for stage, why in stale_stages(list(changed), stages, first_stage).items()
+             if (out / "stages" / f"{stage}.json").exists() or _outputs(out, stage, outputs)}
     # Stage files first: a stage whose file is gone runs again, whatever an interruption leaves of its outputs.
     for stage in stale:
         (out / "stages" / f"{stage}.json").unlink(missing_ok=True)
     for stage, why in stale.items():
-        deleted = _outputs(out, stage)
+        deleted = _outputs(out, stage, outputs)
         for path in deleted:
             if path.is_dir():
                 shutil.rmtree(path)

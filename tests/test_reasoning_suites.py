@@ -514,6 +514,18 @@ def test_write_demos_jsonl(tmp_path):
     reasoning.main(["arith", "--out", str(out)])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == sum(reasoning.COUNTS["arith"]["train"].values())
-    assert set(rows[0]) == {"messages"}
+    assert set(rows[0]) == {"id", "messages"}  # the id traces a demonstration to its item
     assert reasoning.write_demos("countdown", tmp_path / "cd.jsonl", split="test") == \
         sum(reasoning.COUNTS["countdown"]["test"].values())
+
+
+def test_the_mixed_suite_alternates_arith_and_countdown_and_keeps_their_splits():
+    from postlab.tasks.suite import load_suite
+
+    for split in ("train", "test"):
+        mixed = load_suite("reasoning", split=split)
+        parts = [load_suite(name, split=split) for name in reasoning.MIXED]
+        assert sorted(it.id for it in mixed) == sorted(it.id for part in parts for it in part)
+        assert [it.category for it in mixed[:6]] == ["arith", "countdown"] * 3  # the first N hold both
+    demos = reasoning.worked_demos("reasoning")
+    assert [d["id"] for d in demos] == [it.id for it in load_suite("reasoning", split="train")]

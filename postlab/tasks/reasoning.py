@@ -41,6 +41,7 @@ from postlab.utils.io import atomic_write_text
 
 SEED = 20_261_130
 SUITES = ("arith", "countdown", "wordprob")
+MIXED = ("arith", "countdown")  # the suites of the mixed suite ``reasoning``
 
 NUMBER_FORMAT = 'Give your final answer on the last line as "Answer: <number>".'
 EXPRESSION_FORMAT = 'Give your final answer on the last line as "Answer: <expression>".'
@@ -96,19 +97,79 @@ def _arith(rng: random.Random, level: int) -> _Draw:
     terms, signs = [operands[0]], []  # products first: the sum of signed terms left to right
     for op, x in zip(ops, operands[1:]):
         if op == "*":
-            product = terms[-1] * x
-            steps.append(f"{terms[-1]} * {x} = {product}")
-            terms[-1] = product
+            steps.append(column_step(terms[-1], "*", x))
+            terms[-1] *= x
         else:
             terms.append(x)
             signs.append(op)
     value = terms[0]
     for sign, term in zip(signs, terms[1:]):
-        new = value + term if sign == "+" else value - term
-        steps.append(f"{value} {sign} {term} = {new}")
-        value = new
+        steps.append(column_step(value, sign, term))
+        value = value + term if sign == "+" else value - term
     return _Draw(f"What is {expression}? {NUMBER_FORMAT}", tuple(steps), str(value),
                  [("reasoning:final_answer", {"answer": value})])
+
+
+def _digits(n: int) -> list[int]:
+    """Decimal digits of n ≥ 0, ones first."""
+    return [int(d) for d in reversed(str(n))]
+
+
+def _add_columns(a: int, b: int) -> list[str]:
+    """Long addition of a, b ≥ 0, ones column first: each column's sum with the carry from the one before."""
+    da, db = _digits(a), _digits(b)
+    da, db = da + [0] * (len(db) - len(da)), db + [0] * (len(da) - len(db))
+    cols, carry = [], 0
+    for x, y in zip(da, db):
+        total = x + y + carry
+        cols.append(f"{x} + {y} = {total}" if not carry else f"{x} + {y} + carry {carry} = {total}")
+        carry = total // 10
+    return cols
+
+
+def _sub_columns(a: int, b: int) -> list[str]:
+    """Long subtraction of b from a ≥ b ≥ 0, ones column first, borrowing from the next column."""
+    da, db = _digits(a), _digits(b)
+    db += [0] * (len(da) - len(db))
+    cols, borrow = [], 0
+    for x, y in zip(da, db):
+        if borrow:
+            cols.append(f"{x} - 1 = {x - 1}")
+            x -= 1
+        borrow = int(x < y)
+        cols.append(f"{x} - {y} = {x - y}" if not borrow else f"borrow {x + 10} - {y} = {x + 10 - y}")
+    return cols
+
+
+def _mul_columns(a: int, d: int) -> list[str]:
+    """a ≥ 0 times one digit d, ones column first, each product with the carry from the one before."""
+    cols, carry = [], 0
+    for x in _digits(a):
+        product = x * d
+        cols.append(f"{x} * {d} = {product}" if not carry else f"{x} * {d} = {product} and carry {carry} makes {product + carry}")
+        carry = (product + carry) // 10
+    return cols
+
+
+def column_step(a: int, op: str, b: int) -> str:
+    """One worked line for ``a op b`` (b ≥ 0; a of either sign; ``*`` by one digit): the column work a small
+    model can follow digit by digit (its tokenizer splits numbers into digits), then ``so a op b = c``.
+    A negative side is turned into a sum or difference of non-negative numbers first, said in words.
+    One-digit operands need no columns: ``4 + 6 = 10``."""
+    value = a + b if op == "+" else a - b if op == "-" else a * b
+    if abs(a) < 10 and b < 10:
+        return f"{a} {op} {b} = {value}"
+    if op == "*":
+        work = _mul_columns(a, b)
+    elif a < 0 and op == "-":  # −x − y = −(x + y)
+        work = [f"minus ({-a} + {b})", *_add_columns(-a, b)]
+    elif a < 0:  # −x + y = y − x, or −(x − y)
+        work = [f"{b} - {-a}", *_sub_columns(b, -a)] if b >= -a else [f"minus ({-a} - {b})", *_sub_columns(-a, b)]
+    elif op == "+":
+        work = _add_columns(a, b)
+    else:  # x − y, or −(y − x) when y > x
+        work = _sub_columns(a, b) if a >= b else [f"minus ({b} - {a})", *_sub_columns(b, a)]
+    return f"{a} {op} {b}: " + ", ".join(work) + f", so {a} {op} {b} = {value}"
 
 
 # ====================================================================================================
@@ -258,6 +319,17 @@ def build_wordprob() -> list[Item]:
     return [p.item for p in build_problems("wordprob")]
 
 
+def build_mixed() -> list[Item]:
+    """``reasoning``: ``arith`` and ``countdown`` together (``postlab run --preset reasoning``'s suite),
+    alternating item by item within each split, so the first N of a split hold both in equal shares."""
+    out = []
+    for split in SPLITS:
+        parts = [[p.item for p in build_problems(name) if p.item.split == split] for name in MIXED]
+        for i in range(max(map(len, parts))):
+            out += [part[i] for part in parts if i < len(part)]
+    return out
+
+
 def gsm8k_item(row: dict, where: str) -> Item:
     """A GSM8K row ``{"question", "answer"}`` (the answer's last ``#### N`` is the final answer) as an item
     of category ``gsm8k``: the question plus the final-answer instruction, graded by
@@ -281,9 +353,13 @@ def gsm8k_item(row: dict, where: str) -> Item:
 
 
 def worked_demos(name: str, split: str = "train") -> list[dict]:
-    """SFT rows ``{"messages": [user, assistant]}`` for the built-in suite's `split`: the assistant turn is
-    the worked solution, one intermediate step per line, ending in "Answer: ..."."""
-    return [{"messages": [*p.item.messages, {"role": "assistant", "content": p.solution()}]}
+    """SFT rows ``{"messages": [user, assistant]}`` for the built-in suite's `split` (``reasoning``: both of
+    its suites, alternating): the assistant turn is the worked solution, one intermediate step per line,
+    ending in "Answer: ..."."""
+    if name == "reasoning":
+        parts = [worked_demos(n, split) for n in MIXED]
+        return [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
+    return [{"id": p.item.id, "messages": [*p.item.messages, {"role": "assistant", "content": p.solution()}]}
             for p in build_problems(name) if p.item.split == split]
 
 
@@ -297,7 +373,7 @@ def write_demos(name: str, path: str | Path, split: str = "train") -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m postlab.tasks.reasoning",
                                      description="Write worked-solution SFT demonstrations of a reasoning suite.")
-    parser.add_argument("suite", choices=SUITES)
+    parser.add_argument("suite", choices=[*SUITES, "reasoning"])
     parser.add_argument("--out", help="JSONL file to write (default SUITE_demos.jsonl)")
     parser.add_argument("--split", choices=SPLITS, default="train")
     args = parser.parse_args(argv)

@@ -130,6 +130,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "arith": "postlab.tasks.reasoning:build_arith",
     "countdown": "postlab.tasks.reasoning:build_countdown",
     "wordprob": "postlab.tasks.reasoning:build_wordprob",
+    "reasoning": "postlab.tasks.reasoning:build_mixed",
 }
 
 
