@@ -164,12 +164,17 @@ def sample(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
 @app.command(cls=_config("postlab.run", "RunConfig", "PRESETS"),
              help="The end-to-end job on a preset (resumable: rerun to continue).")
 def run(
-    preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny | reasoning | reasoning-tiny "
+                                                                 "(the reasoning presets' knobs: docs/reasoning.md)"),
     out: Optional[str] = typer.Option(None, "--out", help="run directory (default runs/<preset>)"),
     config: Optional[str] = CONFIG_OPT,
     overrides: Optional[list[str]] = OVERRIDES,
 ) -> None:
-    from postlab import run as recipe
+    named = preset or next((o.split("=", 1)[1] for o in overrides or [] if o.startswith("preset=")), None)
+    if named in ("reasoning", "reasoning-tiny"):  # a preset module of its own (postlab/presets/)
+        from postlab.presets import reasoning as recipe
+    else:
+        from postlab import run as recipe
 
     extra = [f"preset={preset}"] * bool(preset) + [f"out_dir={out}"] * bool(out)
     cfg = load_config(recipe.RunConfig, config, list(overrides or []) + extra)
@@ -456,8 +461,9 @@ def suites_export(
     if name not in BUILTIN_SUITES:
         raise PostlabError(f"unknown suite {name!r}; built-in suites: {', '.join(BUILTIN_SUITES)}")
     if demos:
-        from postlab.tasks.reasoning import SUITES as REASONING, write_demos
+        from postlab.tasks.reasoning import SUITES, write_demos
 
+        REASONING = (*SUITES, "reasoning")
         if name not in REASONING:
             raise PostlabError(f"--demos: suite {name!r} has no worked solutions; reasoning suites: {', '.join(REASONING)}")
         path = out or f"{name}_demos.jsonl"

@@ -1,0 +1,133 @@
+"""``report.html`` of a ``postlab run --preset reasoning`` directory: the headline, accuracy by difficulty per
+stage, the RL arms' training curves beside the controls', test-time compute curves, machine and timings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from postlab.report.html import (_CSS, STAGE_COLOURS, _img, _machine_section, _minutes, _num, _plt, _png, _read_jsonl,
+                                 _table, _esc, _fmt)
+from postlab.utils.io import atomic_write_text
+
+ARM_COLOURS = {"rl": "#2ca02c", "control_random": "#9467bd", "control_format": "#ff7f0e"}
+
+
+def plot_by_difficulty(evals: dict[str, dict]) -> str:
+    """Grouped bars: held-out accuracy per difficulty level for each stage, with ±1 SE."""
+    plt = _plt()
+    levels = sorted({lvl for e in evals.values() for lvl in (e.get("by_difficulty") or {})}, key=int)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / max(1, len(evals))
+    for j, (name, e) in enumerate(evals.items()):
+        xs = [i + (j - (len(evals) - 1) / 2) * width for i in range(len(levels))]
+        ax.bar(xs, [(e.get("by_difficulty") or {}).get(lvl, 0.0) for lvl in levels], width,
+               yerr=[(e.get("by_difficulty_se") or {}).get(lvl, 0.0) for lvl in levels], capsize=2,
+               color=STAGE_COLOURS[j % len(STAGE_COLOURS)], label=name)
+    ax.set_xticks(range(len(levels)), [f"level {lvl}" for lvl in levels])
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_arms(curves: dict[str, list[dict]]) -> str | None:
+    """Training-batch accuracy (gold on the rollouts) and response length per step, one line per RL arm."""
+    if not any(curves.values()):
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for arm, rows in curves.items():
+        steps = [m["step"] for m in rows]
+        colour = ARM_COLOURS.get(re.sub(r"_s\d+$", "", arm))  # the arm of every seed in one colour
+        axes[0].plot(steps, [m["gold/train_score"] for m in rows], label=arm, color=colour, alpha=0.85)
+        axes[1].plot(steps, [m["completions/mean_length"] for m in rows], label=arm, color=colour, alpha=0.85)
+    axes[0].set_ylabel("accuracy of the step's rollouts")
+    axes[1].set_ylabel("mean response tokens")
+    for ax in axes:
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` from the run's summary.json and files; returns its path."""
+    from postlab.evals.test_time import figure
+
+    run_dir = Path(run_dir)
+    s = json.loads((run_dir / "summary.json").read_text())
+    st, controls, tt = s["stages"], s["controls"], s["test_time"]
+    gain = st["rl"]
+    parts = [f"<h1>postlab run --preset {_esc(s['preset'])}: {_esc(s['model'])}</h1>",
+             f"<p class='note'>Held-out test split of the <b>{_esc(s['suite'])}</b> suite ({st['baseline']['n']} items, "
+             "greedy); accuracy = the final answer is exactly right (arith) or the expression reaches the target "
+             "under the rules (countdown). Gains are paired on the same items (mean ± SE).</p>"]
+    parts.append("<div class='headline'>" + "".join(f"<div>{_esc(label)}<b>{value}</b></div>" for label, value in (
+        ("base → SFT → RL", f"{st['baseline']['accuracy']:.3f} → {st['sft']['accuracy']:.3f} → {st['rl']['accuracy']:.3f}"),
+        ("RL − SFT", f"{100 * gain['gain_over_sft']:+.1f} ± {100 * gain['gain_over_sft_se']:.1f}"),
+        *((f"{name.replace('_', ' ')} control", f"{100 * c['gain']:+.1f} ± {100 * c['gain_se']:.1f}")
+          for name, c in controls.items()),
+        ("total time", _minutes(s["timings_s"].get("total"))))) + "</div>")
+
+    parts.append("<h2>Accuracy by stage</h2>")
+    evals = {"base": st["baseline"], "sft": st["sft"], "rl": st["rl"]}
+    cats = sorted(st["baseline"].get("by_category") or {})
+    rows = [[name, e["accuracy"], e["accuracy_se"], *((e.get("by_category") or {}).get(c) for c in cats)]
+            for name, e in evals.items()]
+    rows += [[f"control: {name}", c["accuracy"], None, *([None] * len(cats))] for name, c in controls.items()]
+    parts.append(_table(["stage", "accuracy", "SE", *cats], rows))
+    parts.append(_img(plot_by_difficulty(evals), "held-out accuracy by difficulty level (levels above the train "
+                                                 "levels are held out of training), ±1 SE"))
+    seeds = s.get("seeds") or {}
+    if seeds and len(seeds.get("rl", {}).get("per_seed", [])) > 1:
+        parts.append("<h2>Seeds</h2>")
+        parts.append(_table(["arm", "gain over SFT, mean over seeds", "sd over seeds", "per seed"],
+                            [[arm, x["gain_mean"], x["gain_spread_sd"],
+                              ", ".join(f"{p['seed']}: {100 * p['gain']:+.1f}" for p in x["per_seed"])]
+                             for arm, x in seeds.items()]))
+
+    parts.append("<h2>RL: the verifiable reward against the controls</h2>")
+    curves = {name: [m for m in _read_jsonl(run_dir / name / "metrics.jsonl") if "reward" in m]
+              for name in sorted(p.name for p in run_dir.iterdir() if p.is_dir() and (p / "metrics.jsonl").exists()
+                                 and (p.name.startswith("rl") or p.name.startswith("control_")))}
+    c = plot_arms(curves)
+    if c:
+        parts.append(_img(c, "accuracy of each step's rollouts (gold, whatever the arm's reward) and response length"))
+    parts.append(_table(["arm", "reward", "rollout accuracy first → last fifth", "held-out accuracy", "gain over SFT"],
+                        [["rl", st["rl"]["train"]["reward_source"],
+                          f"{_num(st['rl']['train']['train_accuracy_first'], '.2f')} → {_num(st['rl']['train']['train_accuracy_last'], '.2f')}",
+                          st["rl"]["accuracy"], f"{100 * gain['gain_over_sft']:+.1f} ± {100 * gain['gain_over_sft_se']:.1f}"]]
+                        + [[name, c["train"]["reward_source"],
+                            f"{_num(c['train']['train_accuracy_first'], '.2f')} → {_num(c['train']['train_accuracy_last'], '.2f')}",
+                            c["accuracy"], f"{100 * c['gain']:+.1f} ± {100 * c['gain_se']:.1f}"]
+                           for name, c in controls.items()]))
+
+    parts.append("<h2>Test-time compute (the RL policy)</h2>")
+    n = tt["samples"]
+    parts.append(f"<p class='note'>{tt['items']} test items, {n} samples each at temperature {tt['temperature']}: "
+                 f"pass@1 {tt['pass_at_1']:.3f}, maj@{n} {tt[f'maj_at_{n}']:.3f}, pass@{n} {tt['pass_at_k'][str(n)]:.3f}.</p>")
+    ks = sorted(tt["pass_at_k"], key=int)
+    parts.append(_img(_png(figure({"ks": ks, **{x: tt[x] for x in ("pass_at_k", "pass_at_k_se", "maj_at_k", "maj_at_k_se")}})),
+                      "accuracy against k samples per item (pass@k: any of k right; maj@k: the majority answer right)"))
+    if st.get("star", {}).get("rounds"):
+        parts.append("<h2>STaR rounds</h2>")
+        parts.append(_table(["round", "prompts", "prompts solved", "right chains kept"],
+                            [[r["round"], r["prompts"], r["prompts_solved"], r["kept"]] for r in st["star"]["rounds"]]))
+    if s.get("machine"):
+        parts.append(_machine_section(s["machine"], s.get("scaled") or {}))
+    predicted = (s.get("scaled") or {}).get("predicted_s") or {}
+    parts.append("<h2>Timings</h2>")
+    parts.append(_table(["stage", "seconds", "predicted seconds"],
+                        [[k, v, predicted.get(k)] for k, v in s["timings_s"].items()]))
+    cfg_path = run_dir / "resolved_config.json"
+    if cfg_path.exists():
+        parts.append("<h2>Resolved configuration</h2><pre>" + _esc(cfg_path.read_text()) + "</pre>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>postlab reasoning report: {_fmt(s['model'])}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out = run_dir / "report.html"
+    atomic_write_text(out, page)
+    return out

@@ -1,0 +1,101 @@
+"""`postlab run --preset reasoning`: its control rewards, stage plan, budget, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from postlab.config import load_config
+from postlab.presets import reasoning as preset
+from postlab.run_state import stale_stages
+from postlab.presets.rewards import format_reward, random_reward
+from postlab.tasks.suite import load_suite
+
+
+@pytest.fixture(scope="module")
+def items():
+    test = load_suite("reasoning", split="test")
+    return {"arith": next(it for it in test if it.category == "arith"),
+            "countdown": next(it for it in test if it.category == "countdown")}
+
+
+def test_random_reward_is_a_fixed_coin_flip_blind_to_correctness(items):
+    it = items["arith"]
+    right = f"Answer: {it.checks[0].kwargs['answer']}"
+    assert random_reward(it, right) == random_reward(it, right)  # the same on every call (resume-safe)
+    flips = [random_reward(it, f"step {i}\nAnswer: {i}") for i in range(400)]
+    assert set(flips) == {0.0, 1.0} and 0.4 < sum(flips) / len(flips) < 0.6
+    # blind: right and wrong answers get 1 equally often over many items
+    test = [x for x in load_suite("reasoning", split="test") if x.category == "arith"]
+    rights = [random_reward(x, f"Answer: {x.checks[0].kwargs['answer']}") for x in test]
+    assert 0.3 < sum(rights) / len(rights) < 0.7
+
+
+def test_format_reward_pays_for_a_well_formed_answer_right_or_wrong(items):
+    a, c = items["arith"], items["countdown"]
+    assert format_reward(a, "3 + 4 = 7\nAnswer: 7") == 1.0
+    assert format_reward(a, "Answer: 123456") == 1.0  # wrong, but a number
+    assert format_reward(a, "I think it is seven.") == 0.0
+    assert format_reward(c, "Answer: (1 + 2) * 3") == 1.0  # an expression, right or not
+    assert format_reward(c, "Answer: (1 + ") == 0.0
+    assert format_reward(c, "no idea") == 0.0
+
+
+def test_stage_names_run_every_arm_for_every_seed():
+    k = preset.PRESETS["reasoning"].model_copy(update={"seeds": [0, 7], "controls": ["random"]})
+    names = preset.stage_names(k)
+    assert names[:6] == ("fetch", "baseline", "sft_data", "sft", "sft_eval", "star")
+    assert names[6:14] == ("rl", "rl_eval", "control_random", "control_random_eval",
+                           "rl_s7", "rl_s7_eval", "control_random_s7", "control_random_s7_eval")
+    assert names[-2:] == ("test_time", "report")
+    firsts = preset.first_stages(k)
+    assert firsts["rl_lr"] == "rl" and firsts["sft_lr"] == "sft" and firsts["max_seq_len"] == "sft"
+    assert firsts["test_time_samples"] == "test_time" and firsts["budget_minutes"] is None
+    assert preset.stage_outputs(k)["control_random_s7_eval"] == ("eval/control_random_s7.*",)
+    # more seeds or controls redo nothing finished; another first seed redoes its arms and what follows
+    assert stale_stages(["seeds", "controls"], names, firsts) == {}
+    assert list(stale_stages(["first_seed"], names, firsts))[0] == "rl"
+    assert list(stale_stages(["sft_epochs"], names, firsts))[0] == "sft"
+
+
+def test_seeds_and_controls_must_be_distinct():
+    from postlab.errors import ConfigError
+
+    for bad in ("seeds=[1,1]", "seeds=[]", "controls=[random,random]"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(preset.RunConfig, None, ["preset=reasoning-tiny", bad]).knobs()
+
+
+def test_a_slow_machine_cuts_rl_steps_first_and_never_a_knob_set_by_hand():
+    k = preset.PRESETS["reasoning"].model_copy(update={"bf16": True})
+    fast = sum(preset.predict_seconds(k, "reasoning", 1.0).values())
+    cut, changes = preset.fit(k, "reasoning", 3.0, fast * 1.5, fixed=set())
+    assert changes and changes[0]["knob"] == "rl_steps" and cut.rl_steps < k.rl_steps
+    assert sum(preset.predict_seconds(cut, "reasoning", 3.0).values()) <= fast * 1.5 or cut.eval_limit == 100
+    kept, changes = preset.fit(k, "reasoning", 3.0, fast * 1.5, fixed={"rl_steps"})
+    assert kept.rl_steps == k.rl_steps and all(c["knob"] != "rl_steps" for c in changes)
+    same, none = preset.fit(k, "reasoning", 1.0, fast * 2, fixed=set())
+    assert same == k and none == []
+
+
+def test_tiny_run_end_to_end_then_a_changed_rl_knob_redoes_only_rl_and_later(tmp_path):
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "postlab", "run", "--preset", "reasoning-tiny", "--out", str(out), "progress=false"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    s = json.loads((out / "summary.json").read_text())
+    st = s["stages"]
+    for stage in ("baseline", "sft", "rl"):
+        assert 0.0 <= st[stage]["accuracy"] <= 1.0 and st[stage]["by_difficulty"]
+    assert {"gain_over_sft", "gain_over_sft_se"} <= set(st["rl"])
+    assert {"random_reward", "format_reward"} == set(s["controls"])
+    assert all("gain" in c for c in s["controls"].values())
+    assert 0.0 <= s["test_time"]["pass_at_1"] <= 1.0 and "maj_at_4" in s["test_time"]
+    assert (out / "report.html").read_text().count("<img") >= 3
+    sft_mtime = (out / "stages" / "sft.json").stat().st_mtime
+    again = subprocess.run(cmd + ["rl_steps=3"], check=True, capture_output=True, text=True, timeout=600)
+    assert "redoing rl:" in again.stderr and "redoing sft:" not in again.stderr
+    assert (out / "stages" / "sft.json").stat().st_mtime == sft_mtime
+    assert json.loads((out / "stages" / "rl.json").read_text())["result"]["steps"] == 3
