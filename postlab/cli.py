@@ -30,6 +30,10 @@ app.add_typer(suites_app, name="suites")
 from postlab.labelapp.cli import label_app  # noqa: E402  (Typer only; the app itself loads inside each command)
 
 app.add_typer(label_app, name="label-app")
+from postlab.agents.cli import env_app, sandbox_app  # noqa: E402  (Typer only; the work loads inside each command)
+
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(env_app, name="env")
 
 
 def _print_version(value: bool) -> None:
