@@ -10,6 +10,8 @@ from postlab.errors import ConfigError
 # name -> (module, class); modules load only when asked for
 ENVIRONMENTS: dict[str, tuple[str, str]] = {
     "calculator": ("postlab.agents.envs.calculator", "CalculatorEnv"),
+    "fixcode": ("postlab.agents.envs.fixcode", "FixCodeEnv"),
+    "lookup": ("postlab.agents.envs.lookup", "LookupEnv"),
 }
 
 
