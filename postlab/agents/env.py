@@ -162,6 +162,15 @@ class ToolEnv:
             return self._finish(out, turn.text, info)
         return copy.deepcopy(out), 0.0, False, {**info, "state": self.state}
 
+    def truncate(self) -> float:
+        """End the episode now (the caller's token budget ran out): the model's last turn, without its tool
+        calls, is scored as the answer. Returns the reward."""
+        if not self.state.done:
+            last = next((m["content"] for m in reversed(self.messages) if m["role"] == "assistant"), "")
+            self.state.truncated = True
+            self._finish([], parse_tool_calls(last).text, {})
+        return self.state.reward
+
     def _finish(self, out: list[dict], answer: str, info: dict):
         self.state.reward = float(self.score(answer, self.row, self.state))
         self.state.success = self.state.reward >= self.success_threshold
