@@ -57,3 +57,49 @@ def sandbox_exec(
         print(f"sandbox: {result.error}", file=sys.stderr)
     sys.stdout.flush()
     sys.exit(result.returncode)
+
+
+@env_app.command("list", help="The environments that ship: one per line, its name first.")
+def env_list() -> None:
+    from postlab.agents.envs import ENVIRONMENTS, env_class
+
+    for name in ENVIRONMENTS:
+        cls = env_class(name)
+        print(f"{name:<12} {cls.description}")
+
+
+@env_app.command("eval", help="Play a model through an environment's held-out tasks; writes --out (metrics: success "
+                              "rate, mean turns, tool-call validity, recovery rate) and <stem>.transcripts.jsonl.")
+def env_eval(
+    env: str = typer.Option(..., "--env", help="environment name (postlab env list)"),
+    model: str = typer.Option("smollm2-135m-instruct", "--model", help="built-in name, local HF directory or hub id"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", help="only the first N tasks of the split"),
+    out: str = typer.Option("env_eval/results.json", "--out", help="results JSON"),
+    split: str = typer.Option("test", "--split", help="test (held out) or train"),
+    tools: bool = typer.Option(True, "--tools/--no-tools", help="offer the tools (--no-tools: calculator without its tool)"),
+    max_turns: Optional[int] = typer.Option(None, "--max-turns", help="assistant turns per episode"),
+    max_total_tokens: int = typer.Option(1024, "--max-total-tokens", help="tokens per episode after the prompt"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="tokens per model turn"),
+    sandbox_tier: str = typer.Option("namespaces", "--sandbox-tier", help="namespaces | unsafe (no isolation)"),
+    batch_size: int = typer.Option(8, "--batch-size", help="episodes played together"),
+) -> None:
+    from pydantic import ValidationError
+
+    from postlab.agents.evaluate import EnvEvalConfig, evaluate, format_summary
+    from postlab.errors import ConfigError
+
+    try:
+        cfg = EnvEvalConfig(env=env, model=model, episodes=episodes, out=out, split=split, tools=tools,
+                            max_turns=max_turns, max_total_tokens=max_total_tokens, sandbox_tier=sandbox_tier,
+                            batch_size=batch_size, sampling={"temperature": 0.0, "max_new_tokens": max_new_tokens, "seed": 0})
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from None
+    from postlab.agents.envs import env_class
+
+    from postlab.cli import _quiet_libraries
+
+    env_class(cfg.env)  # an unknown name fails now, before the model loads
+    _quiet_libraries()
+    result = evaluate(cfg, log=lambda m: print(m, file=sys.stderr))
+    print(format_summary(result))
+    print(f"wrote {cfg.out} and {result['transcripts']}")
