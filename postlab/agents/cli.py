@@ -103,3 +103,19 @@ def env_eval(
     result = evaluate(cfg, log=lambda m: print(m, file=sys.stderr))
     print(format_summary(result))
     print(f"wrote {cfg.out} and {result['transcripts']}")
+
+
+@env_app.command("demos", help="Write tool-use demonstrations (SFT rows with tool calls, for `postlab sft`) of an "
+                               "environment's tasks: calculator only.")
+def env_demos(
+    env: str = typer.Option("calculator", "--env", help="environment (calculator)"),
+    out: str = typer.Option(..., "--out", help="JSONL file to write"),
+    split: str = typer.Option("train", "--split", help="train or test"),
+) -> None:
+    if env != "calculator":
+        raise PostlabError(f"--env {env!r}: demonstrations exist for calculator only")
+    if split not in ("train", "test"):
+        raise PostlabError(f"--split {split!r}: expected train or test")
+    from postlab.agents.demos import write_calculator_demos
+
+    print(f"wrote {write_calculator_demos(out, split)} demonstrations to {out}")
