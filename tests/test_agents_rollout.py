@@ -191,3 +191,14 @@ def test_environment_ids_are_the_template_text_between_turns(tiny):
     ids = environment_ids(tok, msgs, [{"type": "function", "function": {"name": "t", "description": "d",
                                                                           "parameters": {"type": "object", "properties": {}}}}], "<|im_end|>")
     assert tok.decode(ids) == "\n<|im_start|>user\n<tool_response>\nr\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_episodes_of_one_task_differ_and_a_seed_replays(tiny):
+    model, tok = tiny
+    engine = TorchEngine(model=model, tokenizer=tok)
+    rows = [{"question": "same"}] * 4
+    params = SamplingParams(max_new_tokens=6, seed=3)
+    first = run_episodes(engine, [Chatter(2) for _ in rows], rows, params)
+    again = run_episodes(engine, [Chatter(2) for _ in rows], rows, params)
+    assert len({tuple(ep.ids) for ep in first}) > 1  # the group's episodes are not copies of each other
+    assert [ep.ids for ep in first] == [ep.ids for ep in again]

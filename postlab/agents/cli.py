@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Optional
 
@@ -119,3 +120,19 @@ def env_demos(
     from postlab.agents.demos import write_calculator_demos
 
     print(f"wrote {write_calculator_demos(out, split)} demonstrations to {out}")
+
+
+@env_app.command("train", help="Multi-turn GRPO / RLOO on an environment's train tasks (postlab.agents.grpo: fields "
+                               "as KEY=VALUE, e.g. env=calculator steps=20 k=4 model=DIR).")
+def env_train(
+    out: Optional[str] = typer.Option(None, "--out", help="run directory (default runs/agent)"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file; KEY=VALUE overrides apply on top"),
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="config fields"),
+) -> None:
+    from postlab.agents.grpo import AgentGRPOConfig, train
+    from postlab.cli import _quiet_libraries
+    from postlab.config import load_config
+
+    _quiet_libraries()
+    cfg = load_config(AgentGRPOConfig, config, list(overrides or []) + [f"out_dir={out}"] * bool(out))
+    print(json.dumps(train(cfg), indent=2))

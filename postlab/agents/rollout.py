@@ -68,9 +68,16 @@ def environment_ids(tokenizer, messages: list[dict], tools: list[dict] | None, s
     return tokenizer(full[start:], add_special_tokens=False)["input_ids"]
 
 
+def _turn_seed(seed: int, episode: int, turn: int) -> int:
+    """Each episode and turn draws from its own seeded generator: the k episodes of one task differ, and
+    a seeded batch replays exactly."""
+    return (seed * 1_000_003 + episode * 10_007 + turn) % (2**63)
+
+
 def run_episodes(engine: TorchEngine, envs: Sequence, rows: Sequence[dict], params: SamplingParams, *,
                  max_total_tokens: int = 1024) -> list[Episode]:
-    """Play one episode per (env, row), all together turn by turn; each env is reset with its row."""
+    """Play one episode per (env, row), all together turn by turn; each env is reset with its row. A seeded
+    ``params`` gives every episode and turn a seed of its own (``_turn_seed``)."""
     tok = engine.tokenizer
     stop_id = tok.eos_token_id
     stop_text = tok.decode([stop_id])
@@ -81,8 +88,10 @@ def run_episodes(engine: TorchEngine, envs: Sequence, rows: Sequence[dict], para
         episodes.append(Episode(row=dict(row), prompt_ids=tok(prompt, add_special_tokens=False)["input_ids"],
                                 messages=messages))
     while running := [i for i, ep in enumerate(episodes) if not ep.done]:
-        turn_params = [params.model_copy(update={"max_new_tokens": max(1, min(
-            params.max_new_tokens, max_total_tokens - len(episodes[i].ids)))}) for i in running]
+        turn_params = [params.model_copy(update={
+            "max_new_tokens": max(1, min(params.max_new_tokens, max_total_tokens - len(episodes[i].ids))),
+            "seed": None if params.seed is None else _turn_seed(params.seed, i, len(episodes[i].turn_spans))})
+            for i in running]
         out = engine.generate_ids([episodes[i].prompt_ids + episodes[i].ids for i in running], turn_params)
         for b, i in enumerate(running):
             ep, env = episodes[i], envs[i]
@@ -129,11 +138,12 @@ class EpisodeBatch:
     logprobs: torch.Tensor  # (B, R) float32, sampling log-probs on model tokens, 0 elsewhere
     rewards: torch.Tensor  # (B,) float32, the episodes' rewards
     pad_id: int
+    texts: list[str]  # B: each episode's last assistant message
 
     def as_rollout(self) -> Rollout:
         return Rollout(prompt_ids=self.prompt_ids, prompt_mask=self.prompt_mask, response_ids=self.response_ids,
                        response_mask=self.attention_mask, logprobs=self.logprobs,
-                       finished=torch.ones(self.rewards.size(0), dtype=torch.bool), texts=[], pad_id=self.pad_id)
+                       finished=torch.ones(self.rewards.size(0), dtype=torch.bool), texts=self.texts, pad_id=self.pad_id)
 
 
 def collate_episodes(episodes: Sequence[Episode], pad_id: int) -> EpisodeBatch:
@@ -155,4 +165,5 @@ def collate_episodes(episodes: Sequence[Episode], pad_id: int) -> EpisodeBatch:
         loss_mask[b, :n] = torch.tensor(e.loss_mask, dtype=torch.long)
         logprobs[b, :n] = torch.tensor(e.logprobs, dtype=torch.float32)
     rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float32)
-    return EpisodeBatch(prompt_ids, prompt_mask, response_ids, attention, loss_mask, logprobs, rewards, pad_id)
+    texts = [next((m["content"] for m in reversed(e.messages) if m["role"] == "assistant"), "") for e in episodes]
+    return EpisodeBatch(prompt_ids, prompt_mask, response_ids, attention, loss_mask, logprobs, rewards, pad_id, texts)
