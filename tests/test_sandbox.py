@@ -110,11 +110,26 @@ def test_fork_bomb_is_capped_at_the_process_limit(tmp_path):
     assert r.duration_s < 5
 
 
+def sandbox_processes() -> list[str]:
+    """Live processes of the sandboxes' uids (200000 and up, see sandbox._sandbox_uid)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            uid = int(next(line for line in open(f"/proc/{pid}/status") if line.startswith("Uid:")).split()[1])
+        except (OSError, StopIteration):
+            continue
+        if uid >= 200_000:
+            out.append(pid)
+    return out
+
+
 def test_classic_shell_fork_bomb_is_contained(sb, tmp_path):
     start = time.monotonic()
-    r = sb.run(["sh", "-c", "b() { b | b & }; b"], workdir=tmp_path)
+    r = sb.run(["sh", "-c", "b() { b | b & }; b; sleep 1"], workdir=tmp_path)
     assert time.monotonic() - start < 8
-    assert r.returncode in (0, 2, 124) or r.error  # contained either way; the host is still here
+    assert r.returncode in (0, 2, 124), (r.returncode, r.error)  # the shell ends or is killed at the limit
+    if os.geteuid() == 0:  # nothing of it outlives the sandbox
+        assert sandbox_processes() == []
     assert py(sb, "print(1)", tmp_path).stdout == "1\n"
 
 
@@ -217,3 +232,52 @@ def test_cli_passes_exit_status_and_output_through(tmp_path):
     r = subprocess.run([sys.executable, "-m", "postlab", "sandbox", "exec", "--timeout", "1", "--", "sh", "-c",
                         "while :; do :; done"], capture_output=True, text=True, env=env)
     assert r.returncode == 124 and "timed out after 1 s" in r.stderr
+
+
+@needs_ns
+def test_unprivileged_user_namespace_path(tmp_path):
+    """As a user without privileges (here: nobody, run from root): the user-namespace path, with the same
+    guarantees (read-only system, no capabilities, a process limit counted inside the namespace)."""
+    import postlab
+
+    src = os.path.dirname(os.path.dirname(postlab.__file__))
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs root (to become nobody) and /usr/bin/python3")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    readable = Path(tempfile.mkdtemp(prefix="postlab-nobody-"))  # pytest's tmp_path is private to root
+    readable.chmod(0o755)
+    script = readable / "probe.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, tempfile
+        sys.path.insert(0, {src!r})
+        from postlab.agents.sandbox import Sandbox, SandboxLimits
+        sb = Sandbox(limits=SandboxLimits(timeout_s=5, max_processes=16))
+        d = tempfile.mkdtemp()
+        r = sb.run(["sh", "-c", "echo hi > /sandbox/f && cat /sandbox/f; grep -E 'CapEff|CapBnd' /proc/self/status;"
+                    "touch /usr/x 2>/dev/null || echo refused"], workdir=d)
+        print(r.stdout, end="")
+        bomb = "import os, time\\nn = 0\\nfor _ in range(100):\\n    try:\\n        if os.fork() == 0:\\n" \\
+               "            time.sleep(10); os._exit(0)\\n        n += 1\\n    except OSError:\\n        break\\nprint(n)"
+        print("children", sb.run([sb.sandbox_python, "-c", bomb], workdir=d).stdout, end="")
+        import shutil; shutil.rmtree(d)
+        """))
+    script.chmod(0o644)
+
+    def become_nobody():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    try:
+        r = subprocess.run(["/usr/bin/python3", str(script)], preexec_fn=become_nobody, capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, cwd="/tmp", timeout=60)
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
+    if "Permission denied" in r.stderr:
+        pytest.skip(f"the sources are not readable by nobody: {r.stderr[-200:]}")
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["hi", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "refused"], r.stdout + r.stderr
+    assert 5 < int(lines[4].split()[1]) < 16
