@@ -32,6 +32,8 @@ def test_exit_status_and_output_pass_through(sb, tmp_path):
     assert (r.returncode, r.stdout, r.stderr, r.error) == (3, "out\n", "err\n", "exit status 3")
     ok = py(sb, "import sys; print(sys.stdin.read().upper())", tmp_path, stdin="abc")
     assert ok.ok and ok.stdout == "ABC\n" and ok.returncode == 0
+    deaf = Sandbox(limits=SandboxLimits(timeout_s=1)).run(["sleep", "30"], workdir=tmp_path, stdin="x" * (1 << 20))
+    assert deaf.timed_out  # a megabyte of stdin it never reads does not hang the caller
 
 
 def test_writes_only_inside_the_episode_directory(sb, tmp_path):

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,12 +190,14 @@ def _supervise(cmd, limits: SandboxLimits, stdin: str | None, *, cwd, env, close
                             start_new_session=True, **popen)
     if close_fd is not None:
         os.close(close_fd)
-    if stdin is not None:
-        try:
-            proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+    if stdin is not None:  # from a thread: a command that never reads must not block us past its time limit
+        def feed() -> None:
+            try:
+                proc.stdin.write(stdin.encode())
+                proc.stdin.close()
+            except (BrokenPipeError, ValueError, OSError):
+                pass
+        threading.Thread(target=feed, daemon=True).start()
     out = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     sel = selectors.DefaultSelector()
     for f in out:
