@@ -150,9 +150,10 @@ class ToolEnv:
             return self._finish([], text, info)
         out = [{"role": "tool", "name": "error", "content": f"error: {e}"} for e in turn.errors]
         for call in turn.calls:
-            msg, invalid = self._call(call)
+            msg, failure = self._call(call)
             out.append(msg)
-            info["invalid_calls" if invalid else "tool_errors"] += msg["content"].startswith("error:")
+            if failure:
+                info[failure] += 1
         self.state.tool_calls += turn.attempted
         self.state.invalid_calls += info["invalid_calls"]
         self.state.tool_errors += info["tool_errors"]
@@ -178,21 +179,22 @@ class ToolEnv:
         self.close()
         return copy.deepcopy(out), self.state.reward, True, {**info, "state": self.state}
 
-    def _call(self, call: ToolCall) -> tuple[dict, bool]:
-        """(the tool message, whether the call itself was invalid)."""
+    def _call(self, call: ToolCall) -> tuple[dict, str | None]:
+        """(the tool message, None or what failed: "invalid_calls" for the call itself, "tool_errors" for the tool)."""
         if call.name not in self._functions:
             known = ", ".join(self._functions) or "none"
-            return {"role": "tool", "name": call.name, "content": f"error: unknown tool {call.name!r} (tools: {known})"}, True
+            return {"role": "tool", "name": call.name, "content": f"error: unknown tool {call.name!r} (tools: {known})"}, \
+                "invalid_calls"
         problem = check_arguments(self._schemas[call.name], call.arguments)
         if problem:
-            return {"role": "tool", "name": call.name, "content": f"error: {problem}"}, True
+            return {"role": "tool", "name": call.name, "content": f"error: {problem}"}, "invalid_calls"
         try:
-            result = format_result(self._functions[call.name](**call.arguments))
+            return {"role": "tool", "name": call.name, "content": format_result(self._functions[call.name](**call.arguments))}, None
         except ToolError as e:
             result = f"error: {e}"
         except Exception as e:  # a tool's bug is the model's tool error, never the trainer's crash
             result = f"error: {type(e).__name__}: {e}"
-        return {"role": "tool", "name": call.name, "content": result}, False
+        return {"role": "tool", "name": call.name, "content": result}, "tool_errors"
 
 
 # -- adapters ------------------------------------------------------------------------------------------
