@@ -89,6 +89,9 @@ def test_tiny_run_end_to_end_then_a_changed_rl_knob_redoes_only_rl_and_later(tmp
     st = s["stages"]
     for stage in ("baseline", "sft", "rl"):
         assert 0.0 <= st[stage]["accuracy"] <= 1.0 and st[stage]["by_difficulty"]
+        cells = st[stage]["by_suite_level"]
+        assert set(cells) == {"arith", "countdown"}
+        assert sum(c["n"] for levels in cells.values() for c in levels.values()) == st[stage]["n"]
     assert {"gain_over_sft", "gain_over_sft_se"} <= set(st["rl"])
     assert {"random_reward", "format_reward"} == set(s["controls"])
     assert all("gain" in c for c in s["controls"].values())

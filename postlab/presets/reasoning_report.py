@@ -14,18 +14,18 @@ from postlab.utils.io import atomic_write_text
 ARM_COLOURS = {"rl": "#2ca02c", "control_random": "#9467bd", "control_format": "#ff7f0e"}
 
 
-def plot_by_difficulty(evals: dict[str, dict]) -> str:
-    """Grouped bars: held-out accuracy per difficulty level for each stage, with ±1 SE."""
+def plot_by_level(evals: dict[str, dict]) -> str:
+    """Grouped bars: held-out accuracy per suite and difficulty level for each stage (n per bar in the label)."""
     plt = _plt()
-    levels = sorted({lvl for e in evals.values() for lvl in (e.get("by_difficulty") or {})}, key=int)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    first = next(iter(evals.values()))["by_suite_level"]
+    cells = [(suite, lvl, cell["n"]) for suite, levels in first.items() for lvl, cell in levels.items()]
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(cells)), 3.6))
     width = 0.8 / max(1, len(evals))
     for j, (name, e) in enumerate(evals.items()):
-        xs = [i + (j - (len(evals) - 1) / 2) * width for i in range(len(levels))]
-        ax.bar(xs, [(e.get("by_difficulty") or {}).get(lvl, 0.0) for lvl in levels], width,
-               yerr=[(e.get("by_difficulty_se") or {}).get(lvl, 0.0) for lvl in levels], capsize=2,
-               color=STAGE_COLOURS[j % len(STAGE_COLOURS)], label=name)
-    ax.set_xticks(range(len(levels)), [f"level {lvl}" for lvl in levels])
+        xs = [i + (j - (len(evals) - 1) / 2) * width for i in range(len(cells))]
+        ax.bar(xs, [e["by_suite_level"].get(suite, {}).get(lvl, {}).get("accuracy", 0.0) for suite, lvl, _ in cells],
+               width, color=STAGE_COLOURS[j % len(STAGE_COLOURS)], label=name)
+    ax.set_xticks(range(len(cells)), [f"{suite} L{lvl}\n(n={n})" for suite, lvl, n in cells], fontsize=7)
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
@@ -80,8 +80,8 @@ def build_report(run_dir: str | Path) -> Path:
             for name, e in evals.items()]
     rows += [[f"control: {name}", c["accuracy"], None, *([None] * len(cats))] for name, c in controls.items()]
     parts.append(_table(["stage", "accuracy", "SE", *cats], rows))
-    parts.append(_img(plot_by_difficulty(evals), "held-out accuracy by difficulty level (levels above the train "
-                                                 "levels are held out of training), ±1 SE"))
+    parts.append(_img(plot_by_level(evals), "held-out accuracy by suite and difficulty level (arith levels 5–6 and "
+                                            "countdown levels 4–5 are held out of training)"))
     seeds = s.get("seeds") or {}
     if seeds and len(seeds.get("rl", {}).get("per_seed", [])) > 1:
         parts.append("<h2>Seeds</h2>")
