@@ -7,13 +7,17 @@ from pathlib import Path
 import torch
 
 from postlab.train.common import LoraConfig
+from postlab.train.distributed import launched, local_rank
 from postlab.utils.io import atomic_dir
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``auto``: CUDA when available, else the CPU; any other name as torch parses it. Under torchrun a
+    bare ``cuda`` is this process's GPU, ``cuda:LOCAL_RANK``."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if device.type == "cuda" and device.index is None and launched():
+        return torch.device("cuda", local_rank())
+    return device
 
 
 def apply_lora(model, cfg: LoraConfig, seed: int, task_type: str = "CAUSAL_LM"):

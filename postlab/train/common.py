@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.machine import AutoBF16
 from postlab.train.trackers import missing_message
+
+
+def _torch_device_name(name: str) -> str:
+    if name != "auto":
+        import torch  # only once a config is validated: --help stays light
+
+        try:
+            torch.device(name)
+        except RuntimeError:
+            raise ValueError("expected auto or a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    return name
+
+
+# Every training command's `device`: auto (CUDA when available, else the CPU) or any device torch
+# parses. Under torchrun a bare `cuda` is each process's own GPU (postlab.models.prepare.pick_device).
+Device = Annotated[str, AfterValidator(_torch_device_name)]
+DEVICE_HELP = ("where to train: auto (cuda when available, else cpu) or any torch device: cpu, cuda, cuda:1, mps, ...; "
+               "under torchrun, cuda is each process's own GPU (docs/scaling.md)")
 
 
 class OptimConfig(Section):

@@ -29,7 +29,8 @@ from postlab.errors import DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import check_model_name
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
-from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
+from postlab.train import distributed
+from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
 from postlab.train.rm import RMDataConfig, split_by_prompt
 from postlab.utils.io import atomic_write_text, finite
@@ -40,7 +41,7 @@ class DPOConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="starting policy, also the reference: built-in name, directory (usually the SFT policy) or hub id")
     out_dir: str = Field("runs/dpo", description="run directory: config, metrics, checkpoints, final model, dpo_results.json")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    device: Device = Field("auto", description=DEVICE_HELP)
     data: RMDataConfig = Field(..., description="preference data (TRL format), held out by prompt")
     loss: Literal["dpo", "ipo"] = Field("dpo", description="dpo: −log σ(β·h) on summed log-probs; ipo: (h − 1/(2β))² on token-mean log-probs")
     beta: float = Field(0.1, gt=0, description="β: strength of the implicit KL pull towards the reference (τ for ipo); smaller lets the policy move further")
@@ -158,6 +159,7 @@ def encode_pairs(tok, pairs: list[PreferencePair], max_seq_len: int, source: str
     return out
 
 
+@distributed.data_parallel
 def train(cfg: DPOConfig) -> dict:
     out = Path(cfg.out_dir)
     latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
@@ -179,15 +181,17 @@ def train(cfg: DPOConfig) -> dict:
     trainable, total = count_parameters(model)
     print(f"dpo ({cfg.loss}, beta {cfg.beta}): {len(examples)} train / {len(eval_examples)} held-out pairs; "
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
-    gold = start_gold_eval(cfg.gold_eval, model=model, tokenizer=tok, run_dir=out)
+    main = distributed.is_main()  # under torchrun, rank 0 alone runs gold evals and writes
+    gold = start_gold_eval(cfg.gold_eval, model=model, tokenizer=tok, run_dir=out) if main else None
     result: TrainResult = train_loop(model=model, examples=examples, eval_examples=eval_examples, objective=objective,
                                      optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc=cfg.loss,
                                      callbacks=[gold] if gold else [])
     if gold:
         gold.evaluate_now(result.state.step)
-    save_final_model(model, tok, out / "model")
     summary = {"model": str(out / "model"), "loss": cfg.loss, "beta": cfg.beta, "train_pairs": len(examples),
                "eval_pairs": len(eval_examples), "steps": result.state.step, **result.eval_metrics}
     summary = finite(summary)
-    atomic_write_text(out / "dpo_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    if main:
+        save_final_model(model, tok, out / "model")
+        atomic_write_text(out / "dpo_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

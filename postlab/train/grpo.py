@@ -31,10 +31,11 @@ from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.rollout.types import Rollout, cat_rollouts
 from postlab.tasks.suite import Item, load_suite
-from postlab.train.common import CheckpointConfig, LoraConfig
+from postlab.train import distributed
+from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed,
-                                     require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+                                     RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      entropy_mean, make_optimizer, make_reward_fn, reward_watch, over_micro_batches, prompt_batches,
                                      reference_mode, response_logprobs, rollout_subset, run_rl_loop, split_batches)
 from postlab.utils.io import atomic_write_text, finite
@@ -48,7 +49,7 @@ class GRPOConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="policy to start from: built-in name, directory or hub id")
     out_dir: str = Field("runs/grpo", description="run directory: config, metrics, checkpoints, final model")
-    device: str = Field("auto", description="where to train: auto (cuda when available) or any torch device: cpu, cuda, cuda:1, mps, ...")
+    device: Device = Field("auto", description=DEVICE_HELP)
     suite: str = Field("spec", description="prompts: built-in suite name or JSONL")
     split: Literal["train", "test", "all"] = Field("train", description="which split to train on")
     limit: int | None = Field(None, ge=1, description="only the first N items")
@@ -87,7 +88,6 @@ class GRPOConfig(Section):
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
-        require_torch_device(self.device)
 
 
 @dataclass
@@ -117,6 +117,7 @@ def lengths_by_reward(lengths: torch.Tensor, scores: torch.Tensor, k: int) -> di
 
 
 def train(cfg: GRPOConfig, callbacks=()) -> dict:
+    distributed.require_single_process("grpo")
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)

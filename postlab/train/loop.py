@@ -29,6 +29,7 @@ from postlab.algos.lm import causal_lm_loss, token_nll_sum
 from postlab.data.collate import LMBatch, collate
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError, PostlabError
+from postlab.train import distributed
 from postlab.train.common import CheckpointConfig, OptimConfig
 from postlab.train.trackers import open_trackers
 from postlab.utils.io import atomic_dir, atomic_write_text, clean_stale_tmp
@@ -99,6 +100,16 @@ class TrainResult:
     eval_loss: float | None = None
     eval_metrics: dict[str, float] = field(default_factory=dict)  # the objective's final held-out metrics
     num_examples: int = 0  # training examples the loop drew from
+
+
+class _NoMetrics:
+    """The metrics logger of a rank other than 0: rank 0 alone writes metrics."""
+
+    def log(self, step: int, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def total_steps(optim: OptimConfig, num_examples: int) -> int:
@@ -267,13 +278,16 @@ def latest_checkpoint(run_dir: Path, ckpt: CheckpointConfig) -> Path | None:
 
 def start_run_dir(cfg: Section, run_dir: Path, ckpt: CheckpointConfig) -> None:
     """A recipe's first step: refuse ``run_dir`` (``latest_checkpoint``) before anything in it is written,
-    then save ``cfg`` there as config.yaml."""
+    then save ``cfg`` there as config.yaml (rank 0 only, under torchrun)."""
     latest_checkpoint(run_dir, ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    if distributed.is_main():
+        save_config(cfg, run_dir / "config.yaml")
 
 
 def say_where_training_starts(run_dir: Path, ckpt: CheckpointConfig, latest: Path | None, desc: str) -> None:
+    if not distributed.is_main():
+        return
     if latest is not None:
         print(f"{desc}: resuming from {latest.name}", file=sys.stderr)
     elif ckpt.resume:
@@ -322,13 +336,22 @@ def train_loop(
 ) -> TrainResult:
     """Run (or resume) training until ``total_steps``; ``callbacks(state, metrics)`` run after each
     step, before its metrics are logged, and may add metrics.
-    Without an ``objective``, next-token prediction padded with ``pad_id``."""
+    Without an ``objective``, next-token prediction padded with ``pad_id``.
+
+    Under torchrun (``postlab.train.distributed``) ``optim.batch_size`` is the global micro-batch: each
+    of the W ranks runs its contiguous 1/W share of every micro-batch, the step's loss is still
+    normalised by the units of the whole global step, and DDP's gradient mean is scaled back to that
+    sum, so W ranks take the single-process step. Rank 0 alone evaluates, runs ``callbacks``, logs,
+    checkpoints and shows progress; every rank returns rank 0's final held-out metrics."""
     if objective is None:
         if pad_id is None:
             raise ValueError("train_loop needs an objective or a pad_id")
         objective = LMObjective(pad_id, bf16=optim.bf16)
     if not examples:
         raise PostlabError("no training examples")
+    world = distributed.world()
+    distributed.local_batch_size(optim.batch_size, world)  # refuses a global batch that does not split evenly
+    main = world.is_main
     run_dir.mkdir(parents=True, exist_ok=True)
     n, T = len(examples), total_steps(optim, len(examples))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -341,7 +364,8 @@ def train_loop(
     say_where_training_starts(run_dir, ckpt, latest, desc)
     if latest is not None:
         state = checkpointer.load(latest, model, optimizer, scheduler)
-    logger = MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
+    logger = (MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
+              if main else _NoMetrics())
     result = TrainResult(state=state, num_examples=n)
     saved_at = state.step if latest is not None else -1
     per_step = optim.batch_size * optim.grad_accum
@@ -349,22 +373,29 @@ def train_loop(
                          window=16 * optim.batch_size)
     model.train()
     forward_model = torch.compile(model) if optim.compile else model
-    bar = tqdm(total=T, initial=state.step, desc=desc, disable=not ckpt.progress, dynamic_ncols=True, unit="step")
+    step_loss = distributed.data_parallel_loss(objective.loss, forward_model, world)  # (batch, N) -> (loss, stats)
+    bar = tqdm(total=T, initial=state.step, desc=desc, disable=not (ckpt.progress and main), dynamic_ncols=True,
+               unit="step")
     try:
         while state.step < T:
             t0 = time.perf_counter()
             step_examples = [examples[order(state.samples_seen + j)] for j in range(per_step)]
-            micro = [objective.collate(step_examples[j : j + optim.batch_size]) for j in range(0, per_step, optim.batch_size)]
-            N = sum(objective.units(b) for b in micro)  # loss units in the whole optimizer step
+            micro = [objective.collate(distributed.shard(step_examples[j : j + optim.batch_size], world))
+                     for j in range(0, per_step, optim.batch_size)]  # this rank's share of each micro-batch
+            units = sum(objective.units(b) for b in micro)
+            N = int(distributed.sum_over_ranks({"units": units}, world)["units"])  # loss units in the whole global step
             step_stats: dict[str, float] = {}
             tokens = 0
-            for batch in micro:
-                with _autocast(model, optim.bf16):
-                    loss, stats = objective.loss(forward_model, batch, N)
-                loss.backward()
+            for i, batch in enumerate(micro):
+                with distributed.sync_gradients(step_loss, i == len(micro) - 1), _autocast(model, optim.bf16):
+                    loss, stats = step_loss(batch, N)
+                    # DDP averages gradients over the W ranks; each rank's loss is its share of the step's sum
+                    (loss * world.size if world.size > 1 else loss).backward()
                 for k, v in stats.items():
                     step_stats[k] = step_stats.get(k, 0.0) + v
                 tokens += objective.num_tokens(batch)
+            step_stats = distributed.sum_over_ranks({**step_stats, "num_tokens": tokens}, world)
+            tokens = int(step_stats.pop("num_tokens"))
             grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm if optim.max_grad_norm > 0 else float("inf"))
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -377,23 +408,25 @@ def train_loop(
             metrics = {**step_stats, "lr": lr, "grad_norm": float(grad_norm), "num_tokens": state.tokens_seen,
                        "tokens_per_s": tokens / dt, "epoch": state.samples_seen / n}
             result.train_losses.append(metrics["loss"])
-            evaluated = ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T
+            evaluated = main and ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T
             if evaluated:
                 metrics.update(objective.evaluate(model, eval_examples, optim.batch_size))
             keys = len(metrics)
-            for cb in callbacks:  # may add metrics (e.g. gold/* from an eval callback)
+            for cb in callbacks if main else ():  # may add metrics (e.g. gold/* from an eval callback)
                 cb(state, metrics)
             if state.step % ckpt.log_every == 0 or evaluated or len(metrics) > keys:
                 logger.log(state.step, metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
-            if ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < T:
+            if main and ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < T:
                 checkpointer.save(state, model, optimizer, scheduler)
                 saved_at = state.step
     except KeyboardInterrupt:
         bar.close()
         where = "no step completed yet; nothing saved"
-        if state.step > max(saved_at, 0):
+        if not main:
+            where = "rank 0 saves the checkpoint"
+        elif state.step > max(saved_at, 0):
             where = f"checkpoint saved at {checkpointer.save(state, model, optimizer, scheduler)}"
         elif saved_at >= 0:
             where = f"newest checkpoint is step {saved_at}"
@@ -401,11 +434,12 @@ def train_loop(
         raise TrainingInterrupted(f"interrupted at step {state.step}/{T}; {where}. "
                                   "Rerun with checkpoint.resume=true to continue.") from None
     bar.close()
-    if saved_at != state.step:
+    if main and saved_at != state.step:
         checkpointer.save(state, model, optimizer, scheduler)
-    if eval_examples:
+    if main and eval_examples:
         result.eval_metrics = objective.evaluate(model, eval_examples, optim.batch_size)
-        result.eval_loss = result.eval_metrics.get("eval_loss")
         logger.log(state.step, result.eval_metrics)
+    result.eval_metrics = distributed.from_main(result.eval_metrics, world)
+    result.eval_loss = result.eval_metrics.get("eval_loss")
     logger.close()
     return result

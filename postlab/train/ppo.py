@@ -30,9 +30,10 @@ from postlab.models.reward import load_reward_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import load_suite
-from postlab.train.common import CheckpointConfig, LoraConfig
+from postlab.train import distributed
+from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
-from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, require_torch_device, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      make_optimizer, make_reward_fn, reward_watch, prompt_batches, reference_mode,
                                      over_micro_batches, response_logprobs, response_values, rollout_subset,
                                      run_rl_loop, split_batches)
@@ -44,7 +45,7 @@ class PPOConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="policy to start from (usually the SFT model)")
     out_dir: str = Field("runs/ppo", description="run directory: config, metrics, checkpoints, final model")
-    device: str = Field("auto", description="where to train: auto (cuda when available) or any torch device: cpu, cuda, cuda:1, mps, ...")
+    device: Device = Field("auto", description=DEVICE_HELP)
     suite: str = Field("spec", description="prompts: built-in suite name or JSONL")
     split: Literal["train", "test", "all"] = Field("train", description="which split to train on")
     limit: int | None = Field(None, ge=1, description="only the first N items")
@@ -88,7 +89,6 @@ class PPOConfig(Section):
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
-        require_torch_device(self.device)
         if self.minibatch_size > self.prompts_per_step:
             raise ConfigError(f"minibatch_size ({self.minibatch_size}) > prompts_per_step ({self.prompts_per_step})")
 
@@ -102,6 +102,7 @@ class PolicyAndValue(torch.nn.Module):
 
 
 def train(cfg: PPOConfig, callbacks=()) -> dict:
+    distributed.require_single_process("ppo")
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     device = pick_device(cfg.device)

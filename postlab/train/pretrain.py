@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
@@ -13,7 +12,8 @@ from postlab.data.split import split_holdout
 from postlab.data.text import load_text_blocks
 from postlab.errors import ConfigError
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
-from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
+from postlab.train import distributed
+from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, start_run_dir, train_loop
 
 
@@ -36,13 +36,14 @@ class PretrainConfig(Section):
     model: str = Field("tiny", description="built-in name, local HF directory or hub id")
     from_scratch: bool = Field(False, description="re-initialise all weights from the model's config (true pretraining)")
     out_dir: str = Field("runs/pretrain", description="run directory: config, metrics, checkpoints, final model")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    device: Device = Field("auto", description=DEVICE_HELP)
     data: PretrainDataConfig
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3), description="optimiser and loop")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")
 
 
+@distributed.data_parallel
 def train(cfg: PretrainConfig) -> TrainResult:
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
@@ -57,5 +58,6 @@ def train(cfg: PretrainConfig) -> TrainResult:
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
     result = train_loop(model=model, examples=examples, eval_examples=eval_examples, pad_id=tok.pad_token_id,
                         optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="pretrain")
-    save_final_model(model, tok, out / "model")
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        save_final_model(model, tok, out / "model")
     return result

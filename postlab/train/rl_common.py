@@ -101,16 +101,6 @@ def reward_watch(reward_fn: RewardFn, run_dir: Path) -> list:
     return [watch]
 
 
-def require_torch_device(name: str) -> None:
-    """`device`: auto, or anything torch.device parses (cpu, cuda, cuda:1, mps, xpu, ...)."""
-    if name == "auto":
-        return
-    try:
-        torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device: expected auto or a torch device (cpu, cuda, cuda:1, mps, ...), got {name!r}") from None
-
-
 def require_sampling_seed(sampling) -> None:
     if sampling.seed is None:
         raise ConfigError("sampling.seed: RL needs a seed so resumed runs sample what the uninterrupted run would")

@@ -32,7 +32,8 @@ from postlab.errors import ConfigError, DataError
 from postlab.models.load import check_model_name
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
 from postlab.models.reward import OFFSET_KEY, last_token_index, load_reward_model, rewards
-from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
+from postlab.train import distributed
+from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
 from postlab.utils.io import atomic_write_text, finite
 
@@ -60,7 +61,7 @@ class RMConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="backbone: built-in name, directory (usually the SFT policy) or hub id")
     out_dir: str = Field("runs/rm", description="run directory: config, metrics, checkpoints, final model, rm_results.json")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    device: Device = Field("auto", description=DEVICE_HELP)
     data: RMDataConfig
     margin: Literal["none", "strength"] = Field("none", description="BT margin term: none, or from the strength label (slightly 0 / better 0.5 / much 1)")
     clear_margin: float = Field(0.3, gt=0, le=1, description="gold margin at or above which a held-out pair counts for accuracy_vs_gold")
@@ -261,6 +262,12 @@ class CachedRewardObjective(RewardObjective):
         return head(h_last).squeeze(-1).float()  # (B,)
 
 
+def _cache_name() -> str:
+    """The on-disk activation cache's file name: one per process under torchrun."""
+    rank = distributed.world().rank
+    return f"activation_cache.rank{rank}.f32" if rank else "activation_cache.f32"
+
+
 def encode_pairs(tok, pairs: list[PreferencePair], cfg: RMConfig, source: str) -> list[dict]:
     out, skipped = [], 0
     for p in pairs:
@@ -312,6 +319,7 @@ def mean_reward(model, objective: RewardObjective, examples: list[dict], batch_s
     return total / len(seqs)
 
 
+@distributed.data_parallel
 def train(cfg: RMConfig) -> dict:
     cfg.check()
     out = Path(cfg.out_dir)
@@ -336,7 +344,7 @@ def train(cfg: RMConfig) -> dict:
         start = freeze_bottom(model, cfg.trainable_layers)
         cache = LayerInputCache(model=model, sequences=sequences(examples + eval_examples), start=start,
                                 pad_id=tok.pad_token_id, batch_size=cfg.optim.batch_size * 2, bf16=cfg.optim.bf16,
-                                path=out / "activation_cache.f32" if cfg.activation_cache == "disk" else None)
+                                path=out / _cache_name() if cfg.activation_cache == "disk" else None)
         print(f"rm: cached the inputs of layer {start} for {cache.num_sequences} distinct sequences "
               f"({cache.h.numel() * 4 / 2**30:.2f} GiB, {cfg.activation_cache})", file=sys.stderr)
         objective = CachedRewardObjective(pad_id=tok.pad_token_id, clear_margin=cfg.clear_margin, cache=cache)
@@ -352,12 +360,13 @@ def train(cfg: RMConfig) -> dict:
             objective.cache.close()
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     setattr(inner.config, OFFSET_KEY, offset)
-    save_final_model(model, tok, out / "model")
     ev = result.eval_metrics
     summary = {"model": str(out / "model"), "train_pairs": len(examples), "eval_pairs": len(eval_examples),
                "accuracy_vs_labels": ev.get("eval_rewards/accuracies"), "accuracy_vs_gold": ev.get("eval_accuracy_vs_gold"),
                "gold_clear_pairs": ev.get("eval_gold_clear_pairs"), "clear_margin": cfg.clear_margin,
                "eval_loss": ev.get("eval_loss"), "reward_offset": offset, "steps": result.state.step}
     summary = finite(summary)
-    atomic_write_text(out / "rm_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        save_final_model(model, tok, out / "model")
+        atomic_write_text(out / "rm_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

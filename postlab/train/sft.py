@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
@@ -20,7 +19,8 @@ from postlab.errors import ConfigError, DataError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
 from postlab.models.load import check_model_name
 from postlab.models.prepare import count_parameters, prepare_model, save_final_model
-from postlab.train.common import CheckpointConfig, LoraConfig, OptimConfig
+from postlab.train import distributed
+from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
 
 
@@ -44,7 +44,7 @@ class SFTConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="built-in name, local HF directory or hub id")
     out_dir: str = Field("runs/sft", description="run directory: config, metrics, checkpoints, final model")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    device: Device = Field("auto", description=DEVICE_HELP)
     data: SFTDataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimiser and loop")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
@@ -68,6 +68,7 @@ def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str
     return out
 
 
+@distributed.data_parallel
 def train(cfg: SFTConfig) -> TrainResult:
     out = Path(cfg.out_dir)
     latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
@@ -85,10 +86,12 @@ def train(cfg: SFTConfig) -> TrainResult:
     trainable, total = count_parameters(model)
     print(f"sft: {len(examples)} train / {len(eval_examples)} held-out conversations; "
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
-    gold = start_gold_eval(cfg.gold_eval, model=model, tokenizer=tok, run_dir=out)
+    main = distributed.is_main()  # under torchrun, rank 0 alone runs gold evals and writes the model
+    gold = start_gold_eval(cfg.gold_eval, model=model, tokenizer=tok, run_dir=out) if main else None
     result = train_loop(model=model, examples=examples, eval_examples=eval_examples, pad_id=tok.pad_token_id,
                         optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="sft", callbacks=[gold] if gold else [])
     if gold:
         gold.evaluate_now(result.state.step)
-    save_final_model(model, tok, out / "model")
+    if main:
+        save_final_model(model, tok, out / "model")
     return result

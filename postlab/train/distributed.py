@@ -1,0 +1,166 @@
+"""Data parallelism with ``torch.distributed``, for the shared training loop (docs/scaling.md).
+
+Launched by ``torchrun --nproc_per_node N -m postlab <command> ...``, every process runs the same
+command; torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``. A recipe's ``train`` joins the
+process group (``data_parallel``: NCCL when the model is on CUDA, gloo otherwise), the loop runs each
+micro-batch's loss in ``DistributedDataParallel`` and gives each rank an equal, contiguous share of every global
+micro-batch (``shard``), and only rank 0 writes (checkpoints, metrics, the final model) and shows
+progress. Without torchrun (``WORLD_SIZE`` unset or 1) every function here is a no-op: the single
+process runs exactly as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from postlab.errors import ConfigError
+
+T = TypeVar("T")
+
+# How long a collective waits for the other ranks before failing: a rank that died leaves the others
+# no longer than this (gloo usually notices a closed connection at once). Rank 0 alone runs evals and
+# writes the final model while the others wait at the closing barrier, hence the generous default.
+TIMEOUT_ENV = "POSTLAB_DIST_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 1800
+
+
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun (or another launcher setting WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    """This process's rank and the number of processes, from the joined process group (else one process)."""
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size())
+    return World()
+
+
+def is_main() -> bool:
+    return world().is_main
+
+
+def timeout() -> timedelta:
+    return timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
+
+
+def data_parallel(train: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a recipe's ``train(cfg)``: under torchrun, join the process group (backend for the
+    device ``cfg.device`` resolves to on this rank) before it runs, wait for every rank at the end,
+    and leave the group afterwards, also on errors. Without torchrun, ``train`` runs as it is."""
+
+    @functools.wraps(train)
+    def run(cfg, *args, **kwargs):
+        if not launched() or dist.is_initialized():
+            return train(cfg, *args, **kwargs)
+        from postlab.models.prepare import pick_device
+
+        device = pick_device(cfg.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout())
+        try:
+            result = train(cfg, *args, **kwargs)
+            dist.barrier()  # rank 0 may still be writing the final model
+            return result
+        finally:
+            dist.destroy_process_group()
+
+    return run
+
+
+def require_single_process(command: str) -> None:
+    """Refuse to run ``command`` under torchrun: it has no data-parallel path yet, and N copies of it
+    would each write the same run directory."""
+    if launched():
+        raise ConfigError(f"{command}: does not run data-parallel (yet); launch it as one process, without torchrun "
+                          "(docs/scaling.md)")
+
+
+def local_batch_size(global_batch_size: int, w: World) -> int:
+    """Each rank's share of a global micro-batch of ``global_batch_size`` examples."""
+    if global_batch_size % w.size:
+        raise ConfigError(f"optim.batch_size: {global_batch_size} is the global batch, split evenly over the "
+                          f"{w.size} processes; choose a multiple of {w.size}")
+    return global_batch_size // w.size
+
+
+def shard(examples: Sequence[T], w: World) -> list[T]:
+    """Rank ``w.rank``'s contiguous share of one global micro-batch: rank 0 the first len/size
+    examples, rank 1 the next, ..., so the ranks together see the single-process batch in its order."""
+    b = len(examples) // w.size
+    return list(examples[w.rank * b : (w.rank + 1) * b])
+
+
+class _StepLoss(torch.nn.Module):
+    """An objective's micro-batch loss as a module's forward, so DistributedDataParallel sees it run:
+    objectives may call parts of the model (a reward model's body and head) rather than its forward."""
+
+    def __init__(self, loss: Callable, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, batch, total_units: int):
+        return self.loss(self.model, batch, total_units)
+
+
+def data_parallel_loss(loss: Callable, model: torch.nn.Module, w: World) -> Callable:
+    """``loss(model, batch, total_units)`` as ``f(batch, total_units)``; with several ranks, run inside
+    DistributedDataParallel, which all-reduces the gradients to their mean during the backward."""
+    if w.size == 1:
+        return functools.partial(loss, model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    return DistributedDataParallel(_StepLoss(loss, model), device_ids=[device] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)  # buffers (rotary tables) are not trained
+
+
+def sync_gradients(step_loss: Callable, sync: bool):
+    """Around a micro-batch's forward and backward: with ``sync`` false, DDP keeps the gradients local
+    (accumulated into the next micro-batch, all-reduced once, at the step's last backward)."""
+    no_sync = getattr(step_loss, "no_sync", None)
+    return nullcontext() if sync or no_sync is None else no_sync()
+
+
+def sum_over_ranks(values: dict[str, float], w: World) -> dict[str, float]:
+    """``values`` summed over ranks (every rank passes the same keys), in float64; unchanged on one rank."""
+    if w.size == 1:
+        return values
+    keys = sorted(values)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces device tensors only
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+def from_main(obj: T, w: World) -> T:
+    """Rank 0's ``obj`` on every rank (pickled); ``obj`` itself on one rank."""
+    if w.size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
