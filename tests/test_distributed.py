@@ -162,36 +162,40 @@ def test_sft_under_torchrun_takes_the_single_process_steps(sft_one, tmp_path):
 RUN_COMMANDS = textwrap.dedent("""
     import json, sys
     from postlab.cli import main
-    for argv in json.loads(sys.argv[1]):  # one torchrun launch, several commands (each joins and leaves the group)
+    for argv in json.loads(sys.argv[1]):  # one torchrun launch, several commands (sharing one process group)
         sys.argv = ["postlab", *argv]
         main()
 """)
 
 
 def test_reward_model_and_dpo_under_torchrun_take_the_single_process_steps(tmp_path):
+    """Three recipes whose objectives reach into the model: the reward model reads its body and head
+    (all weights, then only the top layer on cached hidden states), DPO trains LoRA adapters."""
     from postlab.train import dpo, rm
 
     train_file = write_jsonl(tmp_path / "train.jsonl", pairs(24, 0))
     eval_file = write_jsonl(tmp_path / "eval.jsonl", pairs(6, 1))
-    data = [f"data.train_file={train_file}", f"data.eval_file={eval_file}", "optim.batch_size=4"]
-    rm_args = [*COMMON, *data, "optim.lr=3e-3"]
-    dpo_args = [*COMMON, *data, "optim.lr=3e-3", "beta=0.5"]
-    rm.train(load_config(rm.RMConfig, None, [*rm_args, f"out_dir={tmp_path / 'rm1'}"]))
-    dpo.train(load_config(dpo.DPOConfig, None, [*dpo_args, f"out_dir={tmp_path / 'dpo1'}"]))
+    data = [*COMMON, f"data.train_file={train_file}", f"data.eval_file={eval_file}", "optim.batch_size=4", "optim.lr=3e-3"]
+    runs = {"rm": (rm, rm.RMConfig, data, "rm_results.json"),
+            "rm_top": (rm, rm.RMConfig, [*data, "trainable_layers=1", "activation_cache=disk"], "rm_results.json"),
+            "dpo": (dpo, dpo.DPOConfig, [*data, "beta=0.5", "lora.enabled=true", "lora.r=4"], "dpo_results.json")}
+    for name, (recipe, cls, args, _) in runs.items():
+        recipe.train(load_config(cls, None, [*args, f"out_dir={tmp_path / name}1"]))
     script = tmp_path / "run_commands.py"
     script.write_text(RUN_COMMANDS)
-    p = torchrun([str(script), json.dumps([["rm", *rm_args, f"out_dir={tmp_path / 'rm2'}"],
-                                           ["dpo", *dpo_args, f"out_dir={tmp_path / 'dpo2'}"]])])
+    p = torchrun([str(script), json.dumps([[name.split("_")[0], *args, f"out_dir={tmp_path / name}2"]
+                                           for name, (_, _, args, _) in runs.items()])])
     assert p.returncode == 0, p.stderr[-3000:]
-    for name, results in (("rm", "rm_results.json"), ("dpo", "dpo_results.json")):
+    for name, (_, _, _, results) in runs.items():
         one, two = tmp_path / f"{name}1", tmp_path / f"{name}2"
-        assert losses(two) == pytest.approx(losses(one), abs=1e-5, rel=0) and len(losses(two)) == STEPS
+        assert losses(two) == pytest.approx(losses(one), abs=1e-5, rel=0) and len(losses(two)) == STEPS, name
         assert_same_weights(one, two)
         r1, r2 = json.loads((one / results).read_text()), json.loads((two / results).read_text())
         assert r2.keys() == r1.keys() and r2.pop("model") != r1.pop("model")
         floats = {k for k, v in r1.items() if isinstance(v, float)}  # held-out metrics (rank 0's), reward offset
-        assert {k: r2[k] for k in floats} == pytest.approx({k: r1[k] for k in floats}, rel=1e-6, abs=1e-5)
+        assert {k: r2[k] for k in floats} == pytest.approx({k: r1[k] for k in floats}, rel=1e-6, abs=1e-5), name
         assert {k: v for k, v in r2.items() if k not in floats} == {k: v for k, v in r1.items() if k not in floats}
+        assert not list(two.glob("activation_cache*"))  # each rank's disk cache, deleted after training
     assert "held-out accuracy vs labels" in p.stdout and "no held-out pairs" not in p.stdout  # every rank's summary
 
 

@@ -2,15 +2,16 @@
 
 Launched by ``torchrun --nproc_per_node N -m postlab <command> ...``, every process runs the same
 command; torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``. A recipe's ``train`` joins the
-process group (``data_parallel``: NCCL when the model is on CUDA, gloo otherwise), the loop runs each
-micro-batch's loss in ``DistributedDataParallel`` and gives each rank an equal, contiguous share of every global
-micro-batch (``shard``), and only rank 0 writes (checkpoints, metrics, the final model) and shows
-progress. Without torchrun (``WORLD_SIZE`` unset or 1) every function here is a no-op: the single
-process runs exactly as before.
+process group (``data_parallel``: NCCL when the model is on CUDA, gloo otherwise; left when the
+process exits), the loop runs each micro-batch's loss in ``DistributedDataParallel`` and gives each
+rank an equal, contiguous share of every global micro-batch (``shard``), and only rank 0 writes
+(checkpoints, metrics, the final model) and shows progress. Without torchrun (``WORLD_SIZE`` unset
+or 1) every function here is a no-op: the single process runs exactly as before.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -69,27 +70,35 @@ def timeout() -> timedelta:
 
 def data_parallel(train: Callable[..., T]) -> Callable[..., T]:
     """Decorate a recipe's ``train(cfg)``: under torchrun, join the process group (backend for the
-    device ``cfg.device`` resolves to on this rank) before it runs, wait for every rank at the end,
-    and leave the group afterwards, also on errors. Without torchrun, ``train`` runs as it is."""
+    device ``cfg.device`` resolves to on this rank) before it runs, unless this process already has,
+    and wait for every rank when it returns. Without torchrun, ``train`` runs as it is.
+
+    The group lasts as long as the process (left at exit): several commands run by one process share
+    it, because a group joined again after leaving can read its predecessor's stale addresses from
+    torchrun's store and hang."""
 
     @functools.wraps(train)
     def run(cfg, *args, **kwargs):
-        if not launched() or dist.is_initialized():
+        if not launched():
             return train(cfg, *args, **kwargs)
-        from postlab.models.prepare import pick_device
+        if not dist.is_initialized():
+            from postlab.models.prepare import pick_device
 
-        device = pick_device(cfg.device)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout())
-        try:
-            result = train(cfg, *args, **kwargs)
-            dist.barrier()  # rank 0 may still be writing the final model
-            return result
-        finally:
-            dist.destroy_process_group()
+            device = pick_device(cfg.device)
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout())
+            atexit.register(_leave)
+        result = train(cfg, *args, **kwargs)
+        dist.barrier()  # rank 0 may still be writing the final model
+        return result
 
     return run
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def require_single_process(command: str) -> None:
