@@ -300,6 +300,59 @@ def gold_audit(
     recipe.main(audit or recipe.AUDIT_PATH, out, show)
 
 
+def _model_list(model: Optional[list[str]], models: Optional[str]) -> list[str]:
+    """--model (repeatable) and --models A,B,C as the config's models= list (none given: the config's default)."""
+    import json as _json
+
+    names = list(model or []) + [m.strip() for m in (models or "").split(",") if m.strip()]
+    return [f"models={_json.dumps(names)}"] if names else []
+
+
+MODEL_OPT = typer.Option(None, "--model", help="a model (repeatable; label=model names its column)")
+MODELS_OPT = typer.Option(None, "--models", help="models side by side, comma-separated (e.g. base=M1,sft=M2,rl=M3)")
+
+
+@app.command(cls=_config("postlab.science.calibration", "CalibrationConfig"),
+             help="Multiple-choice calibration (ECE, Brier, NLL, accuracy with bootstrap CIs, temperature) of one or "
+                  "more models side by side, with reliability diagrams (docs/science.md).")
+def calibration(
+    model: Optional[list[str]] = MODEL_OPT,
+    models: Optional[str] = MODELS_OPT,
+    suite: Optional[str] = typer.Option(None, "--suite", help="builtin | builtin:CATEGORY | a JSONL file of "
+                                                              "{question, choices, answer}"),
+    out: Optional[str] = typer.Option(None, "--out", help="results JSON (the figure goes beside it)"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab.science import calibration as recipe
+
+    flags = _flags(suite=suite, out=out) + _model_list(model, models)
+    cfg = load_config(recipe.CalibrationConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
+    recipe.main(cfg)
+
+
+@app.command(cls=_config("postlab.science.survey", "SurveyConfig"),
+             help="Simulated survey: the model's answer distributions (option log-probs over option orders, optionally "
+                  "persona-conditioned) against human ones; representativeness vs uniform and marginal baselines, "
+                  "steerability, invalid rate (docs/science.md).")
+def survey(
+    model: Optional[list[str]] = MODEL_OPT,
+    models: Optional[str] = MODELS_OPT,
+    questions: Optional[str] = typer.Option(None, "--questions", help="questions JSONL (default: the built-in survey)"),
+    personas: Optional[str] = typer.Option(None, "--personas", help="personas JSONL (default: the built-in survey's)"),
+    out: Optional[str] = typer.Option(None, "--out", help="results JSON"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab.science import survey as recipe
+
+    flags = _flags(questions=questions, personas=personas, out=out) + _model_list(model, models)
+    cfg = load_config(recipe.SurveyConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
+    recipe.main(cfg)
+
+
 @app.command(cls=_config("postlab.raters.label", "LabelConfig"),
              help="Pair each prompt's candidates and ask a rater which is better -> preferences JSONL.")
 def label(
@@ -511,7 +564,7 @@ def models_list() -> None:
 
 
 HEAVY_COMMANDS = {"pretrain", "sft", "rm", "dpo", "ppo", "grpo", "sample", "eval", "bon", "run", "overopt", "serve",
-                  "leaderboard", "compare", "label"}  # long torch work: worth a warning on a busy machine
+                  "leaderboard", "compare", "label", "calibration", "survey"}  # long torch work: worth a warning on a busy machine
 
 
 def main() -> None:
