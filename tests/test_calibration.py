@@ -130,6 +130,7 @@ def test_builtin_suite_is_deterministic_and_well_formed():
             a, op, b = it.question[len("What is "):-1].split()
             assert int(it.choices[it.answer]) == {"+": int(a) + int(b), "-": int(a) - int(b), "×": int(a) * int(b)}[op]
     assert len({it.answer for it in items}) == 4  # the right option is not always at one letter
+    assert [it.category for it in items[:8]] == ["capitals", "arithmetic", "units", "facts"] * 2  # limit=N stays balanced
     assert [it.category for it in load_mc_suite("builtin:units")] == ["units"] * 60
     with pytest.raises(DataError, match="built-in categories"):
         load_mc_suite("builtin:history")
@@ -214,6 +215,8 @@ def test_config_checks(tmp_path):
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(ConfigError, match="overwrite=true"):
         load_config(CalibrationConfig, None, ["models=[tiny]", f"out={tmp_path}/r.json"])
+    with pytest.raises(ConfigError, match="at least one model"):
+        load_config(CalibrationConfig, None, ["models=[]", f"out={tmp_path}/s.json"])
     with pytest.raises(ConfigError, match="rm_split=all"):
         load_config(CalibrationConfig, None, ["models=[tiny]", f"out={tmp_path}/s.json", f"rm={tmp_path}",
                                               "rm_split=all"])

@@ -61,13 +61,14 @@ class CalibrationConfig(Section):
     rm_split: Literal["heldout", "all"] = Field(
         "heldout", description="heldout = the prompts the reward model held out in training (its config.yaml's "
                                "eval_fraction and seed); all = every pair of rm_pairs (a file it never saw)")
+    rm_limit: int | None = Field(None, ge=1, description="score only the first N of those pairs")
     rm_gold_margin: float = Field(0.3, ge=0, description="pairs with |gold_margin| at least this are also scored "
                                                          "against gold (as postlab rm's accuracy_vs_gold)")
 
     def check(self) -> None:
         super().check()
         check_out(self.out, self.overwrite)
-        check_models(self.models)
+        check_models(self.models, allow_none=self.rm is not None)  # models=[] rm=DIR: the reward model alone
         if self.rm is not None:
             if not Path(self.rm).is_dir():
                 raise ConfigError(f"rm: not a directory: {self.rm}")
@@ -171,6 +172,7 @@ def _score_rm(cfg: CalibrationConfig) -> dict:
     from postlab.raters.reward_model import RewardModelRater
 
     pairs, source = heldout_pairs(cfg)
+    pairs = pairs[: cfg.rm_limit]
     rater = RewardModelRater(cfg.rm, batch_size=cfg.batch_size)
     chosen = rater.score_texts([p.prompt for p in pairs], [p.chosen for p in pairs])
     rejected = rater.score_texts([p.prompt for p in pairs], [p.rejected for p in pairs])

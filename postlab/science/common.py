@@ -19,12 +19,12 @@ def check_out(out: str, overwrite: bool) -> None:
         raise ConfigError(f"out: {out} exists; set overwrite=true to replace it")
 
 
-def check_models(models: list[str]) -> None:
+def check_models(models: list[str], *, allow_none: bool = False) -> None:
     """Every model spec resolves (names, directories) and labels are distinct, before anything is loaded."""
     from postlab.models.load import check_model_name
     from postlab.science.options import model_label
 
-    if not models:
+    if not models and not allow_none:
         raise ConfigError("models: give at least one model (--model M or --models A,B,C)")
     labels = [model_label(m)[0] for m in models]
     if len(set(labels)) != len(labels):

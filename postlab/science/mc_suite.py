@@ -1,7 +1,7 @@
 """Multiple-choice questions with known answers: the built-in generated suite and an MMLU-like JSONL format.
 
 Built-in suite ``builtin`` (generated in code, deterministic, 300 items, 4 options each, the right option at a
-seeded random position): ``capitals`` (60: the capital among three other countries' capitals), ``arithmetic``
+seeded random position; the categories interleaved, so ``limit=N`` keeps them balanced): ``capitals`` (60: the capital among three other countries' capitals), ``arithmetic``
 (90: sums, differences and products of small numbers; distractors off by one, by ten, or the other operation's
 result), ``units`` (60: conversions with exact factors, e.g. km to m, hours to minutes; distractors off by a
 factor of ten or using another factor) and ``facts`` (90: general knowledge with one uncontested answer).
@@ -221,9 +221,11 @@ def _facts(rng: random.Random) -> list[MCItem]:
 
 
 def builtin_mc_suite(seed: int = 0) -> list[MCItem]:
-    """The built-in suite: capitals, arithmetic, units, facts (the same items for the same seed)."""
+    """The built-in suite (the same items for the same seed), the categories interleaved (capitals, arithmetic,
+    units, facts, capitals, ...; the longer ones finish the list) so that its first N items keep them balanced."""
     rng = random.Random(seed)
-    return _capitals(rng) + _arithmetic(rng) + _units(rng) + _facts(rng)
+    parts = [_capitals(rng), _arithmetic(rng), _units(rng), _facts(rng)]
+    return [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
 
 
 def _answer_index(value: object, n: int, where: str) -> int:
