@@ -39,6 +39,16 @@ def test_perfectly_calibrated_bins_have_zero_ece():
     assert M.ece(c, y, 10, "width") == pytest.approx(0.0)
 
 
+def test_ece_floor():
+    # confidence 1 (or 0.5 with a single bin of many items) leaves no room for noise, or almost none
+    assert M.ece_floor([1.0] * 20) == 0.0
+    assert M.ece_floor([0.5] * 4000, sims=20) < 0.02
+    # one item at confidence 0.5: the outcome is 0 or 1, so the ECE is always 0.5
+    assert M.ece_floor([0.5]) == pytest.approx(0.5)
+    # fewer items, higher floor
+    assert M.ece_floor([0.6] * 10) > M.ece_floor([0.6] * 1000, sims=50)
+
+
 def test_brier_nll_accuracy_by_hand():
     probs, answers = [[0.7, 0.2, 0.1], [0.5, 0.5]], [0, 1]
     assert M.brier(probs, answers) == pytest.approx(((0.09 + 0.04 + 0.01) + (0.25 + 0.25)) / 2)  # 0.32
@@ -84,6 +94,7 @@ def test_calibration_metrics_keys_and_intervals():
     assert out["accuracy"] == 0.5 and out["mean_confidence"] == pytest.approx((0.9 + 0.9 + 0.6 + 0.7) / 4)
     assert out["overconfidence"] == pytest.approx(out["mean_confidence"] - 0.5)
     assert sum(b["n"] for b in out["bins"]) == 4 and out["temperature"] > 0
+    assert 0 < out["ece_floor"] < 1 and 0 < out["ece_equal_count_floor"] < 1
 
 
 def test_average_over_orders_by_hand():

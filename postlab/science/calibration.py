@@ -220,10 +220,10 @@ def plot_reliability(panels: list[tuple[str, dict]], path: Path, bins: int) -> N
 
 def format_table(results: dict) -> str:
     keys = ("accuracy", "ece", "ece_equal_count", "brier", "nll", "mean_confidence", "option_mass")
-    lines = [f"{'model':<12} " + " ".join(f"{k:>24}" for k in keys) + f" {'T*':>6} {'ECE after T':>12}"]
+    lines = [f"{'model':<12} " + " ".join(f"{k:>24}" for k in keys) + f" {'ECE floor':>10} {'T*':>6} {'ECE after T':>12}"]
     for label, m in results["models"].items():
         lines.append(f"{label:<12} " + " ".join(f"{_interval(m[k], m[k + '_ci']):>24}" for k in keys)
-                     + f" {m['temperature']:>6.2f} {m['ece_after_temperature']:>12.3f}")
+                     + f" {m['ece_floor']:>10.3f} {m['temperature']:>6.2f} {m['ece_after_temperature']:>12.3f}")
     return "\n".join(lines)
 
 

@@ -54,6 +54,16 @@ def ece(confidence: Sequence[float], correct: Sequence[float], n_bins: int = 10,
     return sum(b["n"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins)
 
 
+def ece_floor(confidence: Sequence[float], n_bins: int = 10, scheme: str = "width", *, sims: int = 200,
+              seed: int = 0) -> float:
+    """The ECE a perfectly calibrated model with these confidences would show on this many items: the mean ECE
+    when each outcome is drawn as Bernoulli(c_i). ECE is biased upward on finite samples (|acc_b − conf_b| > 0 by
+    noise alone); a measured ECE at or below this floor shows no detectable miscalibration."""
+    c = np.asarray(confidence, dtype=float)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([ece(c, (rng.random(len(c)) < c).astype(float), n_bins, scheme) for _ in range(sims)]))
+
+
 def brier(probs: Probs, answers: Sequence[int]) -> float:
     """Multi-class Brier score (Brier 1950): mean over items of Σ_k (p_ik − [k = y_i])²; 0 is perfect, 2 the worst."""
     total = 0.0
@@ -158,6 +168,8 @@ def calibration_metrics(probs: Probs, answers: Sequence[int], *, n_bins: int = 1
         out[key] = fn(everything)
         out[f"{key}_ci"] = list(bootstrap_interval(fn, len(answers), resamples=resamples, seed=seed + i))
     out["overconfidence"] = out["mean_confidence"] - out["accuracy"]
+    out["ece_floor"] = ece_floor(c, n_bins, "width", seed=seed)
+    out["ece_equal_count_floor"] = ece_floor(c, n_bins, "count", seed=seed)
     out["temperature"] = fit_temperature(probs, answers)
     scaled, temps = cross_fitted_temperature(probs, answers, seed)
     c_t, correct_t = confidence_and_correct(scaled, answers)
