@@ -97,6 +97,18 @@ def test_calibration_metrics_keys_and_intervals():
     assert 0 < out["ece_floor"] < 1 and 0 < out["ece_equal_count_floor"] < 1
 
 
+def test_paired_differences_by_hand():
+    a, b = [[0.5, 0.5], [0.6, 0.4]], [[0.9, 0.1], [0.6, 0.4]]
+    d = M.paired_differences(a, b, [0, 0], resamples=50)
+    assert d["accuracy"] == 0 and d["mean_confidence"] == pytest.approx((0.9 - 0.5) / 2)
+    assert d["brier"] == pytest.approx(((0.01 + 0.01) - (0.25 + 0.25)) / 2)
+    assert d["nll"] == pytest.approx((-math.log(0.9) + math.log(0.5)) / 2)
+    lo, hi = d["brier_ci"]
+    assert lo <= d["brier"] <= hi <= 0  # b is never worse on any resample
+    same = M.paired_differences(a, a, [0, 1], resamples=20)
+    assert all(same[k] == 0 and same[k + "_ci"] == [0.0, 0.0] for k in ("accuracy", "ece", "brier", "nll"))
+
+
 def test_average_over_orders_by_hand():
     assert cyclic_orders(3) == [[0, 1, 2], [1, 2, 0], [2, 0, 1]] and cyclic_orders(3, 1) == [[0, 1, 2]]
     # order 0 shows (opt0, opt1): letters 0.6, 0.2 -> q = (0.75, 0.25); order 1 shows (opt1, opt0): 0.3, 0.3 -> (0.5, 0.5)
@@ -261,6 +273,7 @@ def test_command_side_by_side_with_reward_model(tmp_path):
                 "option_mass", "by_category", "bins"):
         assert key in r["models"]["a"], key
     assert r["models"]["a"]["ece"] == r["models"]["b"]["ece"]  # the same model twice
+    assert r["differences"]["b - a"]["nll"] == 0 and r["differences"]["b - a"]["ece_ci"] == [0.0, 0.0]
     assert r["reward_model"]["split"] == "heldout" and r["reward_model"]["pairs"] == 4  # half the 8 prompts
     assert r["reward_model"]["vs_labels"]["n"] == 4
     assert (tmp_path / "cal" / "r.png").stat().st_size > 1000

@@ -25,7 +25,7 @@ from postlab.config import Section
 from postlab.errors import ConfigError, DataError
 from postlab.machine import AutoDType
 from postlab.science.common import check_models, check_out, each_model, meta, plt, wilson_interval
-from postlab.science.metrics import calibration_metrics, confidence_and_correct, ece
+from postlab.science.metrics import calibration_metrics, confidence_and_correct, ece, paired_differences
 from postlab.science.mc_suite import INSTRUCTION, MCItem, load_mc_suite
 from postlab.science.options import answer_logprobs, normalise_logprobs, option_distributions, prompts_for_orders
 from postlab.utils.io import atomic_write_text, finite
@@ -224,6 +224,8 @@ def format_table(results: dict) -> str:
     for label, m in results["models"].items():
         lines.append(f"{label:<12} " + " ".join(f"{_interval(m[k], m[k + '_ci']):>24}" for k in keys)
                      + f" {m['ece_floor']:>10.3f} {m['temperature']:>6.2f} {m['ece_after_temperature']:>12.3f}")
+    for pair, d in results.get("differences", {}).items():
+        lines.append(f"{pair}: " + ", ".join(f"{k} {_interval(d[k], d[k + '_ci'])}" for k in keys if k in d))
     return "\n".join(lines)
 
 
@@ -242,6 +244,14 @@ def run(cfg: CalibrationConfig) -> dict:
         for row, p, m in zip(rows, probs, mass):
             row.setdefault("probs", {})[label] = [round(x, 6) for x in p]
             row.setdefault("option_mass", {})[label] = round(m, 6)
+    labels = list(results["models"])
+    if len(labels) > 1:  # each model against the first (base): paired, on the same questions
+        answers = [it.answer for it in items]
+        first = [row["probs"][labels[0]] for row in rows]
+        results["differences"] = {
+            f"{label} - {labels[0]}": paired_differences(first, [row["probs"][label] for row in rows], answers,
+                                                         n_bins=cfg.bins, resamples=cfg.bootstrap, seed=cfg.seed)
+            for label in labels[1:]}
     panels = list(results["models"].items())
     if cfg.rm is not None:
         results["reward_model"] = _score_rm(cfg)
