@@ -125,7 +125,8 @@ def model_survey_metrics(S: np.ndarray, S_uniform: np.ndarray, cross: dict[str, 
     def specificity(idx: np.ndarray) -> float:
         gaps = []
         for g in steered_groups:
-            own, by_group = representativeness(cross[g][idx])[1][groups.index(g)], representativeness(cross[g][idx])[1]
+            by_group = representativeness(cross[g][idx])[1]
+            own = by_group[groups.index(g)]
             others = [r for h, r in zip(groups, by_group) if h != g and not math.isnan(r)]
             if others and not math.isnan(own):
                 gaps.append(own - sum(others) / len(others))
