@@ -102,3 +102,10 @@ def test_tiny_run_end_to_end_then_a_changed_rl_knob_redoes_only_rl_and_later(tmp
     assert "redoing rl:" in again.stderr and "redoing sft:" not in again.stderr
     assert (out / "stages" / "sft.json").stat().st_mtime == sft_mtime
     assert json.loads((out / "stages" / "rl.json").read_text())["result"]["steps"] == 3
+
+
+def test_a_cut_never_raises_a_knob_set_below_its_floor():
+    k = preset.PRESETS["reasoning"].model_copy(update={"bf16": True, "test_time_limit": 8, "rl_steps": 2})
+    cut, changes = preset.fit(k, "reasoning", 5.0, 60.0, fixed=set())
+    assert cut.test_time_limit == 8 and cut.rl_steps == 2 and cut.eval_limit == 100
+    assert [c["knob"] for c in changes] == ["eval_limit"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Literal
@@ -60,7 +61,7 @@ class Knobs(Section):
     star_prompts: int = Field(300, ge=1, description="train prompts sampled per STaR round")
     star_k: int = Field(4, ge=1, description="chains sampled per prompt in a STaR round")
     rl_algo: Literal["grpo", "rloo"] = Field("grpo", description="advantage estimator of the RL stage (postlab grpo's `advantage`)")
-    rl_steps: int = Field(16, ge=1, description="RL steps (each: sample, score, update); the controls run as many")
+    rl_steps: int = Field(10, ge=1, description="RL steps (each: sample, score, update); the controls run as many")
     rl_prompts_per_step: int = Field(4, ge=1, description="prompts per RL step")
     rl_k: int = Field(8, ge=2, description="samples per prompt (group size)")
     rl_lr: float = Field(3e-5, gt=0, description="RL learning rate")
@@ -72,7 +73,7 @@ class Knobs(Section):
     controls: list[Literal["random", "format"]] = Field(default_factory=lambda: ["random", "format"], description="control arms run beside the real reward with the same budget and seeds: random (a coin flip blind to correctness), format (1 for a well-formed final answer, right or wrong)")
     seeds: list[int] = Field(default_factory=lambda: [0], description="RL seeds; each runs every arm (report mean and spread over seeds)")
     test_time_samples: int = Field(16, ge=1, description="samples per item for test-time compute (pass@k, maj@k) of the RL policy")
-    test_time_limit: int = Field(40, ge=1, description="test items for test-time compute (the first N)")
+    test_time_limit: int = Field(24, ge=1, description="test items for test-time compute (the first N)")
     test_time_temperature: float = Field(0.7, gt=0, description="sampling temperature for test-time compute")
 
     @field_validator("seeds", "controls")
@@ -284,20 +285,25 @@ def test_time(model: str, out: Path, k: Knobs, progress: bool) -> dict:
 
 # --- machine, budget and summary ---
 
-# Stage wall times (seconds) of the reference run of each preset (REFERENCE_KNOBS, in REFERENCE_DTYPE) on a quiet
-# 2-core CPU (budget.REFERENCE_MACHINE); the budget and the ETA start from them, scaled by the work the knobs ask
-# for (`work`) and this machine's measured speed (budget.slowdown).
+# Stage wall times (seconds) of the reference run of each preset (REFERENCE_KNOBS, in REFERENCE_DTYPE) on the
+# 2-core CPU of budget.REFERENCE_MACHINE; the budget and the ETA start from them, scaled by the work the knobs ask
+# for (`work`) and this machine's measured speed (budget.slowdown). The reasoning preset's are run rs1
+# (2026-11-30, `postlab run --preset reasoning budget_minutes=0`, 38.2 minutes), taken BESIDE other jobs (load 4-8
+# on the 2 cores): on a quiet machine the stages run faster, so the budget errs on cutting. Each RL arm has its own
+# time: the random reward gives most groups a signal, so its updates forward every row (postlab.algos.pg).
 REFERENCE_DTYPE = {"reasoning": "bf16", "reasoning-tiny": "fp32"}
-REFERENCE_KNOBS = dict(PRESETS)
+REFERENCE_KNOBS = {**PRESETS, "reasoning": PRESETS["reasoning"].model_copy(
+    update={"rl_steps": 16, "rl_lr": 3e-5, "test_time_limit": 40})}  # run rs1's knobs
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {
-    "reasoning": {"fetch": 1, "baseline": 60, "sft_data": 1, "sft": 300, "sft_eval": 40, "star": 1, "rl": 300,
-                  "rl_eval": 40, "test_time": 90, "report": 2},
+    "reasoning": {"fetch": 1, "baseline": 48, "sft_data": 1, "sft": 495, "sft_eval": 86, "star": 1, "rl": 256,
+                  "rl_eval": 76, "control_random": 575, "control_random_eval": 120, "control_format": 242,
+                  "control_format_eval": 65, "test_time": 328, "report": 1},
     "reasoning-tiny": {"fetch": 1, "baseline": 1, "sft_data": 1, "sft": 1, "sft_eval": 1, "star": 1, "rl": 2, "rl_eval": 1,
                        "test_time": 1, "report": 1},
 }
 # Cut order when a run is over budget: RL steps (every arm), then test-time items, then eval items; floors.
 TIERS = (("rl_steps",), ("test_time_limit",), ("eval_limit",))
-FLOORS = {"rl_steps": 10, "test_time_limit": 30, "eval_limit": 100}
+FLOORS = {"rl_steps": 4, "test_time_limit": 16, "eval_limit": 100}
 
 
 @functools.cache
@@ -322,12 +328,19 @@ def predict_seconds(k: Knobs, preset: str, slow: float) -> dict[str, float]:
     ref_k, ref = REFERENCE_KNOBS[preset], REFERENCE_SECONDS[preset]
     out = {}
     for name in stage_names(k):
-        base = name if name in ref else "rl_eval" if name.endswith("_eval") else "rl"
-        if base == "star":
+        arm = re.sub(r"_s\d+(_eval)?$", r"\1", name)  # another seed's arm costs what the first seed's did
+        kind = ("rl_eval" if arm.endswith("_eval") else "rl") if arm.startswith(("rl", "control_")) else arm
+        seconds = ref.get(arm, ref[kind])
+        if arm == "star":
             out[name] = ref["star"] + ref["rl"] * slow * work(k, "star") / work(ref_k, "rl")
         else:
-            out[name] = ref[base] * slow * work(k, base) / work(ref_k, base)
+            out[name] = seconds * slow * work(k, kind) / work(ref_k, kind)
     return out
+
+
+def _cut(name: str, value: int, x: float) -> int:
+    """value scaled by x ≤ 1, not below its floor, and never above itself (a value under its floor stays)."""
+    return min(value, max(FLOORS[name], math.floor(value * x)))
 
 
 def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) -> tuple[Knobs, list[dict]]:
@@ -343,9 +356,9 @@ def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) ->
         lo, hi = 0.0, 1.0
         for _ in range(30):  # bisection on the factor: the largest that fits
             x = (lo + hi) / 2
-            trial = k.model_copy(update={n: max(FLOORS[n], min(v, math.floor(v * x))) for n, v in current.items()})
+            trial = k.model_copy(update={n: _cut(n, v, x) for n, v in current.items()})
             lo, hi = (x, hi) if sum(predict_seconds(trial, preset, slow).values()) <= budget_s else (lo, x)
-        new = {n: max(FLOORS[n], min(v, math.floor(v * lo))) for n, v in current.items()}
+        new = {n: _cut(n, v, lo) for n, v in current.items()}
         for n, v in new.items():
             if v != current[n]:
                 changes.append({"knob": n, "from": current[n], "to": v,
