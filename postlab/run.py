@@ -547,24 +547,39 @@ def machine_record(out: Path, measure: bool) -> dict:
     return rec
 
 
-def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
-    """(knobs to run with, the ``machine`` section, the ``scaled`` section) on the machine ``rec``:
-    ``bf16=auto`` resolved, knobs cut to the time budget (never those set on the command line), and
-    each stage's predicted seconds for the ETA."""
-    k = cfg.knobs()
+def resolve_machine(k, rec: dict, ref_dtype: str) -> tuple:
+    """(knobs with ``bf16=auto`` resolved on the machine ``rec``, the ``machine`` section, the slowdown against
+    the reference machine in the dtype chosen); ``k`` is any preset's knobs with a ``bf16`` field."""
     if k.bf16 == "auto":
         dtype, why = machine.decide(rec)
         why = f"auto: {why}"
     else:
         dtype, why = ("bf16" if k.bf16 else "fp32"), f"bf16={str(k.bf16).lower()} (set by the preset or the command line)"
-    k = k.model_copy(update={"bf16": dtype == "bf16"})
-    ref_k, ref_dtype = REFERENCE_KNOBS[cfg.preset], REFERENCE_DTYPE[cfg.preset]
     mm = rec.get("matmul_gflops")
     slow = budget.slowdown(mm and mm.get(dtype), budget.REFERENCE_MACHINE[f"{ref_dtype}_gflops"])
     mach = {**rec, "dtype": dtype, "dtype_why": why, "slowdown": round(slow, 3),
             "reference": {**budget.REFERENCE_MACHINE, "dtype": ref_dtype}}
+    return k.model_copy(update={"bf16": dtype == "bf16"}), mach, slow
+
+
+def scaled_section(budget_minutes: float, slow: float, unscaled: dict[str, float], predicted: dict[str, float],
+                   changes: list[dict]) -> dict:
+    """summary.json's ``scaled``: the budget, the predictions before and after the cuts, and the cuts."""
+    total = sum(predicted.values())
+    return {"budget_minutes": budget_minutes or None, "slowdown": round(slow, 3),
+            "predicted_minutes_unscaled": round(sum(unscaled.values()) / 60, 1),
+            "predicted_minutes": round(total / 60, 1),
+            "fits": None if not budget_minutes else total <= 60 * budget_minutes + 1e-6,
+            "changes": changes, "predicted_s": {n: round(t, 1) for n, t in predicted.items()}}
+
+
+def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
+    """(knobs to run with, the ``machine`` section, the ``scaled`` section) on the machine ``rec``:
+    ``bf16=auto`` resolved, knobs cut to the time budget (never those set on the command line), and
+    each stage's predicted seconds for the ETA."""
+    k, mach, slow = resolve_machine(cfg.knobs(), rec, REFERENCE_DTYPE[cfg.preset])
+    ref_k, ref_seconds = REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset]
     test_items = len(load_suite(SUITE, split="test"))
-    ref_seconds = REFERENCE_SECONDS[cfg.preset]
     unscaled = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
     changes: list[dict] = []
     if k.budget_minutes > 0:
@@ -572,13 +587,7 @@ def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
         k, changes = budget.fit_budget(k, ref_k, ref_seconds, slow=slow, budget_s=60 * k.budget_minutes,
                                        test_items=test_items, fixed=explicit)
     predicted = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
-    total = sum(predicted.values())
-    scaled = {"budget_minutes": k.budget_minutes or None, "slowdown": round(slow, 3),
-              "predicted_minutes_unscaled": round(sum(unscaled.values()) / 60, 1),
-              "predicted_minutes": round(total / 60, 1),
-              "fits": None if not k.budget_minutes else total <= 60 * k.budget_minutes + 1e-6,
-              "changes": changes, "predicted_s": {n: round(t, 1) for n, t in predicted.items()}}
-    return k, mach, scaled
+    return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predicted, changes)
 
 
 def _minutes(m: float) -> str:
@@ -613,8 +622,12 @@ def _print_plan(mach: dict, scaled: dict) -> None:
 
 
 def run(cfg: RunConfig) -> dict:
-    """The recipe in ``cfg.directory()``, which one run at a time may use: a rerun first removes what the
-    atomic writes of an interrupted one left there (``.tmp-*``, ``.old-*``)."""
+    return in_run_directory(cfg, _run)
+
+
+def in_run_directory(cfg, body) -> dict:
+    """``body(cfg, out)`` in ``out = cfg.directory()``, which one run at a time may use: a rerun first removes
+    what the atomic writes of an interrupted one left there (``.tmp-*``, ``.old-*``)."""
     out = cfg.directory()
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out, wait=False) as mine:  # the directory itself: no lock file in it
@@ -622,7 +635,7 @@ def run(cfg: RunConfig) -> dict:
             raise ConfigError(f"{out}: another postlab run is using this directory; wait for it to end or choose "
                               "another --out")
         clean_stale_tmp_tree(out)
-        return _run(cfg, out)
+        return body(cfg, out)
 
 
 def _run(cfg: RunConfig, out: Path) -> dict:

@@ -105,7 +105,7 @@ def test_mistyped_commands_are_one_line_with_a_hint(walk):
     refused(lrr, "optim.lrr: unknown key (did you mean 'optim.lr'?)", one_line=False)
     assert len(lrr.stderr.strip().splitlines()) == 2
     refused(tinny, "unknown model 'tinny'", "did you mean 'tiny'?", "built-in names: smollm2-135m-instruct, tiny")
-    refused(spek, "spek: not a built-in suite (spec, arith, countdown, wordprob)")
+    refused(spek, "spek: not a built-in suite (spec, arith, countdown, wordprob, reasoning)")
     for run_dir in ("lrr", "tinny"):
         assert not (tmp / run_dir).exists()  # a refused command leaves nothing behind
     assert not (tmp / "spek.json").exists()

@@ -139,6 +139,8 @@ def _run_namespaces(argv, workdir: Path, limits: SandboxLimits, stdin, env, extr
         cmd = [os.path.realpath(sys.executable), "-I", "-S", str(INIT_SCRIPT), json.dumps(cfg), str(status_w)]
         result = _supervise(cmd, limits, stdin, cwd=None, env={}, pass_fds=(status_w,), close_fd=status_w)
         status = _read_all(status_r)
+        if os.geteuid() == 0:
+            _reap_uid(uid)
     finally:
         os.close(status_r)
         shutil.rmtree(staging, ignore_errors=True)
@@ -148,6 +150,31 @@ def _run_namespaces(argv, workdir: Path, limits: SandboxLimits, stdin, env, extr
         result.stderr += status[6:] + "\n"
         result.error = f"cannot run {argv[0]!r}: {status.split(': ')[-1]}"
     return result
+
+
+def _reap_uid(uid: int, timeout_s: float = 5.0) -> None:
+    """Kill what is left of a sandbox's own uid and wait until none of it runs. When the namespace's init
+    exits the kernel kills the rest of the namespace, but asynchronously: without this a fork bomb's
+    processes could still be alive when the sandbox returns."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in filter(str.isdigit, os.listdir("/proc")) if _uid_of(p) == uid]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
+def _uid_of(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(line for line in f if line.startswith("Uid:")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def _chown_tree(path: Path, uid: int) -> None:

@@ -25,18 +25,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from postlab import budget
 from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
 from postlab.errors import ConfigError
 from postlab.evals import harness
 from postlab.evals.metrics import mean_se, paired_difference, sample_scores
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import Stages, _Stop, machine_record, _print_plan
+from postlab.run import Stages, _Stop, _print_plan, in_run_directory, machine_record, resolve_machine, scaled_section
 from postlab.run_state import invalidate_changed_stages
 from postlab.tasks.reasoning import worked_demos
 from postlab.tasks.suite import load_suite
-from postlab.utils.io import atomic_write_text, clean_stale_tmp_tree, file_lock, finite
+from postlab.utils.io import atomic_write_text, finite
 
 SUITE = "reasoning"
 CONTROLS = {"random": "python:postlab.presets.rewards:random_reward",
@@ -370,33 +369,13 @@ def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) ->
 def plan(cfg, rec: dict) -> tuple[Knobs, dict, dict]:
     """(knobs to run with, the `machine` section, the `scaled` section): bf16=auto resolved, and knobs cut
     to the time budget (never those set on the command line)."""
-    from postlab import machine
-
-    k = cfg.knobs()
-    if k.bf16 == "auto":
-        dtype, why = machine.decide(rec)
-        why = f"auto: {why}"
-    else:
-        dtype, why = ("bf16" if k.bf16 else "fp32"), f"bf16={str(k.bf16).lower()} (set by the preset or the command line)"
-    k = k.model_copy(update={"bf16": dtype == "bf16"})
-    ref_dtype = REFERENCE_DTYPE[cfg.preset]
-    mm = rec.get("matmul_gflops")
-    slow = budget.slowdown(mm and mm.get(dtype), budget.REFERENCE_MACHINE[f"{ref_dtype}_gflops"])
-    mach = {**rec, "dtype": dtype, "dtype_why": why, "slowdown": round(slow, 3),
-            "reference": {**budget.REFERENCE_MACHINE, "dtype": ref_dtype}}
+    k, mach, slow = resolve_machine(cfg.knobs(), rec, REFERENCE_DTYPE[cfg.preset])
     unscaled = predict_seconds(k, cfg.preset, slow)
     changes: list[dict] = []
     if k.budget_minutes > 0:
         fixed = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
         k, changes = fit(k, cfg.preset, slow, 60 * k.budget_minutes, fixed)
-    predicted = predict_seconds(k, cfg.preset, slow)
-    total = sum(predicted.values())
-    scaled = {"budget_minutes": k.budget_minutes or None, "slowdown": round(slow, 3),
-              "predicted_minutes_unscaled": round(sum(unscaled.values()) / 60, 1),
-              "predicted_minutes": round(total / 60, 1),
-              "fits": None if not k.budget_minutes else total <= 60 * k.budget_minutes + 1e-6,
-              "changes": changes, "predicted_s": {n: round(t, 1) for n, t in predicted.items()}}
-    return k, mach, scaled
+    return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predict_seconds(k, cfg.preset, slow), changes)
 
 
 def _paired(stages: Stages, after: str, before: str) -> dict:
@@ -475,13 +454,7 @@ def print_summary(s: dict) -> None:
 # --- the recipe ---
 
 def run(cfg) -> dict:
-    out = cfg.directory()
-    out.mkdir(parents=True, exist_ok=True)
-    with file_lock(out, wait=False) as mine:
-        if not mine:
-            raise ConfigError(f"{out}: another postlab run is using this directory; wait for it to end or choose another --out")
-        clean_stale_tmp_tree(out)
-        return _run(cfg, out)
+    return in_run_directory(cfg, _run)
 
 
 def _run(cfg, out: Path) -> dict:

@@ -7,9 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from postlab.report.html import (_CSS, STAGE_COLOURS, _img, _machine_section, _minutes, _num, _plt, _png, _read_jsonl,
-                                 _table, _esc, _fmt)
-from postlab.utils.io import atomic_write_text
+from postlab.report.html import (STAGE_COLOURS, _esc, _img, _minutes, _num, _plt, _png, _read_jsonl, _table,
+                                 write_page)
 
 ARM_COLOURS = {"rl": "#2ca02c", "control_random": "#9467bd", "control_format": "#ff7f0e"}
 
@@ -117,17 +116,4 @@ def build_report(run_dir: str | Path) -> Path:
         parts.append("<h2>STaR rounds</h2>")
         parts.append(_table(["round", "prompts", "prompts solved", "right chains kept"],
                             [[r["round"], r["prompts"], r["prompts_solved"], r["kept"]] for r in st["star"]["rounds"]]))
-    if s.get("machine"):
-        parts.append(_machine_section(s["machine"], s.get("scaled") or {}))
-    predicted = (s.get("scaled") or {}).get("predicted_s") or {}
-    parts.append("<h2>Timings</h2>")
-    parts.append(_table(["stage", "seconds", "predicted seconds"],
-                        [[k, v, predicted.get(k)] for k, v in s["timings_s"].items()]))
-    cfg_path = run_dir / "resolved_config.json"
-    if cfg_path.exists():
-        parts.append("<h2>Resolved configuration</h2><pre>" + _esc(cfg_path.read_text()) + "</pre>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>postlab reasoning report: {_fmt(s['model'])}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
-    out = run_dir / "report.html"
-    atomic_write_text(out, page)
-    return out
+    return write_page(run_dir, s, parts, f"postlab reasoning report: {s['model']}")

@@ -485,6 +485,13 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append(f"<p class='note'>Rejection sampling kept the shortest sample that passes every check for "
                  f"{_fmt(data.get('rejection_acceptance'))} of {_fmt(data.get('rejection_prompts'))} train prompts.</p>")
 
+    return write_page(run_dir, s, parts, f"postlab run report: {s['model']}")
+
+
+def write_page(run_dir: Path, s: dict, parts: list[str], title: str) -> Path:
+    """``run_dir/report.html``: ``parts``, then the machine and time budget, the stage timings and the resolved
+    configuration from summary.json ``s`` and the run directory (every preset's report ends this way)."""
+    scaled = s.get("scaled") or {}
     if s.get("machine"):
         parts.append(_machine_section(s["machine"], scaled))
     parts.append("<h2>Timings</h2>")
@@ -496,7 +503,7 @@ def build_report(run_dir: str | Path) -> Path:
     cfg_path = run_dir / "resolved_config.json"
     if cfg_path.exists():
         parts.append("<h2>Resolved configuration</h2><pre>" + _esc(cfg_path.read_text()) + "</pre>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>postlab run report: {_esc(s['model'])}</title>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
     out = run_dir / "report.html"
     atomic_write_text(out, page)

@@ -100,35 +100,37 @@ def letter_probabilities(model, tokenizer, conversations: list[list[dict]], *, b
     owner = torch.tensor([j for j, g in enumerate(groups) for _ in g])
     device = next(model.parameters()).device
     body, head = model.get_decoder(), model.get_output_embeddings()
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[list[float]] = [[] for _ in seqs]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    for idx, ids, mask in _padded_batches(model, seqs, tokenizer.pad_token_id, batch_size, progress, desc, "prompt"):
+        h = body(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # (B, T, d)
+        last = mask.sum(1) - 1  # (B,)
+        logits = head(h[torch.arange(len(idx)), last.to(device)]).float()  # (B, V)
+        probs = torch.softmax(logits, dim=-1)[:, flat.to(device)].cpu()  # (B, n letter tokens)
+        per_letter = torch.zeros((len(idx), len(groups))).index_add_(1, owner, probs)  # (B, 10)
+        for r, i in enumerate(idx):
+            out[i] = per_letter[r].tolist()
+    return out
 
-        bar = tqdm(total=len(seqs), desc=desc, unit="prompt")
+
+def _padded_batches(model, seqs: list[list[int]], pad_id: int, batch_size: int, progress: bool, desc: str, unit: str):
+    """(row indices, ids (B, T), attention mask (B, T)) per batch of `seqs`, batched by length and right-padded,
+    under no_grad with `model` in eval mode, with a progress bar if asked."""
+    import torch
+    from tqdm import tqdm
+
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), tqdm(total=len(seqs), desc=desc, unit=unit, disable=not progress) as bar:
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             T = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), T), tokenizer.pad_token_id, dtype=torch.long)
+            ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), T), dtype=torch.long)
             for r, i in enumerate(idx):
                 ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
                 mask[r, : len(seqs[i])] = 1
-            h = body(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # (B, T, d)
-            last = mask.sum(1) - 1  # (B,)
-            logits = head(h[torch.arange(len(idx)), last.to(device)]).float()  # (B, V)
-            probs = torch.softmax(logits, dim=-1)[:, flat.to(device)].cpu()  # (B, n letter tokens)
-            per_letter = torch.zeros((len(idx), len(groups))).index_add_(1, owner, probs)  # (B, 10)
-            for r, i in enumerate(idx):
-                out[i] = per_letter[r].tolist()
-            if bar is not None:
-                bar.update(len(idx))
-    if bar is not None:
-        bar.close()
-    return out
+            yield idx, ids, mask
+            bar.update(len(idx))
 
 
 def option_distributions(model, tokenizer, prompts: list[OptionPrompt], *, batch_size: int = 16,
@@ -186,31 +188,12 @@ def answer_logprobs(model, tokenizer, conversations: list[list[dict]], answers: 
         seqs.append(p + tokenizer(ans, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
         starts.append(len(p))
     device = next(model.parameters()).device
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out = [0.0] * len(seqs)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(seqs), desc=desc, unit="answer")
-    model.eval()
-    with torch.no_grad():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            T = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), T), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), T), dtype=torch.long)
-            for r, i in enumerate(idx):
-                ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[r, : len(seqs[i])] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1))[..., 0]
-            for r, i in enumerate(idx):  # token t+1 is predicted at position t
-                out[i] = float(logp[r, starts[i] - 1 : len(seqs[i]) - 1].sum())
-            if bar is not None:
-                bar.update(len(idx))
-    if bar is not None:
-        bar.close()
+    for idx, ids, mask in _padded_batches(model, seqs, tokenizer.pad_token_id, batch_size, progress, desc, "answer"):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1))[..., 0]
+        for r, i in enumerate(idx):  # token t+1 is predicted at position t
+            out[i] = float(logp[r, starts[i] - 1 : len(seqs[i]) - 1].sum())
     return out
 
 
