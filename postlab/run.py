@@ -668,8 +668,18 @@ def _run(cfg: RunConfig, out: Path) -> dict:
         summary = write_summary(cfg, k, out, stages, mach, scaled)
         stages.run("report", lambda: {"path": str(_report(out))})
     except _Stop:
-        print(f"stopped after stage {cfg.stop_after!r} as asked; rerun without stop_after to continue", file=sys.stderr)
-        return {}
+        return stopped(cfg)
+    return announce(summary, out, print_summary)
+
+
+def stopped(cfg) -> dict:
+    """What a run that stopped after ``cfg.stop_after`` returns, with its one line."""
+    print(f"stopped after stage {cfg.stop_after!r} as asked; rerun without stop_after to continue", file=sys.stderr)
+    return {}
+
+
+def announce(summary: dict, out: Path, print_summary) -> dict:
+    """A finished run's last words: its summary table and where its files are."""
     print_summary(summary)
     print(f"\nsummary: {out / 'summary.json'}\nreport:  {out / 'report.html'}")
     return summary

@@ -30,7 +30,7 @@ from postlab.config import Section
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import pick_device, prepare_model, save_final_model
 from postlab.rollout import SamplingParams, TorchEngine
-from postlab.train.common import CheckpointConfig, LoraConfig
+from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (PhaseTimes, RLOptimConfig, autocast, clip_and_step, entropy_mean, make_optimizer,
                                      over_micro_batches, prompt_batches, reference_mode, response_logprobs,
@@ -43,7 +43,7 @@ class AgentGRPOConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="policy to start from: built-in name, directory or hub id")
     out_dir: str = Field("runs/agent", description="run directory: config, metrics, checkpoints, final model")
-    device: str = Field("auto", description="where to train: auto, cpu, cuda, ...")
+    device: Device = Field("auto", description=DEVICE_HELP)
     env: str = Field("calculator", description="environment (postlab env list); tasks from its train split")
     max_turns: int | None = Field(None, ge=1, description="assistant turns per episode (default: the environment's)")
     max_total_tokens: int = Field(512, ge=16, description="tokens per episode after the prompt (model + environment)")

@@ -31,7 +31,8 @@ from postlab.evals import harness
 from postlab.evals.metrics import mean_se, paired_difference, sample_scores
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import Stages, _Stop, _print_plan, in_run_directory, machine_record, resolve_machine, scaled_section
+from postlab.run import (Stages, _Stop, _print_plan, announce, in_run_directory, machine_record, resolve_machine,
+                         scaled_section, stopped)
 from postlab.run_state import invalidate_changed_stages
 from postlab.tasks.reasoning import worked_demos
 from postlab.tasks.suite import load_suite
@@ -486,11 +487,8 @@ def _run(cfg, out: Path) -> dict:
         (out / "stages" / "report.json").unlink(missing_ok=True)  # the summary may have changed: always rebuilt
         stages.run("report", lambda: {"path": str(_report(out))})
     except _Stop:
-        print(f"stopped after stage {cfg.stop_after!r} as asked; rerun without stop_after to continue", file=sys.stderr)
-        return {}
-    print_summary(summary)
-    print(f"\nsummary: {out / 'summary.json'}\nreport:  {out / 'report.html'}")
-    return summary
+        return stopped(cfg)
+    return announce(summary, out, print_summary)
 
 
 def _report(out: Path) -> Path:
