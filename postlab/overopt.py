@@ -256,7 +256,7 @@ def sample_candidates(policy: str, prompts: dict, out: Path, k: Knobs, progress:
 
         wanted = {row["prompt_id"]: row["prompt"] for row in rows}
         answers = {r["id"]: r["messages"][-1]["content"] for r in demos.template_demos(None)[0] if r["id"] in wanted}
-        rows += [{"prompt_id": pid, "sample_index": k.sample_k, "prompt": wanted[pid], "completion": text,
+        rows += [{"prompt_id": pid, "sample_index": k.sample_k, "prompt": wanted[pid], "completion": [{"role": "assistant", "content": text}],
                   "policy": "template"} for pid, text in answers.items()]
         templates = len(answers)
     merged = out / "data" / "candidates.jsonl"

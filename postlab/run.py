@@ -31,6 +31,7 @@ from pydantic import Field
 
 from postlab import budget, machine
 from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
+from postlab.data.chat import completion_text
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError
 from postlab.evals import harness
@@ -255,8 +256,9 @@ def _sample(model: str, path: Path, limit: int, n: int, max_new_tokens: int, tem
 
 def _candidates(path: Path) -> dict[str, list[tuple[str, str | None]]]:
     out: dict[str, list[tuple[str, str | None]]] = {}
-    for _, row in read_jsonl(path):
-        out.setdefault(row["prompt_id"], []).append((row["completion"].strip(), row.get("finish_reason")))
+    for lineno, row in read_jsonl(path):
+        text = completion_text(row, f"{path}:{lineno}")
+        out.setdefault(row["prompt_id"], []).append((text.strip(), row.get("finish_reason")))
     return out
 
 
@@ -377,9 +379,9 @@ def best_of_n(rm_dir: str, sft_candidates: str, prefs: str, out: Path, k: Knobs)
     held_ids = _held_out_prompts(prefs, k)
     items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in held_ids}
     by_prompt: dict[str, list[str]] = {}
-    for _, row in read_jsonl(sft_candidates):
+    for lineno, row in read_jsonl(sft_candidates):
         if row["prompt_id"] in items:
-            by_prompt.setdefault(row["prompt_id"], []).append(row["completion"].strip())
+            by_prompt.setdefault(row["prompt_id"], []).append(completion_text(row, f"{sft_candidates}:{lineno}").strip())
     ids = [pid for pid, texts in by_prompt.items() if len(texts) >= k.sample_k]
     if not ids:
         return {"rows": [], "prompts": 0}

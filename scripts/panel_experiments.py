@@ -18,6 +18,7 @@ import itertools
 import json
 from pathlib import Path
 
+from postlab.data.chat import completion_text
 from postlab.data.split import split_holdout
 from postlab.raters.gold import GoldRater
 from postlab.raters.label import label_pairs
@@ -31,9 +32,9 @@ def candidates(run: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in open(Path(run) / "data" / "candidates.jsonl", encoding="utf-8"):
         row = json.loads(line)
-        texts = out.setdefault(row["prompt_id"], [])
-        if row["completion"].strip() and row["completion"] not in texts:
-            texts.append(row["completion"])
+        texts, text = out.setdefault(row["prompt_id"], []), completion_text(row, "candidates.jsonl")
+        if text.strip() and text not in texts:
+            texts.append(text)
     return out
 
 

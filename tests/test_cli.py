@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from postlab.data.chat import completion_text
 from postlab.config import describe_fields, load_config
 from postlab.train.sample import SampleConfig, fingerprint_path, load_prompts, sample_fingerprint
 from postlab.train.sft import SFTConfig
@@ -91,7 +92,7 @@ def test_sample_writes_candidates_and_resumes(tmp_path):
     assert set(rows[0]) == {"prompt_id", "sample_index", "prompt", "completion", "messages", "logprob_sum", "num_tokens",
                             "finish_reason"}
     assert all(0 < r["num_tokens"] <= 8 and r["logprob_sum"] < 0 for r in rows)
-    assert len({r["completion"] for r in rows if r["prompt_id"] == "p0"}) > 1  # K distinct samples
+    assert len({completion_text(r, "c") for r in rows if r["prompt_id"] == "p0"}) > 1  # K distinct samples
     # An interrupted run (one batch written, plus a torn line) resumes to the same file.
     lines = (tmp_path / "c.jsonl").read_text().splitlines()
     (tmp_path / "d.jsonl.partial").write_text("\n".join(lines[:4]) + "\n" + lines[4][:10] + "\n")

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from postlab.config import load_config
-from postlab.data.chat import (IGNORE_INDEX, encode_chat, load_sft_data, parse_sft_row, render_chat,
+from postlab.data.chat import (IGNORE_INDEX, completion_text, encode_chat, load_sft_data, parse_sft_row, render_chat,
                                template_supports_tools, tools_as_text, validate_messages)
 from postlab.data.preferences import encode_prompt, load_preferences
 from postlab.data.rows import read_rows
@@ -299,7 +299,7 @@ def test_sft_trains_on_a_directory_of_prompt_completion_shards(tmp_path):
     assert result.state.step == 2
 
 
-def test_sample_reads_prompt_only_rows_and_writes_trl_messages(tmp_path):
+def test_sample_reads_prompt_only_rows_and_writes_trl_conversational_rows(tmp_path):
     path = write_parquet(tmp_path / "prompts.parquet", [{"id": "a", "prompt": "Say hi."}, {"id": "b", "prompt": "Count."}])
     assert load_prompts(str(path)) == [("a", [user("Say hi.")]), ("b", [user("Count.")])]
     listed = write_jsonl(tmp_path / "p.jsonl", [{"prompt": [user("Q?")]}, {"prompt": ""}])
@@ -310,6 +310,20 @@ def test_sample_reads_prompt_only_rows_and_writes_trl_messages(tmp_path):
     rows = [json.loads(line) for line in sample(cfg).read_text().splitlines()]
     assert len(rows) == 4
     for row in rows:
-        assert isinstance(row["completion"], str)  # what labeling and the labeling app read
-        assert row["messages"] == row["prompt"] + [assistant(row["completion"])]  # TRL conversational shape
+        # TRL's conversational prompt-completion shape, and its language-modelling shape beside it
+        assert row["completion"] == [assistant(completion_text(row, "c.jsonl"))]
+        assert row["messages"] == row["prompt"] + row["completion"]
+        assert parse_sft_row(row, "c.jsonl").messages == row["messages"]  # postlab sft reads either shape
     assert parse_sft_row(rows[0], "c.jsonl:1").messages == rows[0]["messages"]  # and postlab sft reads it back
+
+
+def test_completion_text_reads_both_shapes_and_names_the_row_of_a_bad_one():
+    assert completion_text({"completion": "Hi."}, "f:1") == "Hi."  # older sample files, TRL's standard shape
+    assert completion_text({"completion": [assistant("Hi.")]}, "f:1") == "Hi."
+    assert completion_text({"completion": [{"role": "assistant", "content": [{"type": "text", "text": "H"},
+                                                                           {"type": "text", "text": "i."}]}]}, "f:1") == "Hi."
+    for bad in ([user("Hi.")], [assistant("a"), assistant("b")], 3, None, []):
+        with pytest.raises(DataError, match=r"f:7: 'completion' must be a string or a list of one assistant message"):
+            completion_text({"completion": bad}, "f:7")
+    with pytest.raises(DataError, match="f:2: expected a row with a 'completion'"):
+        completion_text({"prompt": "x"}, "f:2")

@@ -167,6 +167,24 @@ def parse_sft_row(row: object, where: str) -> ChatExample:
     raise DataError(f"{where}: expected an object with a 'messages' key, or 'prompt' and 'completion'")
 
 
+def completion_text(row: object, where: str) -> str:
+    """The reply text of a candidates row (``postlab sample``'s output, or any prompt-completion row): its
+    ``completion`` as TRL's conversational shape (a list of one assistant message) or as a plain string
+    (TRL's standard shape, and sample files written before postlab used the conversational one)."""
+    if not isinstance(row, dict) or "completion" not in row:
+        raise DataError(f"{where}: expected a row with a 'completion'")
+    value = row["completion"]
+    if isinstance(value, str):
+        return value
+    if (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
+            and value[0].get("role") == "assistant"):
+        text = _text(value[0].get("content"), where)
+        if text is not None:
+            return text
+    raise DataError(f"{where}: 'completion' must be a string or a list of one assistant message "
+                    "([{\"role\": \"assistant\", \"content\": ...}])")
+
+
 def load_sft_data(path: str | Path) -> list[ChatExample]:
     """Every row of an SFT data source (JSONL file, shard directory, Parquet, Arrow, saved dataset)."""
     return [parse_sft_row(row.value, row.where) for row in read_rows(path)]

@@ -10,7 +10,7 @@ import json
 import random
 from dataclasses import dataclass
 
-from postlab.data.chat import validate_messages
+from postlab.data.chat import completion_text, validate_messages
 from postlab.data.jsonl import read_jsonl
 from postlab.data.preferences import parse_pair
 from postlab.errors import DataError
@@ -33,13 +33,12 @@ def _candidate(row: object, where: str) -> tuple[str, list[dict], int, str]:
     for key in ("prompt_id", "prompt", "completion"):
         if key not in row:
             raise DataError(f"{where}: missing {key!r} (expected prompt_id, sample_index, prompt, completion)")
-    if not isinstance(row["completion"], str):
-        raise DataError(f"{where}: 'completion' must be a string")
+    completion = completion_text(row, where)
     index = row.get("sample_index", 0)
     if isinstance(index, bool) or not isinstance(index, int):
         raise DataError(f"{where}: 'sample_index' must be an integer")
     prompt = validate_messages(row["prompt"], f"{where}: prompt", need_assistant=False)
-    return str(row["prompt_id"]), prompt, index, row["completion"]
+    return str(row["prompt_id"]), prompt, index, completion
 
 
 def read_candidate_pairs(path: str, *, max_pairs_per_prompt: int, seed: int) -> list[NewPair]:

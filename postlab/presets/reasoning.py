@@ -26,6 +26,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
+from postlab.data.chat import completion_text
+from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError
 from postlab.evals import harness
 from postlab.evals.metrics import mean_se, paired_difference, sample_scores
@@ -228,9 +230,8 @@ def star(policy: str, out: Path, k: Knobs, progress: bool) -> dict:
                                    out=str(d / "samples.jsonl"), batch_size=k.batch_size, dtype=_dtype(k), progress=progress,
                                    sampling=SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=r)))
         kept, seen = [], set()
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            text, item = row["completion"].strip(), items[row["prompt_id"]]
+        for lineno, row in read_jsonl(path):
+            text, item = completion_text(row, f"{path}:{lineno}").strip(), items[row["prompt_id"]]
             if (item.id, text) not in seen and gold.score(item, text) == 1.0:
                 seen.add((item.id, text))
                 kept.append({"messages": [*item.messages, {"role": "assistant", "content": text}]})

@@ -29,6 +29,7 @@ from pathlib import Path
 from pydantic import Field
 
 from postlab.config import Section
+from postlab.data.chat import completion_text
 from postlab.data.jsonl import read_jsonl
 from postlab.data.preferences import PreferencePair
 from postlab.errors import ConfigError, DataError
@@ -68,15 +69,16 @@ def read_candidates(path: str, items: dict[str, Item]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
-        if not isinstance(row, dict) or not isinstance(row.get("completion"), str) or "prompt_id" not in row:
-            raise DataError(f"{where}: expected a candidate row with 'prompt_id' and a string 'completion'")
+        if not isinstance(row, dict) or "prompt_id" not in row:
+            raise DataError(f"{where}: expected a candidate row with 'prompt_id' and 'completion'")
+        text = completion_text(row, where)
         pid = str(row["prompt_id"])
         if pid not in items:
             raise DataError(f"{where}: prompt_id {pid!r} is not an item of the suite (sample with suite=... so "
                             "raters know each prompt's checks)")
         texts = out.setdefault(pid, [])
-        if row["completion"].strip() and row["completion"] not in texts:
-            texts.append(row["completion"])
+        if text.strip() and text not in texts:
+            texts.append(text)
     return out
 
 

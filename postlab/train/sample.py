@@ -1,10 +1,10 @@
 """``postlab sample``: K responses per prompt -> candidates JSONL, the input of labeling and reward models.
 
-Rows: ``{"prompt_id", "sample_index", "prompt": [messages], "completion": str, "messages": [messages],
-"logprob_sum", "num_tokens", "finish_reason"}``. ``messages`` is the prompt followed by
-``{"role": "assistant", "content": completion}``: TRL's conversational language-modelling shape.
-``completion`` stays the response's text because labeling, the labeling app and ``postlab run`` read
-it as a string (TRL's conversational prompt-completion shape would need a list of messages there).
+Rows: ``{"prompt_id", "sample_index", "prompt": [messages], "completion": [{"role": "assistant",
+"content": text}], "messages": [messages], "logprob_sum", "num_tokens", "finish_reason"}``: ``prompt`` and
+``completion`` are TRL's conversational prompt-completion shape, ``messages`` (the prompt followed by the
+reply) its conversational language-modelling shape. Readers take the text with
+``postlab.data.chat.completion_text``, which also reads the plain-string ``completion`` of older files.
 
 Written incrementally to ``<out>.partial`` and renamed at the end; a rerun continues an interrupted
 file (each batch's seed depends only on its index, so resumed output equals uninterrupted output).
@@ -197,7 +197,7 @@ def sample(cfg: SampleConfig) -> Path:
             lp_sum, n_tok, reasons = r.logprobs.sum(1).tolist(), r.response_lengths.tolist(), r.finish_reasons()
             for j, (pid, i, msgs) in enumerate(batch):
                 reply = {"role": "assistant", "content": r.texts[j]}
-                f.write(json.dumps({"prompt_id": pid, "sample_index": i, "prompt": msgs, "completion": r.texts[j],
+                f.write(json.dumps({"prompt_id": pid, "sample_index": i, "prompt": msgs, "completion": [reply],
                                     "messages": [*msgs, reply], "logprob_sum": lp_sum[j], "num_tokens": n_tok[j],
                                     "finish_reason": reasons[j]}, ensure_ascii=False) + "\n")
             f.flush()
