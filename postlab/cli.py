@@ -8,9 +8,14 @@ from typing import Optional
 
 import typer
 
-from postlab.utils.threads import busy_warning, configure_threads_env, threads_error
+from postlab.utils.threads import busy_warning, configure_threads_env, machine_load, threads_error
 
-configure_threads_env()  # before torch loads (nothing below imports it; the commands do)
+HEAVY_COMMANDS = {"pretrain", "sft", "rm", "dpo", "ppo", "grpo", "sample", "eval", "bon", "run", "overopt", "serve",
+                  "leaderboard", "compare", "label", "calibration", "survey"}  # long torch work: worth a warning on a busy machine
+# Other work on the machine, measured once (a 0.1 s sample) and only before long torch work.
+_HEAVY = len(sys.argv) > 1 and sys.argv[1] in HEAVY_COMMANDS and "--help" not in sys.argv
+_LOAD = machine_load() if _HEAVY else 0.0
+configure_threads_env(busy=_LOAD >= (os.cpu_count() or 1) - 0.25)  # before torch loads (the commands import it)
 
 from pathlib import Path  # noqa: E402
 
@@ -563,10 +568,6 @@ def models_list() -> None:
         print(f"  {p}  ({size / 1e6:.1f} MB)")
 
 
-HEAVY_COMMANDS = {"pretrain", "sft", "rm", "dpo", "ppo", "grpo", "sample", "eval", "bon", "run", "overopt", "serve",
-                  "leaderboard", "compare", "label", "calibration", "survey"}  # long torch work: worth a warning on a busy machine
-
-
 def main() -> None:
     from postlab.utils.memory import keep_freed_memory
 
@@ -575,7 +576,7 @@ def main() -> None:
     if (err := threads_error()) is not None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    if len(sys.argv) > 1 and sys.argv[1] in HEAVY_COMMANDS and "--help" not in sys.argv and (w := busy_warning()):
+    if _HEAVY and (w := busy_warning(load=_LOAD)):
         print(w, file=sys.stderr)
     try:
         app(standalone_mode=False)

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from postlab.utils.threads import busy_warning, configure_threads_env, threads_error
+from postlab.utils.threads import busy_cores, busy_warning, configure_threads_env, machine_load, sampled_load, threads_error
 
 
 def test_waiting_threads_sleep_and_postlab_threads_caps_both_runtimes():
@@ -56,3 +56,26 @@ def test_the_cli_sets_the_thread_count_before_torch_and_refuses_a_bad_count():
     bad = subprocess.run([sys.executable, "-m", "postlab", "eval", "--help"], env={**env, "POSTLAB_THREADS": "lots"},
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: POSTLAB_THREADS='lots': expected a whole number of threads, at least 1"
+
+
+def test_busy_cores_from_two_readings_of_proc_stat_by_hand():
+    # 100 ticks pass on 2 cores: 60 busy (user 40, nice 10, system 10), 40 idle (idle 30, iowait 10) -> 1.2 cores
+    before = "cpu  1000 100 200 5000 50 0 0 0 0 0"
+    after = "cpu  1040 110 210 5030 60 0 0 0 0 0"
+    assert abs(busy_cores(before, after, cores=2) - 1.2) < 1e-12
+    assert busy_cores(before, before, cores=2) == 0.0  # no ticks passed: nothing to say, not a division by zero
+
+
+def test_a_job_started_a_moment_ago_is_seen_though_the_load_average_lags():
+    # One spinning process: the 1-minute load average barely moves within a second, the sample sees ~1 core
+    # (or more, when other work shares the machine too).
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert sampled_load(0.3) >= 0.7
+        assert machine_load() >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()

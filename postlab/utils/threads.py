@@ -5,7 +5,8 @@ spins for a while before it sleeps; with two torch jobs on two cores the spinnin
 with the working ones, and each job slows far more than 2× (measured: benchmarks/shared_machine.py,
 docs/benchmarks.md). So the command line, before torch is imported:
 
-- when other jobs already keep every core busy, asks OpenMP threads to sleep as soon as they wait
+- when other jobs already keep every core busy (the 1-minute load average, or a 0.1 s sample of
+  /proc/stat for jobs that started a moment ago), asks OpenMP threads to sleep as soon as they wait
   (``OMP_WAIT_POLICY=PASSIVE``), unless the user set a policy; alone, spinning is faster, so it is kept
   (set ``OMP_WAIT_POLICY=PASSIVE`` for every job on a machine that several jobs will share);
 - caps torch's threads at ``POSTLAB_THREADS`` when it is set (OpenMP and MKL both read the count);
@@ -20,21 +21,61 @@ import os
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:  # not available on this platform
+def busy_cores(before: str, after: str, cores: int) -> float:
+    """Cores kept busy between two readings of the aggregate ``cpu`` line of /proc/stat (``cpu user nice
+    system idle iowait irq softirq steal ...``, in clock ticks summed over the machine's ``cores``): the
+    busy share of the ticks that passed, times ``cores``. Idle = idle + iowait (guest time is already
+    counted in user/nice)."""
+    a, b = ([int(x) for x in line.split()[1:9]] for line in (before, after))
+    total = sum(b) - sum(a)
+    idle = (b[3] + b[4]) - (a[3] + a[4])
+    if total <= 0:
         return 0.0
+    return (total - idle) / total * cores
+
+
+def _cpu_lines() -> tuple[str, int] | None:
+    """/proc/stat's aggregate line and the number of cores it sums (its per-core lines)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:  # not Linux
+        return None
+    return lines[0], sum(line.startswith("cpu") and line[3:4].isdigit() for line in lines)
+
+
+def sampled_load(interval: float = 0.1) -> float:
+    """Cores other processes keep busy right now: /proc/stat read twice ``interval`` seconds apart while
+    this process sleeps (0.0 where /proc/stat is missing). Unlike the load average it does not lag, so a
+    job started seconds after another sees it."""
+    import time
+
+    before = _cpu_lines()
+    if before is None:
+        return 0.0
+    time.sleep(interval)
+    after = _cpu_lines()
+    return busy_cores(before[0], after[0], after[1]) if after else 0.0
+
+
+def machine_load() -> float:
+    """How many cores other work keeps busy: the larger of the 1-minute load average (which lags by up to
+    a minute) and a 0.1 s sample of /proc/stat (which sees a job started a moment ago)."""
+    try:
+        average = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        average = 0.0
+    return max(average, sampled_load())
 
 
 def configure_threads_env(environ: dict | None = None, busy: bool | None = None) -> None:
     """Set the OpenMP wait policy and thread count in ``environ`` (os.environ by default); must run
-    before torch is imported to take effect. A user's own settings win. ``busy`` (default: the load
-    average already fills every core) decides the wait policy."""
+    before torch is imported to take effect. A user's own settings win. ``busy`` (default: other work
+    already fills every core, ``machine_load``) decides the wait policy."""
     env = os.environ if environ is None else environ
     # A user's own spin count means "spin that long", which PASSIVE would override. Alone, spinning is ~20%
     # faster (decode is many short parallel regions); beside other jobs it is 2-3x slower: sleep only then.
-    if "GOMP_SPINCOUNT" not in env and (busy if busy is not None else _load() >= (os.cpu_count() or 1) - 0.25):
+    if "GOMP_SPINCOUNT" not in env and (busy if busy is not None else machine_load() >= (os.cpu_count() or 1) - 0.25):
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if threads_error(env) is None and (threads := env.get("POSTLAB_THREADS", "").strip()):
         for var in THREAD_VARS:
@@ -50,11 +91,11 @@ def threads_error(environ: dict | None = None) -> str | None:
 
 
 def busy_warning(load: float | None = None, cores: int | None = None) -> str | None:
-    """A one-line warning when the 1-minute load average already fills every core (other jobs are
-    running), else None. ``load``/``cores`` default to this machine's; POSTLAB_BUSY_WARNING=0 turns it off."""
+    """A one-line warning when other jobs already fill every core (``machine_load``), else None.
+    ``load``/``cores`` default to this machine's; POSTLAB_BUSY_WARNING=0 turns it off."""
     if os.environ.get("POSTLAB_BUSY_WARNING", "1") == "0":
         return None
-    load = _load() if load is None else load
+    load = machine_load() if load is None else load
     cores = cores or os.cpu_count() or 1
     if load < cores - 0.25:
         return None
