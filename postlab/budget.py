@@ -97,7 +97,18 @@ def predict_seconds(k, ref_k, ref_seconds: dict[str, float], slow: float, test_i
     out = {s: t * slow * (work[s] / ref_work[s] if ref_work.get(s) else 1.0) for s, t in ref_seconds.items()}
     if getattr(k, "algo", None) == "bon_sft" and "rl" in out:
         out["rl"] = bon_sft_seconds(k, ref_seconds["sft"] / ref_work["sft"], slow)
+    if getattr(k, "algo", None) == "bon" and "rl_eval" in out:
+        out["rl"], out["probe"] = slow, slow
+        out["rl_eval"] = bon_eval_seconds(k, ref_seconds["sample"] / ref_work["sample"], slow, test_items)
     return out
+
+
+def bon_eval_seconds(k, sample_s_per_token: float, slow: float, test_items: int) -> float:
+    """``algo=bon``: bon_n − 1 samples per eval item (timed per sampled token as the sample stage), then the
+    reward model scores all bon_n candidates of each item (``BON_SCORE_S`` each); grading the picks is cheap."""
+    items = min(k.eval_limit or test_items, test_items)
+    sampled = items * (k.bon_n - 1) * k.eval_max_new_tokens
+    return slow * (sample_s_per_token * sampled + BON_SCORE_S * items * k.bon_n)
 
 
 # algo=bon_sft on the reference machine (run d6, 2026-11-30): the reward model scored 1,676 finished candidates

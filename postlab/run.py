@@ -65,7 +65,7 @@ class Knobs(Section):
     """Every preset knob; in RunConfig each is optional and None means "the preset's value"."""
 
     model: str = Field(..., description="base model: built-in name, directory or hub id")
-    algo: Literal["ppo", "grpo", "rloo", "dpo", "dpo_rm", "bon_sft"] = Field("bon_sft", description="RL algorithm after SFT: ppo, grpo, rloo (online, against the reward model), dpo (on the labelled pairs), dpo_rm (DPO on the sampled candidates ranked by the reward model: best vs worst per prompt), bon_sft (best-of-n distillation: fine-tune on the reward model's best candidate of each prompt, Llama 2's rejection-sampling fine-tuning)")
+    algo: Literal["ppo", "grpo", "rloo", "dpo", "dpo_rm", "bon_sft", "bon"] = Field("bon", description="RL algorithm after SFT: ppo, grpo, rloo (online, against the reward model), dpo (on the labelled pairs), dpo_rm (DPO on the sampled candidates ranked by the reward model: best vs worst per prompt), bon_sft (best-of-n distillation: fine-tune on the reward model's best candidate of each prompt, Llama 2's rejection-sampling fine-tuning), bon (best-of-n at inference: the reward model picks among the SFT policy's greedy answer and bon_n − 1 samples; no weight update; postlab.evals.bon_policy)")
     bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast in training and bf16 sampling: true, false, or auto = the faster of fp32 and bf16 on this machine (measured once, cached; bf16 on CUDA when supported)")
     budget_minutes: float = Field(30.0, ge=0, description="time budget in minutes (default preset 30, tiny 0): on a machine slower than the reference, samples and steps, then SFT data and epochs, then eval items (never below 100) are cut so the predicted time fits; summary.json's `scaled` lists every cut; 0 = run the preset as it is")
     eval_limit: int | None = Field(None, ge=1, description="test items per eval (the first N: a fair sample; null = all 417)")
@@ -97,6 +97,8 @@ class Knobs(Section):
                                                           "frozen bottom's activations cached (0 = full fine-tuning)")
     bon_replay: bool = Field(False, description="bon_sft: replay the SFT demonstrations beside the best-of-n ones (what the reward model cannot see is not unlearned)")
     bon_keep: float = Field(0.5, gt=0, le=1, description="bon_sft: share of the prompts that give a demonstration, those whose best candidate the reward model scores highest (its confident picks)")
+    bon_n: int = Field(4, ge=2, description="bon: candidates per held-out prompt, the greedy answer and bon_n − 1 samples")
+    bon_temperature: float = Field(0.7, gt=0, description="bon: sampling temperature of the extra candidates")
     rl_steps: int = Field(10, ge=1, description="RL steps (DPO: optimizer steps)")
     rl_prompts_per_step: int = Field(8, ge=1, description="prompts per RL step (GRPO/RLOO: times group size 4)")
     rl_lr: float = Field(3e-6, gt=0, description="RL learning rate")
@@ -440,6 +442,8 @@ def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: st
         result = grpo.train(cfg)
     elif k.algo == "bon_sft":
         return {**bon_sft_stage(policy, rm_dir, candidates, sft_data, out, k, progress), "algo": k.algo}
+    elif k.algo == "bon":  # nothing to train: the policy is the SFT policy with best-of-n at inference (rl_eval)
+        return {"algo": k.algo, "model": policy, "n": k.bon_n, "temperature": k.bon_temperature}
     else:
         from postlab.train import dpo
         from postlab.train.rm import RMDataConfig
@@ -454,6 +458,30 @@ def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: st
                             checkpoint=ckpt, gold_eval=gold_eval)
         result = dpo.train(cfg)
     return {**result, "algo": k.algo, "model": str(rl_dir / "model"), "metrics": str(rl_dir / "metrics.jsonl")}
+
+
+def evaluate_bon(policy: str, rm_dir: str, sft_samples: str, out: Path, k: Knobs, progress: bool) -> dict:
+    """``algo=bon``'s held-out eval: best-of-n against the reward model over the SFT policy's greedy answer
+    (from the sft_eval stage) and bon_n − 1 samples, graded by gold like every other eval."""
+    from postlab.evals.bon_policy import evaluate_bon_policy
+
+    results = evaluate_bon_policy(policy, rm_dir, sft_samples, out / "eval" / "rl.json", suite=SUITE, n=k.bon_n,
+                                  temperature=k.bon_temperature, max_new_tokens=k.eval_max_new_tokens,
+                                  batch_size=k.batch_size, limit=k.eval_limit, dtype="bf16" if k.bf16 else "fp32",
+                                  bf16_rm=k.bf16, progress=progress)
+    print(harness.format_results(results), file=sys.stderr)
+    return {**_gold(results), "results": str(out / "eval" / "rl.json"), "samples": results["samples"],
+            "bon": results["bon"]}
+
+
+def bon_probe(rl_eval: dict) -> dict:
+    """``algo=bon``'s probe: the reward of the picks and of the greedy answers on the eval's own prompts, and
+    best-of-n's analytic KL (no sampling: nothing was trained)."""
+    b = rl_eval["bon"]
+    common = {"kl_se": 0.0, "gold_sampled": None, "mean_tokens": None, "prompts": rl_eval["n"]}
+    return {"sft": {**common, "kl": 0.0, "proxy": b["proxy_greedy"]},
+            "rl": {**common, "kl": b["kl_analytic"], "proxy": b["proxy_picks"],
+                   "kl_kind": "analytic best-of-n value log n − (n − 1)/n, not measured"}}
 
 
 def bon_sft_stage(policy: str, rm_dir: str, candidates: str, sft_data: str, out: Path, k: Knobs, progress: bool) -> dict:
@@ -663,9 +691,13 @@ def _run(cfg: RunConfig, out: Path) -> dict:
         stages.run("bon", lambda: best_of_n(rm_res["model"], cands["sft_candidates"], prefs["file"], out, k))
         rl = stages.run("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], cands["candidates"], data["file"],
                                                 out, k, p))
-        rl_eval = stages.run("rl_eval", lambda: _evaluate(rl["model"], out, "rl", k, p))
-        stages.run("probe", lambda: {"sft": probe(policy, policy, rm_res["model"], k),
-                                     "rl": probe(rl["model"], policy, rm_res["model"], k)})
+        if k.algo == "bon":
+            rl_eval = stages.run("rl_eval", lambda: evaluate_bon(policy, rm_res["model"], sft_eval["samples"], out, k, p))
+            stages.run("probe", lambda: bon_probe(rl_eval))
+        else:
+            rl_eval = stages.run("rl_eval", lambda: _evaluate(rl["model"], out, "rl", k, p))
+            stages.run("probe", lambda: {"sft": probe(policy, policy, rm_res["model"], k),
+                                         "rl": probe(rl["model"], policy, rm_res["model"], k)})
         stages.run("leaderboard", lambda: build_leaderboard({"base": baseline, "sft": sft_eval, f"{k.algo}": rl_eval}, out, k))
         summary = write_summary(cfg, k, out, stages, mach, scaled)
         stages.run("report", lambda: {"path": str(_report(out))})

@@ -3,6 +3,7 @@ finished stages, an interrupted run continues, other RL algorithms slot in, the 
 machine-aware plan (dtype, time budget) on injected machines."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -178,7 +179,7 @@ def test_every_file_a_run_writes_belongs_to_a_stage(tiny_run):
             assert any(path == c or c in path.parents for c in claimed), rel
 
 
-@pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo", "dpo_rm", "bon_sft"])
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "dpo", "dpo_rm", "bon_sft", "bon"])
 def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
     src, _ = tiny_run
     out = tmp_path / algo
@@ -191,6 +192,23 @@ def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
     s = json.loads((out / "summary.json").read_text())
     assert s["algo"] == algo and s["stages"]["rl"]["train"]["algo"] == algo
     assert algo in {row["model"] for row in s["stages"]["leaderboard"]["rows"]}
+    if algo == "bon":  # nothing trained: the reward model picks among the greedy answer and bon_n - 1 samples
+        n = PRESETS["tiny"].bon_n
+        assert not (out / "rl").exists() and s["stages"]["rl"]["train"]["model"] == s["stages"]["sft"]["train"]["model"]
+        cands = [json.loads(line) for line in (out / "eval" / "rl.candidates.jsonl").read_text().splitlines()]
+        greedy = {r["id"]: r["response"] for r in map(json.loads, (out / "eval" / "sft.samples.jsonl").read_text().splitlines())}
+        picks = {r["id"]: r for r in map(json.loads, (out / "eval" / "rl.samples.jsonl").read_text().splitlines())}
+        assert len(cands) == n * len(picks) == n * s["stages"]["rl"]["gold"]["n"]
+        for pid, row in picks.items():
+            mine = [c for c in cands if c["id"] == pid]
+            assert [c["candidate"] for c in mine] == list(range(n)) and mine[0]["response"] == greedy[pid]
+            best = max(mine, key=lambda c: (c["proxy"], -c["candidate"]))  # ties go to the earlier candidate
+            assert row["response"] == best["response"] and row["bon_pick"] == best["candidate"] and best["picked"]
+        bon = s["stages"]["rl"]["gold"]["bon"]
+        assert bon["picked_greedy"] == sum(r["bon_pick"] == 0 for r in picks.values()) / len(picks)
+        assert s["stages"]["rl"]["kl"] == pytest.approx(math.log(n) - (n - 1) / n)
+        assert "bon: no weight update" in (out / "report.html").read_text()
+        return
     assert (out / "rl" / "model" / "model.safetensors").is_file()
     if algo == "dpo_rm":  # the reward model ranked the sampled candidates into DPO pairs
         rows = [json.loads(line) for line in (out / "data" / "rm_ranked.jsonl").read_text().splitlines()]
@@ -299,7 +317,7 @@ def test_plan_on_a_slow_cpu_picks_fp32_and_cuts_to_the_budget(monkeypatch):
     assert scaled["predicted_minutes_unscaled"] > 30 >= scaled["predicted_minutes"] - 0.05 and scaled["fits"]
     knobs = {c["knob"] for c in scaled["changes"]}
     assert {"rs_prompts", "sample_prompts"} <= knobs and "eval_limit" not in knobs  # samples first
-    assert "rl_steps" not in knobs  # the default RL stage (bon_sft) takes no time per rl_step: not cut
+    assert "rl_steps" not in knobs  # the default RL stage (bon) takes no time per rl_step: not cut
     assert all(c["why"] for c in scaled["changes"])
 
 
@@ -307,7 +325,7 @@ def test_plan_on_a_much_slower_cpu_cuts_to_the_floors_and_says_it_is_over(monkey
     monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
     slow_cpu = {**XEON, "matmul_gflops": {"fp32": 20.0, "bf16": 5.0, "n": 1024, "cached": True}}
     k, mach, scaled = _plan(rec=slow_cpu)
-    assert scaled["fits"] is False and k.eval_limit == 100 and k.rl_steps == 10  # bon_sft: rl_steps saves nothing
+    assert scaled["fits"] is False and k.eval_limit == 100 and k.rl_steps == 10  # bon: rl_steps saves nothing
     assert {"rs_prompts", "sample_prompts", "sft_epochs", "eval_limit"} <= {c["knob"] for c in scaled["changes"]}
 
 

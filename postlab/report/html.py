@@ -430,7 +430,9 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append(f"<h2>RL ({_esc(algo)})</h2>")
     rl = st["rl"]
     probe = (rl.get("probe") or {}).get("rl") or {}
-    parts.append(f"<p class='note'>On {_fmt(probe.get('prompts'))} held-out prompts sampled at temperature 1: "
+    where = (f"On the {_fmt(probe.get('prompts'))} held-out eval prompts (best-of-n's picks vs the greedy answers): "
+             if algo == "bon" else f"On {_fmt(probe.get('prompts'))} held-out prompts sampled at temperature 1: ")
+    parts.append(f"<p class='note'>{where}"
                  f"KL(π‖π_SFT) = {_num(rl['kl'], '.2f')} ± {_num(probe.get('kl_se'), '.2f')} nats per response; "
                  f"proxy reward {_num(rl['proxy'], '+.3f')} (SFT policy: {_num(rl['sft_proxy'], '+.3f')}); mean answer "
                  f"length {_num(rl['mean_length'], '.1f')} words (SFT {_num(st['sft']['gold']['mean_length'], '.1f')}, "
@@ -446,6 +448,13 @@ def build_report(run_dir: str | Path) -> Path:
         parts.append("<p class='note'>This algorithm logs no per-step rollout curves (DPO and bon_sft train on "
                      "fixed data).</p>")
     train = rl.get("train", {})
+    if algo == "bon" and "bon" in rl["gold"]:
+        b = rl["gold"]["bon"]
+        parts.append(f"<p class='note'>bon: no weight update. On each held-out prompt the reward model chose among the "
+                     f"SFT policy's greedy answer and {_fmt(b['n'] - 1)} samples at temperature {_num(b['temperature'], '.2f')}; "
+                     f"it kept the greedy answer on {_num(100 * b['picked_greedy'], '.0f')}% of prompts. Reward of the "
+                     f"picks {_num(b['proxy_picks'], '+.3f')} against {_num(b['proxy_greedy'], '+.3f')} for the greedy "
+                     f"answers; KL above is best-of-n's analytic log n − (n − 1)/n, not a measurement.</p>")
     if algo == "bon_sft" and "demonstrations" in train:
         parts.append(f"<p class='note'>bon_sft: the reward model's best finished candidate of "
                      f"{_fmt(train['demonstrations'])} of {_fmt(train.get('prompts'))} compared prompts "
