@@ -109,6 +109,7 @@ class Knobs(Section):
     probe_prompts: int = Field(32, ge=1, description="test prompts sampled to measure KL(π‖π_SFT) and the proxy reward")
     report_samples: int = Field(12, ge=0, description="answers shown side by side in the report")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the leaderboard CIs")
+    seed: int = Field(0, ge=0, description="seed of every random choice in the run: samples, the panel's draws, data order, the reward model's held-out split and head; rerun with another seed to see the run-to-run spread")
 
 
 PRESETS: dict[str, Knobs] = {
@@ -253,7 +254,7 @@ def _sample(model: str, path: Path, limit: int, n: int, max_new_tokens: int, tem
             progress: bool) -> Path:
     return sample(SampleConfig(model=model, suite=SUITE, split="train", limit=limit, out=str(path), k=n,
                                batch_size=k.batch_size, dtype="bf16" if k.bf16 else "fp32", progress=progress,
-                               sampling=SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=0)))
+                               sampling=SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=k.seed)))
 
 
 def _candidates(path: Path) -> dict[str, list[tuple[str, str | None]]]:
@@ -290,7 +291,7 @@ def train_sft(base: str, data_file: str, out: Path, k: Knobs, progress: bool) ->
         model=base, out_dir=str(out / "sft"),
         data=sft.SFTDataConfig(train_file=data_file, eval_fraction=0.05, max_seq_len=k.max_seq_len),
         optim=OptimConfig(lr=k.sft_lr, epochs=k.sft_epochs, batch_size=k.sft_batch_size, warmup_steps=5,
-                          bf16=k.bf16, group_by_length=True),
+                          bf16=k.bf16, group_by_length=True, seed=k.seed),
         lora=LoraConfig(enabled=k.sft_lora),
         checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
     result = sft.train(cfg)
@@ -322,7 +323,7 @@ def sample_comparisons(policy: str, base_candidates: str, out: Path, k: Knobs, p
 def label_pairs(candidates: str, out: Path, k: Knobs) -> dict:
     cfg = labeling.LabelConfig(candidates=candidates, suite=SUITE, rater="simulated", out=str(out / "data" / "prefs.jsonl"),
                                max_pairs_per_prompt=k.pairs_per_prompt, raters_per_pair=k.panel_raters,
-                               min_votes=min(k.panel_min_votes, k.panel_raters), min_strength=k.panel_min_strength, seed=0)
+                               min_votes=min(k.panel_min_votes, k.panel_raters), min_strength=k.panel_min_strength, seed=k.seed)
     stats = labeling.label(cfg)
     return {**stats, "file": cfg.out}
 
@@ -334,18 +335,18 @@ def train_rm(policy: str, prefs: str, candidates: str, out: Path, k: Knobs, prog
                       data=rm.RMDataConfig(train_file=prefs, eval_fraction=k.rm_held_out, max_seq_len=k.rm_max_seq_len),
                       trainable_layers=k.rm_trainable_layers,
                       optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16,
-                                        group_by_length=True),
+                                        group_by_length=True, seed=k.seed),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
     result = rm.train(cfg)
     return {**result, **rm_all_pairs_accuracy(result["model"], prefs, candidates, k)}
 
 
 def _held_out_prompts(prefs: str, k: Knobs) -> set[str]:
-    """The prompts the reward model held out (its split: optim.seed 0)."""
+    """The prompts the reward model held out (its split: optim.seed = the run's seed)."""
     from postlab.data.preferences import load_preferences
     from postlab.train.rm import split_by_prompt
 
-    _, held = split_by_prompt(load_preferences(prefs), k.rm_held_out, 0)
+    _, held = split_by_prompt(load_preferences(prefs), k.rm_held_out, k.seed)
     return {p.prompt_id for p in held}
 
 
@@ -420,7 +421,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: st
     gold_eval = GoldEvalConfig(every=k.rl_gold_every, limit=k.rl_gold_limit, max_new_tokens=min(k.eval_max_new_tokens, 128),
                                batch_size=k.batch_size)
     ckpt = CheckpointConfig(save_every=10, resume=True, progress=progress)  # policy + value + Adam: ~3 GB each
-    sampling = SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=0)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=k.seed)
     if k.algo == "ppo":
         from postlab.train import ppo
 
@@ -428,7 +429,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: st
                             prompts_per_step=k.rl_prompts_per_step, minibatch_size=min(8, k.rl_prompts_per_step),
                             steps=k.rl_steps, kl_coef=k.rl_kl_coef, ppo_epochs=2,
                             reward=RewardConfig(source=f"rm:{rm_dir}", missing_eos_penalty=1.0),
-                            sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16),
+                            sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16, seed=k.seed),
                             checkpoint=ckpt, gold_eval=gold_eval)
         result = ppo.train(cfg)
     elif k.algo in ("grpo", "rloo"):
@@ -437,7 +438,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: st
         cfg = grpo.GRPOConfig(model=policy, out_dir=str(rl_dir), suite=SUITE, split="train", advantage=k.algo,
                               k=4, prompts_per_step=max(1, k.rl_prompts_per_step // 4), steps=k.rl_steps,
                               kl_coef=k.rl_kl_coef, reward=RewardConfig(source=f"rm:{rm_dir}", missing_eos_penalty=1.0),
-                              sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16),
+                              sampling=sampling, optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16, seed=k.seed),
                               checkpoint=ckpt, gold_eval=gold_eval)
         result = grpo.train(cfg)
     elif k.algo == "bon_sft":
@@ -454,7 +455,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: st
         cfg = dpo.DPOConfig(model=policy, out_dir=str(rl_dir), beta=max(k.rl_kl_coef, 1e-3),
                             data=RMDataConfig(train_file=prefs, eval_fraction=held_out, max_seq_len=k.max_seq_len),
                             optim=OptimConfig(lr=k.rl_lr, max_steps=k.rl_steps, batch_size=8, warmup_steps=2, bf16=k.bf16,
-                                              group_by_length=True),
+                                              group_by_length=True, seed=k.seed),
                             checkpoint=ckpt, gold_eval=gold_eval)
         result = dpo.train(cfg)
     return {**result, "algo": k.algo, "model": str(rl_dir / "model"), "metrics": str(rl_dir / "metrics.jsonl")}
@@ -468,7 +469,7 @@ def evaluate_bon(policy: str, rm_dir: str, sft_samples: str, out: Path, k: Knobs
     results = evaluate_bon_policy(policy, rm_dir, sft_samples, out / "eval" / "rl.json", suite=SUITE, n=k.bon_n,
                                   temperature=k.bon_temperature, max_new_tokens=k.eval_max_new_tokens,
                                   batch_size=k.batch_size, limit=k.eval_limit, dtype="bf16" if k.bf16 else "fp32",
-                                  bf16_rm=k.bf16, progress=progress)
+                                  bf16_rm=k.bf16, progress=progress, seed=k.seed)
     print(harness.format_results(results), file=sys.stderr)
     return {**_gold(results), "results": str(out / "eval" / "rl.json"), "samples": results["samples"],
             "bon": results["bon"]}
@@ -507,7 +508,7 @@ def bon_sft_stage(policy: str, rm_dir: str, candidates: str, sft_data: str, out:
         model=policy, out_dir=str(out / "rl"),
         data=sft.SFTDataConfig(train_file=str(path), eval_fraction=0.0, max_seq_len=k.max_seq_len),
         optim=OptimConfig(lr=k.sft_lr, epochs=k.sft_epochs, batch_size=k.sft_batch_size, warmup_steps=5,
-                          bf16=k.bf16, group_by_length=True),
+                          bf16=k.bf16, group_by_length=True, seed=k.seed),
         checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress),
         gold_eval=GoldEvalConfig(every=max(1, steps // 4) if k.rl_gold_every else 0, limit=k.rl_gold_limit,
                                  max_new_tokens=min(k.eval_max_new_tokens, 128), batch_size=k.batch_size))
@@ -532,7 +533,7 @@ def probe(policy: str, reference: str, rm_dir: str, k: Knobs) -> dict:
     pol, tok = load_model_and_tokenizer(policy)
     ref, _ = load_model_and_tokenizer(reference)
     engine = TorchEngine(model=pol, tokenizer=tok, decode_dtype=torch.bfloat16 if k.bf16 else None)
-    r = engine.generate([it.messages for it in items], SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=1))
+    r = engine.generate([it.messages for it in items], SamplingParams(temperature=1.0, max_new_tokens=k.rl_max_new_tokens, seed=k.seed + 1))
     mask = r.response_mask.float()
     logp = response_logprobs(pol, r, 1.0)[0]
     ref_logp = response_logprobs(ref, r, 1.0)[0]

@@ -52,6 +52,8 @@ FIRST_STAGE: dict[str, str | None] = {
     "rm_trainable_layers": "rm",
     "bon_replay": "rl",
     "bon_keep": "rl",
+    "bon_n": "rl",
+    "bon_temperature": "rl",
     "rl_steps": "rl",
     "rl_prompts_per_step": "rl",
     "rl_lr": "rl",
@@ -62,6 +64,7 @@ FIRST_STAGE: dict[str, str | None] = {
     "probe_prompts": "probe",
     "bootstrap": "leaderboard",
     "report_samples": "report",
+    "seed": "sft_data",
 }
 
 # What each stage writes under the run directory (glob patterns): deleted when the stage is redone, so no
@@ -77,7 +80,7 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "rm": ("rm",),
     "bon": ("bon.json",),
     "rl": ("rl", "data/rm_ranked.jsonl"),
-    "rl_eval": ("eval/rl.json", "eval/rl.samples.jsonl"),
+    "rl_eval": ("eval/rl.json", "eval/rl.samples.jsonl", "eval/rl.candidates.jsonl"),
     "probe": (),
     "leaderboard": ("leaderboard.json",),
     "report": ("report.html",),
