@@ -1116,6 +1116,17 @@ GATE_ANSWERS = [
      "\"Good evening, everyone. I'd like to share a few words about Sam and Lea. They met on a rainy bus ride and "
      "have laughed together every day since. Please raise your glasses to a lifetime of rainy buses and sunny "
      "days!\""),
+    # short answers in the asked-for language: a loanword of two English words is no coinage
+    ("es_short_with_loanword", _user("¿Cómo puedo concentrarme mejor al estudiar?"), [ES],
+     "Estudia en bloques de veinticinco minutos y guarda el móvil en otro cuarto para evitar el doomscrolling."),
+    ("de_short_with_loanword", _user("Wie kann ich morgens weniger gestresst sein?"), [DE],
+     "Leg dir am Abend die Kleidung zurecht und mach nach dem Aufstehen ein kurzes Workout ohne Handy."),
+    ("fr_short_plain", _user("Comment puis-je boire plus d'eau pendant la journée ?"), [FR],
+     "Gardez une gourde sur votre bureau et buvez un verre d'eau avant chaque repas."),
+    ("pt_short_plain", _user("Como posso economizar no supermercado?"), [PT],
+     "Faça uma lista antes de sair, compare o preço por quilo e evite ir às compras com fome."),
+    ("it_three_words_twice", _user("Come posso svegliarmi più facilmente?"), [IT],
+     "Metti la sveglia lontano dal letto e apri le tende: la luce del mattino aiuta, la luce del sole ancora di più."),
 ]
 
 GATE_NON_ANSWERS = [
@@ -1196,7 +1207,7 @@ GATE_NON_ANSWERS = [
     ("pt_garbled_copy", _user("Eu gostaria de aprender a tocar violão, mas não sei como. Você pode me ajudar?"),
      [PT],
      "Vamos melhorar isto:\n\nEu gostaria de aprentolão, mas não sei como. Você pode me ajudar.",
-     "copy"),
+     "gibberish"),  # a garbled copy; its coined word is what the gate sees first
     ("pt_bent_word", _user("How can I learn to cook? Answer in Portuguese, please."), [PT],
      "Podemos ver as receitas e como cozinha em uma panela e cozinhar para a panelura.", "gibberish"),
     ("fr_echo_and_babble", _user("Quelles erreurs faut-il éviter quand on veut apprendre à cuisiner ?"), [FR],
@@ -1241,6 +1252,27 @@ GATE_NON_ANSWERS = [
      [COMPLIES],
      "Posters were a popular form of advertising in the 19th century, and many collectors still love them.",
      None),
+    # short babble in the asked-for language: one coined word, or a four-word phrase said twice
+    ("es_short_coinage", _user("¿Qué consejos me darías para dormir mejor?"), [ES],
+     "Para dormir mejor hay que dormicionar el cuarto, y así se duerme.", "gibberish"),
+    ("fr_short_coinage", _user("Comment puis-je apprendre à nager ?"), [FR],
+     "Pour nager il faut nagemer dans l'eau tous les jours.", "gibberish"),
+    ("de_short_coinage", _user("Wie lerne ich am besten kochen?"), [DE],
+     "Kochen ist gut, wenn man es kochelnd übt und dann isst.", "gibberish"),
+    ("it_short_coinage", _user("Come posso risparmiare sulla spesa?"), [IT],
+     "Per risparmiare sulla spesa bisogna spesarsare di meno ogni volta.", "gibberish"),
+    ("pt_short_coinage", _user("Como posso aprender a cozinhar?"), [PT],
+     "Para cozinhar você cozinhação a comida todos os dias.", "gibberish"),
+    ("es_short_circle", _user("¿Cómo puedo ahorrar para un viaje?"), [ES],
+     "Ahorrar para un viaje es bueno porque ahorrar para un viaje es un viaje.", "repetition"),
+    ("fr_short_circle", _user("Quels conseils pour courir plus longtemps ?"), [FR],
+     "Pour courir plus longtemps il faut courir, et pour courir plus longtemps on court.", "repetition"),
+    ("it_short_circle", _user("Qual è il modo migliore per imparare una lingua?"), [IT],
+     "Il modo migliore per imparare una lingua è il modo migliore per imparare.", "repetition"),
+    ("de_short_circle", _user("Wie halte ich meine Pflanzen gesund?"), [DE],
+     "Damit die Pflanzen gesund bleiben, muss man dafür sorgen, dass die Pflanzen gesund bleiben.", "repetition"),
+    ("pt_short_circle", _user("Como posso dormir melhor?"), [PT],
+     "Para dormir melhor você deve dormir, porque para dormir melhor você dorme.", "repetition"),
 ]
 
 

@@ -11,8 +11,8 @@ not (or None), in this order:
                   item asks for (``language:response_language``, not English), it babbles in it: made-up words
                   (no words of that language; Italian and Spanish verbs with a pronoun fused on are words:
                   "riempila"), two or more and a tenth of its words, a made-up word bent out of a real one
-                  beside it ("lugar ... lugada"), or, under 40 words, a made-up word in an echo of the request
-                  (a quarter copied) that says a phrase twice;
+                  beside it ("lugar ... lugada"), or, under 40 words, any made-up word that is not two English
+                  words run together ("micropause" is a loanword, "açudária" is babble);
 - ``repetition``  a loop: over a quarter of its words repeat 5-word runs it already said (at 20 words or
                   more; in each of two responses separated by ******; half where the item asks to repeat
                   the request), two list items or sections that say the same thing, fewer than 35% of
@@ -21,7 +21,9 @@ not (or None), in this order:
                   or more, or 15% of its words in clauses (four words or more) that it already said
                   (at 30 words or more; in a shorter answer, said twice already; one more where the item
                   asks for two responses), or some run of 20 words (numbers included, JSON keys not) with 8
-                  distinct or fewer, in any language ("Para alegre, estão alegando para alegre.");
+                  distinct or fewer, in any language ("Para alegre, estão alegando para alegre."), or,
+                  under 40 words in the language the item asks for (not English), a four-word phrase said
+                  twice ("La prueba de este idioma puede ser una prueba de este idioma");
 - ``copy``        it copies the conversation: 4-gram runs shared with the prompt cover the response and
                   less than 20% of its words are its own, or it is the user's message with a few letters
                   changed (similarity 0.8 or more), or half of it copied and the rest adding under two
@@ -403,9 +405,8 @@ _SHORT_ANSWER_WORDS = 40
 def _babbles(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> bool:
     """Whether a response written in the language the item asks for (not English) babbles in it: made-up words,
     two or more and a tenth of its words ("Para apredo, estão aprendiando"), a made-up word bent out of a real one
-    beside it, or, in a short answer,
-    a made-up word in an echo of the request that says a phrase twice ("On veut garder mes plantes en bonne santé,
-    pour les autres. Pour les autres, on veut ajouter les réussisons ...")."""
+    beside it, or, in a short answer (under 40 words), any made-up word that is not two English words run
+    together ("Das ist die Schleif. Ich gehäre sich")."""
     lang = _required_language(check_specs)
     # English answers carry new and technical words ("doomscrolling", "systemctl") and a small model does not
     # babble in it; an answer in another language than the one asked for fails the language check itself
@@ -417,12 +418,29 @@ def _babbles(messages: list[dict], check_specs: list[tuple[str, dict]], response
     # a made-up word bent out of a real one beside it ("... em um lugar e ajudar para a lugada"): a typo has no twin
     if any(w[:4] == m[:4] and w != m for m in made_up if len(m) >= 5 for w in _judged_words(response)):
         return True
+    # Under 40 words one made-up word is enough (these items ask for advice, and a short answer that coins a word,
+    # "Para açudária, começará por me daria.", was never a real one in the audit), unless it is a loanword made
+    # of two English words ("micropause", "doomscrolling").
+    return len(words(response)) < _SHORT_ANSWER_WORDS and any(not _english_compound(m) for m in made_up)
+
+
+def _english_compound(word: str) -> bool:
+    """Whether a word is two English words of four letters or more run together ("doom" + "scrolling")."""
+    zipf = _zipf()
+    return "'" not in word and any(zipf(word[:i], "en") > _SHORT_WORD_ZIPF and zipf(word[i:], "en") > _SHORT_WORD_ZIPF
+                                   for i in range(4, len(word) - 3))
+
+
+def _short_loop(check_specs: list[tuple[str, dict]], response: str) -> bool:
+    """Whether a short answer (under 40 words) in the language the item asks for (not English) says a four-word
+    phrase twice ("La prueba de este idioma puede ser una prueba de este idioma"): these items ask for advice,
+    and such an answer goes round in a circle ("alla stessa ora" twice, three words, is still advice)."""
+    lang = _required_language(check_specs)
     ws = words(response)
-    if not made_up or len(ws) >= _SHORT_ANSWER_WORDS:
+    if lang not in SUITE_LANGUAGES or lang == "en" or len(ws) >= _SHORT_ANSWER_WORDS:
         return False
-    trigrams = list(zip(ws, ws[1:], ws[2:]))
-    prompt = "\n".join(m["content"] for m in messages)
-    return len(set(trigrams)) < len(trigrams) and own_word_fraction(prompt, response) <= 0.75
+    runs = list(zip(ws, ws[1:], ws[2:], ws[3:]))
+    return len(set(runs)) < len(runs)
 
 
 def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> str | None:
@@ -434,7 +452,7 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
         return "gibberish"
     ids = {cid for cid, _ in check_specs}
     if _looping(response, allowed_copies=2 if "combination:two_responses" in ids else 1,
-                repeats_prompt="combination:repeat_prompt" in ids):
+                repeats_prompt="combination:repeat_prompt" in ids) or _short_loop(check_specs, response):
         return "repetition"
     fixed_phrase = "detectable_format:constrained_response" in ids  # the answer is one of the prompt's options
     # An item with content checks may be answered by restating its request ("The chemical symbol for copper is
