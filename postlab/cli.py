@@ -11,7 +11,7 @@ import typer
 from postlab.utils.threads import busy_warning, configure_threads_env, machine_load, threads_error
 
 HEAVY_COMMANDS = {"pretrain", "sft", "rm", "dpo", "ppo", "grpo", "sample", "eval", "bon", "run", "overopt", "serve",
-                  "leaderboard", "compare", "label", "calibration", "survey"}  # long torch work: worth a warning on a busy machine
+                  "leaderboard", "compare", "label", "calibration", "survey", "sweep"}  # long torch work: worth a warning on a busy machine
 # Other work on the machine, measured once (a 0.1 s sample) and only before long torch work.
 _HEAVY = len(sys.argv) > 1 and sys.argv[1] in HEAVY_COMMANDS and "--help" not in sys.argv
 _LOAD = machine_load() if _HEAVY else 0.0
@@ -354,6 +354,23 @@ def survey(
 
     flags = _flags(questions=questions, personas=personas, out=out) + _model_list(model, models)
     cfg = load_config(recipe.SurveyConfig, config, list(overrides or []) + flags)
+    _quiet_libraries()
+    recipe.main(cfg)
+
+
+@app.command(cls=_config("postlab.science.sweep", "SweepConfig"),
+             help="Data-blend sweep: many small SFT runs over mixtures of demonstration categories, each scored with "
+                  "the gold rater on held-out items; a RegMix-style regression predicts the best mixture (bootstrap "
+                  "interval), which is trained and measured beside the default; decision accuracy across seeds "
+                  "(resumable; workers=N in parallel processes; docs/science.md).")
+def sweep(
+    out: Optional[str] = typer.Option(None, "--out", help="sweep directory (out_dir)"),
+    config: Optional[str] = CONFIG_OPT,
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> None:
+    from postlab.science import sweep as recipe
+
+    cfg = load_config(recipe.SweepConfig, config, list(overrides or []) + _flags(out=out))
     _quiet_libraries()
     recipe.main(cfg)
 
