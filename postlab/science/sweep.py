@@ -34,6 +34,7 @@ from pydantic import Field
 
 from postlab.config import Section
 from postlab.errors import ConfigError, PostlabError
+from postlab.machine import AutoBF16
 from postlab.science import blend
 from postlab.science.common import meta, plt
 from postlab.train.common import DEVICE_HELP, Device, LoraConfig
@@ -78,7 +79,9 @@ class SweepConfig(Section):
     max_seq_len: int = Field(384, ge=16, description="token cap of SFT conversations")
     lora: LoraConfig = Field(default_factory=lambda: LoraConfig(enabled=True),
                              description="LoRA adapters (enabled by default; lora.enabled=false = full fine-tuning)")
-    bf16: bool = Field(False, description="bf16 autocast in training and bf16 decoding in the eval")
+    bf16: AutoBF16 = Field("auto", validate_default=True,
+                           description="bf16 autocast in training and bf16 weights in the eval; auto = the faster of fp32 "
+                                       "and bf16 on this machine (postlab.machine: measured once, cached)")
     device: Device = Field("auto", description=DEVICE_HELP)
     fit: Literal["log_linear", "linear"] = Field(
         "log_linear", description="regression from weights to score: log_linear = ridge on log(w + eps) (diminishing "
