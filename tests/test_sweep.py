@@ -146,6 +146,7 @@ def test_rerun_with_a_changed_setting_is_refused(sweep_dir):
 
 @pytest.mark.parametrize("override, field", [
     (["categories=[instructions,cooking]"], "categories"),
+    (["categories=[instructions,math]"], "categories: 'math' has no template"),
     (["default_mixture={bogus: 1}"], "default_mixture"),
     (["decision_runs=1"], "decision_runs"),
     (["top_k=50", "candidates=10"], "top_k"),
