@@ -11,7 +11,7 @@ import typer
 from postlab.utils.threads import busy_warning, configure_threads_env, machine_load, threads_error
 
 HEAVY_COMMANDS = {"pretrain", "sft", "rm", "dpo", "ppo", "grpo", "sample", "eval", "bon", "run", "overopt", "serve",
-                  "leaderboard", "compare", "label", "calibration", "survey", "sweep"}  # long torch work: worth a warning on a busy machine
+                  "leaderboard", "compare", "label", "calibration", "survey", "sweep", "memory"}  # long torch work: worth a warning on a busy machine
 # Other work on the machine, measured once (a 0.1 s sample) and only before long torch work.
 _HEAVY = len(sys.argv) > 1 and sys.argv[1] in HEAVY_COMMANDS and "--help" not in sys.argv
 _LOAD = machine_load() if _HEAVY else 0.0
@@ -375,6 +375,81 @@ def sweep(
     recipe.main(cfg)
 
 
+memory_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                         help="Memory between conversations: per-user LoRA adapters distilled from past conversations, "
+                              "guarded by the gold score, versioned, served by `postlab serve --memory` "
+                              "(docs/science.md).")
+app.add_typer(memory_app, name="memory")
+CONVERSATIONS_OPT = typer.Option(None, "--conversations", help="conversations JSONL (default: the built-in users)")
+STORE_OPT = typer.Option(None, "--store", help="adapters directory (<user>/v1, v2, ..., current)")
+USER_OPT = typer.Option(None, "--user", help="only this user (repeatable; default: every user in the data)")
+
+
+def _memory_config(config: Optional[str], overrides: Optional[list[str]], *, conversations=None, store=None,
+                   users=None, model=None, out=None):
+    import json as _json
+
+    from postlab.science import memory as recipe
+
+    flags = _flags(**{"data.conversations": conversations, "store": store, "model": model, "out": out})
+    flags += [f"data.users={_json.dumps(users)}"] if users else []
+    return recipe, load_config(recipe.MemoryConfig, config, list(overrides or []) + flags)
+
+
+@memory_app.command("data", help="Write the built-in users' past conversations as JSONL (the file format a user's "
+                                 "own conversations take; docs/science.md).")
+def memory_data(out: str = typer.Option("memory/conversations.jsonl", "--out", help="JSONL to write"),
+                config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    recipe, cfg = _memory_config(config, overrides)
+    from postlab.science.memory_data import write_histories
+
+    hs = recipe.histories(cfg)
+    write_histories(hs, out)
+    print(f"wrote {sum(len(h.conversations) for h in hs)} conversations of {len(hs)} users "
+          f"({sum(len(h.facts) for h in hs)} facts) to {out}")
+
+
+@memory_app.command("train", cls=_config("postlab.science.memory", "MemoryConfig"),
+                    help="For each user: distil past conversations into question/answer rows, train a LoRA adapter, "
+                         "score it against the base model on held-out gold items, publish it as a new version "
+                         "(current only when the guardrail accepts it).")
+def memory_train(model: Optional[str] = typer.Option(None, "--model", help="base model"),
+                 conversations: Optional[str] = CONVERSATIONS_OPT, store: Optional[str] = STORE_OPT,
+                 user: Optional[list[str]] = USER_OPT, config: Optional[str] = CONFIG_OPT,
+                 overrides: Optional[list[str]] = OVERRIDES) -> None:
+    recipe, cfg = _memory_config(config, overrides, conversations=conversations, store=store, users=user, model=model)
+    _quiet_libraries()
+    for r in recipe.run_train(cfg):
+        scores = (f"gold base {r['base']:.3f} -> adapter {r['adapter']:.3f} ({r['difference']:+.3f} ± "
+                  f"{r['difference_se']:.3f})" if "base" in r else "guardrail off")
+        print(f"{r['user']}: {r['version']} {'accepted' if r['accepted'] else 'REJECTED'} ({r['facts']} facts; "
+              f"{scores}); current: {r['current'] or 'none (base model)'}")
+
+
+@memory_app.command("eval", cls=_config("postlab.science.memory", "MemoryConfig"),
+                    help="Recall of earlier-conversation facts on held-out questions: without the adapter, with it, "
+                         "and with the conversations in context; gold score with and without (standard errors).")
+def memory_eval(model: Optional[str] = typer.Option(None, "--model", help="base model"),
+                conversations: Optional[str] = CONVERSATIONS_OPT, store: Optional[str] = STORE_OPT,
+                user: Optional[list[str]] = USER_OPT,
+                out: Optional[str] = typer.Option(None, "--out", help="results JSON"),
+                config: Optional[str] = CONFIG_OPT, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    recipe, cfg = _memory_config(config, overrides, conversations=conversations, store=store, users=user,
+                                 model=model, out=out)
+    _quiet_libraries()
+    print(recipe.format_table(recipe.run_eval(cfg)))
+    print(f"wrote {cfg.out}")
+
+
+@memory_app.command("status", help="Each user's adapter versions, the guardrail's decision and scores, and which is current.")
+def memory_status(store: str = typer.Option("memory/adapters", "--store", help="adapters directory"),
+                  user: Optional[list[str]] = USER_OPT) -> None:
+    from postlab.science.memory import format_status
+    from postlab.science.memory_store import AdapterStore
+
+    print(format_status(AdapterStore(store), user))
+
+
 @app.command(cls=_config("postlab.raters.label", "LabelConfig"),
              help="Pair each prompt's candidates and ask a rater which is better -> preferences JSONL.")
 def label(
@@ -491,6 +566,10 @@ def serve(
     max_request_bytes: int = typer.Option(2 * 1024 * 1024, "--max-request-bytes", help="largest request body accepted"),
     batching: str = typer.Option("continuous", "--batching", help="continuous (requests join the running batch at "
                                  "the next decode step) | dynamic (a request waits for the batch it arrived during)"),
+    memory: Optional[str] = typer.Option(None, "--memory", help="per-user adapters store (postlab memory train): a "
+                                         "request's 'user' gets its current adapter, picked up without a restart"),
+    memory_max_loaded: int = typer.Option(4, "--memory-max-loaded", help="users' adapters kept loaded at once "
+                                          "(each holds a copy of the model's weights)"),
 ) -> None:
     from postlab.serve import serve as run_server
 
@@ -499,7 +578,7 @@ def serve(
                monitor_log=monitor_log or None, dtype=dtype, served_name=served_name,
                allowed_hosts=tuple(allowed_host or ()), allow_remote_without_key=allow_remote_without_key,
                keep_system_prompts=monitor_keep_system_prompts, max_request_bytes=max_request_bytes,
-               continuous=_batching(batching))
+               continuous=_batching(batching), memory=memory, memory_max_loaded=memory_max_loaded)
 
 
 def _batching(mode: str) -> bool:

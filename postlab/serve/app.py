@@ -55,6 +55,8 @@ class ServeSettings:
     keep_system_prompts: bool = False  # log system/developer messages as they are (default: redacted)
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host headers accepted without an API key ("*" = any)
     max_request_bytes: int = 2 * 1024 * 1024  # request bodies beyond this are refused (413) unread
+    memory: str | None = None  # per-user adapters store (postlab memory); requests with a `user` get theirs
+    memory_max_loaded: int = 4  # users' adapter engines kept loaded at once (each a copy of the weights)
 
 
 def max_model_len(model, tokenizer) -> int:
@@ -142,6 +144,22 @@ class Server:
         self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postlab-tokenize")
         self.max_prompt_chars = max_prompt_chars(self._tokenizer, settings.max_model_len)
         self._allowed_hosts = {h.lower() for h in settings.allowed_hosts}
+        self.memory = None  # per-user adapters (postlab/serve/memory.py); None: every request is the base model's
+        if settings.memory is not None:
+            from postlab.serve.memory import AdapterPool
+
+            self.memory = AdapterPool(settings.memory, engine, make_batcher=self._adapter_batcher,
+                                      max_loaded=settings.memory_max_loaded)
+            self._memory_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postlab-memory")
+
+    def _adapter_batcher(self, engine) -> Batcher:
+        """A started batcher for one user's adapter engine (its requests count in the latency metrics)."""
+        m = self.metrics
+        batcher = Batcher(engine, max_batch=self.settings.max_batch, continuous=self.settings.continuous,
+                          stats=BatchStats(on_first_token=lambda r: m.time_to_first_token.observe(
+                              r.first_token_at - r.enqueued_at)))
+        batcher.start()
+        return batcher
 
     def encode(self, conversation: list[dict]) -> list[int]:
         """Prompt ids exactly as ``TorchEngine.encode_prompts`` makes them."""
@@ -211,6 +229,25 @@ class Server:
         self.batcher.submit(request)
         return request, events
 
+    async def dispatch(self, user: str | None, prompt_ids: list[int], params: SamplingParams,
+                       stops: list[str]) -> tuple[GenerationRequest, asyncio.Queue, str | None]:
+        """``submit``, to ``user``'s memory adapter when the server has a store and the user an accepted adapter
+        (then also its ``user/vN``); else to the base model, as ``submit`` alone does."""
+        if self.memory is None or user is None:
+            return *self.submit(prompt_ids, params, stops), None
+        loop, events = asyncio.get_running_loop(), asyncio.Queue()
+        request = GenerationRequest(prompt_ids=prompt_ids, params=params, stops=stops,
+                                    sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+        try:
+            adapter = await loop.run_in_executor(self._memory_pool, self.memory.submit, user, request)
+        except Exception as e:  # an unreadable adapter: this request fails, the server does not
+            log.exception("memory adapter of %r could not be loaded", user)
+            raise ApiError(500, f"the memory adapter of user {user!r} could not be loaded: {type(e).__name__}: {e}",
+                           type="server_error") from None
+        if adapter is None:
+            self.batcher.submit(request)
+        return request, events, adapter
+
     def finish(self, request: GenerationRequest, done: Finished, *, completion_id: str, conversation: list[dict]) -> None:
         m = self.metrics
         m.latency.observe(time.perf_counter() - request.enqueued_at)
@@ -228,6 +265,9 @@ class Server:
 
     def close(self) -> None:
         self.batcher.stop()
+        if self.memory is not None:
+            self._memory_pool.shutdown(wait=True)
+            self.memory.close()
         self._encode_pool.shutdown(wait=True)
         self._monitor_pool.shutdown(wait=True)
 
@@ -235,7 +275,7 @@ class Server:
 async def _complete(server: Server, http: Request, req: protocol.ChatCompletionRequest) -> Response:
     conversation, prompt_ids, params = await server.prepare(req)
     completion_id, created = protocol.new_completion_id(), protocol.now()
-    request, events = server.submit(prompt_ids, params, req.stop_strings())
+    request, events, adapter = await server.dispatch(req.user, prompt_ids, params, req.stop_strings())
     gone = asyncio.ensure_future(_disconnected(http))
     try:
         while True:
@@ -259,13 +299,14 @@ async def _complete(server: Server, http: Request, req: protocol.ChatCompletionR
     server.finish(request, event, completion_id=completion_id, conversation=conversation)
     return JSONResponse(protocol.completion_body(
         id=completion_id, model=server.settings.model_name, created=created, text=event.text,
-        finish_reason=event.finish_reason, prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens))
+        finish_reason=event.finish_reason, prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens),
+        headers=_memory_header(adapter))
 
 
 async def _stream(server: Server, req: protocol.ChatCompletionRequest) -> StreamingResponse:
     conversation, prompt_ids, params = await server.prepare(req)
     completion_id, created = protocol.new_completion_id(), protocol.now()
-    request, events = server.submit(prompt_ids, params, req.stop_strings())
+    request, events, adapter = await server.dispatch(req.user, prompt_ids, params, req.stop_strings())
     name, with_usage = server.settings.model_name, req.include_usage
 
     def chunk(**fields) -> bytes:
@@ -295,7 +336,13 @@ async def _stream(server: Server, req: protocol.ChatCompletionRequest) -> Stream
                 server.abandon(request)
             request.cancelled.set()
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", **_memory_header(adapter)})
+
+
+def _memory_header(adapter: str | None) -> dict[str, str]:
+    """``x-postlab-memory: <user>/v<N>`` on answers a user's memory adapter gave."""
+    return {"x-postlab-memory": adapter} if adapter else {}
 
 
 def create_app(engine, settings: ServeSettings) -> FastAPI:
@@ -360,11 +407,13 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
           max_batch: int = 32, default_max_tokens: int = 256, monitor_log: str | None = "serve-monitor.jsonl",
           dtype: str = "float32", served_name: str | None = None, allowed_hosts: tuple[str, ...] = (),
           allow_remote_without_key: bool = False, keep_system_prompts: bool = False,
-          max_request_bytes: int = ServeSettings.max_request_bytes, continuous: bool = True) -> None:
+          max_request_bytes: int = ServeSettings.max_request_bytes, continuous: bool = True,
+          memory: str | None = None, memory_max_loaded: int = 4) -> None:
     """Load the model, build the engine and run the server until interrupted (``postlab serve``).
 
     ``allowed_hosts`` adds to the loopback names a keyless server answers as (``*``: any);
-    ``continuous=False`` batches dynamically (a request waits for the batch it arrived during)."""
+    ``continuous=False`` batches dynamically (a request waits for the batch it arrived during); ``memory`` names
+    a store of per-user adapters (``postlab memory``) served to requests carrying that ``user``."""
     import torch
     import uvicorn
 
@@ -379,6 +428,8 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
         raise ConfigError("--max-batch and --max-tokens must be at least 1")
     if max_request_bytes < 1024:
         raise ConfigError(f"--max-request-bytes must be at least 1024, got {max_request_bytes}")
+    if memory is not None and memory_max_loaded < 1:
+        raise ConfigError(f"--memory-max-loaded must be at least 1, got {memory_max_loaded}")
     if api_key is None and not is_loopback(host) and not allow_remote_without_key:
         raise ConfigError(f"--host {host} would let anyone on the network use this server: set --api-key, "
                           f"or pass --allow-remote-without-key if that is really what you want")
@@ -388,8 +439,9 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
                              default_max_tokens=default_max_tokens, max_batch=max_batch, api_key=api_key,
                              monitor_log=monitor_log, keep_system_prompts=keep_system_prompts,
                              allowed_hosts=LOOPBACK_HOSTS + tuple(allowed_hosts), max_request_bytes=max_request_bytes,
-                             continuous=continuous)
+                             continuous=continuous, memory=memory, memory_max_loaded=memory_max_loaded)
     batching = "off" if max_batch == 1 else "continuous" if continuous and engine.supports_sessions() else "dynamic"
     print(f"serving {settings.model_name} on http://{host}:{port}/v1 ({batching} batching, max batch {max_batch}, "
-          f"context {settings.max_model_len}, monitor log {monitor_log or 'off'})", flush=True)
+          f"context {settings.max_model_len}, monitor log {monitor_log or 'off'}"
+          f"{f', memory adapters {memory}' if memory else ''})", flush=True)
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")

@@ -76,6 +76,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1)  # one choice per request
+    user: str | None = Field(None, max_length=256)  # whose memory adapter answers (postlab serve --memory)
 
     @field_validator("stop")
     @classmethod
