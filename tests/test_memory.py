@@ -294,3 +294,26 @@ def test_serve_isolates_users_and_picks_up_new_versions(tmp_path, tiny):
         assert ask(client, "carol")[1] == "carol/v1"
         assert app.state.server.memory.loaded() == {"bob": 1, "carol": 1}
         assert ask(client, "alice") == (newer, "alice/v2")  # and reloaded when asked for again
+
+
+def test_train_then_eval_end_to_end_on_the_tiny_model(tmp_path):
+    """postlab memory train and eval in-process: one version per user, then recall three ways and gold with and
+    without, each with a standard error, in the JSON and the table."""
+    from postlab.science.memory import format_status, format_table, run_eval, run_train
+
+    cfg = memory_config(tmp_path, guardrail={"limit": 2, "max_new_tokens": 4, "threshold": 1.0},
+                        eval={"max_new_tokens": 4, "gold_limit": 2}, out=str(tmp_path / "r.json"))
+    summary = run_train(cfg)
+    assert [(s["user"], s["version"], s["accepted"], s["current"]) for s in summary] == \
+        [("user1", "v1", True, "v1"), ("user2", "v1", True, "v1")]
+    assert "user1/v1  accepted" in format_status(AdapterStore(cfg.store))
+    results = run_eval(cfg)
+    assert results["n_questions"] == 2 * 6 * 2  # users × facts × held-out phrasings
+    for condition in ("base", "adapter", "context"):
+        assert set(results["recall"][condition]) == {"mean", "se", "n"}
+    assert set(results["recall_differences"]) == {"adapter - base", "context - base", "adapter - context"}
+    assert results["gold"]["n_items"] == 2 and set(results["gold"]["by_user"]) == {"user1", "user2"}
+    assert json.loads(Path(cfg.out).read_text())["recall"] == results["recall"]
+    rows = [json.loads(line) for line in (tmp_path / "r.answers.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and {"base", "adapter", "context"} <= set(rows[0])
+    assert "with adapter" in format_table(results)

@@ -299,10 +299,10 @@ def run_train(cfg: MemoryConfig) -> list[dict]:
     store, out = AdapterStore(cfg.store), []
     for h in users:
         v = distil_user(h, base=base, tok=tok, replay=replay, base_gold=base_gold, items=items, store=store, cfg=cfg)
-        g = v.guardrail()
+        g, current = v.guardrail(), store.current(h.user)
         out.append({"user": h.user, "version": v.name, "facts": len(h.facts), "accepted": g["accepted"],
-                    "current": (store.current(h.user).name if store.current(h.user) else None), **{
-                        k: g[k] for k in ("base", "adapter", "difference", "difference_se") if k in g}})
+                    "current": current.name if current else None,
+                    **{k: g[k] for k in ("base", "adapter", "difference", "difference_se") if k in g}})
     return out
 
 
@@ -354,7 +354,7 @@ def run_eval(cfg: MemoryConfig) -> dict:
     gold = gold_items(cfg.guardrail, "eval", cfg.eval.gold_limit)
     rows, per_user = [], {}
     base_gold = gold_scores(engine, gold, cfg, "gold base") if gold else []
-    adapter_gold: list[list[float]] = []
+    adapter_gold: dict[str, list[float]] = {}  # user -> per-item gold scores with their adapter
     for h in users:
         if h.user not in chosen:
             per_user[h.user] = {"skipped": f"no {cfg.eval.version} adapter"}
@@ -372,7 +372,7 @@ def run_eval(cfg: MemoryConfig) -> dict:
                    "context": generate(engine, context, n, cfg, f"{h.user} context"),
                    "adapter": generate(engine_for(merged, tok, cfg), asked, n, cfg, f"{h.user} adapter")}
         if gold:
-            adapter_gold.append(gold_scores(engine_for(merged, tok, cfg), gold, cfg, f"gold {h.user}"))
+            adapter_gold[h.user] = gold_scores(engine_for(merged, tok, cfg), gold, cfg, f"gold {h.user}")
         del merged
         hits = {c: [float(recalled(f.answer, a)) for (f, _), a in zip(questions, texts)] for c, texts in answers.items()}
         per_user[h.user] = {"version": chosen[h.user].name, "accepted": chosen[h.user].accepted,
@@ -388,11 +388,10 @@ def run_eval(cfg: MemoryConfig) -> dict:
                                "context - base": _diff(recall["context"], recall["base"]),
                                "adapter - context": _diff(recall["adapter"], recall["context"])}}
     if gold and adapter_gold:
-        with_mean = [sum(s) / len(s) for s in zip(*adapter_gold)]  # per item: the mean over users' adapters
+        with_mean = [sum(s) / len(s) for s in zip(*adapter_gold.values())]  # per item: mean over users' adapters
         results["gold"] = {"n_items": len(gold), "items": [it.id for it in gold], "base": _summary(base_gold),
                            "adapter": _summary(with_mean), "adapter - base": _diff(with_mean, base_gold),
-                           "by_user": {u: mean_se(s)[0] for u, s in zip([u for u in per_user if "n" in per_user[u]],
-                                                                         adapter_gold)}}
+                           "by_user": {u: _summary(s) for u, s in adapter_gold.items()}}
     results["meta"] = meta(cfg.model_dump(mode="json"), started)
     out = Path(cfg.out)
     atomic_write_text(out.with_name(out.stem + ".answers.jsonl"),
