@@ -419,11 +419,14 @@ def memory_train(model: Optional[str] = typer.Option(None, "--model", help="base
                  overrides: Optional[list[str]] = OVERRIDES) -> None:
     recipe, cfg = _memory_config(config, overrides, conversations=conversations, store=store, users=user, model=model)
     _quiet_libraries()
-    for r in recipe.run_train(cfg):
+
+    def report(r: dict) -> None:
         scores = (f"gold base {r['base']:.3f} -> adapter {r['adapter']:.3f} ({r['difference']:+.3f} ± "
                   f"{r['difference_se']:.3f})" if "base" in r else "guardrail off")
         print(f"{r['user']}: {r['version']} {'accepted' if r['accepted'] else 'REJECTED'} ({r['facts']} facts; "
-              f"{scores}); current: {r['current'] or 'none (base model)'}")
+              f"{scores}); current: {r['current'] or 'none (base model)'}", flush=True)
+
+    recipe.run_train(cfg, report)
 
 
 @memory_app.command("eval", cls=_config("postlab.science.memory", "MemoryConfig"),

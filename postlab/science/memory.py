@@ -27,6 +27,7 @@ import copy
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -285,8 +286,9 @@ def distil_user(history: UserHistory, *, base, tok, replay: list[list[dict]], ba
     return store.publish(history.user, write)
 
 
-def run_train(cfg: MemoryConfig) -> list[dict]:
-    """A new adapter version for every user of the data; returns one summary per user."""
+def run_train(cfg: MemoryConfig, report: Callable[[dict], None] | None = None) -> list[dict]:
+    """A new adapter version for every user of the data; returns one summary per user (each also passed to
+    ``report`` as soon as that user is done)."""
     from postlab.models.load import load_model_and_tokenizer
 
     users = histories(cfg)
@@ -303,6 +305,8 @@ def run_train(cfg: MemoryConfig) -> list[dict]:
         out.append({"user": h.user, "version": v.name, "facts": len(h.facts), "accepted": g["accepted"],
                     "current": current.name if current else None,
                     **{k: g[k] for k in ("base", "adapter", "difference", "difference_se") if k in g}})
+        if report is not None:
+            report(out[-1])
     return out
 
 
