@@ -222,10 +222,15 @@ class Server:
                                 temperature=req.sampling_temperature(), top_p=req.top_p, seed=req.seed)
         return conversation, prompt_ids, params
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams, stops: list[str]) -> tuple[GenerationRequest, asyncio.Queue]:
+    @staticmethod
+    def _request(prompt_ids: list[int], params: SamplingParams, stops: list[str]) -> tuple[GenerationRequest, asyncio.Queue]:
+        """A request whose events arrive on an asyncio queue of the running loop."""
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
-        request = GenerationRequest(prompt_ids=prompt_ids, params=params, stops=stops,
-                                    sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+        return GenerationRequest(prompt_ids=prompt_ids, params=params, stops=stops,
+                                 sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev)), events
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, stops: list[str]) -> tuple[GenerationRequest, asyncio.Queue]:
+        request, events = self._request(prompt_ids, params, stops)
         self.batcher.submit(request)
         return request, events
 
@@ -235,11 +240,9 @@ class Server:
         (then also its ``user/vN``); else to the base model, as ``submit`` alone does."""
         if self.memory is None or user is None:
             return *self.submit(prompt_ids, params, stops), None
-        loop, events = asyncio.get_running_loop(), asyncio.Queue()
-        request = GenerationRequest(prompt_ids=prompt_ids, params=params, stops=stops,
-                                    sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+        request, events = self._request(prompt_ids, params, stops)
         try:
-            adapter = await loop.run_in_executor(self._memory_pool, self.memory.submit, user, request)
+            adapter = await asyncio.get_running_loop().run_in_executor(self._memory_pool, self.memory.submit, user, request)
         except Exception as e:  # an unreadable adapter: this request fails, the server does not
             log.exception("memory adapter of %r could not be loaded", user)
             raise ApiError(500, f"the memory adapter of user {user!r} could not be loaded: {type(e).__name__}: {e}",
