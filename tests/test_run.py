@@ -317,7 +317,7 @@ def test_plan_on_a_slow_cpu_picks_fp32_and_cuts_to_the_budget(monkeypatch):
     assert scaled["predicted_minutes_unscaled"] > 30 >= scaled["predicted_minutes"] - 0.05 and scaled["fits"]
     knobs = {c["knob"] for c in scaled["changes"]}
     assert {"rs_prompts", "sample_prompts"} <= knobs and "eval_limit" not in knobs  # samples first
-    assert "rl_steps" not in knobs  # the default RL stage (bon) takes no time per rl_step: not cut
+    assert "rl_steps" not in knobs  # the default RL stage (bon_sft) takes no time per rl_step: not cut
     assert all(c["why"] for c in scaled["changes"])
 
 
@@ -325,7 +325,7 @@ def test_plan_on_a_much_slower_cpu_cuts_to_the_floors_and_says_it_is_over(monkey
     monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
     slow_cpu = {**XEON, "matmul_gflops": {"fp32": 20.0, "bf16": 5.0, "n": 1024, "cached": True}}
     k, mach, scaled = _plan(rec=slow_cpu)
-    assert scaled["fits"] is False and k.eval_limit == 100 and k.rl_steps == 10  # bon: rl_steps saves nothing
+    assert scaled["fits"] is False and k.eval_limit == 100 and k.rl_steps == 10  # bon_sft: rl_steps saves nothing
     assert {"rs_prompts", "sample_prompts", "sft_epochs", "eval_limit"} <= {c["knob"] for c in scaled["changes"]}
 
 
