@@ -40,7 +40,7 @@ from postlab.evals.elo import leaderboard
 from postlab.evals.metrics import paired_difference, sample_scores
 from postlab.models.load import load_model_and_tokenizer, resolve_model
 from postlab.raters import label as labeling
-from postlab.raters.gold import GoldRater
+from postlab.raters.gold import GoldRater, ruler_version
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.run_state import invalidate_changed_stages, portable, resolve
 from postlab.tasks import demos
@@ -247,7 +247,36 @@ def _evaluate(model: str, out: Path, name: str, k: Knobs, progress: bool) -> dic
                              sampling=SamplingParams(temperature=0.0, max_new_tokens=k.eval_max_new_tokens, seed=0))
     results = harness.evaluate(cfg)  # overwrite: a stage that is (re)run replaces its own eval
     print(harness.format_results(results), file=sys.stderr)
-    return {**_gold(results), "results": cfg.out, "samples": results["samples"]}
+    return {**_gold(results), "results": cfg.out, "samples": results["samples"], "ruler": ruler_version()}
+
+
+EVAL_STAGES = ("baseline", "sft_eval", "rl_eval")
+
+
+def regrade_stale_evals(out: Path, stages: Stages, k: Knobs, names: tuple[str, ...] = EVAL_STAGES,
+                        after: tuple[str, ...] = ("leaderboard", "report")) -> list[str]:
+    """Finished evals whose gold scores came from another version of the gold rater (an upgrade between a run
+    and its rerun) are regraded from their saved answers, and the stages built on their scores are redone,
+    so a summary never mixes two rulers. Returns the regraded stages."""
+    now, redone = ruler_version(), []
+    for name in names:
+        if not stages.done(name) or (old := stages.result(name)).get("ruler") == now:
+            continue
+        cfg = harness.EvalConfig(suite=SUITE, split="test", limit=k.eval_limit, responses=old["samples"],
+                                 out=old["results"], overwrite=True, progress=False)
+        results = harness.evaluate(cfg)
+        new = {**old, **_gold(results), "ruler": now}
+        record = json.loads((stages.dir / f"{name}.json").read_text())
+        atomic_write_text(stages.dir / f"{name}.json", json.dumps({**record, "result": portable(new, out)}, indent=2,
+                                                                  ensure_ascii=False) + "\n")
+        print(f"regraded {name}: the gold rater changed ({old.get('ruler', 'unrecorded')} -> {now}); gold "
+              f"{old['overall']:.3f} -> {new['overall']:.3f} on the same answers", file=sys.stderr)
+        redone.append(name)
+    if redone:
+        for name in after:
+            (stages.dir / f"{name}.json").unlink(missing_ok=True)
+        (out / "summary.json").unlink(missing_ok=True)
+    return redone
 
 
 def _sample(model: str, path: Path, limit: int, n: int, max_new_tokens: int, temperature: float, k: Knobs,
@@ -472,7 +501,7 @@ def evaluate_bon(policy: str, rm_dir: str, sft_samples: str, out: Path, k: Knobs
                                   bf16_rm=k.bf16, progress=progress, seed=k.seed)
     print(harness.format_results(results), file=sys.stderr)
     return {**_gold(results), "results": str(out / "eval" / "rl.json"), "samples": results["samples"],
-            "bon": results["bon"]}
+            "bon": results["bon"], "ruler": ruler_version()}
 
 
 def bon_probe(rl_eval: dict) -> dict:
@@ -678,6 +707,7 @@ def _run(cfg: RunConfig, out: Path) -> dict:
     invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES)
     atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
     stages = Stages(out, cfg.stop_after, scaled["predicted_s"])
+    regrade_stale_evals(out, stages, k)
     p = cfg.progress
     try:
         base = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]

@@ -404,3 +404,28 @@ def test_report_renders_in_headless_chromium(tiny_run):
     for h in ("Gold score per category after each stage", "Leaderboard of the stage checkpoints",
               "Answers side by side (held-out items, greedy)", "Timings", "Resolved configuration"):
         assert h in headings
+
+
+def test_a_rerun_regrades_evals_graded_by_another_version_of_the_gold_rater(tiny_run, tmp_path):
+    """An upgrade between a run and its rerun changed the gold rater: the rerun must not report the old scores
+    (nor mix them with new ones); it regrades the saved answers and rebuilds the summary."""
+    src, _ = tiny_run
+    out = tmp_path / "old_ruler"
+    shutil.copytree(src, out)
+    stage = out / "stages" / "sft_eval.json"
+    record = json.loads(stage.read_text())
+    samples = out / "eval" / "sft.samples.jsonl"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    truth = sum(r["score"] for r in rows) / len(rows)
+    # what an older, lenient rater left behind: every answer scored 1, recorded under another version
+    samples.write_text("".join(json.dumps({**r, "score": 1.0}) + "\n" for r in rows))
+    record["result"].update(overall=1.0, ruler="000000000000")
+    stage.write_text(json.dumps(record))
+    r = postlab("run", "--preset", "tiny", "--out", out, "progress=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "regraded sft_eval: the gold rater changed (000000000000 -> " in r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["stages"]["sft"]["gold"]["overall"] == pytest.approx(truth)
+    regraded = [json.loads(line)["score"] for line in samples.read_text().splitlines()]
+    assert sum(regraded) / len(regraded) == pytest.approx(truth)
+    assert "[11/14 rl_eval] done already" in r.stderr and "[13/14 leaderboard] running" in r.stderr

@@ -16,7 +16,10 @@ checks (``postlab.spec.reasoning``: arith, countdown, wordprob, GSM8K), whose an
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 from postlab.raters.base import Preference
 from postlab.spec import answer, checks, reasoning
@@ -81,3 +84,14 @@ class GoldRater:
         margin = self.score(item, a) - self.score(item, b)
         choice = "a" if margin > 0 else "b" if margin < 0 else "tie"
         return Preference(choice, abs(margin), self.id, gold_margin=margin)
+
+
+@lru_cache(maxsize=1)
+def ruler_version() -> str:
+    """A short hash of the gold rater's code (postlab/spec and this module): a stored gold score graded under
+    another version is stale (``postlab run`` regrades such evals from their saved answers)."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted([*(package / "spec").rglob("*.py"), Path(__file__).resolve()]):
+        h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
