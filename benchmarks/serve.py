@@ -10,26 +10,34 @@ client alone (single-stream tokens/s) per server. The last lines are the ratios:
     serve batching speedup: X.XX (continuous tokens/s / batching off)
 
     .venv/bin/python benchmarks/serve.py [--model tiny] [--clients 32] [--requests 4] [--max-tokens 32]
-        [--modes continuous,dynamic,off] [--llama-cpp-gguf MODEL.gguf]
+        [--modes continuous,dynamic,off] [--llama-cpp-gguf MODEL.gguf ...] [--llama-cpp-python PYTHON]
 
-``--llama-cpp-gguf`` adds llama.cpp (``pip install 'llama-cpp-python[server]'``, built from source;
-``python -m llama_cpp.server``) on a GGUF of the same model; compare precisions like for like (an F32
-GGUF with ``--dtype float32``). llama-cpp-python's server decodes one request at a time.
+``--llama-cpp-gguf`` (repeatable) adds llama.cpp's server (``python -m llama_cpp.server`` from
+llama-cpp-python, an optional benchmark dependency built from source: see docs/benchmarks.md) on each
+GGUF of the same model, one row per file, with the ratios of postlab's continuous-batching server to
+each; compare precisions like for like (an F32 GGUF with ``--dtype float32``). ``--llama-cpp-python``
+names the Python that has llama-cpp-python installed (a separate virtual environment; default: this
+one). llama-cpp-python's server decodes one request at a time.
+
+Every row also reports the CPU that *other* processes used while it ran (cores, averaged): the
+machine's busy time less this script's and the server's; above ~0.15 the figures are disturbed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
+import re
+import resource
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -48,6 +56,7 @@ class Result:
     requests: int
     completion_tokens: int
     latencies: list[float]
+    other_cores: float = field(default=0.0)  # other processes' average CPU use while it ran
 
     @property
     def tokens_per_s(self) -> float:
@@ -72,11 +81,34 @@ def start_postlab(args, mode: str) -> tuple[subprocess.Popen, str]:
     return wait_ready(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port, mode)
 
 
-def start_llama_cpp(args) -> tuple[subprocess.Popen, str]:
+def start_llama_cpp(args, gguf: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", args.llama_cpp_gguf, "--model_alias", args.model,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(os.cpu_count())]
+    threads = str(os.cpu_count())
+    cmd = [args.llama_cpp_python, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", args.model,
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", threads,
+           "--n_threads_batch", threads]
     return wait_ready(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port, "llama.cpp")
+
+
+def gguf_label(path: str) -> str:
+    """``llama.cpp F32`` for ``SmolLM2-135M-Instruct-F32.gguf`` (the precision the file name ends with),
+    else ``llama.cpp <file stem>``."""
+    stem = Path(path).stem
+    m = re.search(r"[-._]((?:B?F|Q|IQ)\d[\w]*)$", stem, re.IGNORECASE)
+    return f"llama.cpp {m.group(1).upper() if m else stem}"
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds used by the whole machine, by this process and the server ``pid``) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = list(map(int, open("/proc/stat").readline().split()[1:]))
+    machine = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    try:  # utime, stime of the server (all its threads): fields 14 and 15, after the ")" of the name
+        server = sum(map(int, open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])) / tick
+    except OSError:
+        server = 0.0
+    return machine, r.ru_utime + r.ru_stime + server
 
 
 def wait_ready(proc: subprocess.Popen, port: int, what: str) -> tuple[subprocess.Popen, str]:
@@ -112,19 +144,24 @@ async def run_clients(base: str, args, clients: int, requests: int) -> tuple[int
     return sum(t for t, _ in results), [x for _, lat in results for x in lat]
 
 
-def measure(base: str, mode: str, args, clients: int, requests: int) -> Result:
+def measure(base: str, mode: str, args, clients: int, requests: int, pid: int) -> Result:
+    machine0, ours0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     tokens, latencies = asyncio.run(run_clients(base, args, clients, requests))
-    return Result(mode, time.perf_counter() - t0, clients * requests, tokens, latencies)
+    seconds = time.perf_counter() - t0
+    machine1, ours1 = cpu_seconds(pid)
+    other = max(0.0, (machine1 - machine0) - (ours1 - ours0)) / seconds
+    return Result(mode, seconds, clients * requests, tokens, latencies, other)
 
 
 def bench(mode: str, args) -> tuple[Result, Result | None]:
     """(loaded, single stream or None) for one server."""
-    proc, base = start_llama_cpp(args) if mode == "llama.cpp" else start_postlab(args, mode)
+    llama = mode.startswith("llama.cpp")
+    proc, base = start_llama_cpp(args, args.gguf_of[mode]) if llama else start_postlab(args, mode)
     try:
         asyncio.run(run_clients(base, args, min(args.clients, 4), 1))  # warm-up
-        loaded = measure(base, mode, args, args.clients, args.requests)
-        single = measure(base, mode, args, 1, args.single_requests) if mode in ("continuous", "llama.cpp") else None
+        loaded = measure(base, mode, args, args.clients, args.requests, proc.pid)
+        single = measure(base, mode, args, 1, args.single_requests, proc.pid) if mode == "continuous" or llama else None
         return loaded, single
     finally:
         proc.terminate()
@@ -143,35 +180,53 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=32, help="batch size limit with batching on")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="continuous,dynamic,off", help="comma-separated: continuous, dynamic, off")
-    p.add_argument("--llama-cpp-gguf", default=None, help="also run llama-cpp-python's server on this GGUF file")
+    p.add_argument("--llama-cpp-gguf", action="append", default=[],
+                   help="also run llama-cpp-python's server on this GGUF file (repeatable: one row per file)")
+    p.add_argument("--llama-cpp-python", default=sys.executable,
+                   help="the Python with llama-cpp-python[server] installed (default: this one)")
     args = p.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"unknown --modes {unknown}; choose from {', '.join(MODES)}")
+    args.gguf_of = {}
     if args.llama_cpp_gguf:
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise SystemExit("--llama-cpp-gguf needs llama-cpp-python: pip install 'llama-cpp-python[server]'")
-        modes.append("llama.cpp")
+        check = subprocess.run([args.llama_cpp_python, "-c", "import llama_cpp.server.app"], capture_output=True)
+        if check.returncode != 0:
+            raise SystemExit(f"--llama-cpp-gguf needs llama-cpp-python[server] in {args.llama_cpp_python} "
+                             "(see docs/benchmarks.md, or pass --llama-cpp-python)")
+        for gguf in args.llama_cpp_gguf:
+            if not Path(gguf).is_file():
+                raise SystemExit(f"--llama-cpp-gguf {gguf}: no such file")
+            label = gguf_label(gguf)
+            if label in args.gguf_of:
+                label = f"llama.cpp {Path(gguf).stem}"
+            args.gguf_of[label] = gguf
+            modes.append(label)
     os.environ.setdefault("OMP_NUM_THREADS", "1" if args.model == "tiny" else str(os.cpu_count()))
 
     runs = {mode: bench(mode, args) for mode in modes}
     print(f"model {args.model} ({args.dtype}), {args.clients} clients x {args.requests} requests, "
           f"max_tokens {args.max_tokens}, temperature {args.temperature}, max batch {args.max_batch}")
-    print(f"{'mode':<12} {'req/s':>8} {'tok/s':>9} {'p50 s':>7} {'p99 s':>7}")
+    width = max(12, *(len(m) for m in runs))
+    print(f"{'mode':<{width}} {'req/s':>8} {'tok/s':>9} {'p50 s':>7} {'p99 s':>7} {'other cores':>11}")
     for mode, (r, _) in runs.items():
-        print(f"{mode:<12} {r.requests / r.seconds:8.2f} {r.tokens_per_s:9.1f} {r.quantile(0.5):7.2f} {r.quantile(0.99):7.2f}")
+        print(f"{mode:<{width}} {r.requests / r.seconds:8.2f} {r.tokens_per_s:9.1f} {r.quantile(0.5):7.2f} "
+              f"{r.quantile(0.99):7.2f} {r.other_cores:11.2f}")
     for mode, (_, single) in runs.items():
         if single is not None:
-            print(f"single stream, {mode}: {single.tokens_per_s:.1f} tok/s ({single.requests} requests)")
+            print(f"single stream, {mode}: {single.tokens_per_s:.1f} tok/s ({single.requests} requests, "
+                  f"{single.completion_tokens} tokens; other processes {single.other_cores:.2f} cores)")
     loaded = {mode: r for mode, (r, _) in runs.items()}
     if "continuous" in loaded and "dynamic" in loaded:
         c, d = loaded["continuous"], loaded["dynamic"]
         print(f"serve continuous vs dynamic: {c.tokens_per_s / d.tokens_per_s:.2f} (tokens/s), "
               f"p50 latency {c.quantile(0.5) / d.quantile(0.5):.2f}")
-    if "llama.cpp" in runs and "continuous" in runs:
-        ours, theirs = runs["continuous"][1], runs["llama.cpp"][1]
-        print(f"single stream postlab / llama.cpp: {ours.tokens_per_s / theirs.tokens_per_s:.2f}")
-        print(f"postlab batched / llama.cpp single stream: {loaded['continuous'].tokens_per_s / theirs.tokens_per_s:.2f}")
+    for mode in args.gguf_of:
+        if "continuous" not in runs:
+            break
+        ours, theirs = runs["continuous"][1], runs[mode][1]
+        print(f"single stream postlab / {mode}: {ours.tokens_per_s / theirs.tokens_per_s:.2f}")
+        print(f"postlab batched / {mode} single stream: {loaded['continuous'].tokens_per_s / theirs.tokens_per_s:.2f}")
     if "continuous" in loaded and "off" in loaded:
         print(f"serve batching speedup: {loaded['continuous'].tokens_per_s / loaded['off'].tokens_per_s:.2f}")
 
