@@ -154,18 +154,64 @@ def measure(base: str, mode: str, args, clients: int, requests: int, pid: int) -
     return Result(mode, seconds, clients * requests, tokens, latencies, other)
 
 
-def bench(mode: str, args) -> tuple[Result, Result | None]:
+def start(mode: str, args) -> tuple[subprocess.Popen, str]:
+    return start_llama_cpp(args, args.gguf_of[mode]) if mode.startswith("llama.cpp") else start_postlab(args, mode)
+
+
+def bench_round(mode: str, base: str, pid: int, args) -> tuple[Result, Result | None]:
     """(loaded, single stream or None) for one server."""
-    llama = mode.startswith("llama.cpp")
-    proc, base = start_llama_cpp(args, args.gguf_of[mode]) if llama else start_postlab(args, mode)
+    loaded = measure(base, mode, args, args.clients, args.requests, pid)
+    single = measure(base, mode, args, 1, args.single_requests, pid) \
+        if mode == "continuous" or mode.startswith("llama.cpp") else None
+    return loaded, single
+
+
+def bench(modes: list[str], args) -> list[dict[str, tuple[Result, Result | None]]]:
+    """One dict {mode: (loaded, single)} per round. One round: each server started, measured and stopped
+    in turn. Several rounds: every server up at once, measured in turn within each round, so that a
+    neighbour's load on a shared machine falls on all of them alike."""
+    if args.rounds == 1:
+        runs = {}
+        for mode in modes:
+            proc, base = start(mode, args)
+            try:
+                asyncio.run(run_clients(base, args, min(args.clients, 4), 1))  # warm-up
+                runs[mode] = bench_round(mode, base, proc.pid, args)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        return [runs]
+    servers = {}
     try:
-        asyncio.run(run_clients(base, args, min(args.clients, 4), 1))  # warm-up
-        loaded = measure(base, mode, args, args.clients, args.requests, proc.pid)
-        single = measure(base, mode, args, 1, args.single_requests, proc.pid) if mode == "continuous" or llama else None
-        return loaded, single
+        for mode in modes:
+            servers[mode] = start(mode, args)
+        for mode, (_, base) in servers.items():
+            asyncio.run(run_clients(base, args, min(args.clients, 4), 1))  # warm-up
+        rounds = []
+        for r in range(args.rounds):
+            rounds.append({mode: bench_round(mode, base, proc.pid, args) for mode, (proc, base) in servers.items()})
+            print(f"round {r + 1}: " + ", ".join(f"{m} {lo.tokens_per_s:.1f}" + (f"/{si.tokens_per_s:.1f}" if si else "")
+                                                  for m, (lo, si) in rounds[-1].items())
+                  + " tok/s (loaded/single)", flush=True)
+        return rounds
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc, _ in servers.values():
+            proc.terminate()
+        for proc, _ in servers.values():
+            proc.wait(timeout=30)
+
+
+def median_round(rounds: list[dict], mode: str, single: bool) -> Result:
+    """The result of ``mode`` from the round with the median tokens/s."""
+    results = sorted((r[mode][1 if single else 0] for r in rounds), key=lambda x: x.tokens_per_s)
+    return results[(len(results) - 1) // 2]
+
+
+def ratio(rounds: list[dict], num: tuple[str, bool], den: tuple[str, bool]) -> str:
+    """Median over rounds of a tokens/s ratio taken within each round; the per-round values too."""
+    values = [r[num[0]][num[1]].tokens_per_s / r[den[0]][den[1]].tokens_per_s for r in rounds]
+    text = f"{statistics.median(values):.2f}"
+    return text if len(values) == 1 else f"{text} (median of {len(values)} rounds: {', '.join(f'{v:.2f}' for v in values)})"
 
 
 def main() -> None:
@@ -180,6 +226,8 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=32, help="batch size limit with batching on")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="continuous,dynamic,off", help="comma-separated: continuous, dynamic, off")
+    p.add_argument("--rounds", type=int, default=1, help="above 1: every server up at once, measured in turn "
+                                                         "this many times (medians; for a shared machine)")
     p.add_argument("--llama-cpp-gguf", action="append", default=[],
                    help="also run llama-cpp-python's server on this GGUF file (repeatable: one row per file)")
     p.add_argument("--llama-cpp-python", default=sys.executable,
@@ -188,6 +236,8 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"unknown --modes {unknown}; choose from {', '.join(MODES)}")
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     args.gguf_of = {}
     if args.llama_cpp_gguf:
         check = subprocess.run([args.llama_cpp_python, "-c", "import llama_cpp.server.app"], capture_output=True)
@@ -204,31 +254,32 @@ def main() -> None:
             modes.append(label)
     os.environ.setdefault("OMP_NUM_THREADS", "1" if args.model == "tiny" else str(os.cpu_count()))
 
-    runs = {mode: bench(mode, args) for mode in modes}
+    rounds = bench(modes, args)
     print(f"model {args.model} ({args.dtype}), {args.clients} clients x {args.requests} requests, "
-          f"max_tokens {args.max_tokens}, temperature {args.temperature}, max batch {args.max_batch}")
-    width = max(12, *(len(m) for m in runs))
+          f"max_tokens {args.max_tokens}, temperature {args.temperature}, max batch {args.max_batch}"
+          + (f", {args.rounds} rounds (median round shown)" if args.rounds > 1 else ""))
+    width = max([12, *(len(m) for m in modes)])
     print(f"{'mode':<{width}} {'req/s':>8} {'tok/s':>9} {'p50 s':>7} {'p99 s':>7} {'other cores':>11}")
-    for mode, (r, _) in runs.items():
+    for mode in modes:
+        r = median_round(rounds, mode, single=False)
         print(f"{mode:<{width}} {r.requests / r.seconds:8.2f} {r.tokens_per_s:9.1f} {r.quantile(0.5):7.2f} "
               f"{r.quantile(0.99):7.2f} {r.other_cores:11.2f}")
-    for mode, (_, single) in runs.items():
-        if single is not None:
+    for mode in modes:
+        if rounds[0][mode][1] is not None:
+            single = median_round(rounds, mode, single=True)
             print(f"single stream, {mode}: {single.tokens_per_s:.1f} tok/s ({single.requests} requests, "
                   f"{single.completion_tokens} tokens; other processes {single.other_cores:.2f} cores)")
-    loaded = {mode: r for mode, (r, _) in runs.items()}
-    if "continuous" in loaded and "dynamic" in loaded:
-        c, d = loaded["continuous"], loaded["dynamic"]
-        print(f"serve continuous vs dynamic: {c.tokens_per_s / d.tokens_per_s:.2f} (tokens/s), "
+    if "continuous" in modes and "dynamic" in modes:
+        c, d = median_round(rounds, "continuous", False), median_round(rounds, "dynamic", False)
+        print(f"serve continuous vs dynamic: {ratio(rounds, ('continuous', 0), ('dynamic', 0))} (tokens/s), "
               f"p50 latency {c.quantile(0.5) / d.quantile(0.5):.2f}")
     for mode in args.gguf_of:
-        if "continuous" not in runs:
+        if "continuous" not in modes:
             break
-        ours, theirs = runs["continuous"][1], runs[mode][1]
-        print(f"single stream postlab / {mode}: {ours.tokens_per_s / theirs.tokens_per_s:.2f}")
-        print(f"postlab batched / {mode} single stream: {loaded['continuous'].tokens_per_s / theirs.tokens_per_s:.2f}")
-    if "continuous" in loaded and "off" in loaded:
-        print(f"serve batching speedup: {loaded['continuous'].tokens_per_s / loaded['off'].tokens_per_s:.2f}")
+        print(f"single stream postlab / {mode}: {ratio(rounds, ('continuous', 1), (mode, 1))}")
+        print(f"postlab batched / {mode} single stream: {ratio(rounds, ('continuous', 0), (mode, 1))}")
+    if "continuous" in modes and "off" in modes:
+        print(f"serve batching speedup: {ratio(rounds, ('continuous', 0), ('off', 0))}")
 
 
 if __name__ == "__main__":
