@@ -83,7 +83,7 @@ def start_postlab(args, mode: str) -> tuple[subprocess.Popen, str]:
 
 def start_llama_cpp(args, gguf: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    threads = str(os.cpu_count())
+    threads = str(args.threads)
     cmd = [args.llama_cpp_python, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", args.model,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", threads,
            "--n_threads_batch", threads]
@@ -226,6 +226,9 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=32, help="batch size limit with batching on")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="continuous,dynamic,off", help="comma-separated: continuous, dynamic, off")
+    p.add_argument("--threads", type=int, default=None, help="threads per server (postlab: OMP_NUM_THREADS, "
+                                                              "llama.cpp: --n_threads); default: OMP_NUM_THREADS, else every "
+                                                              "core (the tiny model: 1)")
     p.add_argument("--rounds", type=int, default=1, help="above 1: every server up at once, measured in turn "
                                                          "this many times (medians; for a shared machine)")
     p.add_argument("--llama-cpp-gguf", action="append", default=[],
@@ -252,7 +255,10 @@ def main() -> None:
                 label = f"llama.cpp {Path(gguf).stem}"
             args.gguf_of[label] = gguf
             modes.append(label)
+    if args.threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", "1" if args.model == "tiny" else str(os.cpu_count()))
+    args.threads = args.threads or int(os.environ["OMP_NUM_THREADS"])  # the same for llama.cpp
 
     rounds = bench(modes, args)
     print(f"model {args.model} ({args.dtype}), {args.clients} clients x {args.requests} requests, "
