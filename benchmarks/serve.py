@@ -42,6 +42,9 @@ from pathlib import Path
 import httpx
 
 SERVE = "import json, sys; from postlab.serve import serve; serve(**json.loads(sys.argv[1]))"
+# llama-cpp-python's server samples with repeat_penalty 1.1, top_k 40 and min_p 0.05 unless told otherwise
+# (even greedy decoding changes with the repeat penalty); postlab's defaults are plain softmax sampling.
+LLAMA_CPP_SAMPLING = {"repeat_penalty": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
 MODES = {  # mode -> postlab.serve.serve() arguments beside the model
     "continuous": {"continuous": True},
     "dynamic": {"continuous": False},
@@ -125,14 +128,15 @@ def wait_ready(proc: subprocess.Popen, port: int, what: str) -> tuple[subprocess
     raise SystemExit(f"the {what} server did not start")
 
 
-async def run_clients(base: str, args, clients: int, requests: int) -> tuple[int, list[float]]:
+async def run_clients(base: str, args, clients: int, requests: int, extra: dict) -> tuple[int, list[float]]:
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as http:
         async def client(c: int) -> tuple[int, list[float]]:
             tokens, latencies = 0, []
             for i in range(requests):
                 body = {"model": args.model, "max_tokens": args.max_tokens, "temperature": args.temperature,
-                        "messages": [{"role": "user", "content": f"Write a short note number {i} for client {c}."}]}
+                        "messages": [{"role": "user", "content": f"Write a short note number {i} for client {c}."}],
+                        **extra}
                 t0 = time.perf_counter()
                 r = await http.post("/v1/chat/completions", json=body)
                 r.raise_for_status()
@@ -147,11 +151,16 @@ async def run_clients(base: str, args, clients: int, requests: int) -> tuple[int
 def measure(base: str, mode: str, args, clients: int, requests: int, pid: int) -> Result:
     machine0, ours0 = cpu_seconds(pid)
     t0 = time.perf_counter()
-    tokens, latencies = asyncio.run(run_clients(base, args, clients, requests))
+    tokens, latencies = asyncio.run(run_clients(base, args, clients, requests, sampling(mode)))
     seconds = time.perf_counter() - t0
     machine1, ours1 = cpu_seconds(pid)
     other = max(0.0, (machine1 - machine0) - (ours1 - ours0)) / seconds
     return Result(mode, seconds, clients * requests, tokens, latencies, other)
+
+
+def sampling(mode: str) -> dict:
+    """Request fields beside the OpenAI ones, so that every server samples alike."""
+    return LLAMA_CPP_SAMPLING if mode.startswith("llama.cpp") else {}
 
 
 def start(mode: str, args) -> tuple[subprocess.Popen, str]:
@@ -175,7 +184,7 @@ def bench(modes: list[str], args) -> list[dict[str, tuple[Result, Result | None]
         for mode in modes:
             proc, base = start(mode, args)
             try:
-                asyncio.run(run_clients(base, args, min(args.clients, 4), 1))  # warm-up
+                asyncio.run(run_clients(base, args, min(args.clients, 4), 1, sampling(mode)))  # warm-up
                 runs[mode] = bench_round(mode, base, proc.pid, args)
             finally:
                 proc.terminate()
@@ -186,7 +195,7 @@ def bench(modes: list[str], args) -> list[dict[str, tuple[Result, Result | None]
         for mode in modes:
             servers[mode] = start(mode, args)
         for mode, (_, base) in servers.items():
-            asyncio.run(run_clients(base, args, min(args.clients, 4), 1))  # warm-up
+            asyncio.run(run_clients(base, args, min(args.clients, 4), 1, sampling(mode)))  # warm-up
         rounds = []
         for r in range(args.rounds):
             rounds.append({mode: bench_round(mode, base, proc.pid, args) for mode, (proc, base) in servers.items()})
