@@ -170,6 +170,30 @@ def test_rows_that_join_a_running_session_decode_as_they_would_alone(fast_engine
     assert session.rebuilds == 2  # a new buffer for "a", a wider one for "b"; "d" fits in place
 
 
+def test_an_emptied_session_starts_over_in_its_buffers(fast_engine):
+    """A server answering one request at a time allocates the KV buffers once, not per request, and
+    what earlier rows left in them changes nothing (here: overwritten with large values, which a row
+    that joins in place has left of its prompt)."""
+    first, second = fast_engine.encode_prompts([PROMPTS[0], PROMPTS[1]])
+    greedy = SamplingParams(temperature=0, max_new_tokens=10, stop_at_eos=False)
+    seeded = SamplingParams(temperature=1.0, max_new_tokens=8, seed=3, stop_at_eos=False)
+    session = fast_engine.session()
+    out = run_session(session, {0: [("a", first, greedy)]})
+    assert len(session) == 0 and session.rebuilds == 1
+    k = session.k
+    with torch.inference_mode():
+        session.k.fill_(1e4)
+        session.v.fill_(-1e4)
+    # "c" joins "b" in place, in a row whose columns left of its prompt hold those values
+    assert len(first) <= len(second)
+    out.update(run_session(session, {0: [("b", second, greedy)], 2: [("c", first, seeded)]}))
+    assert session.k is k and session.rebuilds == 1 and session.reuses == 1
+    for name, prompt, params in [("a", first, greedy), ("b", second, greedy), ("c", first, seeded)]:
+        alone = fast_engine.generate_ids([prompt], [params])
+        assert out[name][0] == alone.response_ids[0].tolist(), name
+        torch.testing.assert_close(torch.tensor(out[name][1]), alone.logprobs[0], rtol=1e-4, atol=1e-4)
+
+
 def test_session_rows_leave_on_a_stop_token_or_when_dropped(fast_engine):
     prompt = fast_engine.encode_prompts([PROMPTS[2]])[0]
     free = SamplingParams(temperature=0, max_new_tokens=12, stop_at_eos=False)

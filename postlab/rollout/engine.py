@@ -208,7 +208,9 @@ class DecodeSession:
     change what it attends to. Joining rows are written in place into free rows when their prompts fit
     left of ``slot`` and every row's remaining tokens fit right of it; otherwise the buffer is rebuilt
     (once per join, trimming columns no running row uses, with ``spare_columns`` of room to grow). A row
-    that leaves is replaced by the last running row (one row copied, not the buffer)."""
+    that leaves is replaced by the last running row (one row copied, not the buffer). When the last row
+    leaves, the buffers are kept: the next rows start over in them if they fit (a server that answers
+    one request at a time allocates them once, not per request)."""
 
     def __init__(self, engine: TorchEngine, *, batch_hint: int = 16, spare_columns: int = 64):
         if not engine.supports_sessions():
@@ -226,6 +228,7 @@ class DecodeSession:
         self.pending: list[tuple[_SessionRow, list[int]]] = []
         self.steps = 0  # decode steps run (each draws one token per row)
         self.rebuilds = 0  # joins that reallocated the buffer
+        self.reuses = 0  # joins into an empty session that started over in the buffers it had
         self._next_handle = 0
 
     def __len__(self) -> int:
@@ -288,9 +291,9 @@ class DecodeSession:
                 self.rows[i] = self.rows[last]
             self.rows.pop()
             self.tokens = self.tokens[:last]
-        if not self.rows:  # free the buffer; the next row to join starts a fresh one
-            self.k, self.v = self.k[:, :0, :, :0], self.v[:, :0, :, :0]
-            self.mask, self.slot = self.mask[:0, :0], 0
+        if not self.rows:  # the next row to join starts over in the same buffers (see ``_rebuild``)
+            self.mask.zero_()
+            self.slot = 0
 
     def _join(self) -> torch.Tensor:
         """Prefill the queued rows and put them into the running buffer; returns their logits (n, V)."""
@@ -323,6 +326,14 @@ class DecodeSession:
         width = max(old, P)
         w = self.weights
         shape = (w.L, max(rows, self.batch_hint), w.Hkv, width + room + self.spare_columns, w.D)
+        if b == 0 and self.k.size(1) >= rows and self.k.size(3) >= width + room:
+            # Nobody running and the buffers are big enough: start over in them. What earlier rows left
+            # there (finite values) sits in masked-out columns, which attention weighs by exactly 0;
+            # new zeroed buffers (2·L·rows·S·D values, ~300 MB at fp32 for 32 rows) cost more than a short
+            # answer's decode steps, and an idle server would pay that for every request.
+            self.slot = width
+            self.reuses += 1
+            return
         k = torch.zeros(shape, dtype=w.embed.dtype, device=self.device)
         v = torch.zeros_like(k)
         mask = torch.zeros((shape[1], shape[3]), dtype=torch.bool, device=self.device)
