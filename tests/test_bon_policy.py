@@ -1,11 +1,14 @@
-"""Best-of-n at inference (``postlab run algo=bon``): the pick rule and the greedy answers it starts from."""
+"""Best-of-n at inference (``postlab run algo=bon``): the pick rule and the greedy answers it starts from
+(read with ``read_responses``, token counts kept)."""
 
 import json
 
 import pytest
 
 from postlab.errors import DataError
-from postlab.evals.bon_policy import pick, read_greedy
+from postlab.evals.bon_policy import pick
+from postlab.evals.generate import read_responses
+from postlab.tasks.suite import load_suite
 
 
 def test_pick_takes_the_highest_reward_and_the_greedy_answer_on_ties():
@@ -15,12 +18,13 @@ def test_pick_takes_the_highest_reward_and_the_greedy_answer_on_ties():
     assert pick([7.0]) == 0
 
 
-def test_greedy_answers_are_read_by_id_and_a_bad_row_is_named(tmp_path):
+def test_greedy_answers_are_read_by_id_with_their_token_counts_and_a_bad_row_is_named(tmp_path):
+    items = load_suite("spec", split="test", limit=1)
     path = tmp_path / "sft.samples.jsonl"
-    path.write_text(json.dumps({"id": "a", "response": "Hi.", "num_tokens": 2, "finish_reason": "stop"}) + "\n"
+    path.write_text(json.dumps({"id": items[0].id, "response": "Hi.", "num_tokens": 2, "finish_reason": "stop"}) + "\n"
                     + json.dumps({"id": "b", "text": "no response key"}) + "\n")
-    with pytest.raises(DataError, match=rf"{path}:2: expected an eval sample row with 'id' and 'response'"):
-        read_greedy(path)
-    path.write_text(json.dumps({"id": "a", "response": "Hi.", "num_tokens": 2, "finish_reason": "stop"}) + "\n")
-    r = read_greedy(path)["a"]
+    with pytest.raises(DataError, match=rf"{path}:2: expected an object with a string 'response'"):
+        read_responses(path, items)
+    path.write_text(json.dumps({"id": items[0].id, "response": "Hi.", "num_tokens": 2, "finish_reason": "stop"}) + "\n")
+    r = read_responses(path, items)[0]
     assert (r.text, r.num_tokens, r.finish_reason) == ("Hi.", 2, "stop")

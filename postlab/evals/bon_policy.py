@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from postlab.data.jsonl import read_jsonl
-from postlab.errors import DataError
-from postlab.evals.generate import Response, generate_responses
+from postlab.evals.generate import generate_responses, read_responses
 from postlab.evals.harness import grade, load_engine, samples_path
 from postlab.rollout import SamplingParams
 from postlab.tasks.suite import load_suite
@@ -35,16 +33,6 @@ def pick(scores: list[float]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
-def read_greedy(path: str | Path) -> dict[str, Response]:
-    """id -> the greedy Response of an eval's samples file."""
-    out = {}
-    for lineno, row in read_jsonl(path):
-        if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("response"), str):
-            raise DataError(f"{path}:{lineno}: expected an eval sample row with 'id' and 'response'")
-        out[str(row["id"])] = Response(row["response"], row.get("num_tokens"), row.get("finish_reason"))
-    return out
-
-
 def evaluate_bon_policy(policy: str, rm_dir: str, greedy_samples: str, out: str | Path, *, suite: str, n: int,
                         temperature: float, max_new_tokens: int, batch_size: int, limit: int | None, dtype: str,
                         bf16_rm: bool, progress: bool, seed: int = 0) -> dict:
@@ -53,17 +41,14 @@ def evaluate_bon_policy(policy: str, rm_dir: str, greedy_samples: str, out: str 
     from postlab.raters.reward_model import RewardModelRater
 
     items = load_suite(suite, split="test", limit=limit)
-    greedy = read_greedy(greedy_samples)
-    missing = [it.id for it in items if it.id not in greedy]
-    if missing:
-        raise DataError(f"{greedy_samples}: no greedy answer for {len(missing)} test items (first: {missing[0]!r})")
+    greedy = read_responses(greedy_samples, items)  # in item order
     jobs = [it for it in items for _ in range(n - 1)]
     engine = load_engine(policy, dtype)
     sampled = generate_responses(engine, jobs, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens,
                                                               seed=seed), batch_size=batch_size, progress=progress,
                                  desc=f"best-of-{n}: {n - 1} samples per prompt")
     del engine
-    cands = [[greedy[it.id], *sampled[i * (n - 1):(i + 1) * (n - 1)]] for i, it in enumerate(items)]
+    cands = [[greedy[i], *sampled[i * (n - 1):(i + 1) * (n - 1)]] for i in range(len(items))]
     flat = RewardModelRater(rm_dir, bf16=bf16_rm).score_texts([it.messages for it in items for _ in range(n)],
                                                               [r.text for c in cands for r in c])
     scores = [flat[i * n:(i + 1) * n] for i in range(len(items))]

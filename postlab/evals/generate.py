@@ -45,7 +45,8 @@ def generate_responses(engine: TorchEngine, items: list[Item], sampling: Samplin
 
 def read_responses(path: str | Path, items: list[Item]) -> list[Response]:
     """Responses for `items` from a JSONL file in IFEval's response format (`{"prompt", "response"}`
-    per line, matched to items by prompt text) or with an `id` (postlab samples files), matched by id."""
+    per line, matched to items by prompt text) or with an `id` (postlab samples files), matched by id. A row's
+    ``num_tokens`` and ``finish_reason`` (a samples file's) are kept."""
     by_id, by_prompt = {}, {}
     first_line: dict[tuple[str, str], int] = {}  # (key kind, key) -> line that gave it
     for lineno, row in read_jsonl(path):
@@ -62,11 +63,11 @@ def read_responses(path: str | Path, items: list[Item]) -> list[Response]:
             raise DataError(f"{where}: a second response for {kind} {key[:80]!r} (the first is on line "
                             f"{first_line[kind, key]}); keep one response per {kind}")
         first_line[kind, key] = lineno
-        table[key] = row["response"]
+        table[key] = Response(row["response"], row.get("num_tokens"), row.get("finish_reason"))
     out = []
     for it in items:
-        text = by_id.get(it.id, by_prompt.get(it.prompt))
-        if text is None:
+        response = by_id.get(it.id, by_prompt.get(it.prompt))
+        if response is None:
             raise DataError(f"{path}: no response for item {it.id!r} (prompt: {it.prompt[:80]!r})")
-        out.append(Response(text))
+        out.append(response)
     return out
