@@ -34,7 +34,8 @@ calls = [0]
 
 def before(event, fn, path_at=None):
     def wrapped(*args, **kwargs):
-        if crash and stage[0] == crash["stage"] and event == crash["event"]:
+        events = crash.get("event", [])
+        if crash and stage[0] == crash["stage"] and event in (events if isinstance(events, list) else [events]):
             path = str(args[path_at]) if path_at is not None else ""
             if re.search(crash.get("match", ""), path):
                 calls[0] += 1
@@ -100,7 +101,9 @@ def kill_plan(rng: random.Random) -> list[dict]:
         in_eval_or_sampling,
         {"stage": "sft", "event": "rename", "match": r"sft/model$"},  # final checkpoint written, model not
         {"after": "stages/sft_eval.json", "delay": round(rng.uniform(0.0, 4.0), 2)},  # anywhere in sample/label/rm
-        {"stage": "rm", "event": "save", "match": r"optimizer\.pt$"},  # half a checkpoint
+        # half a checkpoint; or, when the outside kill landed in rm after its last checkpoint (the rerun resumes
+        # there and saves none), the reward model written and not yet in place
+        {"stage": "rm", "event": ["save", "rename"], "match": r"optimizer\.pt$|rm/model$"},
         {"stage": "rl", "event": "step", "n": rng.randint(1, 8)},  # mid-PPO
         {"stage": "leaderboard", "event": "rename", "match": r"summary\.json$"},  # the summary's write
         {"stage": "report", "event": "rename", "match": r"report\.html$"},  # the report's write
