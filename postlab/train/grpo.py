@@ -29,6 +29,7 @@ from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
+from postlab.rollout.ray_engine import per_row_params
 from postlab.rollout.types import Rollout, cat_rollouts
 from postlab.tasks.suite import Item, load_suite
 from postlab.train import distributed
@@ -39,6 +40,19 @@ from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_
                                      entropy_mean, make_optimizer, make_reward_fn, reward_watch, over_micro_batches, prompt_batches,
                                      reference_mode, response_logprobs, rollout_subset, run_rl_loop, split_batches)
 from postlab.utils.io import atomic_write_text, finite
+
+
+class RolloutConfig(Section):
+    """Where the responses are sampled: in this process, or on Ray workers (docs/scaling.md)."""
+
+    workers: int = Field(0, ge=0, description="Ray rollout workers, each with a copy of the policy (0 = sample in "
+                         "this process); needs `pip install 'postlab[ray]'`, full fine-tuning and a sampling seed")
+    address: str | None = Field(None, description="Ray cluster address (None = start a local Ray; 'auto' or "
+                                "'ray://host:10001' = an existing cluster)")
+    cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each worker (0 = none: workers share "
+                                   "the cores, e.g. beside other jobs on one machine)")
+    per_row_seeds: bool = Field(False, description="seed every row on its own (always on with workers): the rollouts "
+                                "then do not depend on how rows are batched or spread over workers")
 
 
 REFILL_SEED_STRIDE = 1_000_003  # sampling seed of refill round j at step s: seed + s + j · stride
@@ -73,6 +87,7 @@ class GRPOConfig(Section):
     reward: RewardConfig = Field(default_factory=RewardConfig, description="reward source")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=64, seed=0),
                                      description="rollout sampling (seed + step per step)")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="rollout workers (Ray) and per-row seeds")
     optim: RLOptimConfig = Field(default_factory=lambda: RLOptimConfig(lr=1e-5), description="optimiser")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters (reference = adapters off)")
     checkpoint: CheckpointConfig = Field(default_factory=lambda: CheckpointConfig(save_every=25),
@@ -88,6 +103,9 @@ class GRPOConfig(Section):
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
+        if self.rollout.workers and self.lora.enabled:
+            raise ConfigError("rollout.workers: Ray workers take full weights; LoRA policies sample in-process "
+                              "(rollout.workers=0)")
 
 
 @dataclass
@@ -134,6 +152,13 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
     engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
+    per_row = cfg.rollout.per_row_seeds or cfg.rollout.workers > 0
+    if cfg.rollout.workers:
+        from postlab.rollout.ray_engine import RayEngine
+
+        engine = RayEngine(cfg.model, workers=cfg.rollout.workers, tokenizer=tok, address=cfg.rollout.address,
+                           cpus_per_worker=cfg.rollout.cpus_per_worker,
+                           decode_dtype="bfloat16" if cfg.optim.bf16 else None)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
@@ -155,7 +180,11 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         prompts = batch_at(step) if round_ == 0 else refill_at(step * cfg.max_refill_rounds + round_ - 1)
         batch_items = [it for it in prompts for _ in range(cfg.k)]
         seed = cfg.sampling.seed + step + round_ * REFILL_SEED_STRIDE
-        r = engine.generate([it.messages for it in batch_items], cfg.sampling.model_copy(update={"seed": seed})).to(device)
+        sampling = cfg.sampling.model_copy(update={"seed": seed})
+        if cfg.rollout.workers:
+            engine.push_weights(policy)  # the workers sample with the weights of this step (a version each)
+        r = engine.generate([it.messages for it in batch_items],
+                            per_row_params(sampling, len(batch_items)) if per_row else sampling).to(device)
         raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
         return StepSamples(batch_items, r, raw, scores, rounds=1, rows=list(range(len(batch_items))))
@@ -254,6 +283,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         }
         if cfg.dynamic_sampling:
             metrics.update({"dynamic_sampling/rounds": sampled.rounds, "dynamic_sampling/groups": B // cfg.k})
+        if cfg.rollout.workers:
+            metrics.update({"rollout/weights_version": engine.version, "rollout/worker_restarts": engine.restarts})
         return {**metrics, **timer.metrics()}
 
     callbacks = [*reward_watch(reward_fn, out), *callbacks]
@@ -264,6 +295,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc=cfg.advantage)
     if gold_eval:
         gold_eval.evaluate_now(state.step)
+    if cfg.rollout.workers:
+        engine.close()
     save_final_model(policy, tok, out / "model")
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = [m for m in lines if "reward" in m][-5:]
