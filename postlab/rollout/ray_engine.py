@@ -98,6 +98,8 @@ class RayEngine:
         ray = _ray()
         if not ray.is_initialized():
             local = address is None
+            if local:  # a throwaway local instance: no usage report over the network
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                      num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker + 0.999)) if local else None)
         if tokenizer is None:
