@@ -69,6 +69,12 @@ class RewardHackingWatch:
     def observe(self, items: list[Item], texts: list[str], results: list[GoldResult]) -> None:
         self._pending += list(zip(items, texts, results))
 
+    def swap_pending(self, rows: list) -> list:
+        """Put ``rows`` in place of the samples observed since the last report and return those (to hand
+        them to another process's watch: postlab.train.rl_common.share_reward_watch)."""
+        old, self._pending = self._pending, list(rows)
+        return old
+
     def step_report(self) -> tuple[dict, list[dict]]:
         """(metrics, flagged rows) for the samples observed since the last report; clears them."""
         batch, self._pending = self._pending, []

@@ -117,11 +117,26 @@ def local_batch_size(global_batch_size: int, w: World) -> int:
     return global_batch_size // w.size
 
 
+def require_even_split(field: str, n: int, what: str, w: World) -> None:
+    """Refuse a config value ``n`` (of ``what``) that the W ranks cannot share evenly."""
+    if n % w.size:
+        raise ConfigError(f"{field}: {n} {what} split evenly over the {w.size} processes; choose a multiple of {w.size} "
+                          "(docs/scaling.md)")
+
+
 def shard(examples: Sequence[T], w: World) -> list[T]:
     """Rank ``w.rank``'s contiguous share of one global micro-batch: rank 0 the first len/size
     examples, rank 1 the next, ..., so the ranks together see the single-process batch in its order."""
     b = len(examples) // w.size
     return list(examples[w.rank * b : (w.rank + 1) * b])
+
+
+def share(items: Sequence[T], w: World) -> list[T]:
+    """Rank ``w.rank``'s contiguous share of ``items`` when their number need not divide evenly: the
+    first ``len % size`` ranks take one more. The ranks' shares, in rank order, are ``items``."""
+    q, extra = divmod(len(items), w.size)
+    start = w.rank * q + min(w.rank, extra)
+    return list(items[start : start + q + (w.rank < extra)])
 
 
 class _StepLoss(torch.nn.Module):
@@ -173,3 +188,70 @@ def from_main(obj: T, w: World) -> T:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather(obj: T, w: World) -> list[T]:
+    """Every rank's ``obj`` in rank order, on every rank (pickled: move tensors to the CPU first);
+    ``[obj]`` on one rank."""
+    if w.size == 1:
+        return [obj]
+    out: list = [None] * w.size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def sum_tensors_(tensors: Sequence[torch.Tensor], w: World) -> None:
+    """Sum each tensor over the ranks, in place (every rank passes the same shapes); no-op on one rank."""
+    if w.size == 1:
+        return
+    for t in tensors:
+        dist.all_reduce(t)
+
+
+def sum_gradients(params: Sequence[torch.nn.Parameter], w: World, bucket_numel: int = 1 << 24) -> None:
+    """Each parameter's ``.grad`` summed over the ranks, in place, in flattened buckets (few collectives).
+
+    For a step whose loss every rank computed as its share of the step's sum (normalised by the whole
+    step's totals), the result is the single-process gradient, whatever each rank's number of
+    micro-batches, including none (no DDP: its hooks need every rank to run the same backwards). A
+    parameter that got a gradient on no rank keeps ``None``, as in one process; one that got it on some
+    ranks only counts zeros for the others. No-op on one rank."""
+    if w.size == 1:
+        return
+    params = list(params)
+    device = params[0].device if params else torch.device("cpu")
+    has = torch.tensor([float(p.grad is not None) for p in params], device=device)
+    dist.all_reduce(has)
+    grads = []
+    for p, n in zip(params, has.tolist()):
+        if n > 0:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    bucket: list[torch.Tensor] = []
+
+    def flush() -> None:
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        dist.all_reduce(flat)
+        offset = 0
+        for g in bucket:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+        bucket.clear()
+
+    for g in grads:
+        if bucket and (g.dtype != bucket[0].dtype or g.device != bucket[0].device
+                       or sum(b.numel() for b in bucket) + g.numel() > bucket_numel):
+            flush()
+        bucket.append(g)
+    if bucket:
+        flush()
+
+
+def broadcast_parameters(module: torch.nn.Module, w: World) -> None:
+    """Rank 0's parameters on every rank (as DDP does when it wraps a model); no-op on one rank."""
+    if w.size == 1:
+        return
+    with torch.no_grad():
+        for p in module.parameters():
+            dist.broadcast(p.data, src=0)

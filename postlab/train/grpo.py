@@ -29,7 +29,6 @@ from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
-from postlab.rollout.ray_engine import per_row_params
 from postlab.rollout.types import Rollout, cat_rollouts
 from postlab.tasks.suite import Item, load_suite
 from postlab.train import distributed
@@ -37,8 +36,9 @@ from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConf
 from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed,
                                      RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
-                                     entropy_mean, make_optimizer, make_reward_fn, reward_watch, over_micro_batches, prompt_batches,
-                                     reference_mode, response_logprobs, rollout_subset, run_rl_loop, split_batches)
+                                     entropy_mean, gather_rows, make_optimizer, make_reward_fn, reward_watch,
+                                     over_micro_batches_on_ranks, prompt_batches, reference_mode, response_logprobs,
+                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch)
 from postlab.utils.io import atomic_write_text, finite
 
 
@@ -51,11 +51,14 @@ class RolloutConfig(Section):
                                 "'ray://host:10001' = an existing cluster)")
     cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each worker (0 = none: workers share "
                                    "the cores, e.g. beside other jobs on one machine)")
-    per_row_seeds: bool = Field(False, description="seed every row on its own (always on with workers): the rollouts "
-                                "then do not depend on how rows are batched or spread over workers")
+    per_row_seeds: bool = Field(True, description="seed every row on its own (required with workers and under "
+                                "torchrun): the rollouts then do not depend on how rows are batched or spread over "
+                                "workers or processes; false = one generator for the batch (the stream of versions "
+                                "before per-row seeds), in one process only")
 
 
-REFILL_SEED_STRIDE = 1_000_003  # sampling seed of refill round j at step s: seed + s + j · stride
+REFILL_SEED_STRIDE = 1_000_003  # sampling seed of refill round j at step s: seed + s + j · stride (then per row)
+LOSS_STATS = ("loss", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean")
 
 
 class GRPOConfig(Section):
@@ -117,6 +120,7 @@ class StepSamples:
     rollout: Rollout  # N rows, on the training device
     raw: torch.Tensor  # (N,) the reward source's scores
     scores: torch.Tensor  # (N,) after the missing-EOS penalty
+    gold: torch.Tensor  # (N,) the gold rater's scores (= raw when the reward is gold)
     rounds: int  # sampling rounds it took
     rows: list[int]  # the rows trained on, whole groups
 
@@ -134,8 +138,22 @@ def lengths_by_reward(lengths: torch.Tensor, scores: torch.Tensor, k: int) -> di
     return {"completions/mean_length_rewarded": mean_length(above), "completions/mean_length_unrewarded": mean_length(below)}
 
 
+@distributed.data_parallel
 def train(cfg: GRPOConfig, callbacks=()) -> dict:
-    distributed.require_single_process("grpo")
+    """Under torchrun each of the W ranks samples and scores its contiguous share of every sampling
+    round's prompts (rows seeded one by one, so what is sampled does not depend on W), the rounds are
+    gathered so every rank holds the whole step (advantages, dynamic sampling and metrics are then one
+    process's), each rank runs the forward/backward of its contiguous share of the rows trained on, and
+    the gradients are summed over ranks (the losses divide by the whole batch's totals): the update of
+    one process over the whole step. Rank 0 alone writes."""
+    world = distributed.world()
+    distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts per step are", world)
+    if world.size > 1 and cfg.rollout.workers:
+        raise ConfigError("rollout.workers: Ray rollout workers and torchrun do not combine (each process would start "
+                          "its own workers); use one or the other (docs/scaling.md)")
+    if world.size > 1 and not cfg.rollout.per_row_seeds:
+        raise ConfigError("rollout.per_row_seeds=false: under torchrun every row is seeded on its own, so that the "
+                          "rollouts do not depend on the number of processes; drop the setting")
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
@@ -160,14 +178,17 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                            cpus_per_worker=cfg.rollout.cpus_per_worker,
                            decode_dtype="bfloat16" if cfg.optim.bf16 else None)
     params = [p for p in policy.parameters() if p.requires_grad]
+    distributed.broadcast_parameters(policy, world)  # new weights (LoRA, heads) the same on every rank
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
     refill_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed + 1, 0)  # its own stream, for dynamic sampling
     advantage_fn, loss_fn = ADVANTAGES[cfg.advantage], LOSSES[cfg.loss]
     epsilon_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
     trainable, total = count_parameters(policy)
-    print(f"{cfg.advantage} ({cfg.loss} loss): {len(items)} prompts, {cfg.prompts_per_step}×{cfg.k} completions per step, "
-          f"reward {cfg.reward.source}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
+    if world.is_main:
+        ranks = f" over {world.size} processes" if world.size > 1 else ""
+        print(f"{cfg.advantage} ({cfg.loss} loss): {len(items)} prompts, {cfg.prompts_per_step}×{cfg.k} completions per "
+              f"step{ranks}, reward {cfg.reward.source}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
     bf16 = cfg.optim.bf16
     T = cfg.sampling.temperature
 
@@ -175,19 +196,28 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         return advantage_fn(scores, cfg.k, scale=cfg.scale_rewards) if cfg.advantage == "grpo" else advantage_fn(scores, cfg.k)
 
     def sample(step: int, round_: int) -> StepSamples:
-        """Sampling round `round_` of `step` (0, then refills): prompts_per_step prompts, k samples each.
-        A pure function of (step, round), so a resumed run samples what the uninterrupted one would."""
+        """Sampling round `round_` of `step` (0, then refills): prompts_per_step prompts, k samples each,
+        every row seeded by itself. A pure function of (step, round), so a resumed run samples what the
+        uninterrupted one would, and of nothing else: each rank samples and scores its contiguous share
+        of the prompts, and every rank gets the whole round."""
         prompts = batch_at(step) if round_ == 0 else refill_at(step * cfg.max_refill_rounds + round_ - 1)
-        batch_items = [it for it in prompts for _ in range(cfg.k)]
+        mine = distributed.shard(prompts, world)
+        mine_items = [it for it in mine for _ in range(cfg.k)]
+        first = world.rank * len(mine_items)  # this rank's first row in the round
         seed = cfg.sampling.seed + step + round_ * REFILL_SEED_STRIDE
-        sampling = cfg.sampling.model_copy(update={"seed": seed})
         if cfg.rollout.workers:
             engine.push_weights(policy)  # the workers sample with the weights of this step (a version each)
-        r = engine.generate([it.messages for it in batch_items],
-                            per_row_params(sampling, len(batch_items)) if per_row else sampling).to(device)
-        raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
+        rows = range(first, first + len(mine_items))
+        sampling = row_sampling(cfg.sampling, seed, rows) if per_row else cfg.sampling.model_copy(update={"seed": seed})
+        r = engine.generate([it.messages for it in mine_items], sampling).to(device)
+        raw = torch.tensor(reward_fn(mine_items, r.texts), dtype=torch.float32, device=device)
+        share_reward_watch(reward_fn, world)
+        gold_scores = raw if reward_name == "gold" else torch.tensor(
+            [gold.score(it, t) for it, t in zip(mine_items, r.texts)], dtype=torch.float32, device=device)
+        r, (raw, gold_scores) = gather_rows(r, [raw, gold_scores], device, world)
+        batch_items = [it for it in prompts for _ in range(cfg.k)]
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
-        return StepSamples(batch_items, r, raw, scores, rounds=1, rows=list(range(len(batch_items))))
+        return StepSamples(batch_items, r, raw, scores, gold_scores, rounds=1, rows=list(range(len(batch_items))))
 
     def sample_step(step: int) -> StepSamples:
         """The step's responses. With dynamic sampling (DAPO), the rows trained on are the first
@@ -203,7 +233,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         kept = (~zero_std_groups(scores, cfg.k)).nonzero().squeeze(1)[: cfg.prompts_per_step].tolist()
         groups = kept or range(cfg.prompts_per_step)
         return StepSamples([it for x in rounds for it in x.items], cat_rollouts([x.rollout for x in rounds]),
-                           torch.cat([x.raw for x in rounds]), scores, rounds=len(rounds),
+                           torch.cat([x.raw for x in rounds]), scores, torch.cat([x.gold for x in rounds]), rounds=len(rounds),
                            rows=[g * cfg.k + j for g in groups for j in range(cfg.k)])
 
     def step(state: TrainState) -> dict:
@@ -215,7 +245,9 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         B, mask = len(sampled.rows), r.response_mask
         loss_mask = mask * r.finished.unsqueeze(1) if cfg.mask_truncated_completions else mask  # (B, R)
         live = rows_with_signal(advantage_of(scores), cfg.kl_coef)
-        micro_batches = split_batches(live, len(live), cfg.optim.micro_batch_size)[0] if live else []
+        mine = distributed.share(live, world)  # the rows this rank forwards and backpropagates
+        mbs = cfg.optim.micro_batch_size
+        micro_batches = [mine[s : s + mbs] for s in range(0, len(mine), mbs)]
         # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and
         # entropy come from the training forward below, which saves a forward pass of the policy.
         need_old = cfg.num_iterations > 1 or (cfg.kl_in_reward and needs_ref)
@@ -223,16 +255,18 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
             ref_logp = old_logp = ent = None
             if needs_ref:
                 with reference_mode(policy, ref_model) as ref:
-                    [ref_logp] = over_micro_batches(r, micro_batches, lambda sub: response_logprobs(ref, sub, T)[:1])  # (B, R)
+                    [ref_logp] = over_micro_batches_on_ranks(r, micro_batches, 1, lambda sub: response_logprobs(ref, sub, T)[:1],
+                                                             device, world)  # (B, R)
             if need_old:
-                old_logp, ent = over_micro_batches(r, micro_batches, lambda sub: response_logprobs(policy, sub, T, entropy=True))
+                old_logp, ent = over_micro_batches_on_ranks(
+                    r, micro_batches, 2, lambda sub: response_logprobs(policy, sub, T, entropy=True), device, world)
         shaped = scores
         if cfg.kl_in_reward and ref_logp is not None:  # β = 0: nothing to subtract, and no reference was loaded
             shaped = scores - cfg.kl_coef * kl_k1(old_logp, ref_logp).mul(mask).sum(1)
         adv = advantage_of(shaped)
         totals = BatchTotals.of(loss_mask, cfg.sampling.max_new_tokens)
         policy.train()
-        stats_sum: dict[str, float] = {}
+        stats_sum = dict.fromkeys(LOSS_STATS, 0.0)  # every rank the same keys, to sum over ranks
         grad_norm = 0.0
         seen_logp = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
         seen_ent = torch.zeros(r.response_ids.shape, device=device)  # (B, R)
@@ -252,17 +286,19 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                     loss.backward()
                     for key, v in st.items():  # each micro-batch's share of the batch's value
                         stats_sum[key] = stats_sum.get(key, 0.0) + v / cfg.num_iterations
-                if not micro_batches:  # no row carries signal: a zero gradient, as the full batch would give
+                distributed.sum_gradients(params, world)  # each rank's loss is its share of the batch's
+                if not live:  # no row carries signal: a zero gradient, as the full batch would give
                     for p in params:
                         p.grad = torch.zeros_like(p)
                 grad_norm = clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
+        stats_sum = distributed.sum_over_ranks(stats_sum, world)
         if old_logp is None:
+            distributed.sum_tensors_([seen_logp, seen_ent], world)  # each row was seen by one rank
             old_logp, ent = seen_logp, seen_ent
         seq_kl = kl_k1(old_logp, ref_logp).mul(mask).sum(1) if ref_logp is not None else torch.zeros(B, device=device)
         grouped = sampled.scores.view(-1, cfg.k)  # every group sampled this step, trained on or not
         lengths = sampled.rollout.response_lengths
-        gold_scores = sampled.raw if reward_name == "gold" else torch.tensor(
-            [gold.score(it, t) for it, t in zip(sampled.items, sampled.rollout.texts)], device=device)
+        gold_scores = sampled.gold
         metrics = {
             "reward": float(sampled.scores.mean()), "reward_std": float(grouped.std(dim=1).mean()),
             f"rewards/{reward_name}/mean": float(sampled.raw.mean()),
@@ -288,11 +324,13 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         return {**metrics, **timer.metrics()}
 
     callbacks = [*reward_watch(reward_fn, out), *callbacks]
-    gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)
+    gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out) if world.is_main else None
     if gold_eval:
         callbacks = [gold_eval, *callbacks]
     state = run_rl_loop(modules=policy, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc=cfg.advantage)
+    if not world.is_main:  # rank 0 alone writes; every rank returns its summary
+        return distributed.from_main(None, world)
     if gold_eval:
         gold_eval.evaluate_now(state.step)
     if cfg.rollout.workers:
@@ -305,4 +343,4 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                                                                     "gold/train_score") if last and k in last[0]}}
     summary = finite(summary)
     atomic_write_text(out / "rl_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return summary
+    return distributed.from_main(summary, world)

@@ -23,8 +23,11 @@ from postlab.machine import AutoBF16
 from postlab.rollout.types import Rollout
 from postlab.tasks.suite import Item
 from postlab.train.common import CheckpointConfig
-from postlab.train.loop import (Checkpointer, MetricsLogger, TrainingInterrupted, TrainState, latest_checkpoint,
-                                say_where_training_starts)
+from postlab.rollout.sampling import SamplingParams
+from postlab.rollout.types import cat_rollouts
+from postlab.train import distributed
+from postlab.train.loop import (Checkpointer, MetricsLogger, TrainingInterrupted, TrainState, _NoMetrics,
+                                latest_checkpoint, say_where_training_starts)
 
 RewardFn = Callable[[list[Item], list[str]], list[float]]
 
@@ -205,16 +208,22 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
                 total_steps: int, run_dir: Path, ckpt: CheckpointConfig, callbacks: Sequence = (),
                 desc: str = "rl", init_extra: dict | None = None) -> TrainState:
     """Run step_fn until total_steps with atomic checkpoints, exact resume (weights, optimizer, RNG,
-    step, `state.extra`), Ctrl-C saving first, a progress bar and metrics.jsonl."""
+    step, `state.extra`), Ctrl-C saving first, a progress bar and metrics.jsonl.
+
+    Under torchrun every rank runs step_fn (which shares the step's work and returns the same metrics
+    on every rank); rank 0 alone runs `callbacks`, logs, checkpoints and shows progress, and every rank
+    resumes from the same checkpoint, whatever world size wrote it."""
+    main = distributed.is_main()
     checkpointer = Checkpointer(run_dir, ckpt.keep_last)
     state, latest = TrainState(extra=dict(init_extra or {})), latest_checkpoint(run_dir, ckpt)
     say_where_training_starts(run_dir, ckpt, latest, desc)
     if latest is not None:
         state = checkpointer.load(latest, modules, optimizer, scheduler)
-    logger = MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
+    logger = (MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
+              if main else _NoMetrics())
     saved_at = state.step if latest is not None else -1
-    bar = tqdm(total=total_steps, initial=state.step, desc=desc, disable=not ckpt.progress, dynamic_ncols=True,
-               unit="step")
+    bar = tqdm(total=total_steps, initial=state.step, desc=desc, disable=not (ckpt.progress and main),
+               dynamic_ncols=True, unit="step")
     try:
         while state.step < total_steps:
             t0 = time.perf_counter()
@@ -222,29 +231,72 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
             scheduler.step()
             state.step += 1
             metrics["time/step_s"] = time.perf_counter() - t0
-            for cb in callbacks:
+            for cb in callbacks if main else ():
                 cb(state, metrics)
             if state.step % ckpt.log_every == 0 or any(k.startswith(("gold/", "alarm/")) for k in metrics):
                 logger.log(state.step, metrics)
             bar.update(1)
             shown = {k: metrics[k] for k in ("objective/scores", "reward", "objective/kl", "kl", "gold/score") if k in metrics}
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in shown.items()})
-            if ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < total_steps:
+            if main and ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < total_steps:
                 checkpointer.save(state, modules, optimizer, scheduler)
                 saved_at = state.step
     except KeyboardInterrupt:
         bar.close()
         where = "no step completed yet; nothing saved"
-        if state.step > max(saved_at, 0):
+        if not main:
+            where = "rank 0 saves the checkpoint"
+        elif state.step > max(saved_at, 0):
             where = f"checkpoint saved at {checkpointer.save(state, modules, optimizer, scheduler)}"
         logger.close()
         raise TrainingInterrupted(f"interrupted at step {state.step}/{total_steps}; {where}. "
                                   "Rerun with checkpoint.resume=true to continue.") from None
     bar.close()
-    if saved_at != state.step:
+    if main and saved_at != state.step:
         checkpointer.save(state, modules, optimizer, scheduler)
     logger.close()
     return state
+
+
+ROW_SEED_STRIDE = 1_000_003  # row g of a sampling round seeded s draws from seed s · stride + g
+
+
+def row_sampling(params: SamplingParams, seed: int, rows: Sequence[int]) -> list[SamplingParams]:
+    """One SamplingParams per row, each with its own seed from the round's ``seed`` and the row's
+    index ``g`` in the whole step: a row samples the same tokens whichever rank, and batch, it is in
+    (``TorchEngine``'s per-row generators), so rollouts do not depend on the world size."""
+    return [params.model_copy(update={"seed": seed * ROW_SEED_STRIDE + g}) for g in rows]
+
+
+def gather_rows(rollout: Rollout, columns: Sequence[torch.Tensor], device, w: distributed.World
+                ) -> tuple[Rollout, list[torch.Tensor]]:
+    """Every rank's rows (its contiguous share of the step's prompts) as the whole step's rollout and
+    per-row columns (B,), rank 0's rows first, on every rank and on `device`; unchanged on one rank."""
+    if w.size == 1:
+        return rollout, list(columns)
+    parts = distributed.gather((rollout.to("cpu"), [c.cpu() for c in columns]), w)
+    whole = cat_rollouts([r for r, _ in parts]).to(device)
+    return whole, [torch.cat([cols[i] for _, cols in parts]).to(device) for i in range(len(columns))]
+
+
+def share_reward_watch(reward_fn: RewardFn, w: distributed.World) -> None:
+    """Under torchrun: rank 0's reward-hacking watch (rank 0 alone runs callbacks) takes the samples
+    every rank's watch observed, in rank order; the other ranks drop theirs."""
+    watch = getattr(reward_fn, "watch", None)
+    if watch is not None and w.size > 1:
+        parts = distributed.gather(watch.swap_pending([]), w)
+        watch.swap_pending([x for part in parts for x in part] if w.is_main else [])
+
+
+def over_micro_batches_on_ranks(r: Rollout, micro_batches: Sequence[list[int]], n: int,
+                                fn: Callable[[Rollout], Sequence[torch.Tensor]], device,
+                                w: distributed.World) -> list[torch.Tensor]:
+    """`over_micro_batches` over this rank's micro-batches (possibly none), then summed over the ranks:
+    each row is computed by one rank, so every rank holds the whole batch's n (B, R) fp32 tensors."""
+    outs = over_micro_batches(r, micro_batches, fn) or [
+        torch.zeros(r.response_ids.shape, dtype=torch.float32, device=device) for _ in range(n)]
+    distributed.sum_tensors_(outs, w)
+    return outs
 
 
 def entropy_mean(ent: torch.Tensor | None, mask: torch.Tensor) -> float:

@@ -1,0 +1,164 @@
+"""Data-parallel RL under torchrun (docs/scaling.md): two gloo ranks on the CPU, each sampling and scoring
+half of every step's prompts and training on half of its rows, take the steps of one process over the
+whole step (fp32: weights within 1e-5), log the same metrics (rewards exactly: the rows are seeded one by
+one, so they sample the same tokens on either rank), write once, and resume from one process."""
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from postlab.config import load_config
+from postlab.errors import ConfigError
+from postlab.tasks.suite import make_item, write_suite
+from postlab.train import distributed
+from postlab.train.distributed import World
+
+from test_distributed import assert_same_weights, torchrun
+
+STEPS = 3
+TESTS = Path(__file__).resolve().parent
+# Elements whose gradient nearly cancels make AdamW amplify summation-order noise (test_distributed.py): ε = 1e-4.
+COMMON = ["model=tiny", f"steps={STEPS}", "k=4", "prompts_per_step=4", "optim.bf16=false", "optim.lr=1e-2",
+          "optim.adam_eps=1e-4", "optim.micro_batch_size=3", "sampling.max_new_tokens=8", "sampling.temperature=1.0",
+          "checkpoint.progress=false", "checkpoint.save_every=0"]
+
+
+def lowercase_reward(item, response: str) -> float:
+    """The share of lowercase ASCII letters: a dense signal on the tiny random model."""
+    return sum("a" <= c <= "z" for c in response) / max(len(response), 1)
+
+
+def half_constant_reward(item, response: str) -> float:
+    """0 for half the prompts whatever the response (groups without signal: their rows are skipped, so
+    the ranks train on unequal numbers of rows), lowercase_reward for the others."""
+    return 0.0 if item.id in ("p0", "p2", "p4") else lowercase_reward(item, response)
+
+
+@pytest.fixture(autouse=True)
+def fp32_for_auto(monkeypatch):
+    monkeypatch.setenv("POSTLAB_DTYPE", "fp32")
+
+
+def suite(tmp: Path) -> Path:
+    items = [make_item(f"p{i}", [{"role": "user", "content": f"Write something, number {i}." + " More." * (i % 3)}],
+                       "synthetic", "train", [("keywords:existence", {"keywords": ["a"]})]) for i in range(8)]
+    write_suite(items, tmp / "suite.jsonl")
+    return tmp / "suite.jsonl"
+
+
+def metrics(run: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in rows]
+
+
+# Four recipes, each rank sampling 2 prompts x 4 samples: GRPO with a KL term (a reference model, every
+# row trained); GRPO without one, so the rows of groups without signal are skipped (the ranks share
+# what is left); RLOO-style DAPO with two updates per batch and dynamic sampling (refill rounds sampled
+# in shares too); GRPO on LoRA adapters with the KL in the reward.
+RUNS = {
+    "grpo": ["kl_coef=0.05", "reward.source=python:test_distributed_rl:lowercase_reward"],
+    "skip": ["kl_coef=0", "reward.source=python:test_distributed_rl:half_constant_reward"],
+    "dapo": ["kl_coef=0", "advantage=rloo", "loss_type=dapo", "num_iterations=2", "epsilon_high=0.28",
+             "dynamic_sampling=true", "reward.source=python:test_distributed_rl:half_constant_reward"],
+    "lora": ["kl_coef=0.05", "kl_in_reward=true", "lora.enabled=true", "lora.r=4",
+             "reward.source=python:test_distributed_rl:lowercase_reward"],
+}
+
+RUN_COMMANDS = textwrap.dedent("""
+    import json, sys
+    from postlab.cli import main
+    for argv in json.loads(sys.argv[1]):  # one torchrun launch, several commands (sharing one process group)
+        sys.argv = ["postlab", *argv]
+        main()
+    # A rank that ran no backward (no rows to train on) adds zeros; a parameter no rank has a gradient
+    # for keeps none, as in one process (AdamW then leaves it alone).
+    import torch
+    from postlab.train import distributed
+    w = distributed.world()
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    if w.rank == 0:
+        a.grad = torch.tensor([1.0, 2.0, 3.0])
+    distributed.sum_gradients([a, b], w)
+    assert w.size == 2 and a.grad.tolist() == [1.0, 2.0, 3.0] and b.grad is None, (a.grad, b.grad)
+""")
+
+
+def test_grpo_under_torchrun_takes_the_single_process_steps(tmp_path, monkeypatch):
+    from postlab.train import grpo
+
+    monkeypatch.syspath_prepend(str(TESTS))  # the reward functions, for the in-process runs
+    data = [*COMMON, f"suite={suite(tmp_path)}"]
+    for name, args in RUNS.items():
+        grpo.train(load_config(grpo.GRPOConfig, None, [*data, *args, f"out_dir={tmp_path / name}1"]))
+    # The first run again on two ranks, stopped after one step, is resumed below by one process.
+    commands = [["grpo", *data, *args, f"out_dir={tmp_path / name}2"] for name, args in RUNS.items()]
+    commands.append(["grpo", *data, *RUNS["grpo"], "steps=1", f"out_dir={tmp_path / 'resumed'}"])
+    script = tmp_path / "run_commands.py"
+    script.write_text(RUN_COMMANDS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    p = torchrun([str(script), json.dumps(commands)], timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    worst = {}
+    for name in RUNS:
+        one, two = tmp_path / f"{name}1", tmp_path / f"{name}2"
+        m1, m2 = metrics(one), metrics(two)
+        assert len(m2) == STEPS and [m["step"] for m in m2] == list(range(1, STEPS + 1)), name  # rank 0 alone logged
+        assert m2[0].keys() == m1[0].keys(), name
+        for a, b in zip(m1, m2):
+            for k in ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "proxy/score",
+                      "gold/train_score", "episode", "frac_rows_skipped"):
+                assert b[k] == a[k], (name, k)  # the same rollouts, scored the same
+            assert b == pytest.approx(a, abs=1e-5, rel=0, nan_ok=True), name
+        worst[name] = max(abs(b[k] - a[k]) for a, b in zip(m1, m2) for k in ("loss", "kl", "grad_norm"))
+        assert_same_weights(one, two)
+        assert [c.name for c in (two / "checkpoints").iterdir()] == [f"step-{STEPS:07d}"]
+        r1, r2 = json.loads((one / "rl_results.json").read_text()), json.loads((two / "rl_results.json").read_text())
+        assert r2.pop("model") != r1.pop("model") and r2 == pytest.approx(r1, abs=1e-5, rel=0)
+    assert any(m["frac_rows_skipped"] > 0 for m in metrics(tmp_path / "skip2"))
+    assert any(m["dynamic_sampling/rounds"] > 1 for m in metrics(tmp_path / "dapo2"))
+    print("largest |loss, kl, grad_norm| difference, 2 ranks vs 1:", worst)
+    # Checkpointed by two ranks, resumed by one: the steps of the uninterrupted single process.
+    resumed = tmp_path / "resumed"
+    grpo.train(load_config(grpo.GRPOConfig, None, [*data, *RUNS["grpo"], f"out_dir={resumed}", "checkpoint.resume=true"]))
+    m1, m2 = metrics(tmp_path / "grpo1"), metrics(resumed)
+    assert len(m2) == STEPS and all(b == pytest.approx(a, abs=1e-5, rel=0, nan_ok=True) for a, b in zip(m1, m2))
+    assert_same_weights(tmp_path / "grpo1", resumed)
+
+
+def test_prompts_per_step_must_split_evenly_over_the_ranks(tmp_path, monkeypatch):
+    from postlab.train import grpo
+
+    monkeypatch.setattr(distributed, "world", lambda: World(0, 2))  # one rank of two, without the collectives
+    cfg = load_config(grpo.GRPOConfig, None, ["model=tiny", "prompts_per_step=3", f"out_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match="prompts_per_step: 3 prompts per step are split evenly over the 2 "
+                                          "processes; choose a multiple of 2"):
+        grpo.train(cfg)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_each_rank_shares_the_rows_contiguously_even_when_they_do_not_divide():
+    rows = list(range(7))
+    shares = [distributed.share(rows, World(r, 3)) for r in range(3)]
+    assert shares == [[0, 1, 2], [3, 4], [5, 6]]
+    assert distributed.share([1], World(1, 2)) == [] and distributed.share(rows, World()) == rows
+
+
+def test_sampling_is_seeded_per_row_so_the_batch_does_not_change_it():
+    """What a row samples depends on its seed, not on which rows share its batch (or rank)."""
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.rollout import SamplingParams, TorchEngine
+    from postlab.train.rl_common import row_sampling
+
+    model, tok = load_model_and_tokenizer("tiny")
+    engine = TorchEngine(model=model, tokenizer=tok)
+    prompts = [[{"role": "user", "content": f"Say {i}." + " Yes." * i}] for i in range(4)]
+    params = row_sampling(SamplingParams(temperature=1.0, max_new_tokens=10, seed=5), 7, range(4))
+    whole = engine.generate(prompts, params)
+    halves = [engine.generate(prompts[:2], params[:2]), engine.generate(prompts[2:], params[2:])]
+    assert whole.texts == halves[0].texts + halves[1].texts
+    assert len(set(whole.texts)) > 1
+    torch.testing.assert_close(whole.response_ids[2:], halves[1].response_ids)
