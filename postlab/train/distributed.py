@@ -1,12 +1,16 @@
-"""Data parallelism with ``torch.distributed``, for the shared training loop (docs/scaling.md).
+"""Data parallelism with ``torch.distributed``, for the shared training loop and the RL recipes
+(docs/scaling.md).
 
 Launched by ``torchrun --nproc_per_node N -m postlab <command> ...``, every process runs the same
 command; torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``. A recipe's ``train`` joins the
 process group (``data_parallel``: NCCL when the model is on CUDA, gloo otherwise; left when the
 process exits), the loop runs each micro-batch's loss in ``DistributedDataParallel`` and gives each
 rank an equal, contiguous share of every global micro-batch (``shard``), and only rank 0 writes
-(checkpoints, metrics, the final model) and shows progress. Without torchrun (``WORLD_SIZE`` unset
-or 1) every function here is a no-op: the single process runs exactly as before.
+(checkpoints, metrics, the final model) and shows progress. The RL recipes (``ppo``, ``grpo``) share
+out sampling and the rows trained on (``shard``, ``share``, ``gather``) and sum gradients themselves
+(``sum_gradients``: the ranks may run different numbers of backwards, which DDP does not allow).
+Without torchrun (``WORLD_SIZE`` unset or 1) every function here is a no-op: the single process runs
+exactly as before.
 """
 
 from __future__ import annotations
@@ -101,14 +105,6 @@ def _leave() -> None:
         dist.destroy_process_group()
 
 
-def require_single_process(command: str) -> None:
-    """Refuse to run ``command`` under torchrun: it has no data-parallel path yet, and N copies of it
-    would each write the same run directory."""
-    if launched():
-        raise ConfigError(f"{command}: does not run data-parallel (yet); launch it as one process, without torchrun "
-                          "(docs/scaling.md)")
-
-
 def local_batch_size(global_batch_size: int, w: World) -> int:
     """Each rank's share of a global micro-batch of ``global_batch_size`` examples."""
     if global_batch_size % w.size:
@@ -120,8 +116,8 @@ def local_batch_size(global_batch_size: int, w: World) -> int:
 def require_even_split(field: str, n: int, what: str, w: World) -> None:
     """Refuse a config value ``n`` (of ``what``) that the W ranks cannot share evenly."""
     if n % w.size:
-        raise ConfigError(f"{field}: {n} {what} split evenly over the {w.size} processes; choose a multiple of {w.size} "
-                          "(docs/scaling.md)")
+        raise ConfigError(f"{field}: the {n} {what} are shared evenly by the {w.size} processes; choose a multiple of "
+                          f"{w.size} (docs/scaling.md)")
 
 
 def shard(examples: Sequence[T], w: World) -> list[T]:

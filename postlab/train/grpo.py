@@ -147,7 +147,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     the gradients are summed over ranks (the losses divide by the whole batch's totals): the update of
     one process over the whole step. Rank 0 alone writes."""
     world = distributed.world()
-    distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts per step are", world)
+    distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
     if world.size > 1 and cfg.rollout.workers:
         raise ConfigError("rollout.workers: Ray rollout workers and torchrun do not combine (each process would start "
                           "its own workers); use one or the other (docs/scaling.md)")

@@ -34,9 +34,9 @@ from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
-                                     make_optimizer, make_reward_fn, reward_watch, prompt_batches, reference_mode,
-                                     over_micro_batches, response_logprobs, response_values, rollout_subset,
-                                     run_rl_loop, split_batches)
+                                     gather_rows, make_optimizer, make_reward_fn, reward_watch, prompt_batches,
+                                     reference_mode, over_micro_batches_on_ranks, response_logprobs, response_values,
+                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch)
 from postlab.utils.io import atomic_write_text, finite
 
 
@@ -93,6 +93,9 @@ class PPOConfig(Section):
             raise ConfigError(f"minibatch_size ({self.minibatch_size}) > prompts_per_step ({self.prompts_per_step})")
 
 
+LOSS_STATS = ("loss/policy", "policy/clipfrac", "policy/approxkl", "val/ratio", "loss/value", "val/clipfrac")
+
+
 class PolicyAndValue(torch.nn.Module):
     """One module holding both trained models, so a checkpoint covers them together."""
 
@@ -101,8 +104,16 @@ class PolicyAndValue(torch.nn.Module):
         self.policy, self.value = policy, value
 
 
+@distributed.data_parallel
 def train(cfg: PPOConfig, callbacks=()) -> dict:
-    distributed.require_single_process("ppo")
+    """Under torchrun each of the W ranks samples and scores its contiguous share of the step's prompts
+    (rows seeded one by one, so what is sampled does not depend on W) and the shares are gathered, so
+    every rank holds the whole step (rewards, GAE, whitening and metrics are one process's); each
+    minibatch's rows are shared out contiguously for the forward/backward passes, and the gradients are
+    summed over ranks (the losses divide by the whole minibatch's tokens): the updates of one process.
+    Rank 0 alone writes."""
+    world = distributed.world()
+    distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     device = pick_device(cfg.device)
@@ -124,11 +135,14 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
     engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
     params = [p for p in modules.parameters() if p.requires_grad]
+    distributed.broadcast_parameters(modules, world)  # new weights (value head, LoRA) the same on every rank
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)  # the schedule advances once per PPO step
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
     trainable, total = count_parameters(modules)
-    print(f"ppo: {len(items)} prompts, {cfg.prompts_per_step} per step, reward {cfg.reward.source}, value from "
-          f"{value_init}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
+    if world.is_main:
+        ranks = f" over {world.size} processes" if world.size > 1 else ""
+        print(f"ppo: {len(items)} prompts, {cfg.prompts_per_step} per step{ranks}, reward {cfg.reward.source}, value "
+              f"from {value_init}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
     bf16, T = cfg.optim.bf16, cfg.sampling.temperature
 
     def step(state: TrainState) -> dict:
@@ -137,33 +151,52 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         batch_items = batch_at(state.step)
         modules.eval()
         timer = PhaseTimes()
-        with timer("sample"):  # generation and the reward
-            r = engine.generate([it.messages for it in batch_items],
-                                cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + state.step})).to(device)
-            raw = torch.tensor(reward_fn(batch_items, r.texts), dtype=torch.float32, device=device)
+        with timer("sample"):  # generation and the reward: each rank its share of the prompts, then all of them
+            mine = distributed.shard(batch_items, world)
+            first_row = world.rank * len(mine)
+            r = engine.generate([it.messages for it in mine], row_sampling(
+                cfg.sampling, cfg.sampling.seed + state.step, range(first_row, first_row + len(mine)))).to(device)
+            raw = torch.tensor(reward_fn(mine, r.texts), dtype=torch.float32, device=device)
+            share_reward_watch(reward_fn, world)
+            gold_scores = raw if reward_name == "gold" else torch.tensor(
+                [gold.score(it, t) for it, t in zip(mine, r.texts)], dtype=torch.float32, device=device)
+            r, (raw, gold_scores) = gather_rows(r, [raw, gold_scores], device, world)
         B, mask = len(batch_items), r.response_mask.float()
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
-        gold_scores = raw if reward_name == "gold" else torch.tensor(
-            [gold.score(it, t) for it, t in zip(batch_items, r.texts)], device=device)
         g = torch.Generator().manual_seed(cfg.optim.seed * 1_000_003 + state.step)  # CPU: only an order of rows
-        epochs = [split_batches(torch.randperm(B, generator=g).tolist(), cfg.minibatch_size, cfg.optim.micro_batch_size)
-                  for _ in range(cfg.ppo_epochs)]
-        first = [idx for mb in epochs[0] for idx in mb]  # old/ref/value passes see the rows as epoch 1 will
+        mbs = cfg.optim.micro_batch_size
+
+        def minibatches(order: list[int]) -> list[tuple[list[int], list[list[int]]]]:
+            """One epoch: per minibatch, its rows and this rank's micro-batches (its contiguous share of
+            them, cut by micro_batch_size; one process: all of them)."""
+            out = []
+            for m in range(0, B, cfg.minibatch_size):
+                rows = order[m : m + cfg.minibatch_size]
+                mine = distributed.share(rows, world)
+                out.append((rows, [mine[s : s + mbs] for s in range(0, len(mine), mbs)]))
+            return out
+
+        epochs = [minibatches(torch.randperm(B, generator=g).tolist()) for _ in range(cfg.ppo_epochs)]
+        first = [idx for _, micro in epochs[0] for idx in micro]  # old/ref/value passes see the rows as epoch 1 will
         with timer("logprob"), torch.no_grad(), autocast(policy, bf16):
-            old_logp, ent = over_micro_batches(r, first, lambda sub: response_logprobs(policy, sub, T, entropy=True))
+            old_logp, ent = over_micro_batches_on_ranks(
+                r, first, 2, lambda sub: response_logprobs(policy, sub, T, entropy=True), device, world)
             with reference_mode(policy, ref_model) as ref:
-                [ref_logp] = over_micro_batches(r, first, lambda sub: response_logprobs(ref, sub, T)[:1])
-            [old_values] = over_micro_batches(r, first, lambda sub: (response_values(value, sub),))
+                [ref_logp] = over_micro_batches_on_ranks(r, first, 1, lambda sub: response_logprobs(ref, sub, T)[:1],
+                                                         device, world)
+            [old_values] = over_micro_batches_on_ranks(r, first, 1, lambda sub: (response_values(value, sub),),
+                                                       device, world)
         rewards, kl = kl_shaped_rewards(scores, old_logp, ref_logp, mask, beta)
         adv, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         adv = whiten(adv, mask)
         modules.train()
-        sums: dict[str, float] = {}
+        sums = dict.fromkeys(LOSS_STATS, 0.0)  # every rank the same keys, to sum over ranks
+        grad_norms = 0.0
         n_updates = 0
         with timer("update"):  # forward, backward and optimizer steps
             for minibatches in epochs:
-                for micro_batches in minibatches:
-                    n_tokens = float(sum(mask[idx].sum() for idx in micro_batches))  # losses: means over the minibatch's tokens
+                for rows, micro_batches in minibatches:
+                    n_tokens = float(mask[rows].sum())  # losses: means over the whole minibatch's tokens
                     for idx in micro_batches:
                         sub = rollout_subset(r, idx)
                         Rs, sub_mask = sub.response_ids.size(1), sub.response_mask.float()
@@ -175,8 +208,10 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                         (pg + cfg.vf_coef * vf).backward()
                         for k, val in {**pst, **vst}.items():
                             sums[k] = sums.get(k, 0.0) + val
-                    sums["grad_norm"] = sums.get("grad_norm", 0.0) + clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
+                    distributed.sum_gradients(params, world)  # each rank's loss is its share of the minibatch's
+                    grad_norms += clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
                     n_updates += 1
+        sums = {**distributed.sum_over_ranks(sums, world), "grad_norm": grad_norms}
         seq_kl = kl.sum(1)  # (B,) Σ_t k1 per response
         non_score = -beta * seq_kl
         state.extra["kl_coef"] = ctl.update(float(seq_kl.mean()), B)
@@ -197,12 +232,14 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         }
 
     callbacks = [*reward_watch(reward_fn, out), *callbacks]
-    gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out)
+    gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out) if world.is_main else None
     if gold_eval:
         callbacks = [gold_eval, *callbacks]
     state = run_rl_loop(modules=modules, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc="ppo",
                         init_extra={"kl_coef": cfg.kl_coef})
+    if not world.is_main:  # rank 0 alone writes; every rank returns its summary
+        return distributed.from_main(None, world)
     if gold_eval:
         gold_eval.evaluate_now(state.step)
     save_final_model(policy, tok, out / "model")
@@ -213,4 +250,4 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                **{k: sum(m[k] for m in last) / len(last) for k in keys if last and k in last[0]}}
     summary = finite(summary)
     atomic_write_text(out / "rl_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return summary
+    return distributed.from_main(summary, world)
