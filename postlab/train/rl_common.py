@@ -265,7 +265,7 @@ def row_sampling(params: SamplingParams, seed: int, rows: Sequence[int]) -> list
     """One SamplingParams per row, each with its own seed from the round's ``seed`` and the row's
     index ``g`` in the whole step: a row samples the same tokens whichever rank, and batch, it is in
     (``TorchEngine``'s per-row generators), so rollouts do not depend on the world size."""
-    return [params.model_copy(update={"seed": seed * ROW_SEED_STRIDE + g}) for g in rows]
+    return [params.model_copy(update={"seed": (seed * ROW_SEED_STRIDE + g) % 2**63}) for g in rows]  # torch's range
 
 
 def gather_rows(rollout: Rollout, columns: Sequence[torch.Tensor], device, w: distributed.World
