@@ -157,6 +157,15 @@ def test_prompts_per_step_must_split_evenly_over_the_ranks(tmp_path, monkeypatch
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("setting, error", [("rollout.per_row_seeds=false", "rollout.per_row_seeds=false: under torchrun"),
+                                            ("rollout.workers=2", "rollout.workers: Ray rollout workers and torchrun")])
+def test_grpo_settings_that_torchrun_refuses(tmp_path, monkeypatch, setting, error):
+    monkeypatch.setattr(distributed, "world", lambda: World(1, 2))
+    with pytest.raises(ConfigError, match=error):
+        run_one("grpo", ["model=tiny", "prompts_per_step=2", "k=2", setting, f"out_dir={tmp_path / 'run'}"])
+    assert not (tmp_path / "run").exists()
+
+
 def test_each_rank_shares_the_rows_contiguously_even_when_they_do_not_divide():
     rows = list(range(7))
     shares = [distributed.share(rows, World(r, 3)) for r in range(3)]
@@ -168,12 +177,14 @@ def test_sampling_is_seeded_per_row_so_the_batch_does_not_change_it():
     """What a row samples depends on its seed, not on which rows share its batch (or rank)."""
     from postlab.models.load import load_model_and_tokenizer
     from postlab.rollout import SamplingParams, TorchEngine
+    from postlab.rollout.ray_engine import per_row_params
     from postlab.train.rl_common import row_sampling
 
     model, tok = load_model_and_tokenizer("tiny")
     engine = TorchEngine(model=model, tokenizer=tok)
     prompts = [[{"role": "user", "content": f"Say {i}." + " Yes." * i}] for i in range(4)]
     params = row_sampling(SamplingParams(temperature=1.0, max_new_tokens=10, seed=5), 7, range(4))
+    assert params == per_row_params(SamplingParams(temperature=1.0, max_new_tokens=10, seed=7), 4)  # Ray workers' seeds
     whole = engine.generate(prompts, params)
     halves = [engine.generate(prompts[:2], params[:2]), engine.generate(prompts[2:], params[2:])]
     assert whole.texts == halves[0].texts + halves[1].texts

@@ -51,7 +51,7 @@ class RolloutConfig(Section):
                                 "'ray://host:10001' = an existing cluster)")
     cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each worker (0 = none: workers share "
                                    "the cores, e.g. beside other jobs on one machine)")
-    per_row_seeds: bool = Field(True, description="seed every row on its own (required with workers and under "
+    per_row_seeds: bool = Field(True, description="seed every row on its own (always on with workers; required under "
                                 "torchrun): the rollouts then do not depend on how rows are batched or spread over "
                                 "workers or processes; false = one generator for the batch (the stream of versions "
                                 "before per-row seeds), in one process only")
