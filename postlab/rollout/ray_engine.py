@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from postlab.errors import PostlabError
-from postlab.rollout.sampling import SamplingParams
+from postlab.rollout.sampling import SamplingParams, row_params
 from postlab.rollout.types import Rollout, cat_rollouts
 
 
@@ -39,11 +39,10 @@ def _ray():
 
 
 def per_row_params(params: SamplingParams, n: int) -> list[SamplingParams]:
-    """One ``SamplingParams`` per row, row i seeded ``seed · 1_000_003 + i``: each row draws from its own
-    generator, so its tokens do not depend on which rows share its batch or worker."""
+    """Rows 0..n-1 seeded one by one from ``params.seed`` (``sampling.row_params``, as the RL recipes seed them)."""
     if params.seed is None:
         raise PostlabError("rollout workers need a sampling seed (sampling.seed): rows are seeded one by one")
-    return [params.model_copy(update={"seed": params.seed * 1_000_003 + i}) for i in range(n)]
+    return row_params(params, params.seed, range(n))
 
 
 def shards(n: int, k: int) -> list[range]:

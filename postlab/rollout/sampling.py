@@ -96,3 +96,13 @@ def choose_tokens_per_row(logits: torch.Tensor, params: list[SamplingParams],
         u = torch.cat([torch.rand((1, 1), generator=generators[b], device=logits.device) for b in rows])  # (b, 1)
         tokens[index] = inverse_cdf_pick(allowed.exp(), u)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+ROW_SEED_STRIDE = 1_000_003  # row g of a sampling round seeded s draws from seed s · stride + g
+
+
+def row_params(params: SamplingParams, seed: int, rows) -> list[SamplingParams]:
+    """One ``SamplingParams`` per row g of ``rows``, seeded ``(seed · ROW_SEED_STRIDE + g) mod 2**63`` (torch's
+    seed range): each row draws from its own generator, so its tokens do not depend on which rows share its
+    batch, rank or rollout worker."""
+    return [params.model_copy(update={"seed": (seed * ROW_SEED_STRIDE + g) % 2**63}) for g in rows]

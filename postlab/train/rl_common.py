@@ -23,7 +23,7 @@ from postlab.machine import AutoBF16
 from postlab.rollout.types import Rollout
 from postlab.tasks.suite import Item
 from postlab.train.common import CheckpointConfig
-from postlab.rollout.sampling import SamplingParams
+from postlab.rollout.sampling import SamplingParams, row_params
 from postlab.rollout.types import cat_rollouts
 from postlab.train import distributed
 from postlab.train.loop import (Checkpointer, MetricsLogger, TrainingInterrupted, TrainState, _NoMetrics,
@@ -258,14 +258,11 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
     return state
 
 
-ROW_SEED_STRIDE = 1_000_003  # row g of a sampling round seeded s draws from seed s · stride + g
-
-
 def row_sampling(params: SamplingParams, seed: int, rows: Sequence[int]) -> list[SamplingParams]:
     """One SamplingParams per row, each with its own seed from the round's ``seed`` and the row's
     index ``g`` in the whole step: a row samples the same tokens whichever rank, and batch, it is in
     (``TorchEngine``'s per-row generators), so rollouts do not depend on the world size."""
-    return [params.model_copy(update={"seed": (seed * ROW_SEED_STRIDE + g) % 2**63}) for g in rows]  # torch's range
+    return row_params(params, seed, rows)
 
 
 def gather_rows(rollout: Rollout, columns: Sequence[torch.Tensor], device, w: distributed.World
