@@ -154,3 +154,27 @@ def test_lora_policies_are_refused_with_workers(tmp_path):
 
     with pytest.raises(ConfigError, match="rollout.workers"):
         grpo.GRPOConfig(model="tiny", out_dir=str(tmp_path), rollout={"workers": 2}, lora={"enabled": True}).check()
+
+
+def test_ppo_with_two_rollout_workers_takes_the_in_process_steps(tmp_path, pool):
+    """PPO seeds every row on its own: `rollout.workers=2` samples its rows, so its steps are the in-process ones."""
+    import json
+
+    from postlab.train import ppo
+    from test_rl_smoke import _suite
+
+    suite = _suite(tmp_path)
+
+    def run(name, **rollout):
+        cfg = ppo.PPOConfig(model="tiny", out_dir=str(tmp_path / name), device="cpu", suite=suite, prompts_per_step=4,
+                            minibatch_size=2, ppo_epochs=1, steps=2, reward={"source": "python:test_rl_smoke:lowercase_reward"},
+                            sampling={"max_new_tokens": 6, "temperature": 1.0, "seed": 0}, optim={"lr": 1e-3, "bf16": False},
+                            rollout=rollout, checkpoint={"progress": False, "save_every": 0})
+        ppo.train(cfg)
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        return [r for r in rows if "loss/policy_avg" in r]
+
+    local, remote = run("local"), run("ray", workers=2, cpus_per_worker=0)
+    for key in ("proxy/score", "loss/policy_avg", "objective/kl"):
+        assert [r[key] for r in remote] == pytest.approx([r[key] for r in local], abs=1e-5), key
+    assert [r["rollout/weights_version"] for r in remote] == [1, 2] and "rollout/weights_version" not in local[0]

@@ -38,19 +38,15 @@ from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_
                                      RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      entropy_mean, gather_rows, make_optimizer, make_reward_fn, reward_watch,
                                      over_micro_batches_on_ranks, prompt_batches, reference_mode, response_logprobs,
-                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch)
+                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch,
+                                     RolloutWorkersConfig, close_rollout_engine, push_rollout_weights,
+                                     ray_rollout_engine, rollout_metrics)
 from postlab.utils.io import atomic_write_text, finite
 
 
-class RolloutConfig(Section):
-    """Where the responses are sampled: in this process, or on Ray workers (docs/scaling.md)."""
+class RolloutConfig(RolloutWorkersConfig):
+    """Where the responses are sampled (in this process or on Ray workers), and how rows are seeded."""
 
-    workers: int = Field(0, ge=0, description="Ray rollout workers, each with a copy of the policy (0 = sample in "
-                         "this process); needs `pip install 'postlab[ray]'`, full fine-tuning and a sampling seed")
-    address: str | None = Field(None, description="Ray cluster address (None = start a local Ray; 'auto' or "
-                                "'ray://host:10001' = an existing cluster)")
-    cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each worker (0 = none: workers share "
-                                   "the cores, e.g. beside other jobs on one machine)")
     per_row_seeds: bool = Field(True, description="seed every row on its own (always on with workers; required under "
                                 "torchrun): the rollouts then do not depend on how rows are batched or spread over "
                                 "workers or processes; false = one generator for the batch (the stream of versions "
@@ -106,9 +102,7 @@ class GRPOConfig(Section):
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
-        if self.rollout.workers and self.lora.enabled:
-            raise ConfigError("rollout.workers: Ray workers take full weights; LoRA policies sample in-process "
-                              "(rollout.workers=0)")
+        self.rollout.refuse_with_lora(self.lora.enabled)
 
 
 @dataclass
@@ -148,9 +142,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     one process over the whole step. Rank 0 alone writes."""
     world = distributed.world()
     distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
-    if world.size > 1 and cfg.rollout.workers:
-        raise ConfigError("rollout.workers: Ray rollout workers and torchrun do not combine (each process would start "
-                          "its own workers); use one or the other (docs/scaling.md)")
+    cfg.rollout.refuse_under_torchrun(world)
     if world.size > 1 and not cfg.rollout.per_row_seeds:
         raise ConfigError("rollout.per_row_seeds=false: under torchrun every row is seeded on its own, so that the "
                           "rollouts do not depend on the number of processes; drop the setting")
@@ -169,14 +161,9 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
-    engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
+    engine = (ray_rollout_engine(cfg.rollout, cfg.model, tok, cfg.optim.bf16, world) if cfg.rollout.workers else
+              TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None))
     per_row = cfg.rollout.per_row_seeds or cfg.rollout.workers > 0
-    if cfg.rollout.workers:
-        from postlab.rollout.ray_engine import RayEngine
-
-        engine = RayEngine(cfg.model, workers=cfg.rollout.workers, tokenizer=tok, address=cfg.rollout.address,
-                           cpus_per_worker=cfg.rollout.cpus_per_worker,
-                           decode_dtype="bfloat16" if cfg.optim.bf16 else None)
     params = [p for p in policy.parameters() if p.requires_grad]
     distributed.broadcast_parameters(policy, world)  # new weights (LoRA, heads) the same on every rank
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)
@@ -205,8 +192,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         mine_items = [it for it in mine for _ in range(cfg.k)]
         first = world.rank * len(mine_items)  # this rank's first row in the round
         seed = cfg.sampling.seed + step + round_ * REFILL_SEED_STRIDE
-        if cfg.rollout.workers:
-            engine.push_weights(policy)  # the workers sample with the weights of this step (a version each)
+        push_rollout_weights(engine, policy)  # Ray workers sample with this step's weights (a version each)
         rows = range(first, first + len(mine_items))
         sampling = row_sampling(cfg.sampling, seed, rows) if per_row else cfg.sampling.model_copy(update={"seed": seed})
         r = engine.generate([it.messages for it in mine_items], sampling).to(device)
@@ -319,8 +305,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         }
         if cfg.dynamic_sampling:
             metrics.update({"dynamic_sampling/rounds": sampled.rounds, "dynamic_sampling/groups": B // cfg.k})
-        if cfg.rollout.workers:
-            metrics.update({"rollout/weights_version": engine.version, "rollout/worker_restarts": engine.restarts})
+        metrics.update(rollout_metrics(engine))
         return {**metrics, **timer.metrics()}
 
     callbacks = [*reward_watch(reward_fn, out), *callbacks]
@@ -333,8 +318,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         return distributed.from_main(None, world)
     if gold_eval:
         gold_eval.evaluate_now(state.step)
-    if cfg.rollout.workers:
-        engine.close()
+    close_rollout_engine(engine)
     save_final_model(policy, tok, out / "model")
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = [m for m in lines if "reward" in m][-5:]

@@ -36,7 +36,9 @@ from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
                                      gather_rows, make_optimizer, make_reward_fn, reward_watch, prompt_batches,
                                      reference_mode, over_micro_batches_on_ranks, response_logprobs, response_values,
-                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch)
+                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch,
+                                     RolloutWorkersConfig, close_rollout_engine, push_rollout_weights,
+                                     ray_rollout_engine, rollout_metrics)
 from postlab.utils.io import atomic_write_text, finite
 
 
@@ -65,6 +67,7 @@ class PPOConfig(Section):
     kl_target: float = Field(6.0, gt=0, description="target KL per response (nats) for the adaptive controller")
     kl_horizon: int = Field(10000, ge=1, description="adaptive controller horizon (episodes)")
     reward: RewardConfig = Field(default_factory=lambda: RewardConfig(missing_eos_penalty=1.0), description="reward source")
+    rollout: RolloutWorkersConfig = Field(default_factory=RolloutWorkersConfig, description="rollout workers (Ray)")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=64, seed=0),
                                      description="rollout sampling (seed + step per step)")
     optim: RLOptimConfig = Field(default_factory=lambda: RLOptimConfig(lr=3e-6), description="optimiser (policy and value)")
@@ -89,6 +92,7 @@ class PPOConfig(Section):
     def check(self) -> None:
         super().check()
         require_sampling_seed(self.sampling)
+        self.rollout.refuse_with_lora(self.lora.enabled)
         if self.minibatch_size > self.prompts_per_step:
             raise ConfigError(f"minibatch_size ({self.minibatch_size}) > prompts_per_step ({self.prompts_per_step})")
 
@@ -114,6 +118,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     Rank 0 alone writes."""
     world = distributed.world()
     distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
+    cfg.rollout.refuse_under_torchrun(world)
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     device = pick_device(cfg.device)
@@ -133,7 +138,8 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
-    engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
+    engine = (ray_rollout_engine(cfg.rollout, cfg.model, tok, cfg.optim.bf16, world) if cfg.rollout.workers else
+              TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None))
     params = [p for p in modules.parameters() if p.requires_grad]
     distributed.broadcast_parameters(modules, world)  # new weights (value head, LoRA) the same on every rank
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)  # the schedule advances once per PPO step
@@ -154,6 +160,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         with timer("sample"):  # generation and the reward: each rank its share of the prompts, then all of them
             mine = distributed.shard(batch_items, world)
             first_row = world.rank * len(mine)
+            push_rollout_weights(engine, policy)  # Ray workers sample with this step's weights (a version each)
             r = engine.generate([it.messages for it in mine], row_sampling(
                 cfg.sampling, cfg.sampling.seed + state.step, range(first_row, first_row + len(mine)))).to(device)
             raw = torch.tensor(reward_fn(mine, r.texts), dtype=torch.float32, device=device)
@@ -228,7 +235,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
             "proxy/score": float(raw.mean()), "gold/train_score": float(gold_scores.mean()),
             "completions/mean_length": float(r.response_lengths.float().mean()),
             "completions/clipped_ratio": float((~r.finished).float().mean()),
-            "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B, **timer.metrics(),
+            "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * B, **timer.metrics(), **rollout_metrics(engine),
         }
 
     callbacks = [*reward_watch(reward_fn, out), *callbacks]
@@ -238,6 +245,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     state = run_rl_loop(modules=modules, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc="ppo",
                         init_extra={"kl_coef": cfg.kl_coef})
+    close_rollout_engine(engine)
     if not world.is_main:  # rank 0 alone writes; every rank returns its summary
         return distributed.from_main(None, world)
     if gold_eval:

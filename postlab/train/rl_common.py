@@ -340,6 +340,59 @@ def over_micro_batches(r: Rollout, micro_batches: Sequence[list[int]], fn: Calla
     return outs
 
 
+class RolloutWorkersConfig(Section):
+    """Where the responses are sampled: in this process, or on Ray workers (docs/scaling.md)."""
+
+    workers: int = Field(0, ge=0, description="Ray rollout workers, each with a copy of the policy (0 = sample in "
+                         "this process); needs `pip install 'postlab[ray]'`, full fine-tuning and a sampling seed")
+    address: str | None = Field(None, description="Ray cluster address (None = start a local Ray; 'auto' or "
+                                "'ray://host:10001' = an existing cluster)")
+    cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each worker (0 = none: workers share "
+                                   "the cores, e.g. beside other jobs on one machine)")
+
+    def refuse_under_torchrun(self, world) -> None:
+        """Before anything is written: each torchrun process would start its own workers."""
+        if self.workers and world.size > 1:
+            raise ConfigError("rollout.workers: Ray rollout workers and torchrun do not combine (each process would "
+                              "start its own workers); use one or the other (docs/scaling.md)")
+
+    def refuse_with_lora(self, lora_enabled: bool) -> None:
+        if self.workers and lora_enabled:
+            raise ConfigError("rollout.workers: Ray workers take full weights; LoRA policies sample in-process "
+                              "(rollout.workers=0)")
+
+
+def ray_rollout_engine(rollout: RolloutWorkersConfig, model: str, tokenizer, bf16: bool, world):
+    """``rollout.workers`` Ray workers (``RayEngine``) that load ``model`` and are sent the policy's weights
+    before each sampling (``push_rollout_weights``). Ray workers and torchrun do not combine: each process
+    would start its own."""
+    rollout.refuse_under_torchrun(world)
+    from postlab.rollout.ray_engine import RayEngine
+
+    # bf16 sampling when training in bf16 autocast, as the in-process engine does
+    return RayEngine(model, workers=rollout.workers, tokenizer=tokenizer, address=rollout.address,
+                     cpus_per_worker=rollout.cpus_per_worker, decode_dtype="bfloat16" if bf16 else None)
+
+
+def push_rollout_weights(engine, policy) -> None:
+    """Before sampling: Ray workers get the policy's current weights (a new version); the in-process engine
+    samples from the policy itself."""
+    if hasattr(engine, "push_weights"):
+        engine.push_weights(policy)
+
+
+def rollout_metrics(engine) -> dict[str, float]:
+    """The weights version the step sampled with and the workers restarted so far (Ray workers only)."""
+    if not hasattr(engine, "push_weights"):
+        return {}
+    return {"rollout/weights_version": engine.version, "rollout/worker_restarts": engine.restarts}
+
+
+def close_rollout_engine(engine) -> None:
+    if hasattr(engine, "close"):
+        engine.close()
+
+
 class RLOptimConfig(Section):
     """Optimiser for RL updates (one optimizer step per update over the step's whole batch)."""
 
