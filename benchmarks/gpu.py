@@ -225,7 +225,29 @@ def child_postlab(a) -> dict:
                      sampling={"temperature": 1.0, "max_new_tokens": a.grpo_tokens, "seed": 0, "stop_at_eos": False},
                      optim={"lr": 1e-6, "bf16": True, "micro_batch_size": K * a.prompts_per_step},
                      checkpoint={"progress": False, "save_every": 0})
-    train(cfg)
+    if not a.profile:
+        train(cfg)
+    else:  # torch.profiler over every step: the ops that take each step's time, written beside the results
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device.startswith("cuda") else [])
+        tables = []
+        prof = profile(activities=activities, record_shapes=False)
+        prof.start()
+
+        def per_step(state, metrics):
+            prof.stop()
+            key = "self_cuda_time_total" if a.device.startswith("cuda") else "self_cpu_time_total"
+            tables.append(f"== step {state.step} ({metrics.get('time/step_s', 0):.2f} s; sample "
+                          f"{metrics.get('time/sample_s', 0):.2f} s)\n" + prof.key_averages().table(sort_by=key, row_limit=25))
+            tables.append(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25))
+            prof.__init__(activities=activities, record_shapes=False)
+            prof.start()
+
+        train(cfg, callbacks=[per_step])
+        prof.stop()
+        Path(a.profile).write_text("\n\n".join(tables))
     rows = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl")) if x.strip()]
     rows = [r for r in rows if "reward" in r]
     return {"step_s": [r["time/step_s"] for r in rows], "mean_length": [r["completions/mean_length"] for r in rows],
@@ -277,7 +299,9 @@ def grpo_case(size: str, args) -> dict:
     out = {"size": size, "k": K, "prompts_per_step": args.prompts_per_step, "new_tokens": args.grpo_tokens,
            "steps": args.grpo_steps}
     for which in ("postlab", "trl"):
+        profile = ["--profile", f"{args.profile}.{size}.txt"] if args.profile and which == "postlab" else []
         cmd = [sys.executable, __file__, "--child", which, "--model-dir", model_dir, "--work", work, "--device", args.device,
+               *profile,
                "--grpo-steps", str(args.grpo_steps), "--grpo-tokens", str(args.grpo_tokens),
                "--prompts-per-step", str(args.prompts_per_step)]
         t0 = time.perf_counter()
@@ -369,6 +393,8 @@ def main() -> None:
     ap.add_argument("--prompts-per-step", type=int, default=8)
     ap.add_argument("--budget-s", type=float, default=360, help="skip the cases left once this many seconds are spent")
     ap.add_argument("--order", default="sft,grpo,rollout,sft_compile", help="sections, in the order they run")
+    ap.add_argument("--profile", default=None, help="GRPO: write torch.profiler tables of postlab's steps to "
+                    "PROFILE.<size>.txt (each step's top ops)")
     ap.add_argument("--child", choices=["postlab", "trl"])
     ap.add_argument("--model-dir")
     ap.add_argument("--work")
