@@ -54,13 +54,15 @@ def count_parameters(model) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def save_final_model(model, tokenizer, out: Path) -> Path:
-    """Save a Hugging Face model directory (LoRA merged into the weights) in one atomic rename."""
+def save_final_model(model, tokenizer, out: Path, state_dict: dict | None = None) -> Path:
+    """Save a Hugging Face model directory (LoRA merged into the weights) in one atomic rename;
+    ``state_dict``: the weights to write instead of the model's own (a sharded model's, gathered by
+    ``distributed.full_state_dict``)."""
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
     return out

@@ -19,7 +19,7 @@ import atexit
 import functools
 import os
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -149,14 +149,35 @@ class _StepLoss(torch.nn.Module):
 
 def data_parallel_loss(loss: Callable, model: torch.nn.Module, w: World) -> Callable:
     """``loss(model, batch, total_units)`` as ``f(batch, total_units)``; with several ranks, run inside
-    DistributedDataParallel, which all-reduces the gradients to their mean during the backward."""
+    DistributedDataParallel, which all-reduces the gradients to their mean during the backward (a
+    model sharded by ``shard_model`` reduce-scatters them to their mean by itself)."""
     if w.size == 1:
         return functools.partial(loss, model)
+    if is_sharded(model):
+        return _ShardedStepLoss(loss, model)
     from torch.nn.parallel import DistributedDataParallel
 
     device = next(model.parameters()).device
     return DistributedDataParallel(_StepLoss(loss, model), device_ids=[device] if device.type == "cuda" else None,
                                    broadcast_buffers=False)  # buffers (rotary tables) are not trained
+
+
+class _ShardedStepLoss:
+    """The step loss of a model sharded by ``shard_model``; ``no_sync`` as DDP's."""
+
+    def __init__(self, loss: Callable, model: torch.nn.Module):
+        self.model, self.loss = model, loss
+
+    def __call__(self, batch, total_units: int):
+        return self.loss(self.model, batch, total_units)
+
+    @contextmanager
+    def no_sync(self):
+        self.model.set_requires_gradient_sync(False)  # gradients accumulate unsharded until the step's last backward
+        try:
+            yield
+        finally:
+            self.model.set_requires_gradient_sync(True)
 
 
 def sync_gradients(step_loss: Callable, sync: bool):
@@ -251,3 +272,105 @@ def broadcast_parameters(module: torch.nn.Module, w: World) -> None:
     with torch.no_grad():
         for p in module.parameters():
             dist.broadcast(p.data, src=0)
+
+
+# --- FSDP2 (optim.fsdp): the model sharded over the ranks rather than copied -------------------------
+
+
+def refuse_fsdp(reason: str) -> None:
+    """A recipe's refusal of ``optim.fsdp=true`` where it does not support it (same error on every rank)."""
+    raise ConfigError(f"optim.fsdp: {reason}; set optim.fsdp=false (docs/scaling.md)")
+
+
+def check_fsdp(model: torch.nn.Module, w: World) -> None:
+    """Refuse ``optim.fsdp=true`` where it cannot run: one process, frozen weights (LoRA)."""
+    if w.size == 1:
+        refuse_fsdp("FSDP2 shards the model over the processes of a torchrun launch; one process has nothing to "
+                    "shard it over")
+    if any(not p.requires_grad for p in model.parameters()):
+        refuse_fsdp("supported for full fine-tuning only, and this model has frozen weights (lora.enabled?)")
+
+
+def shard_model(model: torch.nn.Module, w: World) -> torch.nn.Module:
+    """FSDP2: ``fully_shard`` each transformer block (the model's ``_no_split_modules`` classes: a Hugging
+    Face model's decoder layers) and then the whole model, in place: each rank keeps 1/W of every weight,
+    its gradient and its AdamW state; a block's weights are all-gathered for its forward and backward and
+    its gradients reduce-scattered. Rank 0's weights are broadcast first (as DDP does). Every forward is
+    a collective from here on: every rank must run it."""
+    from torch.distributed.fsdp import fully_shard
+
+    broadcast_parameters(model, w)
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in blocks and m is not model]
+    if not layers:
+        raise ConfigError(f"optim.fsdp: cannot find the transformer blocks of {type(model).__name__} to shard "
+                          "(no _no_split_modules)")
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(model)
+    return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``model`` was sharded by ``shard_model`` (its forwards and state gathers are collectives)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """A sharded model's whole state dict, gathered to rank 0's CPU (a collective: every rank calls it;
+    the other ranks get ``{}``), without the keys that alias another (tied embeddings), as
+    ``model.state_dict()`` saves them; ``None`` for a model that is not sharded."""
+    if not is_sharded(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    full = get_model_state_dict(model, options=_full_options())
+    seen: set[int] = set()
+    aliases = set()
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) in seen:
+            aliases.add(k)
+        seen.add(id(v))
+    return {k: v for k, v in full.items() if k not in aliases}
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """A sharded model's optimizer state, gathered whole to rank 0's CPU (a collective; ``{}`` on the
+    other ranks) in ``optimizer.state_dict()``'s own format (parameters numbered in the optimizer's
+    order), so a checkpoint does not depend on how it was written."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    osd = get_optimizer_state_dict(model, optimizer, options=_full_options())
+    if not osd:
+        return {}
+    index = {n: i for i, n in enumerate(_optimizer_param_names(model, optimizer))}
+    return {"state": {index[k]: v for k, v in osd["state"].items()},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in osd["param_groups"]]}
+
+
+def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, weights: dict[str, torch.Tensor],
+                    optim_state: dict) -> None:
+    """Load whole weights and an ``optimizer.state_dict()``-format state (every rank holds them) into a
+    sharded model and its optimizer: each rank keeps its shards."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                         set_optimizer_state_dict)
+
+    options = StateDictOptions(full_state_dict=True, strict=False)  # tied aliases are not saved
+    set_model_state_dict(model, weights, options=options)
+    names = _optimizer_param_names(model, optimizer)
+    osd = {"state": {names[i]: v for i, v in optim_state["state"].items()},
+           "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in optim_state["param_groups"]]}
+    set_optimizer_state_dict(model, optimizer, osd, options=options)
+
+
+def _optimizer_param_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    name = {id(p): n for n, p in model.named_parameters()}
+    return [name[id(p)] for g in optimizer.param_groups for p in g["params"]]

@@ -162,6 +162,8 @@ def encode_pairs(tok, pairs: list[PreferencePair], max_seq_len: int, source: str
 @distributed.data_parallel
 def train(cfg: DPOConfig) -> dict:
     out = Path(cfg.out_dir)
+    if cfg.optim.fsdp and cfg.gold_eval.every:
+        distributed.refuse_fsdp("not combined with gold_eval (its generations run on rank 0 alone)")
     latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
     # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
     check_model_name(cfg.model)
@@ -191,7 +193,8 @@ def train(cfg: DPOConfig) -> dict:
     summary = {"model": str(out / "model"), "loss": cfg.loss, "beta": cfg.beta, "train_pairs": len(examples),
                "eval_pairs": len(eval_examples), "steps": result.state.step, **result.eval_metrics}
     summary = finite(summary)
+    full = distributed.full_state_dict(model)  # optim.fsdp: every rank sends its shards to rank 0
     if main:
-        save_final_model(model, tok, out / "model")
+        save_final_model(model, tok, out / "model", state_dict=full)
         atomic_write_text(out / "dpo_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

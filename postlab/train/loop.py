@@ -234,12 +234,24 @@ class Checkpointer:
         return found[-1] if found else None
 
     def save(self, state: TrainState, model, optimizer, scheduler) -> Path:
-        clean_stale_tmp(self.root)
+        """Write a checkpoint (rank 0). A model sharded by FSDP (``optim.fsdp``) is gathered first: every
+        rank calls this, rank 0 writes the whole weights and optimizer state, in the same format."""
         final = self.root / f"step-{state.step:07d}"
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        full = distributed.full_state_dict(model)  # None unless sharded
+        if full is not None:
+            optim_state = distributed.full_optimizer_state(model, optimizer)
+            if not distributed.is_main():
+                return final
+            weights = {n: full[n].contiguous() for n in trainable}
+        else:
+            params = dict(model.named_parameters())
+            weights = {n: params[n].detach().contiguous() for n in trainable}
+            optim_state = optimizer.state_dict()
+        clean_stale_tmp(self.root)
         with atomic_dir(final) as tmp:
-            weights = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
             save_file(weights, str(tmp / "model.safetensors"))
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(optim_state, tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
             (tmp / "python_rng.json").write_text(json.dumps(random.getstate()))
@@ -255,10 +267,14 @@ class Checkpointer:
         if set(weights) != trainable:
             raise PostlabError(f"{path}: checkpoint weights do not match this model's trainable parameters "
                                "(did the model or lora settings change since the run started?)")
-        with torch.no_grad():
-            for n, t in weights.items():
-                params[n].copy_(t)
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        optim_state = torch.load(path / "optimizer.pt", weights_only=True)
+        if distributed.is_sharded(model):  # every rank reads the whole state and keeps its shards
+            distributed.load_full_state(model, optimizer, weights, optim_state)
+        else:
+            with torch.no_grad():
+                for n, t in weights.items():
+                    params[n].copy_(t)
+            optimizer.load_state_dict(optim_state)
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
         py_state = json.loads((path / "python_rng.json").read_text())
@@ -342,7 +358,12 @@ def train_loop(
     of the W ranks runs its contiguous 1/W share of every micro-batch, the step's loss is still
     normalised by the units of the whole global step, and DDP's gradient mean is scaled back to that
     sum, so W ranks take the single-process step. Rank 0 alone evaluates, runs ``callbacks``, logs,
-    checkpoints and shows progress; every rank returns rank 0's final held-out metrics."""
+    checkpoints and shows progress; every rank returns rank 0's final held-out metrics.
+
+    With ``optim.fsdp`` the model is sharded in place by FSDP2 (``distributed.shard_model``) instead of
+    wrapped in DDP; every forward is then a collective, so every rank runs the held-out evals (rank 0
+    logs them) and takes part in each checkpoint (rank 0 writes); ``callbacks`` must not run the model.
+    After the loop the model stays sharded: gather it with ``distributed.full_state_dict``."""
     if objective is None:
         if pad_id is None:
             raise ValueError("train_loop needs an objective or a pad_id")
@@ -352,6 +373,10 @@ def train_loop(
     world = distributed.world()
     distributed.local_batch_size(optim.batch_size, world)  # refuses a global batch that does not split evenly
     main = world.is_main
+    fsdp = optim.fsdp
+    if fsdp:
+        distributed.check_fsdp(model, world)
+        distributed.shard_model(model, world)  # before the optimizer: its parameters become shards
     run_dir.mkdir(parents=True, exist_ok=True)
     n, T = len(examples), total_steps(optim, len(examples))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -389,7 +414,7 @@ def train_loop(
             for i, batch in enumerate(micro):
                 with distributed.sync_gradients(step_loss, i == len(micro) - 1), _autocast(model, optim.bf16):
                     loss, stats = step_loss(batch, N)
-                    # DDP averages gradients over the W ranks; each rank's loss is its share of the step's sum
+                    # DDP (and FSDP) average gradients over the W ranks; each rank's loss is its share of the step's sum
                     (loss * world.size if world.size > 1 else loss).backward()
                 for k, v in stats.items():
                     step_stats[k] = step_stats.get(k, 0.0) + v
@@ -397,6 +422,8 @@ def train_loop(
             step_stats = distributed.sum_over_ranks({**step_stats, "num_tokens": tokens}, world)
             tokens = int(step_stats.pop("num_tokens"))
             grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm if optim.max_grad_norm > 0 else float("inf"))
+            if hasattr(grad_norm, "full_tensor"):  # FSDP: the norm of sharded gradients is a DTensor
+                grad_norm = grad_norm.full_tensor()
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -408,7 +435,7 @@ def train_loop(
             metrics = {**step_stats, "lr": lr, "grad_norm": float(grad_norm), "num_tokens": state.tokens_seen,
                        "tokens_per_s": tokens / dt, "epoch": state.samples_seen / n}
             result.train_losses.append(metrics["loss"])
-            evaluated = main and ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T
+            evaluated = (main or fsdp) and ckpt.eval_every and eval_examples and state.step % ckpt.eval_every == 0 and state.step < T
             if evaluated:
                 metrics.update(objective.evaluate(model, eval_examples, optim.batch_size))
             keys = len(metrics)
@@ -418,13 +445,16 @@ def train_loop(
                 logger.log(state.step, metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
-            if main and ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < T:
+            if (main or fsdp) and ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < T:
                 checkpointer.save(state, model, optimizer, scheduler)
                 saved_at = state.step
     except KeyboardInterrupt:
         bar.close()
         where = "no step completed yet; nothing saved"
-        if not main:
+        if fsdp:  # saving would gather from every rank, which may each be elsewhere now
+            where = (f"newest checkpoint is step {saved_at}" if saved_at >= 0 else "nothing saved") + \
+                " (optim.fsdp: no checkpoint is saved on Ctrl-C)"
+        elif not main:
             where = "rank 0 saves the checkpoint"
         elif state.step > max(saved_at, 0):
             where = f"checkpoint saved at {checkpointer.save(state, model, optimizer, scheduler)}"
@@ -434,9 +464,9 @@ def train_loop(
         raise TrainingInterrupted(f"interrupted at step {state.step}/{T}; {where}. "
                                   "Rerun with checkpoint.resume=true to continue.") from None
     bar.close()
-    if main and saved_at != state.step:
+    if (main or fsdp) and saved_at != state.step:
         checkpointer.save(state, model, optimizer, scheduler)
-    if main and eval_examples:
+    if (main or fsdp) and eval_examples:  # FSDP: every rank runs the model, rank 0 logs
         result.eval_metrics = objective.evaluate(model, eval_examples, optim.batch_size)
         logger.log(state.step, result.eval_metrics)
     result.eval_metrics = distributed.from_main(result.eval_metrics, world)

@@ -58,6 +58,7 @@ def train(cfg: PretrainConfig) -> TrainResult:
           f"training {trainable:,} of {total:,} parameters", file=sys.stderr)
     result = train_loop(model=model, examples=examples, eval_examples=eval_examples, pad_id=tok.pad_token_id,
                         optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="pretrain")
+    full = distributed.full_state_dict(model)  # optim.fsdp: every rank sends its shards to rank 0
     if distributed.is_main():  # under torchrun, rank 0 alone writes
-        save_final_model(model, tok, out / "model")
+        save_final_model(model, tok, out / "model", state_dict=full)
     return result

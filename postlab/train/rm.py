@@ -322,6 +322,8 @@ def mean_reward(model, objective: RewardObjective, examples: list[dict], batch_s
 @distributed.data_parallel
 def train(cfg: RMConfig) -> dict:
     cfg.check()
+    if cfg.optim.fsdp:  # its objective runs the body and the head apart, outside the sharded model's forward
+        distributed.refuse_fsdp("not supported by rm yet")
     out = Path(cfg.out_dir)
     latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
     # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.

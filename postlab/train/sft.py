@@ -71,6 +71,8 @@ def encode_conversations(tokenizer, conversations, max_seq_len: int, source: str
 @distributed.data_parallel
 def train(cfg: SFTConfig) -> TrainResult:
     out = Path(cfg.out_dir)
+    if cfg.optim.fsdp and cfg.gold_eval.every:
+        distributed.refuse_fsdp("not combined with gold_eval (its generations run on rank 0 alone)")
     latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
     # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
     check_model_name(cfg.model)
@@ -92,6 +94,7 @@ def train(cfg: SFTConfig) -> TrainResult:
                         optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="sft", callbacks=[gold] if gold else [])
     if gold:
         gold.evaluate_now(result.state.step)
+    full = distributed.full_state_dict(model)  # optim.fsdp: every rank sends its shards to rank 0
     if main:
-        save_final_model(model, tok, out / "model")
+        save_final_model(model, tok, out / "model", state_dict=full)
     return result
