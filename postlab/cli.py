@@ -326,12 +326,15 @@ def calibration(
     suite: Optional[str] = typer.Option(None, "--suite", help="builtin | builtin:CATEGORY | a JSONL file of "
                                                               "{question, choices, answer}"),
     out: Optional[str] = typer.Option(None, "--out", help="results JSON (the figure goes beside it)"),
+    run: Optional[str] = typer.Option(None, "--run", help="a `postlab run` directory: its base, SFT and RL checkpoints "
+                                                          "and reward model, into its calibration.json and report.html "
+                                                          "(resumable)"),
     config: Optional[str] = CONFIG_OPT,
     overrides: Optional[list[str]] = OVERRIDES,
 ) -> None:
     from postlab.science import calibration as recipe
 
-    flags = _flags(suite=suite, out=out) + _model_list(model, models)
+    flags = _flags(suite=suite, out=out, run=run) + _model_list(model, models)
     cfg = load_config(recipe.CalibrationConfig, config, list(overrides or []) + flags)
     _quiet_libraries()
     recipe.main(cfg)

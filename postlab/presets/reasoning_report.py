@@ -1,5 +1,6 @@
 """``report.html`` of a ``postlab run --preset reasoning`` directory: the headline, accuracy by difficulty per
-stage, the RL arms' training curves beside the controls', test-time compute curves, machine and timings."""
+stage, the RL arms' training curves beside the controls', test-time compute curves, the checkpoints' reliability
+diagrams where ``postlab calibration --run`` has written them, machine and timings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from postlab.report.calibration import calibration_section
 from postlab.report.html import (STAGE_COLOURS, _esc, _img, _minutes, _num, _plt, _png, _read_jsonl, _table,
                                  write_page)
 
@@ -116,4 +118,5 @@ def build_report(run_dir: str | Path) -> Path:
         parts.append("<h2>STaR rounds</h2>")
         parts.append(_table(["round", "prompts", "prompts solved", "right chains kept"],
                             [[r["round"], r["prompts"], r["prompts_solved"], r["kept"]] for r in st["star"]["rounds"]]))
+    parts.append(calibration_section(run_dir))
     return write_page(run_dir, s, parts, f"postlab reasoning report: {s['model']}")

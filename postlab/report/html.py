@@ -6,7 +6,9 @@ own labels beside its accuracy against gold, marked when below chance); held-out
 after each stage with standard errors and n, as bars with ± SE error bars and as a table (undefined
 figures read "n/a", in every text and plot); the reward model; best-of-n (proxy and gold against
 sqrt(KL)); RL curves (proxy, gold, KL, length) and gold/proxy against sqrt(KL) as points coloured by
-step; the Elo leaderboard of the stage checkpoints; answers side by side; the SFT data;
+step; the Elo leaderboard of the stage checkpoints; where ``postlab calibration --run`` has written
+``calibration.json``, the checkpoints' reliability diagrams side by side (postlab/report/calibration.py); answers
+side by side; the SFT data;
 the machine (CPU, bf16 flags, measured matmul speed, the dtype chosen and why) and what the time budget
 scaled down; timings against the prediction; the resolved config. Every plot is a matplotlib figure embedded as base64 PNG, so the file
 can be mailed or archived as is. Everything shown is read from files in the run directory.
@@ -474,6 +476,10 @@ def build_report(run_dir: str | Path) -> Path:
                         [[k + 1, r["model"], _num(r["elo"], ".0f"), f"[{_num(r['ci_low'], '.0f')}, {_num(r['ci_high'], '.0f')}]",
                           r["mean_score"],
                           f"{r['wins']}-{r['ties']}-{r['losses']}"] for k, r in enumerate(lb["rows"])]))
+
+    from postlab.report.calibration import calibration_section  # it imports this module's helpers
+
+    parts.append(calibration_section(run_dir))
 
     parts.append("<h2>Answers side by side (held-out items, greedy)</h2>")
     evals = {"base": st["baseline"]["gold"].get("samples"), "sft": st["sft"]["gold"].get("samples"),

@@ -64,9 +64,24 @@ class CalibrationConfig(Section):
     rm_limit: int | None = Field(None, ge=1, description="score only the first N of those pairs")
     rm_gold_margin: float = Field(0.3, ge=0, description="pairs with |gold_margin| at least this are also scored "
                                                          "against gold (as postlab rm's accuracy_vs_gold)")
+    run: str | None = Field(None, description="a finished `postlab run` directory: score its base, SFT and RL "
+                                              "checkpoints (and its reward model, see run_rm) into <run>/calibration.json "
+                                              "and rebuild <run>/report.html with their reliability diagrams; models, out "
+                                              "and rm come from the run. Resumable: a rerun scores only the checkpoints "
+                                              "not yet scored with these settings (overwrite=true: all of them)")
+    run_rm: bool = Field(True, description="run=: also the run's reward model on its held-out pairs")
 
     def check(self) -> None:
         super().check()
+        if self.run is not None:
+            from postlab.science.calibration_run import check_run_dir
+
+            given = sorted({"models", "out", "rm", "rm_pairs", "rm_split"} & self.model_fields_set)
+            if given:
+                raise ConfigError(f"run: {', '.join(given)} come from the run directory {self.run}; drop "
+                                  f"{'it' if len(given) == 1 else 'them'} or drop run=")
+            check_run_dir(Path(self.run))
+            return
         check_out(self.out, self.overwrite)
         check_models(self.models, allow_none=self.rm is not None)  # models=[] rm=DIR: the reward model alone
         if self.rm is not None:
@@ -168,7 +183,8 @@ def heldout_pairs(cfg: CalibrationConfig):
     return held, {"split": "heldout", "pairs_file": path, "eval_fraction": fraction, "seed": seed}
 
 
-def _score_rm(cfg: CalibrationConfig) -> dict:
+def score_rm_pairs(cfg: CalibrationConfig) -> dict:
+    """The reward model's margins r_c − r_r on the pairs ``heldout_pairs`` picks, with each pair's gold margin."""
     from postlab.raters.reward_model import RewardModelRater
 
     pairs, source = heldout_pairs(cfg)
@@ -176,10 +192,21 @@ def _score_rm(cfg: CalibrationConfig) -> dict:
     rater = RewardModelRater(cfg.rm, batch_size=cfg.batch_size)
     chosen = rater.score_texts([p.prompt for p in pairs], [p.chosen for p in pairs])
     rejected = rater.score_texts([p.prompt for p in pairs], [p.rejected for p in pairs])
-    out = reward_model_calibration([c - r for c, r in zip(chosen, rejected)],
-                                   gold_margins=[p.gold_margin for p in pairs], gold_threshold=cfg.rm_gold_margin,
-                                   bins=cfg.bins, bootstrap=cfg.bootstrap, seed=cfg.seed)
-    return {"model": cfg.rm, "pairs": len(pairs), **source, **out}
+    return {"model": cfg.rm, "pairs": len(pairs), **source, "margins": [c - r for c, r in zip(chosen, rejected)],
+            "gold_margins": [p.gold_margin for p in pairs]}
+
+
+def rm_report(scored: dict, *, gold_threshold: float, bins: int, bootstrap: int, seed: int) -> dict:
+    """``reward_model_calibration`` of ``score_rm_pairs``'s margins, beside where the pairs came from."""
+    about = {k: v for k, v in scored.items() if k not in ("margins", "gold_margins", "key")}
+    return {**about, **reward_model_calibration(scored["margins"], gold_margins=scored["gold_margins"],
+                                                gold_threshold=gold_threshold, bins=bins, bootstrap=bootstrap,
+                                                seed=seed)}
+
+
+def _score_rm(cfg: CalibrationConfig) -> dict:
+    return rm_report(score_rm_pairs(cfg), gold_threshold=cfg.rm_gold_margin, bins=cfg.bins, bootstrap=cfg.bootstrap,
+                     seed=cfg.seed)
 
 
 def _interval(x: float, ci: list[float]) -> str:
@@ -187,8 +214,16 @@ def _interval(x: float, ci: list[float]) -> str:
 
 
 def plot_reliability(panels: list[tuple[str, dict]], path: Path, bins: int) -> None:
+    """``reliability_figure`` saved as a PNG at ``path``."""
+    fig = reliability_figure(panels, bins)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt().close(fig)
+
+
+def reliability_figure(panels: list[tuple[str, dict]], bins: int):
     """One column per model: accuracy per equal-width confidence bin (95% Wilson intervals) against the
-    diagonal, above a histogram of the confidences."""
+    diagonal, above a histogram of the confidences. ``panels``: (title, ``calibration_metrics`` output)."""
     pyplot = plt()
     fig, axes = pyplot.subplots(2, len(panels), figsize=(3.6 * len(panels), 5.2), squeeze=False,
                                 gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
@@ -213,9 +248,7 @@ def plot_reliability(panels: list[tuple[str, dict]], path: Path, bins: int) -> N
             ax.set_ylabel("accuracy (95% Wilson CI)")
             hist.set_ylabel("items")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    pyplot.close(fig)
+    return fig
 
 
 def format_table(results: dict) -> str:
@@ -229,29 +262,39 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def compare_models(items: list[MCItem], scored: dict[str, tuple[str, list[list[float]], list[float]]], *, bins: int,
+                   bootstrap: int, seed: int) -> dict:
+    """``models`` (each model's ``model_report``) and, for two or more, ``differences``: each model against the
+    first (base), paired on the same questions. ``scored``: label -> (model spec, distributions, option mass)."""
+    out: dict = {"models": {label: {"model": name, **model_report(items, probs, mass, bins=bins, bootstrap=bootstrap,
+                                                                   seed=seed)}
+                            for label, (name, probs, mass) in scored.items()}}
+    labels = list(scored)
+    if len(labels) > 1:
+        answers = [it.answer for it in items]
+        out["differences"] = {
+            f"{label} - {labels[0]}": paired_differences(scored[labels[0]][1], scored[label][1], answers, n_bins=bins,
+                                                         resamples=bootstrap, seed=seed)
+            for label in labels[1:]}
+    return out
+
+
 def run(cfg: CalibrationConfig) -> dict:
     started = time.time()
     items = load_mc_suite(cfg.suite, cfg.seed)[: cfg.limit]
     out = Path(cfg.out)
     results: dict = {"suite": cfg.suite, "n_items": len(items), "scoring": cfg.scoring,
-                     "orders": (cfg.orders or "all") if cfg.scoring == "letters" else None, "models": {}}
+                     "orders": (cfg.orders or "all") if cfg.scoring == "letters" else None}
     rows = [{"id": it.id, "category": it.category, "answer": it.answer, "choices": it.choices} for it in items]
+    scored = {}
     for label, name, model, tok in each_model(cfg.models, cfg.dtype, cfg.device):
         probs, mass = score_items(model, tok, items, orders=cfg.orders, batch_size=cfg.batch_size,
                                   scoring=cfg.scoring, progress=cfg.progress, desc=label)
-        results["models"][label] = {"model": name, **model_report(items, probs, mass, bins=cfg.bins,
-                                                                   bootstrap=cfg.bootstrap, seed=cfg.seed)}
+        scored[label] = (name, probs, mass)
         for row, p, m in zip(rows, probs, mass):
             row.setdefault("probs", {})[label] = [round(x, 6) for x in p]
             row.setdefault("option_mass", {})[label] = round(m, 6)
-    labels = list(results["models"])
-    if len(labels) > 1:  # each model against the first (base): paired, on the same questions
-        answers = [it.answer for it in items]
-        first = [row["probs"][labels[0]] for row in rows]
-        results["differences"] = {
-            f"{label} - {labels[0]}": paired_differences(first, [row["probs"][label] for row in rows], answers,
-                                                         n_bins=cfg.bins, resamples=cfg.bootstrap, seed=cfg.seed)
-            for label in labels[1:]}
+    results.update(compare_models(items, scored, bins=cfg.bins, bootstrap=cfg.bootstrap, seed=cfg.seed))
     panels = list(results["models"].items())
     if cfg.rm is not None:
         results["reward_model"] = _score_rm(cfg)
@@ -266,7 +309,15 @@ def run(cfg: CalibrationConfig) -> dict:
 
 
 def main(cfg: CalibrationConfig) -> None:
-    results = run(cfg)
+    if cfg.run is not None:
+        from postlab.science import calibration_run
+
+        results = calibration_run.run(cfg)
+        written = [str(Path(cfg.run) / name) for name in (calibration_run.CALIBRATION_FILE, "calibration.png")]
+        written.append(results["report"])
+    else:
+        results = run(cfg)
+        written = [cfg.out, results["figure"]]
     print(format_table(results))
     if "reward_model" in results:
         rm = results["reward_model"]
@@ -275,4 +326,4 @@ def main(cfg: CalibrationConfig) -> None:
                 m = rm[key]
                 print(f"reward model {key} ({m['n']} pairs): accuracy {_interval(m['accuracy'], m['accuracy_ci'])}, "
                       f"ECE {_interval(m['ece'], m['ece_ci'])}, T* {m['temperature']:.2f}")
-    print(f"wrote {cfg.out} and {results['figure']}")
+    print("wrote " + ", ".join(written))
