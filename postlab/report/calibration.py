@@ -70,8 +70,9 @@ def calibration_section(run_dir: Path) -> str:
     shown = panels(r)
     if shown:
         parts.append(_img(_png(reliability_figure(shown, int(cfg.get("bins", 10)))),
-                          "reliability diagrams: accuracy per equal-width confidence bin (bars, 95% Wilson intervals; "
-                          "red dots: the bin's mean confidence) against the diagonal; below, items per bin"))
+                          "reliability diagrams: accuracy per equal-width confidence bin (bars, 95% Wilson "
+                          "intervals; red dots: each bin's accuracy at its mean confidence) against the diagonal; "
+                          "below, items per bin"))
     rows = [[label, m.get("n"), *(_with_ci(m, k) for k, _ in METRICS), f"{_fmt(m.get('ece_floor'))}",
              _fmt(m.get("temperature"), 2), _with_ci(m, "ece_after_temperature")]
             for label, m in r.get("models", {}).items()]

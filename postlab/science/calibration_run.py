@@ -119,7 +119,6 @@ def assemble(cfg, items, scores: dict, rm_scores: dict | None) -> dict:
     """calibration.json's figures from the kept distributions, in ``calibration.run``'s layout."""
     from postlab.science.calibration import compare_models, rm_report
 
-    run_dir = Path(cfg.run)
     results = {"suite": cfg.suite, "n_items": len(items), "scoring": cfg.scoring,
                "orders": (cfg.orders or "all") if cfg.scoring == "letters" else None,
                **compare_models(items, {label: (s["model"], s["probs"], s["mass"]) for label, s in scores.items()},
