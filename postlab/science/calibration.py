@@ -8,6 +8,7 @@ with a 95% bootstrap interval over questions; the temperature minimising NLL and
 (cross-fitted on halves); the mass on option letters; per-category figures. Optionally the reward model's
 calibration on held-out preference pairs (``reward_model_calibration``). Writes ``out`` (JSON),
 ``<stem>.items.jsonl`` (each question's distribution per model) and ``<stem>.png`` (reliability diagrams).
+``run=R`` scores a ``postlab run`` directory's checkpoints into its report instead (postlab/science/calibration_run.py).
 """
 
 from __future__ import annotations
