@@ -173,8 +173,8 @@ def sample(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
 @app.command(cls=_config("postlab.run", "RunConfig", "PRESETS"),
              help="The end-to-end job on a preset (resumable: rerun to continue).")
 def run(
-    preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny | reasoning | reasoning-tiny "
-                                                                 "(the reasoning presets' knobs: docs/reasoning.md)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny | reasoning | reasoning-tiny | agent | "
+                                                                 "agent-tiny (their knobs: docs/reasoning.md, docs/agents.md)"),
     out: Optional[str] = typer.Option(None, "--out", help="run directory (default runs/<preset>)"),
     config: Optional[str] = CONFIG_OPT,
     overrides: Optional[list[str]] = OVERRIDES,
@@ -182,6 +182,8 @@ def run(
     named = preset or next((o.split("=", 1)[1] for o in overrides or [] if o.startswith("preset=")), None)
     if named in ("reasoning", "reasoning-tiny"):  # a preset module of its own (postlab/presets/)
         from postlab.presets import reasoning as recipe
+    elif named in ("agent", "agent-tiny"):
+        from postlab.presets import agent as recipe
     else:
         from postlab import run as recipe
 
