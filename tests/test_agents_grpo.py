@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from postlab.agents.env import ToolEnv
@@ -54,3 +55,16 @@ def test_agent_grpo_trains_on_multi_turn_episodes(tmp_path):
         assert 0 < m["completions/mean_length"] <= 16 < m["episode/mean_tokens"]  # model tokens are a part of the episode
         assert m["frac_reward_zero_std"] < 1 and m["grad_norm"] > 0 and m["kl"] >= 0
     assert json.loads((tmp_path / "run" / "rl_results.json").read_text())["steps"] == 2
+
+
+def test_agent_grpo_refuses_torchrun_before_writing_anything(tmp_path, monkeypatch):
+    """Its ranks would neither share the episodes nor sum their gradients: one process only, said at once."""
+    from postlab.errors import ConfigError
+    from postlab.train import distributed
+    from postlab.train.distributed import World
+
+    monkeypatch.setattr(distributed, "world", lambda: World(0, 2))
+    cfg = AgentGRPOConfig(model="tiny", out_dir=str(tmp_path / "run"), env="calculator", k=4, tasks_per_step=2, steps=1)
+    with pytest.raises(ConfigError, match="without torchrun"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()

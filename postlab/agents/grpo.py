@@ -27,9 +27,11 @@ from postlab.agents.rollout import collate_episodes, run_episodes
 from postlab.algos.kl import kl_k1, masked_mean
 from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, rows_with_signal, zero_std_groups
 from postlab.config import Section
+from postlab.errors import ConfigError
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import pick_device, prepare_model, save_final_model
 from postlab.rollout import SamplingParams, TorchEngine
+from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (PhaseTimes, RLOptimConfig, autocast, clip_and_step, entropy_mean, make_optimizer,
@@ -76,6 +78,8 @@ def _env_kwargs(cfg: AgentGRPOConfig) -> dict:
 
 def train(cfg: AgentGRPOConfig, *, make: Callable[[], object] | None = None, rows: list[dict] | None = None) -> dict:
     """Train; ``make`` and ``rows`` replace the named environment and its train split (programmatic use)."""
+    if distributed.world().size > 1:  # its ranks would not share the episodes nor sum their gradients
+        raise ConfigError("postlab env train runs as one process: launch it without torchrun (docs/scaling.md)")
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     kwargs = _env_kwargs(cfg) if make is None else {}
