@@ -6,8 +6,9 @@ episode with the environment's reward, turn the rewards into advantages within e
 (``algos/pg.py``: GRPO's (r − mean)/std or RLOO's leave-one-out), and take one optimizer step on the
 clipped surrogate of ``loss_type`` with the episode's **loss mask**: only the model's tokens carry loss,
 the tool results and chat-template tokens between its turns are context. Every token of an episode
-gets its episode's advantage (per-episode reward, no per-turn shaping). Math: docs/algorithms/grpo.md,
-with the mask of docs/agents.md.
+gets its episode's advantage; with ``turn_shaping`` = c > 0 the tokens of each model turn get c times
+that turn's tool outcome on top (−1 a failed or unparsable call, +1 calls that worked, 0 none). Math:
+docs/algorithms/grpo.md, with the mask and the shaping of docs/agents.md.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class AgentGRPOConfig(Section):
     steps: int = Field(20, ge=1, description="RL steps (each: play, score, update)")
     epsilon: float = Field(0.2, gt=0, description="the ratio's clip 1 ± ε (one update per batch: the ratio is 1)")
     kl_coef: float = Field(0.0, ge=0, description="β: k3 KL penalty to the reference on the model's tokens")
+    turn_shaping: float = Field(0.0, ge=0, description="c: per-turn shaping, added to the advantage of each model turn's "
+                                "tokens: −c for a call that did not parse or a tool that failed, +c for tool calls that "
+                                "worked, 0 otherwise (0 = off: every token gets its episode's advantage)")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=96, seed=0),
                                      description="per-turn sampling (seed + step per step)")
     optim: RLOptimConfig = Field(default_factory=lambda: RLOptimConfig(lr=1e-5), description="optimiser")
@@ -74,6 +78,15 @@ def _env_kwargs(cfg: AgentGRPOConfig) -> dict:
 
     accepted = inspect.signature(env_class(cfg.env)).parameters
     return {"max_turns": cfg.max_turns, **({"sandbox_tier": cfg.sandbox_tier} if "sandbox_tier" in accepted else {})}
+
+
+def shaped_advantages(adv: torch.Tensor, signal: torch.Tensor, loss_mask: torch.Tensor, c: float,
+                      live: list[int]) -> tuple[torch.Tensor, list[int]]:
+    """Per-turn shaping: Â_it = Â_i + c · s_it, where s_it is the tool outcome of the turn token t belongs to
+    (−1, 0, +1; ``collate_episodes``' turn_signal). adv: (B,); signal, loss_mask: (B, R). Returns the (B, R)
+    advantages and the rows that carry any (those with Â_i ≠ 0 in ``live``, and those with a shaped model token)."""
+    shaped = (signal * loss_mask).abs().sum(1).nonzero().squeeze(1).tolist()
+    return adv[:, None] + c * signal, sorted(set(live) | set(shaped))
 
 
 def train(cfg: AgentGRPOConfig, *, make: Callable[[], object] | None = None, rows: list[dict] | None = None) -> dict:
@@ -117,6 +130,8 @@ def train(cfg: AgentGRPOConfig, *, make: Callable[[], object] | None = None, row
         rewards = batch.rewards.to(device)  # (B,)
         adv = advantage_of(rewards)
         live = rows_with_signal(adv, cfg.kl_coef)
+        if cfg.turn_shaping:
+            adv, live = shaped_advantages(adv, batch.turn_signal.to(device), loss_mask, cfg.turn_shaping, live)
         micro_batches = split_batches(live, len(live), cfg.optim.micro_batch_size)[0] if live else []
         ref_logp = None
         if cfg.kl_coef > 0:
@@ -158,6 +173,8 @@ def train(cfg: AgentGRPOConfig, *, make: Callable[[], object] | None = None, row
             "completions/mean_length": float(mask.sum(1).mean()),  # model tokens per episode
             "episode/mean_tokens": float(batch.attention_mask.sum(1).float().mean()),
             "frac_rows_skipped": 1 - len(live) / len(episodes),
+            **({"shaping/turn_outcome_mean": float(masked_mean(batch.turn_signal.to(device), mask))}
+               if cfg.turn_shaping else {}),
             "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0], "episode": (state.step + 1) * len(episodes),
         }
         return {**finite(metrics), **timer.metrics()}

@@ -38,6 +38,7 @@ class Episode:
     loss_mask: list[int] = field(default_factory=list)  # 1 on model tokens, 0 on environment tokens
     logprobs: list[float] = field(default_factory=list)  # sampling log-prob of model tokens, 0 elsewhere
     turn_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each model turn in ids
+    turn_outcomes: list[int] = field(default_factory=list)  # per model turn: turn_outcome of the env's info
     messages: list[dict] = field(default_factory=list)  # the conversation (transcript)
     state: EpisodeState = field(default_factory=EpisodeState)
     done: bool = False
@@ -66,6 +67,15 @@ def environment_ids(tokenizer, messages: list[dict], tools: list[dict] | None, s
     end = before.rfind(stop_text)
     start = end + len(stop_text) if end >= 0 else len(before)
     return tokenizer(full[start:], add_special_tokens=False)["input_ids"]
+
+
+def turn_outcome(info: dict) -> int:
+    """What a turn did with its tools, from ``env.step``'s info: −1 a call that did not parse or a tool that
+    failed, +1 tool calls that all worked, 0 no call (e.g. the final answer). Environments whose info
+    lacks the counts give 0."""
+    if info.get("invalid_calls", 0) or info.get("tool_errors", 0):
+        return -1
+    return 1 if info.get("tool_calls", 0) else 0
 
 
 def _turn_seed(seed: int, episode: int, turn: int) -> int:
@@ -108,6 +118,7 @@ def run_episodes(engine: TorchEngine, envs: Sequence, rows: Sequence[dict], para
                 ep.logprobs.append(0.0)
             _, _, done, info = env.step(tok.decode(drawn, skip_special_tokens=True))
             ep.state = info["state"]
+            ep.turn_outcomes.append(turn_outcome(info))
             if not done:
                 env_ids = environment_ids(tok, env.messages, env.tools or None, stop_text)
                 if len(ep.ids) + len(env_ids) >= max_total_tokens:
@@ -139,6 +150,7 @@ class EpisodeBatch:
     rewards: torch.Tensor  # (B,) float32, the episodes' rewards
     pad_id: int
     texts: list[str]  # B: each episode's last assistant message
+    turn_signal: torch.Tensor | None = None  # (B, R) float32: each model turn's turn_outcome on its tokens, 0 elsewhere
 
     def as_rollout(self) -> Rollout:
         return Rollout(prompt_ids=self.prompt_ids, prompt_mask=self.prompt_mask, response_ids=self.response_ids,
@@ -156,6 +168,7 @@ def collate_episodes(episodes: Sequence[Episode], pad_id: int) -> EpisodeBatch:
     attention = torch.zeros((B, R), dtype=torch.long)
     loss_mask = torch.zeros((B, R), dtype=torch.long)
     logprobs = torch.zeros((B, R), dtype=torch.float32)
+    turn_signal = torch.zeros((B, R), dtype=torch.float32)
     for b, e in enumerate(episodes):
         p, n = len(e.prompt_ids), len(e.ids)
         prompt_ids[b, P - p:] = torch.tensor(e.prompt_ids)
@@ -164,6 +177,9 @@ def collate_episodes(episodes: Sequence[Episode], pad_id: int) -> EpisodeBatch:
         attention[b, :n] = 1
         loss_mask[b, :n] = torch.tensor(e.loss_mask, dtype=torch.long)
         logprobs[b, :n] = torch.tensor(e.logprobs, dtype=torch.float32)
+        for (start, end), outcome in zip(e.turn_spans, e.turn_outcomes):
+            turn_signal[b, start:end] = outcome
     rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float32)
     texts = [next((m["content"] for m in reversed(e.messages) if m["role"] == "assistant"), "") for e in episodes]
-    return EpisodeBatch(prompt_ids, prompt_mask, response_ids, attention, loss_mask, logprobs, rewards, pad_id, texts)
+    return EpisodeBatch(prompt_ids, prompt_mask, response_ids, attention, loss_mask, logprobs, rewards, pad_id, texts,
+                        turn_signal)

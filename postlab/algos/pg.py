@@ -82,11 +82,12 @@ def token_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.
 
         ℓ_t = −min(ρ_t Â, clip(ρ_t, 1 − ε_low, 1 + ε_high) Â) + β · k3_t,   ρ_t = π_θ(y_t) / π_old(y_t)
 
-    logp, old_logp, ref_logp, mask: (B, R); advantages: (B,). Returns ℓ (B, R) and its token-mean
+    logp, old_logp, ref_logp, mask: (B, R); advantages: (B,), one per response, or (B, R), one per token
+    (per-turn shaping of multi-turn episodes, postlab.agents.grpo). Returns ℓ (B, R) and its token-mean
     stats over the batch: k3 KL, and the share of tokens clipped below (ρ < 1 − ε_low with Â < 0), above
     (ρ > 1 + ε_high with Â > 0) or either — the tokens whose gradient the clip removed."""
     ratio = torch.exp(logp - old_logp)  # (B, R)
-    A = advantages.unsqueeze(1)  # (B, 1)
+    A = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages  # (B, 1) or (B, R)
     per_token = -torch.min(ratio * A, torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high) * A)
     kl = kl_k3(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
     if kl_coef:
