@@ -21,6 +21,7 @@ def test_knobs_redo_only_the_stages_they_affect():
     assert set(firsts) == set(preset.Knobs.model_fields) and set(preset.OUTPUTS) == set(names)
     assert list(stale_stages(["no_tools"], names, firsts)) == ["baseline_no_tools", "rl_no_tools"]
     assert list(stale_stages(["rl_lr"], names, firsts))[0] == "rl"
+    assert list(stale_stages(["rl_turn_shaping"], names, firsts))[0] == "rl"
     assert list(stale_stages(["sft_lr"], names, firsts))[0] == "sft"
     assert list(stale_stages(["sft_demos"], names, firsts))[0] == "sft_data"
     assert stale_stages(["budget_minutes"], names, firsts) == {}

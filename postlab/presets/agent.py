@@ -68,6 +68,8 @@ class Knobs(Section):
     rl_k: int = Field(4, ge=2, description="episodes per task (group size)")
     rl_lr: float = Field(1e-5, gt=0, description="RL learning rate")
     rl_kl_coef: float = Field(0.0, ge=0, description="β: KL penalty to the starting policy (0: none)")
+    rl_turn_shaping: float = Field(0.0, ge=0, description="c: per-turn shaping of RL episodes (postlab env train's "
+                                   "turn_shaping; 0: off)")
     rl_max_new_tokens: int = Field(96, ge=1, description="tokens per model turn in RL episodes")
     rl_max_total_tokens: int = Field(320, ge=16, description="tokens per RL episode after its prompt")
     rl_temperature: float = Field(1.0, gt=0, description="sampling temperature of RL episodes")
@@ -173,6 +175,7 @@ def rl(policy: str, out: Path, k: Knobs, progress: bool) -> dict:
     cfg = AgentGRPOConfig(model=policy, out_dir=str(out / "rl"), env=ENV, max_turns=k.max_turns,
                           max_total_tokens=k.rl_max_total_tokens, advantage=k.rl_algo, loss_type=k.rl_loss_type,
                           k=k.rl_k, tasks_per_step=k.rl_tasks_per_step, steps=k.rl_steps, kl_coef=k.rl_kl_coef,
+                          turn_shaping=k.rl_turn_shaping,
                           sampling=SamplingParams(temperature=k.rl_temperature, max_new_tokens=k.rl_max_new_tokens, seed=k.seed),
                           optim=RLOptimConfig(lr=k.rl_lr, bf16=k.bf16, seed=k.seed),
                           checkpoint=CheckpointConfig(save_every=10, resume=True, progress=progress))
