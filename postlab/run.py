@@ -654,6 +654,18 @@ def _minutes(m: float) -> str:
     return f"{m:.1f} min" if m < 10 else f"{m:.0f} min"
 
 
+def start_run(cfg, out: Path, plan_fn) -> tuple:
+    """Every preset's first steps: save the run's config, read (or measure) the machine, size the knobs to
+    the budget with the preset's ``plan_fn(cfg, machine_record)`` and print the plan. Returns (knobs,
+    machine, scaled)."""
+    save_config(cfg, out / "run_config.yaml")
+    requested = cfg.knobs()
+    rec = machine_record(out, measure=requested.bf16 == "auto" or requested.budget_minutes > 0)
+    k, mach, scaled = plan_fn(cfg, rec)
+    _print_plan(mach, scaled)
+    return k, mach, scaled
+
+
 def _print_plan(mach: dict, scaled: dict) -> None:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -699,11 +711,7 @@ def in_run_directory(cfg, body) -> dict:
 
 
 def _run(cfg: RunConfig, out: Path) -> dict:
-    save_config(cfg, out / "run_config.yaml")
-    requested = cfg.knobs()
-    rec = machine_record(out, measure=requested.bf16 == "auto" or requested.budget_minutes > 0)
-    k, mach, scaled = plan(cfg, rec)
-    _print_plan(mach, scaled)
+    k, mach, scaled = start_run(cfg, out, plan)
     invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES)
     atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
     stages = Stages(out, cfg.stop_after, scaled["predicted_s"])

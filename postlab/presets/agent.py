@@ -26,13 +26,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
+from postlab.config import Section, overlay_knobs, with_optional_knobs
 from postlab.errors import ConfigError
 from postlab.evals.metrics import paired_difference
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import (Stages, _Stop, _print_plan, in_run_directory, machine_record, resolve_machine, scaled_section,
-                         stopped)
+from postlab.run import (Stages, _Stop, in_run_directory, resolve_machine, scaled_section,
+                         stopped, start_run)
 from postlab.run_state import invalidate_changed_stages
 from postlab.utils.io import atomic_write_text, finite
 
@@ -340,11 +340,7 @@ def run(cfg) -> dict:
 
 
 def _run(cfg, out: Path) -> dict:
-    save_config(cfg, out / "run_config.yaml")
-    requested = cfg.knobs()
-    rec = machine_record(out, measure=requested.bf16 == "auto" or requested.budget_minutes > 0)
-    k, mach, scaled = plan(cfg, rec)
-    _print_plan(mach, scaled)
+    k, mach, scaled = start_run(cfg, out, plan)
     resolved = k.model_dump(mode="json")
     invalidate_changed_stages(out, resolved, STAGES, first_stage=first_stages(), outputs=OUTPUTS)
     atomic_write_text(out / "resolved_config.json", json.dumps(resolved, indent=2) + "\n")

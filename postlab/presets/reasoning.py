@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
+from postlab.config import Section, overlay_knobs, with_optional_knobs
 from postlab.data.chat import completion_text
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError
@@ -33,8 +33,8 @@ from postlab.evals import harness
 from postlab.evals.metrics import mean_se, paired_difference, sample_scores
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import (Stages, _Stop, _print_plan, announce, in_run_directory, machine_record, resolve_machine,
-                         scaled_section, stopped)
+from postlab.run import (Stages, _Stop, announce, in_run_directory, resolve_machine,
+                         scaled_section, stopped, start_run)
 from postlab.run_state import invalidate_changed_stages
 from postlab.tasks.reasoning import worked_demos
 from postlab.tasks.suite import load_suite
@@ -460,11 +460,7 @@ def run(cfg) -> dict:
 
 
 def _run(cfg, out: Path) -> dict:
-    save_config(cfg, out / "run_config.yaml")
-    requested = cfg.knobs()
-    rec = machine_record(out, measure=requested.bf16 == "auto" or requested.budget_minutes > 0)
-    k, mach, scaled = plan(cfg, rec)
-    _print_plan(mach, scaled)
+    k, mach, scaled = start_run(cfg, out, plan)
     names = stage_names(k)
     resolved = {**k.model_dump(mode="json"), "first_seed": k.seeds[0]}
     invalidate_changed_stages(out, resolved, names, first_stage=first_stages(k), outputs=stage_outputs(k))
