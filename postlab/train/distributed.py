@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -101,8 +102,17 @@ def data_parallel(train: Callable[..., T]) -> Callable[..., T]:
 
 
 def _leave() -> None:
+    """Leave the group at exit, while the interpreter is still whole.
+
+    A collective's worker thread (gloo) drops its last reference to the collective's tensors just after
+    ``wait()`` returns, and needs the GIL to free their Python objects. Had the interpreter begun
+    finalising by then, the thread is stopped mid-destructor and the process aborts ("terminate called
+    without an active exception", SIGABRT) after a successful run. A short sleep here releases the GIL
+    so that such frees finish first; no collective runs after it."""
     if dist.is_initialized():
+        time.sleep(0.05)
         dist.destroy_process_group()
+        time.sleep(0.05)
 
 
 def local_batch_size(global_batch_size: int, w: World) -> int:
