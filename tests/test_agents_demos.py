@@ -28,3 +28,21 @@ def test_every_train_task_has_a_demo_that_replays_and_loads_for_sft(tmp_path):
     text = tok.decode([t for t, lab in zip(enc.input_ids, enc.labels) if lab != -100])
     assert '<tool_call>\n{"name": "calculator", "arguments": {"expression": ' in text and "Answer: " in text
     assert "<tool_response>" not in text  # the tool's turn is not trained on
+
+
+def test_demos_of_faulted_tasks_show_the_error_and_the_same_call_again():
+    from postlab.agents.envs.calculator import FAULT_MESSAGE, faulted
+
+    demos = calculator_demos("train", fault_rate=0.25)
+    by_id = {r["id"]: r for r in rows("train")}
+    assert len(demos) == 620  # every one replays through the faulting environment
+    hit = [d for d in demos if faulted(d["id"], 0.25)]
+    assert 0.2 < len(hit) / len(demos) < 0.3
+    for d in hit[:20]:
+        assert [m["role"] for m in d["messages"]] == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant"]
+        tools = [m for m in d["messages"] if m["role"] == "tool"]
+        calls = [m["tool_calls"] for m in d["messages"] if m.get("tool_calls")]
+        assert tools[0]["content"] == f"error: {FAULT_MESSAGE}" and len(calls) == 2 and calls[0] == calls[1]
+        assert replays(d, by_id[d["id"]], 0.25)
+    plain = next(d for d in demos if not faulted(d["id"], 0.25))
+    assert sum(m["role"] == "tool" for m in plain["messages"]) == 1

@@ -286,3 +286,43 @@ def test_calculator_env_end_to_end():
     with pytest.raises(ConfigError, match="unknown environment"):
         make_env("nope")
     assert "calculator" in ENVIRONMENTS
+
+
+def test_calculator_transient_faults_hit_the_first_valid_call_of_the_same_tasks():
+    from postlab.agents.envs.calculator import FAULT_MESSAGE, faulted
+
+    rows = env_rows("calculator", "test")
+    ids = [r["id"] for r in rows]
+    assert not any(faulted(i, 0.0) for i in ids) and all(faulted(i, 1.0) for i in ids)
+    share = sum(faulted(i, 0.25) for i in ids) / len(ids)
+    assert len(ids) >= 100 and 0.15 < share < 0.35, share  # a hash of the id: uniform, the same tasks on every run
+    assert {i for i in ids if faulted(i, 0.1)} <= {i for i in ids if faulted(i, 0.25)}
+    row = next(r for r in rows if faulted(r["id"], 0.25) and r["suite"] == "arith")
+    expr = row["prompt"][-1]["content"].split("What is ")[1].split("?")[0]
+    env = make_env("calculator", fault_rate=0.25)
+    for _ in range(2):  # reset re-arms the fault
+        env.reset(row)
+        out, _, _, info = env.step("<tool_call>\n{\"name\": \"calculator\"}\n</tool_call>")  # invalid: not the fault's
+        assert info["invalid_calls"] == 1 and FAULT_MESSAGE not in out[0]["content"]
+        out, _, _, info = env.step(call("calculator", expression=expr))
+        assert out[0]["content"] == f"error: {FAULT_MESSAGE}" and info["tool_errors"] == 1
+        out, _, _, info = env.step(call("calculator", expression=expr))
+        assert out[0]["content"] == str(row["answer"]) and info["tool_errors"] == 0  # the same call again works
+        _, r, done, info = env.step(f"Answer: {out[0]['content']}")
+        assert done and r == 1.0 and info["state"].recovered and info["state"].errors == 2
+    clean = next(r for r in rows if not faulted(r["id"], 0.25))
+    env.reset(clean)
+    assert "error" not in env.step(call("calculator", expression="1 + 1"))[0][0]["content"]
+    with pytest.raises(ConfigError, match="fault_rate"):
+        make_env("calculator", fault_rate=1.5)
+
+
+def test_fault_rate_only_where_the_environment_has_faults():
+    from postlab.agents.envs import env_kwargs
+
+    assert env_kwargs("calculator", fault_rate=0.3)["fault_rate"] == 0.3
+    assert "fault_rate" not in env_kwargs("lookup")
+    with pytest.raises(ConfigError, match="fault_rate: environment 'lookup'"):
+        env_kwargs("lookup", fault_rate=0.3)
+    with pytest.raises(ConfigError, match="tools=false"):
+        env_kwargs("lookup", tools=False)

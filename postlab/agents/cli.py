@@ -83,6 +83,8 @@ def env_eval(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="tokens per model turn"),
     sandbox_tier: str = typer.Option("namespaces", "--sandbox-tier", help="namespaces | unsafe (no isolation)"),
     batch_size: int = typer.Option(8, "--batch-size", help="episodes played together"),
+    fault_rate: float = typer.Option(0.0, "--fault-rate", help="share of tasks whose first valid tool call fails "
+                                     "with a transient fault (calculator), to measure recovery"),
 ) -> None:
     from pydantic import ValidationError
 
@@ -92,7 +94,7 @@ def env_eval(
     try:
         cfg = EnvEvalConfig(env=env, model=model, episodes=episodes, out=out, split=split, tools=tools,
                             max_turns=max_turns, max_total_tokens=max_total_tokens, sandbox_tier=sandbox_tier,
-                            batch_size=batch_size, sampling={"temperature": 0.0, "max_new_tokens": max_new_tokens, "seed": 0})
+                            batch_size=batch_size, fault_rate=fault_rate, sampling={"temperature": 0.0, "max_new_tokens": max_new_tokens, "seed": 0})
     except ValidationError as e:
         raise ConfigError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from None
     from postlab.agents.envs import env_class
@@ -112,6 +114,8 @@ def env_demos(
     env: str = typer.Option("calculator", "--env", help="environment (calculator)"),
     out: str = typer.Option(..., "--out", help="JSONL file to write"),
     split: str = typer.Option("train", "--split", help="train or test"),
+    fault_rate: float = typer.Option(0.0, "--fault-rate", help="the environment's transient faults: the tasks that "
+                                     "fault show the error and the same call again"),
 ) -> None:
     if env != "calculator":
         raise PostlabError(f"--env {env!r}: demonstrations exist for calculator only")
@@ -119,7 +123,9 @@ def env_demos(
         raise PostlabError(f"--split {split!r}: expected train or test")
     from postlab.agents.demos import write_calculator_demos
 
-    print(f"wrote {write_calculator_demos(out, split)} demonstrations to {out}")
+    if not 0 <= fault_rate <= 1:
+        raise PostlabError(f"--fault-rate {fault_rate}: expected a share between 0 and 1")
+    print(f"wrote {write_calculator_demos(out, split, fault_rate)} demonstrations to {out}")
 
 
 @env_app.command("train", help="Multi-turn GRPO / RLOO on an environment's train tasks (postlab.agents.grpo: fields "

@@ -10,6 +10,11 @@ Each row is a TRL conversational row with tools (``postlab sft`` reads it; ``doc
 expression, built from the worked solution's steps (``((27 + 9) * 3 + 7) + 35``). Every demonstration
 is replayed through the environment before it is kept: the rendered assistant turns, as the model would
 write them, must parse and reach reward 1.
+
+With ``fault_rate`` (the environment's transient faults), the tasks that fault show the recovery: the
+call, the tool's ``error: ...`` message, the same call again, its result, the answer. Every assistant turn
+of such a demonstration is a right action (the fault is the environment's, not the model's mistake), so
+training on all of them teaches only "read the error, call again".
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 import re
 from pathlib import Path
 
-from postlab.agents.envs.calculator import CalculatorEnv, calculator, evaluate
+from postlab.agents.envs.calculator import FAULT_MESSAGE, CalculatorEnv, calculator, evaluate, faulted
 from postlab.agents.tools import tool_schema
 from postlab.utils.io import atomic_write_text
 
@@ -51,22 +56,23 @@ def story_expression(steps: tuple[str, ...]) -> str | None:
     return acc_expr
 
 
-def _demo(row: dict, expression: str, answer: str) -> dict:
+def _demo(row: dict, expression: str, answer: str, fault: bool = False) -> dict:
     result = calculator(expression)
     call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
+    calling = {"role": "assistant", "content": "", "tool_calls": [call]}
+    retry = [calling, {"role": "tool", "name": "calculator", "content": f"error: {FAULT_MESSAGE}"}] if fault else []
     return {"id": row["id"], "tools": [tool_schema(calculator)], "messages": [
-        *CalculatorEnv().prompt(row),
-        {"role": "assistant", "content": "", "tool_calls": [call]},
+        *CalculatorEnv().prompt(row), *retry, calling,
         {"role": "tool", "name": "calculator", "content": result},
         {"role": "assistant", "content": f"{expression} = {result}\nAnswer: {answer}"}]}
 
 
-def replays(demo: dict, row: dict) -> bool:
+def replays(demo: dict, row: dict, fault_rate: float = 0.0) -> bool:
     """Whether the demo's assistant turns, written as the model would write them (``tools_as_text``), solve
-    the task when played through the environment."""
+    the task when played through the environment (with its faults at ``fault_rate``)."""
     from postlab.data.chat import tools_as_text
 
-    env = CalculatorEnv()
+    env = CalculatorEnv(fault_rate=fault_rate)
     env.reset(row)
     reward, done = 0.0, False
     for m in tools_as_text(demo["messages"], None):
@@ -75,7 +81,7 @@ def replays(demo: dict, row: dict) -> bool:
     return done and reward == 1.0
 
 
-def calculator_demos(split: str = "train") -> list[dict]:
+def calculator_demos(split: str = "train", fault_rate: float = 0.0) -> list[dict]:
     from postlab.agents.envs.calculator import rows
     from postlab.tasks.reasoning import build_problems
 
@@ -88,13 +94,13 @@ def calculator_demos(split: str = "train") -> list[dict]:
             expression = story_expression(steps[row["id"]])
         if expression is None or evaluate(expression) != int(row["answer"]):
             continue
-        demo = _demo(row, expression, row["answer"])
-        if replays(demo, row):
+        demo = _demo(row, expression, row["answer"], fault=faulted(str(row["id"]), fault_rate))
+        if replays(demo, row, fault_rate):
             demos.append(demo)
     return demos
 
 
-def write_calculator_demos(path: str | Path, split: str = "train") -> int:
-    demos = calculator_demos(split)
+def write_calculator_demos(path: str | Path, split: str = "train", fault_rate: float = 0.0) -> int:
+    demos = calculator_demos(split, fault_rate)
     atomic_write_text(Path(path), "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in demos))
     return len(demos)

@@ -16,7 +16,6 @@ from typing import Literal
 from pydantic import Field
 
 from postlab.config import Section
-from postlab.errors import ConfigError
 from postlab.machine import AutoDType
 from postlab.rollout import SamplingParams
 from postlab.utils.io import atomic_write_text, finite
@@ -35,6 +34,8 @@ class EnvEvalConfig(Section):
     max_turns: int | None = Field(None, ge=1, description="assistant turns per episode (default: the environment's)")
     max_total_tokens: int = Field(1024, ge=16, description="tokens per episode after the prompt (model + environment)")
     batch_size: int = Field(8, ge=1, description="episodes played together")
+    fault_rate: float = Field(0.0, ge=0, le=1, description="share of tasks whose first valid tool call fails with a "
+                              "transient fault (calculator; for measuring recovery); 0 = none")
     sandbox_tier: Literal["namespaces", "unsafe"] = Field("namespaces", description="sandbox of code-running tools "
                                                                                    "(fixcode); unsafe = no isolation")
     dtype: AutoDType = Field("auto", validate_default=True, description="weights dtype for generation")
@@ -45,19 +46,10 @@ class EnvEvalConfig(Section):
 
 def env_kwargs(cfg: EnvEvalConfig) -> dict:
     """The environment's constructor arguments that this config sets."""
-    import inspect
+    from postlab.agents.envs import env_kwargs as kwargs_for
 
-    from postlab.agents.envs import env_class
-
-    accepted = inspect.signature(env_class(cfg.env)).parameters
-    kwargs: dict = {"max_turns": cfg.max_turns}
-    if not cfg.tools:
-        if "tools" not in accepted:
-            raise ConfigError(f"tools=false: environment {cfg.env!r} cannot be played without its tools")
-        kwargs["tools"] = False
-    if "sandbox_tier" in accepted:
-        kwargs["sandbox_tier"] = cfg.sandbox_tier
-    return kwargs
+    return kwargs_for(cfg.env, max_turns=cfg.max_turns, tools=cfg.tools, sandbox_tier=cfg.sandbox_tier,
+                      fault_rate=cfg.fault_rate)
 
 
 def evaluate(cfg: EnvEvalConfig, *, engine=None, log=print) -> dict:

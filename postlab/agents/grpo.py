@@ -51,6 +51,8 @@ class AgentGRPOConfig(Section):
     max_turns: int | None = Field(None, ge=1, description="assistant turns per episode (default: the environment's)")
     max_total_tokens: int = Field(512, ge=16, description="tokens per episode after the prompt (model + environment)")
     sandbox_tier: Literal["namespaces", "unsafe"] = Field("namespaces", description="sandbox of code-running tools")
+    fault_rate: float = Field(0.0, ge=0, le=1, description="share of train tasks whose first valid tool call fails "
+                              "with a transient fault (calculator); 0 = none")
     advantage: Literal["grpo", "rloo"] = Field("grpo", description="grpo: (r − mean)/std in the group; rloo: r − mean of the others")
     scale_rewards: bool = Field(True, description="grpo: divide by the group std")
     loss_type: Literal["grpo", "dapo", "dr_grpo"] = Field("dapo", description="loss aggregation over the model's tokens "
@@ -72,12 +74,9 @@ class AgentGRPOConfig(Section):
 
 
 def _env_kwargs(cfg: AgentGRPOConfig) -> dict:
-    import inspect
+    from postlab.agents.envs import env_kwargs
 
-    from postlab.agents.envs import env_class
-
-    accepted = inspect.signature(env_class(cfg.env)).parameters
-    return {"max_turns": cfg.max_turns, **({"sandbox_tier": cfg.sandbox_tier} if "sandbox_tier" in accepted else {})}
+    return env_kwargs(cfg.env, max_turns=cfg.max_turns, sandbox_tier=cfg.sandbox_tier, fault_rate=cfg.fault_rate)
 
 
 def shaped_advantages(adv: torch.Tensor, signal: torch.Tensor, loss_mask: torch.Tensor, c: float,

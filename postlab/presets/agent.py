@@ -56,6 +56,7 @@ class Knobs(Section):
     max_turns: int | None = Field(None, ge=1, description="assistant turns per episode with the tool (null = the environment's, 4)")
     batch_size: int = Field(16, ge=1, description="episodes played together in evals")
     no_tools: bool = Field(True, description="also evaluate the base and the final model without the tool (one turn each) on the same tasks")
+    fault_rate: float = Field(0.25, ge=0, le=1, description="share of tasks (the same in every eval, in the demonstrations and in RL) whose first valid calculator call fails with a transient fault, so that the recovery rate is measured; the demonstrations of those tasks show the same call made again; 0 = none")
     sft_demos: int = Field(320, ge=0, description="tool-use demonstrations to fine-tune on first (the first N of the 620 train tasks, `postlab env demos`); 0 = no SFT, RL starts from the base model")
     sft_lr: float = Field(1e-4, gt=0, description="SFT peak learning rate")
     sft_epochs: float = Field(1.0, gt=0, description="SFT passes over the demonstrations")
@@ -81,7 +82,7 @@ PRESETS: dict[str, Knobs] = {
     "agent": Knobs(model="smollm2-135m-instruct"),
     # The tiny random model: every stage runs in seconds; for tests.
     "agent-tiny": Knobs(model="tiny", bf16=False, budget_minutes=0, eval_episodes=6, eval_max_new_tokens=12,
-                        eval_max_total_tokens=48, max_turns=2, batch_size=6, sft_demos=8, sft_lr=3e-3,
+                        eval_max_total_tokens=48, max_turns=2, fault_rate=0.5, batch_size=6, sft_demos=8, sft_lr=3e-3,
                         max_seq_len=2048, rl_steps=2, rl_tasks_per_step=2, rl_k=2, rl_lr=1e-4, rl_max_new_tokens=12,
                         rl_max_total_tokens=48),
 }
@@ -114,7 +115,7 @@ def first_stages() -> dict[str, str | None]:
     """Knob -> the first stage it affects (run_state.invalidate_changed_stages)."""
     firsts = {"model": "fetch", "bf16": "baseline", "budget_minutes": None, "eval_episodes": "baseline",
               "eval_max_new_tokens": "baseline", "eval_max_total_tokens": "baseline", "max_turns": "baseline",
-              "batch_size": "baseline", "no_tools": "baseline_no_tools", "sft_demos": "sft_data", "seed": "sft"}
+              "batch_size": "baseline", "fault_rate": "baseline", "no_tools": "baseline_no_tools", "sft_demos": "sft_data", "seed": "sft"}
     return {name: firsts.get(name, "sft" if name.startswith("sft") or name == "max_seq_len" else "rl")
             for name in Knobs.model_fields}
 
@@ -136,7 +137,7 @@ def evaluate(model: str, out: Path, name: str, k: Knobs, tools: bool = True) -> 
 
     cfg = EnvEvalConfig(env=ENV, model=model, episodes=k.eval_episodes, split="test", out=str(out / "eval" / f"{name}.json"),
                         tools=tools, max_turns=k.max_turns if tools else 1, max_total_tokens=k.eval_max_total_tokens,
-                        batch_size=k.batch_size, dtype=_dtype(k),
+                        batch_size=k.batch_size, fault_rate=k.fault_rate, dtype=_dtype(k),
                         sampling=SamplingParams(temperature=0.0, max_new_tokens=k.eval_max_new_tokens, seed=0))
     r = play(cfg, log=lambda m: print(m, file=sys.stderr))
     print(format_summary(r), file=sys.stderr)
@@ -147,7 +148,7 @@ def evaluate(model: str, out: Path, name: str, k: Knobs, tools: bool = True) -> 
 def demos(out: Path, k: Knobs) -> dict:
     from postlab.agents.demos import calculator_demos
 
-    rows = calculator_demos("train")[: k.sft_demos]
+    rows = calculator_demos("train", k.fault_rate)[: k.sft_demos]
     path = out / "data" / "demos.jsonl"
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return {"file": str(path), "conversations": len(rows)}
@@ -172,7 +173,7 @@ def rl(policy: str, out: Path, k: Knobs, progress: bool) -> dict:
     from postlab.train.common import CheckpointConfig
     from postlab.train.rl_common import RLOptimConfig
 
-    cfg = AgentGRPOConfig(model=policy, out_dir=str(out / "rl"), env=ENV, max_turns=k.max_turns,
+    cfg = AgentGRPOConfig(model=policy, out_dir=str(out / "rl"), env=ENV, max_turns=k.max_turns, fault_rate=k.fault_rate,
                           max_total_tokens=k.rl_max_total_tokens, advantage=k.rl_algo, loss_type=k.rl_loss_type,
                           k=k.rl_k, tasks_per_step=k.rl_tasks_per_step, steps=k.rl_steps, kl_coef=k.rl_kl_coef,
                           turn_shaping=k.rl_turn_shaping,

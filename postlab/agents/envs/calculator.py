@@ -3,20 +3,28 @@
 The model may call ``calculator(expression)`` any number of times within ``max_turns`` and ends by answering
 without a tool call; the reward is 1 when that answer's final number ("Answer: N", ``\\boxed{N}``, ``#### N``,
 as ``postlab.spec.reasoning`` reads it) equals the item's answer, else 0.
+
+``fault_rate`` injects transient tool faults, so that recovery can be measured: on that share of the tasks
+(the same tasks on every run: chosen by a hash of the task id), the episode's first valid calculator call
+fails with ``error: the calculator is temporarily unavailable ...`` and a repeated call works. The episode
+counts a tool error; succeeding after it is a recovery.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import operator
 from fractions import Fraction
 
 from postlab.agents.env import EpisodeState, ToolEnv, ToolError
+from postlab.errors import ConfigError
 
 MAX_EXPRESSION = 200  # characters
 MAX_EXPONENT = 64
 MAX_DIGITS = 60  # |result| below 10**60: no tool call can eat the machine
 SUITE_NAMES = ("arith", "wordprob")
+FAULT_MESSAGE = "the calculator is temporarily unavailable (a transient fault); make the same call again"
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
@@ -77,6 +85,15 @@ SYSTEM_PROMPT = ("You solve arithmetic problems. You can use the calculator tool
                  "its result, then give your final answer on the last line as \"Answer: <number>\".")
 
 
+def faulted(task_id: str, fault_rate: float) -> bool:
+    """Whether task ``task_id`` gets a transient fault at ``fault_rate``: a hash of the id, uniform in [0, 1),
+    below the rate (the same tasks on every run and every rate's set contains the smaller rates' sets)."""
+    if fault_rate <= 0:
+        return False
+    u = int.from_bytes(hashlib.sha256(f"calculator-fault:{task_id}".encode()).digest()[:8], "big") / 2 ** 64
+    return u < fault_rate
+
+
 def rows(split: str) -> list[dict]:
     """The items of ``arith`` and ``wordprob`` in ``split``, alternating between the suites."""
     from postlab.tasks.reasoning import build_problems
@@ -98,11 +115,25 @@ class CalculatorEnv(ToolEnv):
     max_turns = 4
     system_prompt = SYSTEM_PROMPT
 
-    def __init__(self, *, max_turns: int | None = None, tools: bool = True):
+    def __init__(self, *, max_turns: int | None = None, tools: bool = True, fault_rate: float = 0.0):
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ConfigError(f"fault_rate: {fault_rate} is not a share between 0 and 1")
         self.use_tools = tools  # False: the same tasks without the tool (the no-tool baseline)
         if not tools:
             self.system_prompt = None
+        self.fault_rate = fault_rate
+        self._fault_pending = False
         super().__init__(max_turns=max_turns)
+
+    def start(self, row: dict) -> None:
+        self._fault_pending = self.use_tools and faulted(str(row["id"]), self.fault_rate)
+
+    def _call(self, call):
+        msg, failure = super()._call(call)
+        if failure is None and self._fault_pending:  # the first valid call of a faulted task
+            self._fault_pending = False
+            return {"role": "tool", "name": call.name, "content": f"error: {FAULT_MESSAGE}"}, "tool_errors"
+        return msg, failure
 
     def tool_functions(self):
         return [calculator] if self.use_tools else []
