@@ -197,15 +197,13 @@ def rl(policy: str, out: Path, k: Knobs, progress: bool) -> dict:
 
 # Stage wall times (seconds) of each preset (REFERENCE_KNOBS, in REFERENCE_DTYPE) on the 2-core CPU of
 # budget.REFERENCE_MACHINE; the budget and the ETA start from them, scaled by the work the knobs ask for (`work`) and
-# this machine's measured speed (budget.slowdown). The agent preset's are ESTIMATES for a quiet machine: its only
-# full run (a1, 2026-11-30, docs/agents.md) ran beside other jobs at load 6-9 on the 2 cores and took 3-8x longer
-# per stage; the baseline's 120 s was measured at load 0.7 (16 episodes in 19 s), SFT's from its ~430 tokens/s
-# at the quietest steps, the rest from a1's times scaled by the baseline's ratio. Replace them with a quiet run's.
+# this machine's measured speed (budget.slowdown). The agent preset's: run a3 (2026-11-30, docs/agents.md), the preset
+# as it ships (fault_rate 0.25) on a quiet machine (only a one-minute gold-audit beside its baseline stage).
 REFERENCE_DTYPE = {"agent": "bf16", "agent-tiny": "fp32"}
 REFERENCE_KNOBS = dict(PRESETS)
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {
-    "agent": {"fetch": 1, "baseline": 120, "sft_data": 2, "sft": 240, "sft_eval": 110, "rl": 720, "rl_eval": 110,
-              "baseline_no_tools": 80, "rl_no_tools": 80},
+    "agent": {"fetch": 1, "baseline": 82, "sft_data": 1, "sft": 246, "sft_eval": 87, "rl": 261, "rl_eval": 90,
+              "baseline_no_tools": 36, "rl_no_tools": 29},
     "agent-tiny": {name: 1 for name in STAGES},
 }
 TIERS = (("rl_steps",), ("eval_episodes",))  # cut order when a run is over budget
