@@ -58,6 +58,22 @@ def test_env_eval_refuses_unknown_env_and_no_tools_where_unsupported(tmp_path, c
     code, _, err = run_main(capsys, "env", "eval", "--env", "lookup", "--model", "tiny", "--no-tools",
                             "--out", tmp_path / "r.json")
     assert code == 2 and "cannot be played without its tools" in err
+    code, _, err = run_main(capsys, "env", "eval", "--env", "lookup", "--model", "tiny", "--fault-rate", "0.5",
+                            "--out", tmp_path / "r.json")
+    assert code == 2 and "fault_rate: environment 'lookup'" in err
+    code, _, err = run_main(capsys, "env", "eval", "--env", "calculator", "--model", "tiny", "--fault-rate", "2",
+                            "--out", tmp_path / "r.json")
+    assert code == 2 and "fault_rate" in err and not (tmp_path / "r.json").exists()
+
+
+def test_env_demos_with_faults(tmp_path, capsys):
+    out = tmp_path / "d.jsonl"
+    code, stdout, _ = run_main(capsys, "env", "demos", "--out", out, "--fault-rate", "0.25")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    retries = [r for r in rows if sum(m["role"] == "tool" for m in r["messages"]) == 2]
+    assert code == 0 and len(rows) == 620 and 0.2 < len(retries) / len(rows) < 0.3
+    code, _, err = run_main(capsys, "env", "demos", "--out", out, "--fault-rate", "-1")
+    assert code == 2 and "--fault-rate" in err
 
 
 def test_sandbox_and_env_help_do_not_load_torch():
