@@ -299,17 +299,19 @@ def test_calculator_transient_faults_hit_the_first_valid_call_of_the_same_tasks(
     assert {i for i in ids if faulted(i, 0.1)} <= {i for i in ids if faulted(i, 0.25)}
     row = next(r for r in rows if faulted(r["id"], 0.25) and r["suite"] == "arith")
     expr = row["prompt"][-1]["content"].split("What is ")[1].split("?")[0]
-    env = make_env("calculator", fault_rate=0.25)
+    env = make_env("calculator", fault_rate=0.25, max_turns=5)
     for _ in range(2):  # reset re-arms the fault
         env.reset(row)
         out, _, _, info = env.step("<tool_call>\n{\"name\": \"calculator\"}\n</tool_call>")  # invalid: not the fault's
         assert info["invalid_calls"] == 1 and FAULT_MESSAGE not in out[0]["content"]
+        out, _, _, info = env.step(call("calculator", expression="1 / 0"))  # the tool's own error: not the fault's
+        assert info["tool_errors"] == 1 and "division by zero" in out[0]["content"]
         out, _, _, info = env.step(call("calculator", expression=expr))
         assert out[0]["content"] == f"error: {FAULT_MESSAGE}" and info["tool_errors"] == 1
         out, _, _, info = env.step(call("calculator", expression=expr))
         assert out[0]["content"] == str(row["answer"]) and info["tool_errors"] == 0  # the same call again works
         _, r, done, info = env.step(f"Answer: {out[0]['content']}")
-        assert done and r == 1.0 and info["state"].recovered and info["state"].errors == 2
+        assert done and r == 1.0 and info["state"].recovered and info["state"].errors == 3
     clean = next(r for r in rows if not faulted(r["id"], 0.25))
     env.reset(clean)
     assert "error" not in env.step(call("calculator", expression="1 + 1"))[0][0]["content"]

@@ -5,9 +5,10 @@ without a tool call; the reward is 1 when that answer's final number ("Answer: N
 as ``postlab.spec.reasoning`` reads it) equals the item's answer, else 0.
 
 ``fault_rate`` injects transient tool faults, so that recovery can be measured: on that share of the tasks
-(the same tasks on every run: chosen by a hash of the task id), the episode's first valid calculator call
-fails with ``error: the calculator is temporarily unavailable ...`` and a repeated call works. The episode
-counts a tool error; succeeding after it is a recovery.
+(the same tasks on every run: chosen by a hash of the task id), the episode's first call that would have
+worked fails with ``error: the calculator is temporarily unavailable ...`` and a repeated call works. The episode
+counts a tool error; succeeding after it is a recovery. Calls that fail on their own (unparsable, wrong
+arguments, division by zero) are the model's errors and leave the fault pending.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class CalculatorEnv(ToolEnv):
 
     def _call(self, call):
         msg, failure = super()._call(call)
-        if failure is None and self._fault_pending:  # the first valid call of a faulted task
+        if failure is None and self._fault_pending:  # the first call of a faulted task that worked
             self._fault_pending = False
             return {"role": "tool", "name": call.name, "content": f"error: {FAULT_MESSAGE}"}, "tool_errors"
         return msg, failure
