@@ -633,6 +633,19 @@ def scaled_section(budget_minutes: float, slow: float, unscaled: dict[str, float
             "changes": changes, "predicted_s": {n: round(t, 1) for n, t in predicted.items()}}
 
 
+def budget_plan(cfg, rec: dict, knobs_cls, ref_dtype: str, predict, fit) -> tuple:
+    """A preset's plan (the agent and reasoning presets'): ``bf16=auto`` resolved on the machine ``rec``, the
+    knobs cut to the time budget by ``fit(k, slow, budget_s, fixed)`` (never those set on the command line),
+    and ``predict(k, slow)``'s stage seconds before and after in the ``scaled`` section."""
+    k, mach, slow = resolve_machine(cfg.knobs(), rec, ref_dtype)
+    unscaled = predict(k, slow)
+    changes: list[dict] = []
+    if k.budget_minutes > 0:
+        fixed = {n for n in knobs_cls.model_fields if getattr(cfg, n) is not None}
+        k, changes = fit(k, slow, 60 * k.budget_minutes, fixed)
+    return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predict(k, slow), changes)
+
+
 def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
     """(knobs to run with, the ``machine`` section, the ``scaled`` section) on the machine ``rec``:
     ``bf16=auto`` resolved, knobs cut to the time budget (never those set on the command line), and

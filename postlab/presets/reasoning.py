@@ -33,8 +33,7 @@ from postlab.evals import harness
 from postlab.evals.metrics import mean_se, paired_difference, sample_scores
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import (Stages, _Stop, announce, in_run_directory, resolve_machine,
-                         scaled_section, stopped, start_run)
+from postlab.run import Stages, _Stop, announce, budget_plan, in_run_directory, start_run, stopped
 from postlab.run_state import invalidate_changed_stages
 from postlab.tasks.reasoning import worked_demos
 from postlab.tasks.suite import load_suite
@@ -371,13 +370,8 @@ def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) ->
 def plan(cfg, rec: dict) -> tuple[Knobs, dict, dict]:
     """(knobs to run with, the `machine` section, the `scaled` section): bf16=auto resolved, and knobs cut
     to the time budget (never those set on the command line)."""
-    k, mach, slow = resolve_machine(cfg.knobs(), rec, REFERENCE_DTYPE[cfg.preset])
-    unscaled = predict_seconds(k, cfg.preset, slow)
-    changes: list[dict] = []
-    if k.budget_minutes > 0:
-        fixed = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
-        k, changes = fit(k, cfg.preset, slow, 60 * k.budget_minutes, fixed)
-    return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predict_seconds(k, cfg.preset, slow), changes)
+    return budget_plan(cfg, rec, Knobs, REFERENCE_DTYPE[cfg.preset], lambda k, slow: predict_seconds(k, cfg.preset, slow),
+                       lambda k, slow, budget_s, fixed: fit(k, cfg.preset, slow, budget_s, fixed))
 
 
 def _paired(stages: Stages, after: str, before: str) -> dict:
