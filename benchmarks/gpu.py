@@ -231,21 +231,37 @@ def child_postlab(a) -> dict:
         import torch
         from torch.profiler import ProfilerActivity, profile
 
+        import cProfile
+        import io
+        import pstats
+
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device.startswith("cuda") else [])
         tables = []
         prof = profile(activities=activities, record_shapes=False)
-        prof.start()
+        py = cProfile.Profile()  # Python-level too: time outside torch ops shows by function
+
+        def start():
+            prof.start()
+            py.enable()
 
         def per_step(state, metrics):
+            nonlocal prof, py
+            py.disable()
             prof.stop()
             key = "self_cuda_time_total" if a.device.startswith("cuda") else "self_cpu_time_total"
             tables.append(f"== step {state.step} ({metrics.get('time/step_s', 0):.2f} s; sample "
                           f"{metrics.get('time/sample_s', 0):.2f} s)\n" + prof.key_averages().table(sort_by=key, row_limit=25))
             tables.append(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25))
-            prof.__init__(activities=activities, record_shapes=False)
-            prof.start()
+            for order in ("tottime", "cumulative"):
+                buf = io.StringIO()
+                pstats.Stats(py, stream=buf).sort_stats(order).print_stats(30)
+                tables.append(f"-- step {state.step}, Python by {order}\n" + buf.getvalue())
+            prof, py = profile(activities=activities, record_shapes=False), cProfile.Profile()
+            start()
 
+        start()
         train(cfg, callbacks=[per_step])
+        py.disable()
         prof.stop()
         Path(a.profile).write_text("\n\n".join(tables))
     rows = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl")) if x.strip()]

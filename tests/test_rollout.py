@@ -232,3 +232,34 @@ def test_cat_rollouts_pads_prompts_left_and_responses_right():
     assert c.prompt_ids[0, -n:].tolist() == a.prompt_ids[0].tolist() and (c.prompt_mask[0, :-n] == 0).all()
     assert c.response_ids[0, :4].tolist() == a.response_ids[0].tolist() and (c.response_mask[0, 4:] == 0).all()
     assert torch.equal(c.logprobs[1:], b.logprobs) and torch.equal(c.attention_mask[1:], b.attention_mask)
+
+
+def test_rollouts_and_rl_logprobs_run_attention_without_cudnn(monkeypatch):
+    """cuDNN attention builds a plan per new shape (~1.4 ms of CPU per decode call on an H200); sampling,
+    continuous decoding and RL log-probs see new shapes every call, so they must run with it off."""
+    import torch.nn.functional as F
+
+    from postlab.rollout import llama_decode
+    from postlab.train.rl_common import response_logprobs
+
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*a, **k):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return real(*a, **k)
+
+    monkeypatch.setattr(llama_decode.F, "scaled_dot_product_attention", spy)
+    model, tok = load_model_and_tokenizer("tiny")
+    engine = TorchEngine(model=model, tokenizer=tok)
+    r = engine.generate([[{"role": "user", "content": "hi"}]] * 2, SamplingParams(max_new_tokens=3, seed=0))
+    session = engine.session()
+    session.add(engine.encode_prompts([[{"role": "user", "content": "hey"}]])[0], SamplingParams(max_new_tokens=2, seed=0))
+    session.step()
+    assert seen and not any(seen)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    seen.clear()
+    model.config._attn_implementation = "sdpa"
+    response_logprobs(model, r, 1.0)
+    assert seen and not any(seen)
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored afterwards

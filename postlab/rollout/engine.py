@@ -11,6 +11,7 @@ import torch
 from transformers import DynamicCache
 
 from postlab.data.chat import Conversation
+from postlab.models.attention import varying_shape_attention
 from postlab.rollout import llama_decode
 from postlab.rollout.sampling import SamplingParams, choose_tokens, choose_tokens_per_row
 from postlab.rollout.types import Rollout
@@ -85,7 +86,7 @@ class TorchEngine:
         ``on_step`` sees every token as it is drawn and may end rows early (see ``StepCallback``)."""
         if not isinstance(params, SamplingParams) and len(params) != len(prompts):
             raise ValueError(f"got {len(params)} SamplingParams for {len(prompts)} prompts")
-        with torch.inference_mode():
+        with torch.inference_mode(), varying_shape_attention():
             r = self._generate_ids(prompts, params, on_step)
         # Plain tensors (not inference-mode ones), so trainers can use them in autograd graphs.
         return dataclasses.replace(r, **{f: getattr(r, f).clone() for f in (
@@ -251,7 +252,7 @@ class DecodeSession:
 
     def step(self) -> list[Drawn]:
         """One decode step for every row (prefilling those that just joined): the token each drew."""
-        with torch.inference_mode():
+        with torch.inference_mode(), varying_shape_attention():
             parts = []
             b = len(self.rows)
             if b:

@@ -20,6 +20,7 @@ from postlab.algos.lm import token_logprobs
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.machine import AutoBF16
+from postlab.models.attention import varying_shape_attention
 from postlab.rollout.types import Rollout
 from postlab.tasks.suite import Item
 from postlab.train.common import CheckpointConfig
@@ -130,8 +131,9 @@ def response_logprobs(model, rollout: Rollout, temperature: float, *, entropy: b
     ids, mask = rollout.input_ids.to(device), rollout.attention_mask.to(device)  # (B, P + R)
     R = rollout.response_ids.size(1)
     # Only the R + 1 last positions go through the LM head; position P − 1 + t predicts token t.
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                   logits_to_keep=R + 1).logits[:, :-1]
+    with varying_shape_attention():  # a new (B, P + R) every batch: no per-shape cuDNN plans
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                       logits_to_keep=R + 1).logits[:, :-1]
     # (B, R, V) in the model's dtype; chunked in fp32 by token_logprobs, never copied whole
     logp, ent = token_logprobs(logits, rollout.response_ids.to(device), temperature, entropy=entropy)
     return logp * rollout.response_mask.to(device), ent
@@ -144,7 +146,8 @@ def response_values(value_model, rollout: Rollout) -> torch.Tensor:
     device = next(inner.parameters()).device
     ids, mask = rollout.input_ids.to(device), rollout.attention_mask.to(device)
     P, R = rollout.prompt_ids.size(1), rollout.response_ids.size(1)
-    h = inner.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).last_hidden_state
+    with varying_shape_attention():
+        h = inner.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).last_hidden_state
     return inner.score(h[:, P - 1 : P + R - 1]).squeeze(-1).float() * rollout.response_mask.to(device)
 
 

@@ -1,0 +1,22 @@
+"""Attention backend choice for passes whose shapes change from call to call.
+
+PyTorch's scaled_dot_product_attention prefers cuDNN's kernel on recent NVIDIA GPUs, and cuDNN builds
+an execution plan for every new shape: measured on an H200 (torch 2.11, benchmarks/gpu.py --profile),
+~1.4 ms of CPU per call in decode, where the key length grows by one every step and prompt lengths
+change every batch, and ~23 ms per backward call in an RL update. That made a 135M model's GRPO
+sampling take 8 s on steps with new shapes against 3 s on repeated ones. Rollouts, serving and RL
+log-probs see a new shape almost every call, so they run with cuDNN attention off (flash,
+memory-efficient and math kernels stay allowed, and which one runs is PyTorch's choice as before).
+Fixed-shape training (SFT on full-length sequences) keeps PyTorch's default."""
+
+from __future__ import annotations
+
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+NO_CUDNN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def varying_shape_attention():
+    """Context: scaled_dot_product_attention without the cuDNN backend (a no-op on CPU, where cuDNN
+    attention does not exist)."""
+    return sdpa_kernel(NO_CUDNN)
