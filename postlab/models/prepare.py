@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -60,9 +61,42 @@ def save_final_model(model, tokenizer, out: Path, state_dict: dict | None = None
     ``distributed.full_state_dict``)."""
     from peft import PeftModel
 
-    if isinstance(model, PeftModel):
+    if isinstance(model, PeftModel) and state_dict is not None:  # sharded: merge the gathered weights instead
+        state_dict, model = merged_lora_state(model, state_dict), model.get_base_model()
+    elif isinstance(model, PeftModel):
         model = model.merge_and_unload()
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
     return out
+
+
+def merged_lora_state(model, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A LoRA model's whole state dict (``PeftModel`` names, e.g. gathered from FSDP shards) with every
+    adapter merged into its base weight, W + (α/r)·B·A, under the base model's own names: what
+    ``merge_and_unload().state_dict()`` would give, computed from the tensors alone (the model's own
+    weights may be shards that only a collective could read)."""
+    from peft.tuners.lora import LoraLayer
+
+    out = dict(state_dict)
+    prefix = "base_model.model."
+    for name, layer in model.named_modules():
+        if not isinstance(layer, LoraLayer) or getattr(layer, "merged", False):
+            continue
+        for adapter in layer.active_adapters:
+            if layer.use_dora.get(adapter) or getattr(layer, "fan_in_fan_out", False):
+                raise ValueError(f"{name}: merging DoRA or fan-in-fan-out LoRA weights from a state dict is not supported")
+            a = out.pop(f"{name}.lora_A.{adapter}.weight").float()
+            b = out.pop(f"{name}.lora_B.{adapter}.weight").float()
+            key = f"{name}.base_layer.weight"
+            out[key] = (out[key].float() + (b @ a) * layer.scaling[adapter]).to(out[key].dtype)
+    merged = {}
+    for k, v in out.items():
+        if ".original_module." in k:  # a fully trained module (modules_to_save: a reward model's head)
+            continue
+        k = re.sub(r"\.modules_to_save\.[^.]+\.", ".", k)  # ... is saved under its own name
+        if ".lora_" in k:
+            raise ValueError(f"{k}: a LoRA weight of an adapter that is not active")
+        k = k[len(prefix):] if k.startswith(prefix) else k
+        merged[k.replace(".base_layer.", ".")] = v
+    return merged

@@ -44,7 +44,7 @@ def load_reward_model(name: str, dtype: torch.dtype = torch.float32):
     return model, tok
 
 
-def _backbone_and_head(model):
+def backbone_and_head(model):
     """The transformer body and the score head, through a peft wrapper if there is one."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return inner.model, inner.score
@@ -54,7 +54,7 @@ def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tor
     """r(x, y) at each row's last real token. input_ids, attention_mask: (B, T) -> (B,) float32.
 
     Runs the body once and the head only on the B pooled states (not on all B·T positions)."""
-    body, head = _backbone_and_head(model)
+    body, head = backbone_and_head(model)
     position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)  # left padding: positions from 0
     h = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state  # (B, T, H)
     idx = last_token_index(attention_mask)  # (B,)

@@ -50,7 +50,7 @@ class OptimConfig(Section):
     bf16: AutoBF16 = Field("auto", validate_default=True, description="bf16 autocast for forward/backward (fp32 master weights); auto = whichever of fp32 and bf16 is faster on this machine (postlab.machine: measured once, cached; bf16 on CUDA when supported)")
     seed: int = Field(0, description="seed for data order, initialisation of new weights and RNG")
     compile: bool = Field(False, description="torch.compile the model's forward (fuses norm/RoPE/SwiGLU ops; ~1 min to compile on a CPU)")
-    fsdp: bool = Field(False, description="under torchrun, shard the model over the processes with FSDP2 (fully_shard on each transformer block, then the model) instead of copying it (DDP): each process holds 1/N of the weights, gradients and AdamW state; full fine-tuning only (docs/scaling.md)")
+    fsdp: bool = Field(False, description="under torchrun, shard the model over the processes with FSDP2 (fully_shard on each transformer block, then the model) instead of copying it (DDP): each process holds 1/N of the weights, gradients and AdamW state; full fine-tuning or LoRA (docs/scaling.md)")
     group_by_length: bool = Field(False, description="within windows of 16 micro-batches of the shuffled order, sort examples by length, so micro-batches pad less (faster; the order stays a pure function of seed and epoch)")
 
 

@@ -293,20 +293,26 @@ def refuse_fsdp(reason: str) -> None:
 
 
 def check_fsdp(model: torch.nn.Module, w: World) -> None:
-    """Refuse ``optim.fsdp=true`` where it cannot run: one process, frozen weights (LoRA)."""
+    """Refuse ``optim.fsdp=true`` where it cannot run: one process, frozen weights other than a LoRA
+    model's base (FSDP2 shards frozen and trainable weights alike; only LoRA knows how to save them)."""
     if w.size == 1:
         refuse_fsdp("FSDP2 shards the model over the processes of a torchrun launch; one process has nothing to "
                     "shard it over")
-    if any(not p.requires_grad for p in model.parameters()):
-        refuse_fsdp("supported for full fine-tuning only, and this model has frozen weights (lora.enabled?)")
+    if not hasattr(model, "peft_config") and any(not p.requires_grad for p in model.parameters()):
+        refuse_fsdp("supported for full fine-tuning and LoRA, and this model has other frozen weights")
 
 
-def shard_model(model: torch.nn.Module, w: World) -> torch.nn.Module:
+def shard_model(model: torch.nn.Module, w: World, roots: Sequence[torch.nn.Module] | None = None) -> torch.nn.Module:
     """FSDP2: ``fully_shard`` each transformer block (the model's ``_no_split_modules`` classes: a Hugging
     Face model's decoder layers) and then the whole model, in place: each rank keeps 1/W of every weight,
     its gradient and its AdamW state; a block's weights are all-gathered for its forward and backward and
     its gradients reduce-scattered. Rank 0's weights are broadcast first (as DDP does). Every forward is
-    a collective from here on: every rank must run it."""
+    a collective from here on: every rank must run it.
+
+    ``roots``: the parts of the model that its objective calls one by one instead of calling the model
+    (a reward model's body and score head): each is sharded as its own root after the blocks, and the
+    model itself is not, so every call goes through a root's gather and its gradients' reduce-scatter.
+    They must hold every parameter outside the blocks."""
     from torch.distributed.fsdp import fully_shard
 
     broadcast_parameters(model, w)
@@ -317,7 +323,15 @@ def shard_model(model: torch.nn.Module, w: World) -> torch.nn.Module:
                           "(no _no_split_modules)")
     for layer in layers:
         fully_shard(layer)
-    fully_shard(model)
+    if not roots:
+        fully_shard(model)
+        return model
+    covered = {id(p) for r in (*layers, *roots) for p in r.parameters()}
+    missing = [n for n, p in model.named_parameters() if id(p) not in covered]
+    if missing:
+        raise ConfigError(f"optim.fsdp: parameters outside the sharded parts of {type(model).__name__}: {missing[:3]}")
+    for root in roots:
+        fully_shard(root)
     return model
 
 
@@ -325,7 +339,7 @@ def is_sharded(model: torch.nn.Module) -> bool:
     """Whether ``model`` was sharded by ``shard_model`` (its forwards and state gathers are collectives)."""
     from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(model, FSDPModule)
+    return any(isinstance(m, FSDPModule) for m in model.modules())  # the model, or its parts (``roots``)
 
 
 def _full_options():

@@ -376,7 +376,8 @@ def train_loop(
     fsdp = optim.fsdp
     if fsdp:
         distributed.check_fsdp(model, world)
-        distributed.shard_model(model, world)  # before the optimizer: its parameters become shards
+        roots = objective.fsdp_roots(model) if hasattr(objective, "fsdp_roots") else None  # parts called apart
+        distributed.shard_model(model, world, roots)  # before the optimizer: its parameters become shards
     run_dir.mkdir(parents=True, exist_ok=True)
     n, T = len(examples), total_steps(optim, len(examples))
     params = [p for p in model.parameters() if p.requires_grad]

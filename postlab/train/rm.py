@@ -31,7 +31,7 @@ from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
 from postlab.models.load import check_model_name
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
-from postlab.models.reward import OFFSET_KEY, last_token_index, load_reward_model, rewards
+from postlab.models.reward import OFFSET_KEY, backbone_and_head, last_token_index, load_reward_model, rewards
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
@@ -120,6 +120,11 @@ class RewardObjective:
 
     def units(self, batch: PairBatch) -> int:
         return batch.margin.numel()
+
+    def fsdp_roots(self, model) -> tuple:
+        """The parts ``score`` calls one by one (the body, then the head on the pooled states), which
+        ``optim.fsdp`` shards as separate roots (``distributed.shard_model``)."""
+        return backbone_and_head(model)
 
     def num_tokens(self, batch: PairBatch) -> int:
         return int(batch.attention_mask.sum())
@@ -322,8 +327,9 @@ def mean_reward(model, objective: RewardObjective, examples: list[dict], batch_s
 @distributed.data_parallel
 def train(cfg: RMConfig) -> dict:
     cfg.check()
-    if cfg.optim.fsdp:  # its objective runs the body and the head apart, outside the sharded model's forward
-        distributed.refuse_fsdp("not supported by rm yet")
+    if cfg.optim.fsdp and cfg.trainable_layers:
+        distributed.refuse_fsdp("not combined with trainable_layers (the frozen bottom layers' cache); "
+                                "set trainable_layers=0 to train every layer sharded")
     out = Path(cfg.out_dir)
     latest_checkpoint(out, cfg.checkpoint)  # a rerun without checkpoint.resume=true is refused before any loading
     # Model name and data are checked before the run directory is made: a mistake leaves nothing behind.
@@ -368,7 +374,8 @@ def train(cfg: RMConfig) -> dict:
                "gold_clear_pairs": ev.get("eval_gold_clear_pairs"), "clear_margin": cfg.clear_margin,
                "eval_loss": ev.get("eval_loss"), "reward_offset": offset, "steps": result.state.step}
     summary = finite(summary)
+    full = distributed.full_state_dict(model)  # optim.fsdp: every rank sends its shards to rank 0
     if distributed.is_main():  # under torchrun, rank 0 alone writes
-        save_final_model(model, tok, out / "model")
+        save_final_model(model, tok, out / "model", state_dict=full)
         atomic_write_text(out / "rm_results.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary
