@@ -157,13 +157,41 @@ def test_prompts_per_step_must_split_evenly_over_the_ranks(tmp_path, monkeypatch
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
-@pytest.mark.parametrize("setting, error", [("rollout.per_row_seeds=false", "rollout.per_row_seeds=false: under torchrun"),
-                                            ("rollout.workers=2", "rollout.workers: Ray rollout workers and torchrun")])
+@pytest.mark.parametrize("setting, error", [("rollout.per_row_seeds=false", "rollout.per_row_seeds=false: under torchrun")])
 def test_grpo_settings_that_torchrun_refuses(tmp_path, monkeypatch, setting, error):
     monkeypatch.setattr(distributed, "world", lambda: World(1, 2))
     with pytest.raises(ConfigError, match=error):
         run_one("grpo", ["model=tiny", "prompts_per_step=2", "k=2", setting, f"out_dir={tmp_path / 'run'}"])
     assert not (tmp_path / "run").exists()
+
+
+def test_ray_rollout_workers_under_torchrun_take_the_single_process_steps(tmp_path, monkeypatch):
+    """`rollout.workers=2` under torchrun: rank 0 alone holds the Ray workers and samples every rank's rows
+    (rows seeded one by one), so GRPO and PPO take the steps of one process sampling in-process."""
+    pytest.importorskip("ray")
+    monkeypatch.syspath_prepend(str(TESTS))
+    data = [*COMMON, f"suite={suite(tmp_path)}"]
+    ray_args = ["rollout.workers=2", "rollout.cpus_per_worker=0"]
+    for name in ("grpo", "ppo"):
+        command, *args = RUNS[name]
+        run_one(command, [*data, *args, f"out_dir={tmp_path / name}1"])
+    commands = [[RUNS[name][0], *data, *RUNS[name][1:], *ray_args, f"out_dir={tmp_path / name}2"] for name in ("grpo", "ppo")]
+    script = tmp_path / "run_commands.py"
+    script.write_text(RUN_COMMANDS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    p = torchrun([str(script), json.dumps(commands)], timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for name in ("grpo", "ppo"):
+        one, two = tmp_path / f"{name}1", tmp_path / f"{name}2"
+        m1, m2 = metrics(one), metrics(two)
+        assert len(m2) == STEPS, name
+        for a, b in zip(m1, m2):
+            for k in SAME_ROLLOUTS[RUNS[name][0]]:
+                assert b[k] == a[k], (name, k)  # the workers sampled the same rows
+            assert b["rollout/weights_version"] == b["step"] and b["rollout/worker_restarts"] == 0, name
+            common = {k for k in a if k in b}
+            assert {k: b[k] for k in common} == pytest.approx({k: a[k] for k in common}, abs=1e-5, rel=1e-5, nan_ok=True), name
+        assert_same_weights(one, two)
 
 
 def test_each_rank_shares_the_rows_contiguously_even_when_they_do_not_divide():

@@ -142,7 +142,6 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     one process over the whole step. Rank 0 alone writes."""
     world = distributed.world()
     distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
-    cfg.rollout.refuse_under_torchrun(world)
     if world.size > 1 and not cfg.rollout.per_row_seeds:
         raise ConfigError("rollout.per_row_seeds=false: under torchrun every row is seeded on its own, so that the "
                           "rollouts do not depend on the number of processes; drop the setting")

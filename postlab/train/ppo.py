@@ -118,7 +118,6 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     Rank 0 alone writes."""
     world = distributed.world()
     distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
-    cfg.rollout.refuse_under_torchrun(world)
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
     device = pick_device(cfg.device)

@@ -353,12 +353,6 @@ class RolloutWorkersConfig(Section):
     cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each worker (0 = none: workers share "
                                    "the cores, e.g. beside other jobs on one machine)")
 
-    def refuse_under_torchrun(self, world) -> None:
-        """Before anything is written: each torchrun process would start its own workers."""
-        if self.workers and world.size > 1:
-            raise ConfigError("rollout.workers: Ray rollout workers and torchrun do not combine (each process would "
-                              "start its own workers); use one or the other (docs/scaling.md)")
-
     def refuse_with_lora(self, lora_enabled: bool) -> None:
         if self.workers and lora_enabled:
             raise ConfigError("rollout.workers: Ray workers take full weights; LoRA policies sample in-process "
@@ -367,14 +361,51 @@ class RolloutWorkersConfig(Section):
 
 def ray_rollout_engine(rollout: RolloutWorkersConfig, model: str, tokenizer, bf16: bool, world):
     """``rollout.workers`` Ray workers (``RayEngine``) that load ``model`` and are sent the policy's weights
-    before each sampling (``push_rollout_weights``). Ray workers and torchrun do not combine: each process
-    would start its own."""
-    rollout.refuse_under_torchrun(world)
+    before each sampling (``push_rollout_weights``). Under torchrun rank 0 alone starts (or joins) Ray and
+    holds the workers, and samples every rank's rows (``MainRankRollouts``)."""
+    if world.size > 1 and not world.is_main:
+        return MainRankRollouts(None, world)
     from postlab.rollout.ray_engine import RayEngine
 
     # bf16 sampling when training in bf16 autocast, as the in-process engine does
-    return RayEngine(model, workers=rollout.workers, tokenizer=tokenizer, address=rollout.address,
-                     cpus_per_worker=rollout.cpus_per_worker, decode_dtype="bfloat16" if bf16 else None)
+    engine = RayEngine(model, workers=rollout.workers, tokenizer=tokenizer, address=rollout.address,
+                       cpus_per_worker=rollout.cpus_per_worker, decode_dtype="bfloat16" if bf16 else None)
+    return MainRankRollouts(engine, world) if world.size > 1 else engine
+
+
+class MainRankRollouts:
+    """Ray rollout workers under torchrun, held by rank 0 alone (one set of workers per job, not one per
+    process). ``generate`` is a collective: every rank hands in its rows, rank 0 samples them all on the
+    workers in one call (rank 0's rows first) and every rank gets its own back. Rows are seeded one by
+    one (``row_sampling``), so each samples what it would in any other batch: the rollouts of one process
+    with in-process sampling."""
+
+    def __init__(self, engine, world: distributed.World):
+        self.engine, self.world = engine, world
+        self.version, self.restarts = 0, 0  # the workers' weights version and restarts, on every rank
+
+    def push_weights(self, policy) -> None:
+        """Every rank holds the same weights; rank 0 sends them to the workers."""
+        if self.engine is not None:
+            self.engine.push_weights(policy)
+
+    def generate(self, conversations: list, params: SamplingParams | Sequence[SamplingParams]) -> Rollout:
+        rows = list(params) if not isinstance(params, SamplingParams) else [params] * len(conversations)
+        asked = distributed.gather((conversations, rows), self.world)
+        parts = None
+        if self.engine is not None:
+            whole = self.engine.generate([c for convs, _ in asked for c in convs], [p for _, ps in asked for p in ps])
+            starts = [0]
+            for convs, _ in asked:
+                starts.append(starts[-1] + len(convs))
+            parts = [rollout_subset(whole, list(range(a, b))) for a, b in zip(starts, starts[1:])]
+            parts = (parts, self.engine.version, self.engine.restarts)
+        mine, self.version, self.restarts = distributed.from_main(parts, self.world)
+        return mine[self.world.rank]
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
 
 
 def push_rollout_weights(engine, policy) -> None:
