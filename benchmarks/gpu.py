@@ -12,7 +12,10 @@ local directory. In one run:
    no vLLM) with the same model, prompts, group size, lengths, loss and a cheap programmatic reward,
    each in its own subprocess;
 4. rollout: completion tokens/s of postlab's engine (``TorchEngine``) and transformers' ``generate``,
-   sampling at temperature 1 with EOS off, so both produce exactly the same number of tokens.
+   sampling at temperature 1 with EOS off, so both produce exactly the same number of tokens;
+5. SFT on variable-length batches (each pads to a new length, as real conversations do), with PyTorch's
+   default attention and with cuDNN's kernel off (``postlab.models.attention``): whether fixed-shape
+   training should also leave cuDNN's per-shape plans alone.
 
 Each case is guarded: one that fails is recorded with its error and the rest go on; results are
 written to ``--out`` after every case, and cases are skipped once ``--budget-s`` is spent.
@@ -107,7 +110,12 @@ class StopBench(Exception):
     """Raised by the step callback after the last timed step: the loop ends without its final save."""
 
 
-def sft_case(size: str, args, compile_model: bool) -> dict:
+def sft_case(size: str, args, compile_model: bool, varlen: bool = False, no_cudnn: bool = False) -> dict:
+    """SFT steps of ``size``. ``varlen``: sequence lengths drawn from [seq_len/4, seq_len], so each batch pads
+    to a new length (as real conversations do); ``no_cudnn``: attention without cuDNN's kernel (which
+    plans every new shape: postlab.models.attention), to see which is faster on such batches."""
+    import contextlib
+
     import torch
 
     sys.path.insert(0, str(HERE))
@@ -120,6 +128,8 @@ def sft_case(size: str, args, compile_model: bool) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (args.sft_steps * args.batch, args.seq_len), generator=g)
+    lengths = (torch.randint(args.seq_len // 4, args.seq_len + 1, (len(ids),), generator=g).tolist() if varlen
+               else [args.seq_len] * len(ids))
     marks: list[float] = []
 
     def mark(state, metrics):
@@ -131,21 +141,26 @@ def sft_case(size: str, args, compile_model: bool) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="gpu_sft_"))
     sync(args.device)
     marks.append(time.perf_counter())
+    from postlab.models.attention import varying_shape_attention
+
     try:
-        train_loop(model=model, examples=[{"input_ids": r.tolist()} for r in ids], eval_examples=[], pad_id=0,
-                   optim=OptimConfig(lr=1e-5, batch_size=args.batch, max_steps=args.sft_steps, bf16=True,
-                                     compile=compile_model),
-                   ckpt=CheckpointConfig(progress=False, save_every=0), run_dir=run_dir, callbacks=[mark])
+        with varying_shape_attention() if no_cudnn else contextlib.nullcontext():
+            train_loop(model=model, examples=[{"input_ids": r[:n].tolist()} for r, n in zip(ids, lengths)],
+                       eval_examples=[], pad_id=0,
+                       optim=OptimConfig(lr=1e-5, batch_size=args.batch, max_steps=args.sft_steps, bf16=True,
+                                         compile=compile_model, group_by_length=False),
+                       ckpt=CheckpointConfig(progress=False, save_every=0), run_dir=run_dir, callbacks=[mark])
     except StopBench:
         pass
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     step_s = [b - a for a, b in zip(marks, marks[1:])]
     timed = step_s[args.warmup:]
-    tok_s = args.batch * args.seq_len / statistics.median(timed)
+    tok_s = sum(lengths) / len(lengths) * args.batch / statistics.median(timed)  # real (unpadded) tokens
     peak_mem = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None
     del model
-    return {"size": size, "params": n_params, "compile": compile_model, "batch": args.batch, "seq_len": args.seq_len,
+    return {"size": size, "params": n_params, "compile": compile_model, "varlen": varlen, "no_cudnn": no_cudnn,
+            "batch": args.batch, "seq_len": args.seq_len,
             "step_s": step_s, "tokens_per_s": tok_s, "flops_per_token": fpt, "tflops": tok_s * fpt / 1e12,
             "peak_mem_gib": peak_mem}
 
@@ -377,6 +392,13 @@ def tables(res: dict) -> str:
         s = {w: (f"{r[w]['s_per_step']:.2f}" if r.get(w, {}).get("s_per_step") else "failed") for w in ("postlab", "trl")}
         sp = f"{r['speedup_vs_trl']:.2f}" if "speedup_vs_trl" in r else "-"
         lines.append(f"| {r['size']} | {K * r['prompts_per_step']} x {r['new_tokens']} | {s['postlab']} | {s['trl']} | {sp} |")
+    lines += ["", "| SFT, variable lengths | batch x max seq | attention | real tokens/s | median step s |", "|---|---|---|---|---|"]
+    for r in res.get("sft_varlen", []):
+        if "error" in r:
+            lines.append(f"| {r['case']} | failed: {r['error'].splitlines()[-1][:120]} |")
+            continue
+        lines.append(f"| {r['size']} | {r['batch']} x {r['seq_len']} | {'no cuDNN' if r['no_cudnn'] else 'default'} | "
+                     f"{r['tokens_per_s']:.0f} | {statistics.median(r['step_s'][2:] or r['step_s']):.3f} |")
     lines += ["", "| rollout | batch x new tokens | generate tok/s | postlab tok/s | speedup |", "|---|---|---|---|---|"]
     for r in res["rollout"]:
         if "error" in r:
@@ -399,6 +421,8 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--sft-steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2, help="leading SFT steps left out of the median")
+    ap.add_argument("--varlen-sizes", default="135m", help="SFT on variable-length batches, with and without cuDNN attention "
+                    "(section sft_varlen)")
     ap.add_argument("--rollout-sizes", default="135m,1.7b")
     ap.add_argument("--rollout-batch", type=int, default=64)
     ap.add_argument("--rollout-tokens", type=int, default=256)
@@ -408,7 +432,7 @@ def main() -> None:
     ap.add_argument("--grpo-tokens", type=int, default=128)
     ap.add_argument("--prompts-per-step", type=int, default=8)
     ap.add_argument("--budget-s", type=float, default=360, help="skip the cases left once this many seconds are spent")
-    ap.add_argument("--order", default="sft,grpo,rollout,sft_compile", help="sections, in the order they run")
+    ap.add_argument("--order", default="sft,grpo,rollout,sft_varlen,sft_compile", help="sections, in the order they run")
     ap.add_argument("--profile", default=None, help="GRPO: write torch.profiler tables of postlab's steps to "
                     "PROFILE.<size>.txt (each step's top ops)")
     ap.add_argument("--child", choices=["postlab", "trl"])
@@ -432,7 +456,8 @@ def main() -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = True
     t_start = time.perf_counter()
-    res = {"info": device_info(args.device), "args": vars(args), "sft": [], "sft_compile": [], "grpo": [], "rollout": []}
+    res = {"info": device_info(args.device), "args": vars(args), "sft": [], "sft_compile": [], "grpo": [], "rollout": [],
+           "sft_varlen": []}
     res["peak_tflops"] = max(matmul_peak(args.device, 8192 if args.device.startswith("cuda") else 512) for _ in range(2))
     print(f"{res['info']}\nbf16 matmul peak {res['peak_tflops']:.1f} TFLOP/s", flush=True)
 
@@ -443,9 +468,10 @@ def main() -> None:
 
     plan = {"sft": [(s, False) for s in args.sizes.split(",") if s],
             "sft_compile": [(s, True) for s in args.compile_sizes.split(",") if s],  # last: compiling can take minutes
-            "grpo": [s for s in args.grpo_sizes.split(",") if s], "rollout": [s for s in args.rollout_sizes.split(",") if s]}
+            "grpo": [s for s in args.grpo_sizes.split(",") if s], "rollout": [s for s in args.rollout_sizes.split(",") if s],
+            "sft_varlen": [(s, nc) for s in args.varlen_sizes.split(",") if s for nc in (False, True)]}
     runners = {"sft": lambda c: sft_case(c[0], args, c[1]), "sft_compile": lambda c: sft_case(c[0], args, c[1]), "grpo": lambda c: grpo_case(c, args),
-               "rollout": lambda c: rollout_case(c, args)}
+               "rollout": lambda c: rollout_case(c, args), "sft_varlen": lambda c: sft_case(c[0], args, False, varlen=True, no_cudnn=c[1])}
     for section in args.order.split(","):
         for case in plan[section]:
             name = f"{section} {case}"
