@@ -217,6 +217,15 @@ def from_main(obj: T, w: World) -> T:
     return box[0]
 
 
+def scatter_from_main(objs: Sequence[T] | None, w: World) -> T:
+    """Rank 0's ``objs[r]`` on rank r (pickled; the other ranks pass None); ``objs[0]`` on one rank."""
+    if w.size == 1:
+        return objs[0]
+    box: list = [None]
+    dist.scatter_object_list(box, list(objs) if w.is_main else None, src=0)
+    return box[0]
+
+
 def gather(obj: T, w: World) -> list[T]:
     """Every rank's ``obj`` in rank order, on every rank (pickled: move tensors to the CPU first);
     ``[obj]`` on one rank."""

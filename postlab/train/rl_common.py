@@ -398,10 +398,10 @@ class MainRankRollouts:
             starts = [0]
             for convs, _ in asked:
                 starts.append(starts[-1] + len(convs))
-            parts = [rollout_subset(whole, list(range(a, b))) for a, b in zip(starts, starts[1:])]
-            parts = (parts, self.engine.version, self.engine.restarts)
-        mine, self.version, self.restarts = distributed.from_main(parts, self.world)
-        return mine[self.world.rank]
+            parts = [(rollout_subset(whole, list(range(a, b))), self.engine.version, self.engine.restarts)
+                     for a, b in zip(starts, starts[1:])]
+        mine, self.version, self.restarts = distributed.scatter_from_main(parts, self.world)  # each rank its own rows
+        return mine
 
     def close(self) -> None:
         if self.engine is not None:
