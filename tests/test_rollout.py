@@ -263,3 +263,23 @@ def test_rollouts_and_rl_logprobs_run_attention_without_cudnn(monkeypatch):
     response_logprobs(model, r, 1.0)
     assert seen and not any(seen)
     assert torch.backends.cuda.cudnn_sdp_enabled()  # restored afterwards
+
+
+def test_overlapping_no_cudnn_passes_restore_the_setting_whatever_order_they_end_in():
+    """The backend switch is process-wide: a server's decode thread and an eval overlap, and the first to
+    leave must not restore a setting the other still needs, nor the last leave cuDNN off for good."""
+    from postlab.models.attention import varying_shape_attention
+
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    a, b = varying_shape_attention(), varying_shape_attention()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)  # the first one in leaves first
+    assert not torch.backends.cuda.cudnn_sdp_enabled()  # b is still running
+    b.__exit__(None, None, None)
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(False)  # a setting made before is what comes back
+    with varying_shape_attention():
+        pass
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)

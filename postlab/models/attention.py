@@ -11,12 +11,32 @@ Fixed-shape training (SFT on full-length sequences) keeps PyTorch's default."""
 
 from __future__ import annotations
 
-from torch.nn.attention import SDPBackend, sdpa_kernel
+import threading
+from contextlib import contextmanager
 
-NO_CUDNN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+import torch
+
+_lock = threading.Lock()
+_users = 0  # passes inside the context now, in any thread
+_saved = True  # cuDNN attention's setting before the first of them
 
 
+@contextmanager
 def varying_shape_attention():
     """Context: scaled_dot_product_attention without the cuDNN backend (a no-op on CPU, where cuDNN
-    attention does not exist)."""
-    return sdpa_kernel(NO_CUDNN)
+    attention does not exist). The backend switch is process-wide, not per thread, so overlapping
+    users (a server's decode thread beside an eval) share one switch: the first turns cuDNN off, the
+    last one out restores what was set before, whatever order they leave in."""
+    global _users, _saved
+    with _lock:
+        if _users == 0:
+            _saved = torch.backends.cuda.cudnn_sdp_enabled()
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        _users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                torch.backends.cuda.enable_cudnn_sdp(_saved)
