@@ -242,7 +242,7 @@ def child_postlab(a) -> dict:
                      checkpoint={"progress": False, "save_every": 0})
     if not a.profile:
         train(cfg)
-    else:  # torch.profiler over every step: the ops that take each step's time, written beside the results
+    else:  # torch.profiler and cProfile over the --profile-steps: the ops and functions that take their time
         import torch
         from torch.profiler import ProfilerActivity, profile
 
@@ -255,29 +255,39 @@ def child_postlab(a) -> dict:
         prof = profile(activities=activities, record_shapes=False)
         py = cProfile.Profile()  # Python-level too: time outside torch ops shows by function
 
+        wanted = {int(x) for x in a.profile_steps.split(",") if x}  # building the tables of a step takes a while
+        active = False
+
         def start():
+            nonlocal active
             prof.start()
             py.enable()
+            active = True
 
         def per_step(state, metrics):
-            nonlocal prof, py
+            nonlocal prof, py, active
+            if active:
+                py.disable()
+                prof.stop()
+                active = False
+                key = "self_cuda_time_total" if a.device.startswith("cuda") else "self_cpu_time_total"
+                tables.append(f"== step {state.step} ({metrics.get('time/step_s', 0):.2f} s; sample "
+                              f"{metrics.get('time/sample_s', 0):.2f} s)\n" + prof.key_averages().table(sort_by=key, row_limit=25))
+                tables.append(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25))
+                for order in ("tottime", "cumulative"):
+                    buf = io.StringIO()
+                    pstats.Stats(py, stream=buf).sort_stats(order).print_stats(30)
+                    tables.append(f"-- step {state.step}, Python by {order}\n" + buf.getvalue())
+            prof, py = profile(activities=activities, record_shapes=False), cProfile.Profile()
+            if state.step + 1 in wanted:
+                start()
+
+        if 1 in wanted:
+            start()
+        train(cfg, callbacks=[per_step])
+        if active:
             py.disable()
             prof.stop()
-            key = "self_cuda_time_total" if a.device.startswith("cuda") else "self_cpu_time_total"
-            tables.append(f"== step {state.step} ({metrics.get('time/step_s', 0):.2f} s; sample "
-                          f"{metrics.get('time/sample_s', 0):.2f} s)\n" + prof.key_averages().table(sort_by=key, row_limit=25))
-            tables.append(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25))
-            for order in ("tottime", "cumulative"):
-                buf = io.StringIO()
-                pstats.Stats(py, stream=buf).sort_stats(order).print_stats(30)
-                tables.append(f"-- step {state.step}, Python by {order}\n" + buf.getvalue())
-            prof, py = profile(activities=activities, record_shapes=False), cProfile.Profile()
-            start()
-
-        start()
-        train(cfg, callbacks=[per_step])
-        py.disable()
-        prof.stop()
         Path(a.profile).write_text("\n\n".join(tables))
     rows = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl")) if x.strip()]
     rows = [r for r in rows if "reward" in r]
@@ -330,7 +340,8 @@ def grpo_case(size: str, args) -> dict:
     out = {"size": size, "k": K, "prompts_per_step": args.prompts_per_step, "new_tokens": args.grpo_tokens,
            "steps": args.grpo_steps}
     for which in ("postlab", "trl"):
-        profile = ["--profile", f"{args.profile}.{size}.txt"] if args.profile and which == "postlab" else []
+        profile = (["--profile", f"{args.profile}.{size}.txt", "--profile-steps", args.profile_steps]
+                   if args.profile and which == "postlab" else [])
         cmd = [sys.executable, __file__, "--child", which, "--model-dir", model_dir, "--work", work, "--device", args.device,
                *profile,
                "--grpo-steps", str(args.grpo_steps), "--grpo-tokens", str(args.grpo_tokens),
@@ -435,6 +446,8 @@ def main() -> None:
     ap.add_argument("--order", default="sft,grpo,rollout,sft_varlen,sft_compile", help="sections, in the order they run")
     ap.add_argument("--profile", default=None, help="GRPO: write torch.profiler tables of postlab's steps to "
                     "PROFILE.<size>.txt (each step's top ops)")
+    ap.add_argument("--profile-steps", default="2,3", help="GRPO --profile: the steps profiled (comma-separated; "
+                    "each step's tables take tens of seconds to build on a GPU run)")
     ap.add_argument("--child", choices=["postlab", "trl"])
     ap.add_argument("--model-dir")
     ap.add_argument("--work")
