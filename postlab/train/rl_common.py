@@ -5,6 +5,7 @@ resume, Ctrl-C, progress, metrics, evals during training)."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -395,9 +396,7 @@ class MainRankRollouts:
         parts = None
         if self.engine is not None:
             whole = self.engine.generate([c for convs, _ in asked for c in convs], [p for _, ps in asked for p in ps])
-            starts = [0]
-            for convs, _ in asked:
-                starts.append(starts[-1] + len(convs))
+            starts = list(itertools.accumulate((len(convs) for convs, _ in asked), initial=0))
             parts = [(rollout_subset(whole, list(range(a, b))), self.engine.version, self.engine.restarts)
                      for a, b in zip(starts, starts[1:])]
         mine, self.version, self.restarts = distributed.scatter_from_main(parts, self.world)  # each rank its own rows
