@@ -201,6 +201,21 @@ def test_each_rank_shares_the_rows_contiguously_even_when_they_do_not_divide():
     assert distributed.share([1], World(1, 2)) == [] and distributed.share(rows, World()) == rows
 
 
+def test_sharded_ranks_pad_to_the_busiest_ranks_number_of_micro_batches():
+    from postlab.train.rl_common import RankMicroBatches, rank_micro_batches
+
+    rows = [4, 9, 1, 7, 3]  # shares of 2 ranks: [4, 9, 1] and [7, 3]; micro-batches of 2
+    first, second = (rank_micro_batches(rows, 2, World(r, 2), equal=True) for r in range(2))
+    assert (list(first), first.padding) == ([[4, 9], [1]], 0)
+    assert (list(second), second.padding, second.filler) == ([[7, 3]], 1, [4])
+    alone = rank_micro_batches([5], 2, World(1, 2), equal=True)  # no rows of its own: one pass of the filler
+    assert (list(alone), alone.padding) == ([], 1)
+    assert rank_micro_batches(rows, 2, World(1, 2), equal=False).padding == 0  # unsharded: no padding
+    assert rank_micro_batches([], 2, World(1, 2), equal=True).padding == 0  # no rows anywhere: nothing to run
+    joined = RankMicroBatches.joined([second, alone])
+    assert (list(joined), joined.padding, joined.filler) == ([[7, 3]], 2, [4])
+
+
 def test_sampling_is_seeded_per_row_so_the_batch_does_not_change_it():
     """What a row samples depends on its seed, not on which rows share its batch (or rank)."""
     from postlab.models.load import load_model_and_tokenizer
@@ -218,3 +233,52 @@ def test_sampling_is_seeded_per_row_so_the_batch_does_not_change_it():
     assert whole.texts == halves[0].texts + halves[1].texts
     assert len(set(whole.texts)) > 1
     torch.testing.assert_close(whole.response_ids[2:], halves[1].response_ids)
+
+
+# FSDP2 (`optim.fsdp=true`): the same runs with the policy (and reference, and PPO's value model) sharded
+# over the two ranks. "skip" leaves the ranks unequal rows, and so does "ppo_lora" (minibatches of 5 and
+# 3 rows, one row per micro-batch): a rank with fewer pads with zero-weight micro-batches.
+FSDP_RUNS = {**{name: RUNS[name] for name in ("grpo", "skip", "dapo", "lora", "ppo")},
+             "ppo_lora": ["ppo", "prompts_per_step=8", "minibatch_size=5", "optim.micro_batch_size=1", "kl_coef=0.05",
+                          "lora.enabled=true", "lora.r=4", "optim.lr=2e-3", LOWERCASE]}
+
+
+def test_rl_sharded_by_fsdp_takes_the_single_process_steps(tmp_path, monkeypatch):
+    """Each rank holds half of every weight and gathers the policy whole only to sample its rows; the
+    steps, checkpoints and final weights are one process's (fp32, within 1e-5; the grad norm, summed
+    over shards in another order, within 1e-4 relative), and a sharded checkpoint resumes in one process."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    data = [*COMMON, f"suite={suite(tmp_path)}"]
+    for name, (command, *args) in FSDP_RUNS.items():
+        run_one(command, [*data, *args, f"out_dir={tmp_path / name}1"])
+    commands = [[command, *data, *args, "optim.fsdp=true", f"out_dir={tmp_path / name}2"]
+                for name, (command, *args) in FSDP_RUNS.items()]
+    commands.append([*RUNS["grpo"][:1], *data, *RUNS["grpo"][1:], "optim.fsdp=true", "steps=1",
+                     f"out_dir={tmp_path / 'resumed'}"])
+    script = tmp_path / "run_commands.py"
+    script.write_text(RUN_COMMANDS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    p = torchrun([str(script), json.dumps(commands)], timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    worst = {}
+    for name, (command, *_) in FSDP_RUNS.items():
+        one, two = tmp_path / f"{name}1", tmp_path / f"{name}2"
+        m1, m2 = metrics(one), metrics(two)
+        assert len(m2) == STEPS and m2[0].keys() == m1[0].keys(), name
+        for a, b in zip(m1, m2):
+            for k in SAME_ROLLOUTS[command]:
+                assert b[k] == a[k], (name, k)  # sampled from the gathered weights: the same rollouts
+            assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4), name
+            assert {**b, "grad_norm": 0} == pytest.approx({**a, "grad_norm": 0}, abs=1e-5, rel=1e-5, nan_ok=True), name
+        ckpt = f"checkpoints/step-{STEPS:07d}/model.safetensors"  # PPO's: the value model's weights too
+        w1, w2 = load_file(str(one / ckpt)), load_file(str(two / ckpt))
+        assert w1.keys() == w2.keys() and max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-5
+        worst[name] = (max(abs(b[k] - a[k]) for a, b in zip(m1, m2) for k in LOSSES[command]),
+                       assert_same_weights(one, two))
+    print("largest difference, 2 sharded ranks vs 1 process (losses, kl, grad norm; final weights):", worst)
+    assert any(m["frac_rows_skipped"] > 0 for m in metrics(tmp_path / "skip2"))
+    resumed = tmp_path / "resumed"
+    run_one("grpo", [*data, *RUNS["grpo"][1:], f"out_dir={resumed}", "checkpoint.resume=true"])
+    assert all(b == pytest.approx(a, abs=1e-5, rel=1e-4, nan_ok=True)
+               for a, b in zip(metrics(tmp_path / "grpo1"), metrics(resumed)))
+    assert_same_weights(tmp_path / "grpo1", resumed)

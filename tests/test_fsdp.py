@@ -60,12 +60,19 @@ def test_fsdp_is_refused_where_it_cannot_run(monkeypatch, tmp_path):
         distributed.check_fsdp(lora_like, World(0, 2))
     with pytest.raises(ConfigError, match="one process has nothing to shard"):
         distributed.check_fsdp(torch.nn.Linear(2, 2), World())
-    for name in ("grpo", "ppo"):  # the RL recipes have no such field
-        from postlab.train import grpo, ppo
+    from postlab.train import grpo, ppo
 
-        cls = {"grpo": grpo.GRPOConfig, "ppo": ppo.PPOConfig}[name]
-        with pytest.raises(ConfigError, match="fsdp"):
+    for recipe, cls in ((grpo, grpo.GRPOConfig), (ppo, ppo.PPOConfig)):  # sharded RL: what needs a whole policy
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+        with pytest.raises(ConfigError, match="optim.fsdp: FSDP2 shards the model over the processes of a torchrun"):
             load_config(cls, None, ["optim.fsdp=true"])
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        for extra, match in ((["rollout.workers=2"], "not combined with rollout.workers"),
+                             (["gold_eval.every=1"], "not combined with gold_eval")):
+            cfg = load_config(cls, None, ["model=tiny", "optim.fsdp=true", f"out_dir={tmp_path / 'run'}", *extra])
+            with pytest.raises(ConfigError, match=f"optim.fsdp: {match}"):
+                recipe.train.__wrapped__(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 def test_sft_dpo_and_pretrain_sharded_take_the_single_process_steps_and_checkpoints_cross_over(tmp_path):

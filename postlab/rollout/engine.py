@@ -62,6 +62,11 @@ class TorchEngine:
             self._weights = (key, llama_decode.DecodeWeights(self.model, batch_hint=batch, dtype=self.decode_dtype))
         return self._weights[1]
 
+    def release_weights(self) -> None:
+        """Drop the cached decode weights: they may alias the model's own tensors, which a sharded model
+        frees when it reshards (``distributed.unsharded``); the next generate rebuilds them."""
+        self._weights = None
+
     def supports_sessions(self) -> bool:
         """Whether ``session()`` works here: continuous decoding runs on the lean Llama decode path only."""
         return self.fast_decode and llama_decode.supports(self.model)

@@ -57,12 +57,9 @@ class OptimConfig(Section):
     def check(self) -> None:
         super().check()
         if self.fsdp:
-            from postlab.train.distributed import launched
+            from postlab.train.distributed import require_launch_for_fsdp
 
-            if not launched():
-                raise ConfigError("optim.fsdp: FSDP2 shards the model over the processes of a torchrun launch "
-                                  "(torchrun --nproc_per_node N -m postlab ...); one process has nothing to shard it "
-                                  "over: set optim.fsdp=false (a checkpoint written under FSDP resumes so)")
+            require_launch_for_fsdp()
             if self.compile:
                 raise ConfigError("optim.fsdp: not combined with optim.compile; set one of them to false")
 

@@ -296,6 +296,14 @@ def broadcast_parameters(module: torch.nn.Module, w: World) -> None:
 # --- FSDP2 (optim.fsdp): the model sharded over the ranks rather than copied -------------------------
 
 
+def require_launch_for_fsdp() -> None:
+    """``optim.fsdp=true`` outside torchrun: a clear error (a config check, before anything is loaded)."""
+    if not launched():
+        raise ConfigError("optim.fsdp: FSDP2 shards the model over the processes of a torchrun launch "
+                          "(torchrun --nproc_per_node N -m postlab ...); one process has nothing to shard it "
+                          "over: set optim.fsdp=false (a checkpoint written under FSDP resumes so)")
+
+
 def refuse_fsdp(reason: str) -> None:
     """A recipe's refusal of ``optim.fsdp=true`` where it does not support it (same error on every rank)."""
     raise ConfigError(f"optim.fsdp: {reason}; set optim.fsdp=false (docs/scaling.md)")
@@ -342,6 +350,31 @@ def shard_model(model: torch.nn.Module, w: World, roots: Sequence[torch.nn.Modul
     for root in roots:
         fully_shard(root)
     return model
+
+
+@contextmanager
+def unsharded(model: torch.nn.Module):
+    """Inside the block, every weight of a model sharded by ``shard_model`` is gathered whole on every rank
+    (a collective on entering and leaving) and stays so across forwards: the forwards run no collectives,
+    so the ranks may run different numbers of them (sampling, where each rank's rows end at different
+    steps). Its whole weights take memory only for the block. No-op for a model that is not sharded."""
+    from torch.distributed.fsdp import FSDPModule
+
+    parts = [m for m in model.modules() if isinstance(m, FSDPModule)]  # pre-order: a root before its blocks
+    if not parts:
+        yield
+        return
+    inner = {id(x) for p in parts for x in p.modules() if x is not p}
+    for part in parts:
+        part.unshard()
+        part.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for part in parts:
+            part.reshard()
+            # blocks free their gathered weights after each forward; a root keeps them for the backward
+            part.set_reshard_after_forward(id(part) in inner, recurse=False)
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

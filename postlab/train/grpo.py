@@ -35,12 +35,13 @@ from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
 from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed,
-                                     RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
+                                     RLOptimConfig, apply_eos_penalty, autocast, backward_share, clip_and_step,
                                      entropy_mean, gather_rows, make_optimizer, make_reward_fn, reward_watch,
-                                     over_micro_batches_on_ranks, prompt_batches, reference_mode, response_logprobs,
-                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch,
-                                     RolloutWorkersConfig, close_rollout_engine, push_rollout_weights,
-                                     ray_rollout_engine, rollout_metrics)
+                                     over_micro_batches_on_ranks, prompt_batches, rank_micro_batches,
+                                     reference_mode, refuse_fsdp_where_unsupported, response_logprobs,
+                                     rollout_subset, row_sampling, run_padding, run_rl_loop, sampling_weights,
+                                     share_reward_watch, RolloutWorkersConfig, close_rollout_engine,
+                                     push_rollout_weights, ray_rollout_engine, rollout_metrics)
 from postlab.utils.io import atomic_write_text, finite
 
 
@@ -139,8 +140,13 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     gathered so every rank holds the whole step (advantages, dynamic sampling and metrics are then one
     process's), each rank runs the forward/backward of its contiguous share of the rows trained on, and
     the gradients are summed over ranks (the losses divide by the whole batch's totals): the update of
-    one process over the whole step. Rank 0 alone writes."""
+    one process over the whole step. Rank 0 alone writes.
+
+    With ``optim.fsdp`` the policy and the reference are sharded (FSDP2): the policy's weights are
+    gathered whole while each rank samples its rows, and every rank runs as many micro-batches as the
+    busiest one (the others add zero-weight ones), since each sharded forward and backward is a collective."""
     world = distributed.world()
+    refuse_fsdp_where_unsupported(cfg)
     distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
     if world.size > 1 and not cfg.rollout.per_row_seeds:
         raise ConfigError("rollout.per_row_seeds=false: under torchrun every row is seeded on its own, so that the "
@@ -157,6 +163,14 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     if needs_ref and not cfg.lora.enabled:  # a frozen copy; with LoRA the reference is the base (adapters off)
         ref_model, _ = load_model_and_tokenizer(cfg.model)
         ref_model.to(device).eval().requires_grad_(False)
+    sharded = cfg.optim.fsdp
+    if sharded:  # before the optimizer: its parameters become shards
+        distributed.check_fsdp(policy, world)
+        distributed.shard_model(policy, world)
+        if ref_model is not None:
+            distributed.shard_model(ref_model, world)
+    else:
+        distributed.broadcast_parameters(policy, world)  # new weights (LoRA, heads) the same on every rank
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
@@ -164,7 +178,6 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
               TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None))
     per_row = cfg.rollout.per_row_seeds or cfg.rollout.workers > 0
     params = [p for p in policy.parameters() if p.requires_grad]
-    distributed.broadcast_parameters(policy, world)  # new weights (LoRA, heads) the same on every rank
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
     refill_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed + 1, 0)  # its own stream, for dynamic sampling
@@ -194,7 +207,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         push_rollout_weights(engine, policy)  # Ray workers sample with this step's weights (a version each)
         rows = range(first, first + len(mine_items))
         sampling = row_sampling(cfg.sampling, seed, rows) if per_row else cfg.sampling.model_copy(update={"seed": seed})
-        r = engine.generate([it.messages for it in mine_items], sampling).to(device)
+        with sampling_weights(policy, engine):
+            r = engine.generate([it.messages for it in mine_items], sampling).to(device)
         raw = torch.tensor(reward_fn(mine_items, r.texts), dtype=torch.float32, device=device)
         share_reward_watch(reward_fn, world)
         gold_scores = raw if reward_name == "gold" else torch.tensor(
@@ -230,9 +244,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         B, mask = len(sampled.rows), r.response_mask
         loss_mask = mask * r.finished.unsqueeze(1) if cfg.mask_truncated_completions else mask  # (B, R)
         live = rows_with_signal(advantage_of(scores), cfg.kl_coef)
-        mine = distributed.share(live, world)  # the rows this rank forwards and backpropagates
-        mbs = cfg.optim.micro_batch_size
-        micro_batches = [mine[s : s + mbs] for s in range(0, len(mine), mbs)]
+        # the rows this rank forwards and backpropagates, cut into micro-batches
+        micro_batches = rank_micro_batches(live, cfg.optim.micro_batch_size, world, equal=sharded)
         # With one update per batch and the KL as a loss term, π_old is π_θ itself: its log-probs and
         # entropy come from the training forward below, which saves a forward pass of the policy.
         need_old = cfg.num_iterations > 1 or (cfg.kl_in_reward and needs_ref)
@@ -268,10 +281,13 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
                     ref = ref_logp[idx, :Rs] if (ref_logp is not None and not cfg.kl_in_reward) else None
                     loss, st = loss_fn(logp, old, ref, adv[idx], loss_mask[idx, :Rs], totals, epsilon=cfg.epsilon,
                                        epsilon_high=epsilon_high, kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef)
-                    loss.backward()
+                    backward_share(loss, sharded, world)
                     for key, v in st.items():  # each micro-batch's share of the batch's value
                         stats_sum[key] = stats_sum.get(key, 0.0) + v / cfg.num_iterations
-                distributed.sum_gradients(params, world)  # each rank's loss is its share of the batch's
+                with autocast(policy, bf16):  # sharded: as many backwards as the busiest rank, adding nothing
+                    run_padding(r, micro_batches, lambda sub: (response_logprobs(policy, sub, T)[0].sum() * 0).backward())
+                if not sharded:
+                    distributed.sum_gradients(params, world)  # each rank's loss is its share of the batch's
                 if not live:  # no row carries signal: a zero gradient, as the full batch would give
                     for p in params:
                         p.grad = torch.zeros_like(p)
@@ -313,12 +329,13 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         callbacks = [gold_eval, *callbacks]
     state = run_rl_loop(modules=policy, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc=cfg.advantage)
+    full = distributed.full_state_dict(policy)  # optim.fsdp: every rank sends its shards to rank 0
     if not world.is_main:  # rank 0 alone writes; every rank returns its summary
         return distributed.from_main(None, world)
     if gold_eval:
         gold_eval.evaluate_now(state.step)
     close_rollout_engine(engine)
-    save_final_model(policy, tok, out / "model")
+    save_final_model(policy, tok, out / "model", state_dict=full)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = [m for m in lines if "reward" in m][-5:]
     summary = {"model": str(out / "model"), "steps": state.step,

@@ -33,12 +33,15 @@ from postlab.tasks.suite import load_suite
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
-from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty, autocast, clip_and_step,
-                                     gather_rows, make_optimizer, make_reward_fn, reward_watch, prompt_batches,
-                                     reference_mode, over_micro_batches_on_ranks, response_logprobs, response_values,
-                                     rollout_subset, row_sampling, run_rl_loop, share_reward_watch,
-                                     RolloutWorkersConfig, close_rollout_engine, push_rollout_weights,
-                                     ray_rollout_engine, rollout_metrics)
+from postlab.models.reward import backbone_and_head
+from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty,
+                                     autocast, backward_share, clip_and_step, gather_rows, make_optimizer,
+                                     make_reward_fn, reward_watch, prompt_batches, rank_micro_batches,
+                                     RankMicroBatches, reference_mode, refuse_fsdp_where_unsupported,
+                                     over_micro_batches_on_ranks, response_logprobs, response_values,
+                                     rollout_subset, row_sampling, run_padding, run_rl_loop, sampling_weights,
+                                     share_reward_watch, RolloutWorkersConfig, close_rollout_engine,
+                                     push_rollout_weights, ray_rollout_engine, rollout_metrics)
 from postlab.utils.io import atomic_write_text, finite
 
 
@@ -115,8 +118,13 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     every rank holds the whole step (rewards, GAE, whitening and metrics are one process's); each
     minibatch's rows are shared out contiguously for the forward/backward passes, and the gradients are
     summed over ranks (the losses divide by the whole minibatch's tokens): the updates of one process.
-    Rank 0 alone writes."""
+    Rank 0 alone writes.
+
+    With ``optim.fsdp`` the policy, the reference and the value model (body and head as two roots) are
+    sharded (FSDP2): the policy is gathered whole while each rank samples, and every rank runs as many
+    micro-batches as the busiest one in each minibatch (the others add zero-weight ones)."""
     world = distributed.world()
+    refuse_fsdp_where_unsupported(cfg)
     distributed.require_even_split("prompts_per_step", cfg.prompts_per_step, "prompts of a step", world)
     out = Path(cfg.out_dir)
     start_run_dir(cfg, out, cfg.checkpoint)
@@ -134,13 +142,22 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     value, _ = load_reward_model(value_init)
     value.to(device)
     modules = PolicyAndValue(policy, value)
+    sharded = cfg.optim.fsdp
+    if sharded:  # before the optimizer: its parameters become shards
+        for model in (policy, value):
+            distributed.check_fsdp(model, world)
+        distributed.shard_model(policy, world)
+        distributed.shard_model(value, world, backbone_and_head(value))  # response_values calls them one by one
+        if ref_model is not None:
+            distributed.shard_model(ref_model, world)
+    else:
+        distributed.broadcast_parameters(modules, world)  # new weights (value head, LoRA) the same on every rank
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
     engine = (ray_rollout_engine(cfg.rollout, cfg.model, tok, cfg.optim.bf16, world) if cfg.rollout.workers else
               TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None))
     params = [p for p in modules.parameters() if p.requires_grad]
-    distributed.broadcast_parameters(modules, world)  # new weights (value head, LoRA) the same on every rank
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)  # the schedule advances once per PPO step
     batch_at = prompt_batches(items, cfg.prompts_per_step, cfg.optim.seed, 0)
     trainable, total = count_parameters(modules)
@@ -160,8 +177,9 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
             mine = distributed.shard(batch_items, world)
             first_row = world.rank * len(mine)
             push_rollout_weights(engine, policy)  # Ray workers sample with this step's weights (a version each)
-            r = engine.generate([it.messages for it in mine], row_sampling(
-                cfg.sampling, cfg.sampling.seed + state.step, range(first_row, first_row + len(mine)))).to(device)
+            with sampling_weights(policy, engine):
+                r = engine.generate([it.messages for it in mine], row_sampling(
+                    cfg.sampling, cfg.sampling.seed + state.step, range(first_row, first_row + len(mine)))).to(device)
             raw = torch.tensor(reward_fn(mine, r.texts), dtype=torch.float32, device=device)
             share_reward_watch(reward_fn, world)
             gold_scores = raw if reward_name == "gold" else torch.tensor(
@@ -172,18 +190,15 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         g = torch.Generator().manual_seed(cfg.optim.seed * 1_000_003 + state.step)  # CPU: only an order of rows
         mbs = cfg.optim.micro_batch_size
 
-        def minibatches(order: list[int]) -> list[tuple[list[int], list[list[int]]]]:
+        def minibatches(order: list[int]) -> list[tuple[list[int], RankMicroBatches]]:
             """One epoch: per minibatch, its rows and this rank's micro-batches (its contiguous share of
-            them, cut by micro_batch_size; one process: all of them)."""
-            out = []
-            for m in range(0, B, cfg.minibatch_size):
-                rows = order[m : m + cfg.minibatch_size]
-                mine = distributed.share(rows, world)
-                out.append((rows, [mine[s : s + mbs] for s in range(0, len(mine), mbs)]))
-            return out
+            them, cut by micro_batch_size; one process: all of them; sharded: padded to the busiest rank's)."""
+            return [(order[m : m + cfg.minibatch_size], rank_micro_batches(order[m : m + cfg.minibatch_size], mbs,
+                                                                           world, equal=sharded))
+                    for m in range(0, B, cfg.minibatch_size)]
 
         epochs = [minibatches(torch.randperm(B, generator=g).tolist()) for _ in range(cfg.ppo_epochs)]
-        first = [idx for _, micro in epochs[0] for idx in micro]  # old/ref/value passes see the rows as epoch 1 will
+        first = RankMicroBatches.joined([micro for _, micro in epochs[0]])  # old/ref/value passes see the rows as epoch 1 will
         with timer("logprob"), torch.no_grad(), autocast(policy, bf16):
             old_logp, ent = over_micro_batches_on_ranks(
                 r, first, 2, lambda sub: response_logprobs(policy, sub, T, entropy=True), device, world)
@@ -211,10 +226,18 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                             v = response_values(value, sub)
                         pg, pst = ppo_policy_loss(logp, old_logp[idx, :Rs], adv[idx, :Rs], sub_mask, cfg.clip, n_tokens)
                         vf, vst = ppo_value_loss(v, old_values[idx, :Rs], returns[idx, :Rs], sub_mask, cfg.vf_clip, n_tokens)
-                        (pg + cfg.vf_coef * vf).backward()
+                        backward_share(pg + cfg.vf_coef * vf, sharded, world)
                         for k, val in {**pst, **vst}.items():
                             sums[k] = sums.get(k, 0.0) + val
-                    distributed.sum_gradients(params, world)  # each rank's loss is its share of the minibatch's
+
+                    def nothing(sub):  # sharded: as many forwards and backwards as the busiest rank, adding nothing
+                        with autocast(policy, bf16):
+                            zero = response_logprobs(policy, sub, T)[0].sum() * 0 + response_values(value, sub).sum() * 0
+                        zero.backward()
+
+                    run_padding(r, micro_batches, nothing)
+                    if not sharded:
+                        distributed.sum_gradients(params, world)  # each rank's loss is its share of the minibatch's
                     grad_norms += clip_and_step(optimizer, params, cfg.optim.max_grad_norm)
                     n_updates += 1
         sums = {**distributed.sum_over_ranks(sums, world), "grad_norm": grad_norms}
@@ -245,11 +268,12 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc="ppo",
                         init_extra={"kl_coef": cfg.kl_coef})
     close_rollout_engine(engine)
+    full = distributed.full_state_dict(policy)  # optim.fsdp: every rank sends its shards to rank 0
     if not world.is_main:  # rank 0 alone writes; every rank returns its summary
         return distributed.from_main(None, world)
     if gold_eval:
         gold_eval.evaluate_now(state.step)
-    save_final_model(policy, tok, out / "model")
+    save_final_model(policy, tok, out / "model", state_dict=full)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = [m for m in lines if "objective/scores" in m][-5:]
     keys = ("objective/scores", "objective/kl", "proxy/score", "gold/train_score", "completions/mean_length")

@@ -218,6 +218,7 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
     on every rank); rank 0 alone runs `callbacks`, logs, checkpoints and shows progress, and every rank
     resumes from the same checkpoint, whatever world size wrote it."""
     main = distributed.is_main()
+    sharded = distributed.is_sharded(modules)  # every rank takes part in each checkpoint (rank 0 writes)
     checkpointer = Checkpointer(run_dir, ckpt.keep_last)
     state, latest = TrainState(extra=dict(init_extra or {})), latest_checkpoint(run_dir, ckpt)
     say_where_training_starts(run_dir, ckpt, latest, desc)
@@ -242,13 +243,16 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
             bar.update(1)
             shown = {k: metrics[k] for k in ("objective/scores", "reward", "objective/kl", "kl", "gold/score") if k in metrics}
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in shown.items()})
-            if main and ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < total_steps:
+            if (main or sharded) and ckpt.save_every and state.step % ckpt.save_every == 0 and state.step < total_steps:
                 checkpointer.save(state, modules, optimizer, scheduler)
                 saved_at = state.step
     except KeyboardInterrupt:
         bar.close()
         where = "no step completed yet; nothing saved"
-        if not main:
+        if sharded:  # saving would gather from every rank, which may each be elsewhere now
+            where = (f"newest checkpoint is step {saved_at}" if saved_at >= 0 else "nothing saved") + \
+                " (optim.fsdp: no checkpoint is saved on Ctrl-C)"
+        elif not main:
             where = "rank 0 saves the checkpoint"
         elif state.step > max(saved_at, 0):
             where = f"checkpoint saved at {checkpointer.save(state, modules, optimizer, scheduler)}"
@@ -256,7 +260,7 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
         raise TrainingInterrupted(f"interrupted at step {state.step}/{total_steps}; {where}. "
                                   "Rerun with checkpoint.resume=true to continue.") from None
     bar.close()
-    if main and saved_at != state.step:
+    if (main or sharded) and saved_at != state.step:
         checkpointer.save(state, modules, optimizer, scheduler)
     logger.close()
     return state
@@ -289,15 +293,73 @@ def share_reward_watch(reward_fn: RewardFn, w: distributed.World) -> None:
         watch.swap_pending([x for part in parts for x in part] if w.is_main else [])
 
 
+class RankMicroBatches(list):
+    """This rank's micro-batches of a step's rows (a list of row lists), and ``padding``: how many more
+    forwards (and backwards) of the ``filler`` rows it runs, with their results discarded, so that every
+    rank runs as many as the busiest one. A model sharded by FSDP needs that (each of its forwards and
+    backwards is a collective); otherwise ``padding`` is 0 and ranks run what they have, even nothing."""
+
+    padding: int = 0
+    filler: list[int] = []
+
+    @classmethod
+    def joined(cls, parts: Sequence[RankMicroBatches]) -> RankMicroBatches:
+        """Several minibatches' micro-batches as one sequence of passes (their paddings added up)."""
+        out = cls(idx for part in parts for idx in part)
+        out.padding = sum(p.padding for p in parts)
+        out.filler = next((p.filler for p in parts if p.filler), [])
+        return out
+
+
+def rank_micro_batches(rows: Sequence[int], size: int, w: distributed.World, *, equal: bool) -> RankMicroBatches:
+    """Rank ``w.rank``'s contiguous share of ``rows`` (``distributed.share``) cut into micro-batches of
+    ``size``; ``equal``: padded to the busiest rank's count (the first rank's share is the largest)."""
+    mine = distributed.share(rows, w)
+    out = RankMicroBatches(mine[s : s + size] for s in range(0, len(mine), size))
+    if equal and rows:
+        most = -(-(-(-len(rows) // w.size)) // size)  # ceil(ceil(n / W) / size)
+        out.padding, out.filler = most - len(out), [rows[0]]
+    return out
+
+
+def run_padding(r: Rollout, micro_batches: Sequence[list[int]], fn: Callable[[Rollout], object]) -> None:
+    """``fn`` on the filler rows, once per padding micro-batch (``RankMicroBatches``); results dropped."""
+    for _ in range(getattr(micro_batches, "padding", 0)):
+        fn(rollout_subset(r, micro_batches.filler))
+
+
 def over_micro_batches_on_ranks(r: Rollout, micro_batches: Sequence[list[int]], n: int,
                                 fn: Callable[[Rollout], Sequence[torch.Tensor]], device,
                                 w: distributed.World) -> list[torch.Tensor]:
-    """`over_micro_batches` over this rank's micro-batches (possibly none), then summed over the ranks:
-    each row is computed by one rank, so every rank holds the whole batch's n (B, R) fp32 tensors."""
+    """`over_micro_batches` over this rank's micro-batches (possibly none; then its padding, if any: see
+    ``RankMicroBatches``), summed over the ranks: each row is computed by one rank, so every rank holds
+    the whole batch's n (B, R) fp32 tensors."""
     outs = over_micro_batches(r, micro_batches, fn) or [
         torch.zeros(r.response_ids.shape, dtype=torch.float32, device=device) for _ in range(n)]
+    run_padding(r, micro_batches, fn)
     distributed.sum_tensors_(outs, w)
     return outs
+
+
+def backward_share(loss: torch.Tensor, sharded: bool, w: distributed.World) -> None:
+    """Backpropagate this rank's share of a step's loss (its terms divided by the whole step's totals).
+    A sharded model's backward reduce-scatters the gradients to their mean over the W ranks, so the share
+    is scaled by W to make it their sum (unsharded, ``distributed.sum_gradients`` sums them after)."""
+    (loss * w.size if sharded and w.size > 1 else loss).backward()
+
+
+@contextmanager
+def sampling_weights(policy, engine):
+    """Around sampling from a sharded policy (``optim.fsdp``): its whole weights on every rank for the
+    block (``distributed.unsharded``: each rank then decodes its own rows, for as many steps as they
+    take), and the engine's cached decode weights dropped after it (they may alias the freed ones)."""
+    if not distributed.is_sharded(policy):
+        yield
+        return
+    with distributed.unsharded(policy):
+        yield
+    if hasattr(engine, "release_weights"):
+        engine.release_weights()
 
 
 def entropy_mean(ent: torch.Tensor | None, mask: torch.Tensor) -> float:
@@ -440,6 +502,26 @@ class RLOptimConfig(Section):
                            description="bf16 autocast for forward/backward (fp32 master weights); auto = the faster "
                                        "of fp32 and bf16 on this machine (postlab.machine)")
     seed: int = Field(0, description="seed for prompt order, sampling and new weights")
+    fsdp: bool = Field(False, description="under torchrun, shard the policy (and the reference and value models) over "
+                       "the processes with FSDP2 instead of copying them: each process holds 1/N of the weights, "
+                       "gradients and AdamW state, and gathers the policy's whole weights only while it samples; "
+                       "full fine-tuning or LoRA, in-process sampling (docs/scaling.md)")
+
+    def check(self) -> None:
+        super().check()
+        if self.fsdp:
+            distributed.require_launch_for_fsdp()
+
+
+def refuse_fsdp_where_unsupported(cfg) -> None:
+    """A sharded RL run's settings that need the policy whole on one rank: refused before anything loads."""
+    if not cfg.optim.fsdp:
+        return
+    if cfg.rollout.workers:
+        distributed.refuse_fsdp("not combined with rollout.workers (Ray workers are sent whole weights by rank 0 "
+                                "alone); sample in-process")
+    if cfg.gold_eval.every:
+        distributed.refuse_fsdp("not combined with gold_eval (its generations run on rank 0 alone)")
 
 
 def make_optimizer(params, cfg: RLOptimConfig, total_steps: int):
@@ -459,6 +541,8 @@ def make_optimizer(params, cfg: RLOptimConfig, total_steps: int):
 
 def clip_and_step(optimizer, params, max_grad_norm: float) -> float:
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):  # FSDP: the norm of sharded gradients is a DTensor
+        norm = norm.full_tensor()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
