@@ -10,7 +10,10 @@ step × response tokens). The slowdown is Amdahl's law over the matmul share of 
 with s = ``MATMUL_SHARE`` = 0.2, from docs/benchmarks.md: on the reference machine bf16 SFT runs
 2.14× faster than fp32 while its bf16 matmul peak is 6.6× fp32's, and 6.6·s + (1 − s) = 2.14 gives
 s ≈ 0.2 (the rest — attention, elementwise ops, decoding overheads — does not speed up with AMX). The
-prediction only starts the ETA; the run's own pace corrects it once a telling share has run.
+prediction starts the ETA and sizes the run; the run's own pace corrects both once a telling share has
+run: after each stage, if the stages so far took longer than predicted by a factor (the pace) at which
+the rest would overrun the budget, ``keep_to_pace`` cuts the knobs of the stages still to run (never
+those of a stage that has run), as ``fit_budget`` cuts them before the start.
 
 When the predicted total is over the budget, ``fit_budget`` cuts knobs in ``TIERS``, each tier scaled
 by one factor down to its ``FLOORS`` before the next tier moves: samples and steps first, then the SFT
@@ -22,7 +25,7 @@ Every change is returned with its reason; nothing is scaled silently.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 # The machine the reference stage times were measured on (a quiet `postlab run`, 2026-11-30): a 2-core AMD EPYC
 # (Zen 5 family) with avx512_bf16 and no AMX; square-matmul peaks as postlab.machine measured them. The default
@@ -128,6 +131,39 @@ def bon_sft_seconds(k, sft_s_per_conversation_epoch: float, slow: float) -> floa
     return slow * (BON_SCORE_S * scored + sft_s_per_conversation_epoch * tuned + GOLD_EVAL_ITEM_S * evals)
 
 
+# Stages whose time says nothing about the machine's pace (a download), left out of ``run_pace``.
+PACE_EXCLUDED = ("fetch",)
+
+
+def run_pace(seconds: dict[str, float], predicted: dict[str, float], done: Collection[str]) -> float | None:
+    """This run's pace: the ``done`` stages' measured seconds over their predicted seconds (> 1: slower than
+    predicted), or None until they cover 5% of the predicted total (too little to tell)."""
+    timed = [s for s in done if s in seconds and s in predicted and s not in PACE_EXCLUDED]
+    expected = sum(predicted[s] for s in timed)
+    if not timed or expected < 0.05 * sum(predicted.values()):
+        return None
+    return sum(seconds[s] for s in timed) / expected
+
+
+def keep_to_pace(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget_s: float, test_items: int,
+                 order: Sequence[str], upto: str, seconds: dict[str, float], first_stage: dict[str, str | None],
+                 fixed: Collection[str] = ()) -> tuple[object, list[dict], float | None]:
+    """After stage ``upto`` of ``order``: (knobs, their cuts, this run's pace). When the stages up to
+    ``upto`` took ``seconds`` at a pace (``run_pace``) at which the rest would overrun ``budget_s``, the knobs
+    of the stages still to run are cut as ``fit_budget`` cuts them; a knob whose first stage
+    (``first_stage``) has run stays, and so does every ``fixed`` one. A pure function of its arguments, so a
+    rerun that replays it over the recorded stage times cuts exactly what the first run cut."""
+    done = list(order[: list(order).index(upto) + 1])
+    pace = run_pace(seconds, predict_seconds(k, ref_k, ref_seconds, slow, test_items), done)
+    if pace is None or budget_s <= 0:
+        return k, [], pace
+    frozen = {n for n, stage in first_stage.items() if stage in done}
+    cut, changes = fit_budget(k, ref_k, ref_seconds, slow=slow, budget_s=budget_s, test_items=test_items,
+                              fixed={*fixed, *frozen}, done=done, pace=pace,
+                              spent_s=sum(seconds.get(s, 0.0) for s in done))
+    return cut, [{**c, "after": upto} for c in changes], pace
+
+
 def _cut(name: str, value, x: float, test_items: int):
     """``value`` scaled by ``x`` (0 < x ≤ 1), not below its floor nor above itself."""
     if name == "demos_per_category":
@@ -139,11 +175,16 @@ def _cut(name: str, value, x: float, test_items: int):
 
 
 def fit_budget(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget_s: float, test_items: int,
-               fixed: Collection[str] = ()) -> tuple[object, list[dict]]:
+               fixed: Collection[str] = (), done: Collection[str] = (), pace: float = 1.0,
+               spent_s: float = 0.0) -> tuple[object, list[dict]]:
     """(knobs that fit ``budget_s`` as well as the floors allow, [{knob, from, to, why}]). ``fixed``:
-    knobs never cut (set on the command line)."""
+    knobs never cut (set on the command line, or used by a stage that has run).
+
+    Mid-run (``keep_to_pace``): ``done`` stages took ``spent_s`` seconds, and the others are predicted
+    at ``pace`` × their predicted seconds (the run's own pace so far against its predictions)."""
     def total(kk) -> float:
-        return sum(predict_seconds(kk, ref_k, ref_seconds, slow, test_items).values())
+        predicted = predict_seconds(kk, ref_k, ref_seconds, slow, test_items)
+        return spent_s + pace * sum(t for s, t in predicted.items() if s not in done)
 
     before = total(k)
     if before <= budget_s:
@@ -176,7 +217,9 @@ def fit_budget(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget_s
         k = k.model_copy(update={"sample_prompts": k.rs_prompts})
         reasons.setdefault("sample_prompts", "sample_prompts may not exceed rs_prompts")
     head = (f"to fit the {budget_s / 60:g}-minute budget (predicted {before / 60:.0f} min at {slow:.2f}x the "
-            f"reference machine's stage times)")
+            f"reference machine's stage times)") if not done else (
+        f"to fit the {budget_s / 60:g}-minute budget (after {len(done)} stages, {spent_s / 60:.1f} min spent, this run "
+        f"going at {pace:.2f}x its predicted stage times: {before / 60:.0f} min in all at that pace)")
     changes = []
     for name in (n for _, _, names in TIERS for n in names):  # in the order they are cut
         old, new = getattr(start, name), getattr(k, name)

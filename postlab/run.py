@@ -42,7 +42,7 @@ from postlab.models.load import load_model_and_tokenizer, resolve_model
 from postlab.raters import label as labeling
 from postlab.raters.gold import GoldRater, ruler_version
 from postlab.rollout import SamplingParams, TorchEngine
-from postlab.run_state import invalidate_changed_stages, portable, resolve
+from postlab.run_state import FIRST_STAGE, invalidate_changed_stages, portable, resolve
 from postlab.tasks import demos
 from postlab.tasks.suite import load_suite
 from postlab.train import bon, sft
@@ -697,10 +697,12 @@ def _print_plan(mach: dict, scaled: dict) -> None:
     say(f"{head}: scaled down to {_minutes(scaled['predicted_minutes'])}"
         + ("" if scaled["fits"] else " (the most the floors allow: over budget)") + ":")
     for c in scaled["changes"]:
-        old, new = c["from"], c["to"]
-        if isinstance(old, dict):  # demos_per_category: totals (the full dicts are in summary.json)
-            old, new = f"{sum(old.values())} template answers", f"{sum(new.values())}"
-        say(f"  {c['knob']}: {old} -> {new} ({c['why'].split('; ')[-1]})")
+        say(f"  {c['knob']}: {_show_knob(c['from'])} -> {_show_knob(c['to'])} ({c['why'].split('; ')[-1]})")
+
+
+def _show_knob(value) -> str:
+    """A knob's value in one line: demos_per_category as its total (the full dicts are in summary.json)."""
+    return f"{sum(value.values())} template answers" if isinstance(value, dict) else str(value)
 
 
 # --- the recipe ---
@@ -723,36 +725,75 @@ def in_run_directory(cfg, body) -> dict:
         return body(cfg, out)
 
 
+def paced(cfg: RunConfig, k: Knobs, upto: str, stages: Stages, scaled: dict, *, say: bool = True) -> Knobs:
+    """After stage ``upto``: the knobs cut to keep the run inside its budget at its own pace so far
+    (``budget.keep_to_pace``), the cuts added to ``scaled`` and the ETA's stage times updated. A rerun
+    replays it over the recorded stage times (``say=False``), so it resolves the knobs the run ran with."""
+    test_items = len(load_suite(SUITE, split="test"))
+    ref_k, ref_seconds = REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset]
+    explicit = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
+    cut, changes, pace = budget.keep_to_pace(
+        k, ref_k, ref_seconds, slow=scaled["slowdown"], budget_s=60 * (k.budget_minutes or 0), test_items=test_items,
+        order=STAGES, upto=upto, seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=explicit)
+    if pace is not None:
+        scaled["pace"] = {"after": upto, "pace": round(pace, 3)}
+    if not changes:
+        return k
+    predicted = budget.predict_seconds(cut, ref_k, ref_seconds, scaled["slowdown"], test_items)
+    scaled["changes"] = [*scaled["changes"], *changes]
+    scaled["predicted_s"] = {n: round(t, 1) for n, t in predicted.items()}
+    stages.reference = predicted  # the ETA's stage times, under the knobs as cut
+    if say:
+        print(f"budget: after {upto} this run is going at {pace:.2f}x its predicted stage times; to stay within "
+              f"{k.budget_minutes:g} min, the stages still to run are scaled down:", file=sys.stderr)
+        for c in changes:
+            print(f"  {c['knob']}: {_show_knob(c['from'])} -> {_show_knob(c['to'])}", file=sys.stderr)
+    return cut
+
+
 def _run(cfg: RunConfig, out: Path) -> dict:
     k, mach, scaled = start_run(cfg, out, plan)
-    invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES)
-    atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
     stages = Stages(out, cfg.stop_after, scaled["predicted_s"])
+    for name in STAGES:  # the cuts that the run's pace made after each finished stage, replayed
+        if not stages.done(name):
+            break
+        k = paced(cfg, k, name, stages, scaled, say=False)
+    invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES)
     regrade_stale_evals(out, stages, k)
     p = cfg.progress
+
+    def run_stage(name: str, fn) -> dict:
+        """The stage, then the budget kept at the run's pace (``paced``): later stages read the knobs as cut."""
+        nonlocal k
+        result = stages.run(name, fn)
+        k = paced(cfg, k, name, stages, scaled)
+        atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+        return result
+
+    atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
     try:
-        base = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]
-        baseline = stages.run("baseline", lambda: _evaluate(base, out, "baseline", k, p))
-        data = stages.run("sft_data", lambda: build_sft_data(base, out, k, p))
-        sft_res = stages.run("sft", lambda: train_sft(base, data["file"], out, k, p))
+        base = run_stage("fetch", lambda: {"path": resolve_model(k.model)})["path"]
+        baseline = run_stage("baseline", lambda: _evaluate(base, out, "baseline", k, p))
+        data = run_stage("sft_data", lambda: build_sft_data(base, out, k, p))
+        sft_res = run_stage("sft", lambda: train_sft(base, data["file"], out, k, p))
         policy = sft_res["model"]
-        sft_eval = stages.run("sft_eval", lambda: _evaluate(policy, out, "sft", k, p))
-        cands = stages.run("sample", lambda: sample_comparisons(policy, data["base_candidates"], out, k, p))
-        prefs = stages.run("label", lambda: label_pairs(cands["candidates"], out, k))
-        rm_res = stages.run("rm", lambda: train_rm(policy, prefs["file"], cands["candidates"], out, k, p))
-        stages.run("bon", lambda: best_of_n(rm_res["model"], cands["sft_candidates"], prefs["file"], out, k))
-        rl = stages.run("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], cands["candidates"], data["file"],
-                                                out, k, p))
+        sft_eval = run_stage("sft_eval", lambda: _evaluate(policy, out, "sft", k, p))
+        cands = run_stage("sample", lambda: sample_comparisons(policy, data["base_candidates"], out, k, p))
+        prefs = run_stage("label", lambda: label_pairs(cands["candidates"], out, k))
+        rm_res = run_stage("rm", lambda: train_rm(policy, prefs["file"], cands["candidates"], out, k, p))
+        run_stage("bon", lambda: best_of_n(rm_res["model"], cands["sft_candidates"], prefs["file"], out, k))
+        rl = run_stage("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], cands["candidates"], data["file"],
+                                               out, k, p))
         if k.algo == "bon":
-            rl_eval = stages.run("rl_eval", lambda: evaluate_bon(policy, rm_res["model"], sft_eval["samples"], out, k, p))
-            stages.run("probe", lambda: bon_probe(rl_eval))
+            rl_eval = run_stage("rl_eval", lambda: evaluate_bon(policy, rm_res["model"], sft_eval["samples"], out, k, p))
+            run_stage("probe", lambda: bon_probe(rl_eval))
         else:
-            rl_eval = stages.run("rl_eval", lambda: _evaluate(rl["model"], out, "rl", k, p))
-            stages.run("probe", lambda: {"sft": probe(policy, policy, rm_res["model"], k),
-                                         "rl": probe(rl["model"], policy, rm_res["model"], k)})
-        stages.run("leaderboard", lambda: build_leaderboard({"base": baseline, "sft": sft_eval, f"{k.algo}": rl_eval}, out, k))
+            rl_eval = run_stage("rl_eval", lambda: _evaluate(rl["model"], out, "rl", k, p))
+            run_stage("probe", lambda: {"sft": probe(policy, policy, rm_res["model"], k),
+                                        "rl": probe(rl["model"], policy, rm_res["model"], k)})
+        run_stage("leaderboard", lambda: build_leaderboard({"base": baseline, "sft": sft_eval, f"{k.algo}": rl_eval}, out, k))
         summary = write_summary(cfg, k, out, stages, mach, scaled)
-        stages.run("report", lambda: {"path": str(_report(out))})
+        run_stage("report", lambda: {"path": str(_report(out))})
     except _Stop:
         return stopped(cfg)
     return announce(summary, out, print_summary)

@@ -122,3 +122,46 @@ def test_knobs_set_on_the_command_line_are_never_scaled():
                                    fixed={"rl_steps", "eval_limit"})
     assert k.rl_steps == 10 and k.eval_limit is None
     assert not {"rl_steps", "eval_limit"} & {c["knob"] for c in changes}
+
+
+ORDER = ("fetch", "baseline", "sft_data", "sft", "sft_eval", "sample", "label", "rm", "bon", "rl", "rl_eval", "probe",
+         "leaderboard", "report")
+
+
+def test_the_run_pace_is_its_finished_stages_time_over_their_prediction_once_it_tells():
+    predicted = {"fetch": 1.0, "baseline": 100.0, "sft_data": 200.0, "sft": 700.0}
+    seconds = {"fetch": 60.0, "baseline": 150.0, "sft_data": 400.0}
+    assert budget.run_pace(seconds, predicted, ["fetch", "baseline", "sft_data"]) == pytest.approx(550 / 300)
+    assert budget.run_pace(seconds, predicted, ["fetch"]) is None  # a download says nothing about the machine
+    assert budget.run_pace({"baseline": 1.0}, {"baseline": 10.0, "sft": 1000.0}, ["baseline"]) is None  # < 5%
+
+
+def test_a_run_slower_than_predicted_cuts_only_the_stages_still_to_run():
+    from postlab.run_state import FIRST_STAGE
+
+    from postlab.run import REFERENCE_KNOBS
+
+    secs, k = REFERENCE_SECONDS["default"], REFERENCE_KNOBS["default"]  # the reference run, as it ran
+    predicted = budget.predict_seconds(k, k, secs, 1.0, 417)
+    assert sum(predicted.values()) < 1800  # it fitted when it started
+    seconds = {"fetch": 30.0, "baseline": 2 * predicted["baseline"], "sft_data": 2 * predicted["sft_data"]}
+
+    def keep(upto, kk=k, fixed=()):
+        return budget.keep_to_pace(kk, k, secs, slow=1.0, budget_s=1800, test_items=417, order=ORDER, upto=upto,
+                                   seconds=seconds, first_stage=FIRST_STAGE, fixed=fixed)
+
+    cut, changes, pace = keep("sft_data")
+    assert pace == pytest.approx(2.0)  # fetch left out
+    knobs = {c["knob"] for c in changes}
+    assert knobs and knobs <= {"sample_prompts", "rl_steps", "probe_prompts", "sft_epochs"}
+    assert {c["after"] for c in changes} == {"sft_data"} and "2.00x its predicted stage times" in changes[0]["why"]
+    # what the stages that ran used stays: their data, their eval items
+    for name in ("rs_prompts", "rs_k", "demos_per_category", "eval_limit", "batch_size"):
+        assert getattr(cut, name) == getattr(k, name), name
+    spent = sum(seconds.values())
+    rest = sum(t for s, t in budget.predict_seconds(cut, k, secs, 1.0, 417).items() if s not in ORDER[:3])
+    assert spent + 2.0 * rest <= 1800 + 1e-6  # at this pace the cut run fits
+    assert keep("sft_data", fixed={"rl_steps"})[0].rl_steps == k.rl_steps  # the command line's knobs stay
+    # on pace, or faster: nothing is cut
+    seconds.update(baseline=predicted["baseline"], sft_data=0.5 * predicted["sft_data"])
+    assert keep("sft_data")[:2] == (k, [])

@@ -429,3 +429,42 @@ def test_a_rerun_regrades_evals_graded_by_another_version_of_the_gold_rater(tiny
     regraded = [json.loads(line)["score"] for line in samples.read_text().splitlines()]
     assert sum(regraded) / len(regraded) == pytest.approx(truth)
     assert "[11/14 rl_eval] done already" in r.stderr and "[13/14 leaderboard] running" in r.stderr
+
+
+def test_a_run_behind_its_pace_cuts_the_stages_still_to_run_and_a_rerun_replays_the_cuts(tmp_path, monkeypatch):
+    """After each stage `paced` checks the run's own pace: here baseline and sft_data took 2.5x their
+    predictions on a machine the plan thought fitted, so the knobs of the stages still to run are cut (and
+    said, and recorded in `scaled`); a rerun replays the cuts from the recorded stage times, so its knobs are
+    the ones the run ran with and no finished stage is redone."""
+    from postlab.run import Stages, paced
+    from postlab.run_state import FIRST_STAGE, invalidate_changed_stages
+
+    monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
+    cfg = load_config(RunConfig, None, [f"out={tmp_path}"])
+    k0, _, scaled = _plan(f"out={tmp_path}", rec=AMX)
+    assert scaled["fits"] and scaled["changes"] == []
+    stages = Stages(tmp_path, None, scaled["predicted_s"])
+    predicted = dict(scaled["predicted_s"])
+    k = k0
+    for name, factor in (("fetch", 30.0), ("baseline", 2.5), ("sft_data", 2.5)):  # each stage 2.5x its prediction
+        seconds = factor * stages.reference[name]
+        (stages.dir / f"{name}.json").write_text(json.dumps({"result": {}, "seconds": seconds}))
+        k = paced(cfg, k, name, stages, scaled)
+    assert scaled["changes"] and all("predicted stage times" in c["why"] for c in scaled["changes"])
+    for c in scaled["changes"]:  # only knobs of stages still to run when it was cut
+        assert STAGES.index(FIRST_STAGE[c["knob"]]) > STAGES.index(c["after"]), c
+    assert {c["after"] for c in scaled["changes"]} == {"baseline"}  # cut to fit at 2.5x: still fits after sft_data
+    assert scaled["pace"] == {"after": "sft_data", "pace": pytest.approx(2.5, abs=1e-3)}  # fetch left out
+    assert (k.eval_limit, k.batch_size, k.bf16) == (k0.eval_limit, k0.batch_size, k0.bf16)
+    assert k.sample_prompts < k0.sample_prompts and k.rs_prompts < k0.rs_prompts
+    assert stages.reference["sample"] < predicted["sample"]  # the ETA follows the cut knobs
+    (tmp_path / "resolved_config.json").write_text(json.dumps(k.model_dump(mode="json")))
+    # the rerun: the upfront plan again, then the cuts replayed over the recorded times
+    k_again, _, scaled_again = _plan(f"out={tmp_path}", rec=AMX)
+    rerun = Stages(tmp_path, None, scaled_again["predicted_s"])
+    for name in STAGES:
+        if not rerun.done(name):
+            break
+        k_again = paced(cfg, k_again, name, rerun, scaled_again, say=False)
+    assert k_again == k and scaled_again["changes"] == scaled["changes"]
+    assert invalidate_changed_stages(tmp_path, k_again.model_dump(mode="json"), STAGES) == []
