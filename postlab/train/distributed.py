@@ -319,7 +319,8 @@ def check_fsdp(model: torch.nn.Module, w: World) -> None:
         refuse_fsdp("supported for full fine-tuning and LoRA, and this model has other frozen weights")
 
 
-def shard_model(model: torch.nn.Module, w: World, roots: Sequence[torch.nn.Module] | None = None) -> torch.nn.Module:
+def shard_model(model: torch.nn.Module, w: World, roots: Sequence[torch.nn.Module] | None = None, *,
+                forward_only: bool = False) -> torch.nn.Module:
     """FSDP2: ``fully_shard`` each transformer block (the model's ``_no_split_modules`` classes: a Hugging
     Face model's decoder layers) and then the whole model, in place: each rank keeps 1/W of every weight,
     its gradient and its AdamW state; a block's weights are all-gathered for its forward and backward and
@@ -329,7 +330,10 @@ def shard_model(model: torch.nn.Module, w: World, roots: Sequence[torch.nn.Modul
     ``roots``: the parts of the model that its objective calls one by one instead of calling the model
     (a reward model's body and score head): each is sharded as its own root after the blocks, and the
     model itself is not, so every call goes through a root's gather and its gradients' reduce-scatter.
-    They must hold every parameter outside the blocks."""
+    They must hold every parameter outside the blocks.
+
+    ``forward_only``: a model that never runs a backward (an RL reference): its root frees the gathered
+    weights after each forward too, which a root otherwise keeps for the backward that follows."""
     from torch.distributed.fsdp import fully_shard
 
     broadcast_parameters(model, w)
@@ -341,7 +345,7 @@ def shard_model(model: torch.nn.Module, w: World, roots: Sequence[torch.nn.Modul
     for layer in layers:
         fully_shard(layer)
     if not roots:
-        fully_shard(model)
+        fully_shard(model, reshard_after_forward=True if forward_only else None)  # None: FSDP's own choice
         return model
     covered = {id(p) for r in (*layers, *roots) for p in r.parameters()}
     missing = [n for n, p in model.named_parameters() if id(p) not in covered]

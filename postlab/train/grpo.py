@@ -168,7 +168,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         distributed.check_fsdp(policy, world)
         distributed.shard_model(policy, world)
         if ref_model is not None:
-            distributed.shard_model(ref_model, world)
+            distributed.shard_model(ref_model, world, forward_only=True)
     else:
         distributed.broadcast_parameters(policy, world)  # new weights (LoRA, heads) the same on every rank
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)

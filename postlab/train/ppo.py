@@ -149,7 +149,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         distributed.shard_model(policy, world)
         distributed.shard_model(value, world, backbone_and_head(value))  # response_values calls them one by one
         if ref_model is not None:
-            distributed.shard_model(ref_model, world)
+            distributed.shard_model(ref_model, world, forward_only=True)
     else:
         distributed.broadcast_parameters(modules, world)  # new weights (value head, LoRA) the same on every rank
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
