@@ -766,8 +766,10 @@ def _run(cfg: RunConfig, out: Path) -> dict:
         """The stage, then the budget kept at the run's pace (``paced``): later stages read the knobs as cut."""
         nonlocal k
         result = stages.run(name, fn)
-        k = paced(cfg, k, name, stages, scaled)
-        atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+        cut = paced(cfg, k, name, stages, scaled)
+        if cut != k:
+            k = cut
+            atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
         return result
 
     atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")

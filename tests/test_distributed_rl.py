@@ -105,19 +105,29 @@ def run_one(command: str, args: list[str]) -> None:
     recipe.train(load_config(cls, None, args))
 
 
-def test_rl_under_torchrun_takes_the_single_process_steps(tmp_path, monkeypatch):
+def one_process_then_two_ranks(tmp_path, monkeypatch, runs: dict, extra: list[str], *, timeout: float,
+                               resumed: bool = False) -> list[str]:
+    """Each of ``runs`` (name -> [command, *args]) in this process (out_dir <name>1), then all of them again with
+    ``extra`` in one two-rank torchrun launch (out_dir <name>2); ``resumed``: that launch also runs the GRPO
+    run stopped after one step (out_dir resumed), for one process to resume. Returns the runs' data args."""
     monkeypatch.syspath_prepend(str(TESTS))  # the reward functions, for the in-process runs
     data = [*COMMON, f"suite={suite(tmp_path)}"]
-    for name, (command, *args) in RUNS.items():
+    for name, (command, *args) in runs.items():
         run_one(command, [*data, *args, f"out_dir={tmp_path / name}1"])
-    # The first run again on two ranks, stopped after one step, is resumed below by one process.
-    commands = [[command, *data, *args, f"out_dir={tmp_path / name}2"] for name, (command, *args) in RUNS.items()]
-    commands.append([*RUNS["grpo"][:1], *data, *RUNS["grpo"][1:], "steps=1", f"out_dir={tmp_path / 'resumed'}"])
+    commands = [[command, *data, *args, *extra, f"out_dir={tmp_path / name}2"] for name, (command, *args) in runs.items()]
+    if resumed:
+        commands.append([*RUNS["grpo"][:1], *data, *RUNS["grpo"][1:], *extra, "steps=1", f"out_dir={tmp_path / 'resumed'}"])
     script = tmp_path / "run_commands.py"
     script.write_text(RUN_COMMANDS)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    p = torchrun([str(script), json.dumps(commands)], timeout=300)
+    p = torchrun([str(script), json.dumps(commands)], timeout=timeout)
     assert p.returncode == 0, p.stderr[-3000:]
+    return data
+
+
+def test_rl_under_torchrun_takes_the_single_process_steps(tmp_path, monkeypatch):
+    # The first run again on two ranks, stopped after one step, is resumed below by one process.
+    data = one_process_then_two_ranks(tmp_path, monkeypatch, RUNS, [], timeout=300, resumed=True)
     worst = {}
     for name in RUNS:
         one, two = tmp_path / f"{name}1", tmp_path / f"{name}2"
@@ -169,18 +179,8 @@ def test_ray_rollout_workers_under_torchrun_take_the_single_process_steps(tmp_pa
     """`rollout.workers=2` under torchrun: rank 0 alone holds the Ray workers and samples every rank's rows
     (rows seeded one by one), so GRPO and PPO take the steps of one process sampling in-process."""
     pytest.importorskip("ray")
-    monkeypatch.syspath_prepend(str(TESTS))
-    data = [*COMMON, f"suite={suite(tmp_path)}"]
-    ray_args = ["rollout.workers=2", "rollout.cpus_per_worker=0"]
-    for name in ("grpo", "ppo"):
-        command, *args = RUNS[name]
-        run_one(command, [*data, *args, f"out_dir={tmp_path / name}1"])
-    commands = [[RUNS[name][0], *data, *RUNS[name][1:], *ray_args, f"out_dir={tmp_path / name}2"] for name in ("grpo", "ppo")]
-    script = tmp_path / "run_commands.py"
-    script.write_text(RUN_COMMANDS)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    p = torchrun([str(script), json.dumps(commands)], timeout=400)
-    assert p.returncode == 0, p.stderr[-3000:]
+    one_process_then_two_ranks(tmp_path, monkeypatch, {name: RUNS[name] for name in ("grpo", "ppo")},
+                               ["rollout.workers=2", "rollout.cpus_per_worker=0"], timeout=400)
     for name in ("grpo", "ppo"):
         one, two = tmp_path / f"{name}1", tmp_path / f"{name}2"
         m1, m2 = metrics(one), metrics(two)
@@ -247,19 +247,7 @@ def test_rl_sharded_by_fsdp_takes_the_single_process_steps(tmp_path, monkeypatch
     """Each rank holds half of every weight and gathers the policy whole only to sample its rows; the
     steps, checkpoints and final weights are one process's (fp32, within 1e-5; the grad norm, summed
     over shards in another order, within 1e-4 relative), and a sharded checkpoint resumes in one process."""
-    monkeypatch.syspath_prepend(str(TESTS))
-    data = [*COMMON, f"suite={suite(tmp_path)}"]
-    for name, (command, *args) in FSDP_RUNS.items():
-        run_one(command, [*data, *args, f"out_dir={tmp_path / name}1"])
-    commands = [[command, *data, *args, "optim.fsdp=true", f"out_dir={tmp_path / name}2"]
-                for name, (command, *args) in FSDP_RUNS.items()]
-    commands.append([*RUNS["grpo"][:1], *data, *RUNS["grpo"][1:], "optim.fsdp=true", "steps=1",
-                     f"out_dir={tmp_path / 'resumed'}"])
-    script = tmp_path / "run_commands.py"
-    script.write_text(RUN_COMMANDS)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    p = torchrun([str(script), json.dumps(commands)], timeout=400)
-    assert p.returncode == 0, p.stderr[-3000:]
+    data = one_process_then_two_ranks(tmp_path, monkeypatch, FSDP_RUNS, ["optim.fsdp=true"], timeout=400, resumed=True)
     worst = {}
     for name, (command, *_) in FSDP_RUNS.items():
         one, two = tmp_path / f"{name}1", tmp_path / f"{name}2"

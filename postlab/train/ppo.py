@@ -29,6 +29,7 @@ from postlab.models.prepare import count_parameters, pick_device, prepare_model,
 from postlab.models.reward import load_reward_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
+from postlab.rollout.types import Rollout
 from postlab.tasks.suite import load_suite
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
@@ -214,6 +215,12 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         sums = dict.fromkeys(LOSS_STATS, 0.0)  # every rank the same keys, to sum over ranks
         grad_norms = 0.0
         n_updates = 0
+
+        def nothing(sub: Rollout) -> None:  # sharded: as many forwards and backwards as the busiest rank, adding nothing
+            with autocast(policy, bf16):
+                zero = response_logprobs(policy, sub, T)[0].sum() * 0 + response_values(value, sub).sum() * 0
+            zero.backward()
+
         with timer("update"):  # forward, backward and optimizer steps
             for minibatches in epochs:
                 for rows, micro_batches in minibatches:
@@ -229,12 +236,6 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                         backward_share(pg + cfg.vf_coef * vf, sharded, world)
                         for k, val in {**pst, **vst}.items():
                             sums[k] = sums.get(k, 0.0) + val
-
-                    def nothing(sub):  # sharded: as many forwards and backwards as the busiest rank, adding nothing
-                        with autocast(policy, bf16):
-                            zero = response_logprobs(policy, sub, T)[0].sum() * 0 + response_values(value, sub).sum() * 0
-                        zero.backward()
-
                     run_padding(r, micro_batches, nothing)
                     if not sharded:
                         distributed.sum_gradients(params, world)  # each rank's loss is its share of the minibatch's

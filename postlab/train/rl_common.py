@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -317,7 +318,7 @@ def rank_micro_batches(rows: Sequence[int], size: int, w: distributed.World, *, 
     mine = distributed.share(rows, w)
     out = RankMicroBatches(mine[s : s + size] for s in range(0, len(mine), size))
     if equal and rows:
-        most = -(-(-(-len(rows) // w.size)) // size)  # ceil(ceil(n / W) / size)
+        most = math.ceil(math.ceil(len(rows) / w.size) / size)  # the micro-batches of the first rank's share
         out.padding, out.filler = most - len(out), [rows[0]]
     return out
 
@@ -356,10 +357,12 @@ def sampling_weights(policy, engine):
     if not distributed.is_sharded(policy):
         yield
         return
-    with distributed.unsharded(policy):
-        yield
-    if hasattr(engine, "release_weights"):
-        engine.release_weights()
+    try:
+        with distributed.unsharded(policy):
+            yield
+    finally:
+        if hasattr(engine, "release_weights"):
+            engine.release_weights()
 
 
 def entropy_mean(ent: torch.Tensor | None, mask: torch.Tensor) -> float:
