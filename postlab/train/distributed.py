@@ -359,7 +359,7 @@ def shard_model(model: torch.nn.Module, w: World, roots: Sequence[torch.nn.Modul
 @contextmanager
 def unsharded(model: torch.nn.Module):
     """Inside the block, every weight of a model sharded by ``shard_model`` is gathered whole on every rank
-    (a collective on entering and leaving) and stays so across forwards: the forwards run no collectives,
+    (a collective on entering; leaving frees them) and stays so across forwards: the forwards run no collectives,
     so the ranks may run different numbers of them (sampling, where each rank's rows end at different
     steps). Its whole weights take memory only for the block. No-op for a model that is not sharded."""
     from torch.distributed.fsdp import FSDPModule
