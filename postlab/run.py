@@ -19,6 +19,7 @@ What was measured, chosen and cut goes to ``machine.json``, ``summary.json`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -652,7 +653,7 @@ def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
     each stage's predicted seconds for the ETA."""
     k, mach, slow = resolve_machine(cfg.knobs(), rec, REFERENCE_DTYPE[cfg.preset])
     ref_k, ref_seconds = REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset]
-    test_items = len(load_suite(SUITE, split="test"))
+    test_items = _test_items()
     unscaled = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
     changes: list[dict] = []
     if k.budget_minutes > 0:
@@ -725,11 +726,17 @@ def in_run_directory(cfg, body) -> dict:
         return body(cfg, out)
 
 
+@functools.cache
+def _test_items() -> int:
+    """Items in the spec suite's test split (read once: plan and every stage's pace check use it)."""
+    return len(load_suite(SUITE, split="test"))
+
+
 def paced(cfg: RunConfig, k: Knobs, upto: str, stages: Stages, scaled: dict, *, say: bool = True) -> Knobs:
     """After stage ``upto``: the knobs cut to keep the run inside its budget at its own pace so far
     (``budget.keep_to_pace``), the cuts added to ``scaled`` and the ETA's stage times updated. A rerun
     replays it over the recorded stage times (``say=False``), so it resolves the knobs the run ran with."""
-    test_items = len(load_suite(SUITE, split="test"))
+    test_items = _test_items()
     ref_k, ref_seconds = REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset]
     explicit = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
     cut, changes, pace = budget.keep_to_pace(

@@ -40,7 +40,7 @@ from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_
                                      over_micro_batches_on_ranks, prompt_batches, rank_micro_batches,
                                      reference_mode, refuse_fsdp_where_unsupported, response_logprobs,
                                      rollout_subset, row_sampling, run_padding, run_rl_loop, sampling_weights,
-                                     share_reward_watch, RolloutWorkersConfig, close_rollout_engine,
+                                     shard_or_broadcast, share_reward_watch, RolloutWorkersConfig, close_rollout_engine,
                                      push_rollout_weights, ray_rollout_engine, rollout_metrics)
 from postlab.utils.io import atomic_write_text, finite
 
@@ -164,13 +164,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         ref_model, _ = load_model_and_tokenizer(cfg.model)
         ref_model.to(device).eval().requires_grad_(False)
     sharded = cfg.optim.fsdp
-    if sharded:  # before the optimizer: its parameters become shards
-        distributed.check_fsdp(policy, world)
-        distributed.shard_model(policy, world)
-        if ref_model is not None:
-            distributed.shard_model(ref_model, world, forward_only=True)
-    else:
-        distributed.broadcast_parameters(policy, world)  # new weights (LoRA, heads) the same on every rank
+    shard_or_broadcast(policy, ref_model, world, sharded)
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)

@@ -34,14 +34,13 @@ from postlab.tasks.suite import load_suite
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
 from postlab.train.loop import TrainState, start_run_dir
-from postlab.models.reward import backbone_and_head
 from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_seed, RLOptimConfig, apply_eos_penalty,
                                      autocast, backward_share, clip_and_step, gather_rows, make_optimizer,
                                      make_reward_fn, reward_watch, prompt_batches, rank_micro_batches,
                                      RankMicroBatches, reference_mode, refuse_fsdp_where_unsupported,
                                      over_micro_batches_on_ranks, response_logprobs, response_values,
                                      rollout_subset, row_sampling, run_padding, run_rl_loop, sampling_weights,
-                                     share_reward_watch, RolloutWorkersConfig, close_rollout_engine,
+                                     shard_or_broadcast, share_reward_watch, RolloutWorkersConfig, close_rollout_engine,
                                      push_rollout_weights, ray_rollout_engine, rollout_metrics)
 from postlab.utils.io import atomic_write_text, finite
 
@@ -144,15 +143,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     value.to(device)
     modules = PolicyAndValue(policy, value)
     sharded = cfg.optim.fsdp
-    if sharded:  # before the optimizer: its parameters become shards
-        for model in (policy, value):
-            distributed.check_fsdp(model, world)
-        distributed.shard_model(policy, world)
-        distributed.shard_model(value, world, backbone_and_head(value))  # response_values calls them one by one
-        if ref_model is not None:
-            distributed.shard_model(ref_model, world, forward_only=True)
-    else:
-        distributed.broadcast_parameters(modules, world)  # new weights (value head, LoRA) the same on every rank
+    shard_or_broadcast(policy, ref_model, world, sharded, value=value)
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)
     gold = GoldRater()
     # bf16 sampling copies when training in bf16 autocast (log-probs are recomputed by the trainer)
@@ -194,9 +185,8 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         def minibatches(order: list[int]) -> list[tuple[list[int], RankMicroBatches]]:
             """One epoch: per minibatch, its rows and this rank's micro-batches (its contiguous share of
             them, cut by micro_batch_size; one process: all of them; sharded: padded to the busiest rank's)."""
-            return [(order[m : m + cfg.minibatch_size], rank_micro_batches(order[m : m + cfg.minibatch_size], mbs,
-                                                                           world, equal=sharded))
-                    for m in range(0, B, cfg.minibatch_size)]
+            rows = [order[m : m + cfg.minibatch_size] for m in range(0, B, cfg.minibatch_size)]
+            return [(mb, rank_micro_batches(mb, mbs, world, equal=sharded)) for mb in rows]
 
         epochs = [minibatches(torch.randperm(B, generator=g).tolist()) for _ in range(cfg.ppo_epochs)]
         first = RankMicroBatches.joined([micro for _, micro in epochs[0]])  # old/ref/value passes see the rows as epoch 1 will

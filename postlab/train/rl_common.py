@@ -516,6 +516,27 @@ class RLOptimConfig(Section):
             distributed.require_launch_for_fsdp()
 
 
+def shard_or_broadcast(policy, ref_model, world: distributed.World, sharded: bool, value=None) -> None:
+    """Before the optimizer is built. ``sharded`` (``optim.fsdp``): shard the policy, the frozen reference
+    copy if any (forward only) and a value model (its body and score head as two roots, which
+    ``response_values`` calls one by one). Otherwise make new weights (LoRA, heads) the same on every rank."""
+    if not sharded:
+        for model in (policy, value):
+            if model is not None:
+                distributed.broadcast_parameters(model, world)
+        return
+    for model in (policy, value):
+        if model is not None:
+            distributed.check_fsdp(model, world)
+    distributed.shard_model(policy, world)
+    if value is not None:
+        from postlab.models.reward import backbone_and_head
+
+        distributed.shard_model(value, world, backbone_and_head(value))
+    if ref_model is not None:
+        distributed.shard_model(ref_model, world, forward_only=True)
+
+
 def refuse_fsdp_where_unsupported(cfg) -> None:
     """A sharded RL run's settings that need the policy whole on one rank: refused before anything loads."""
     if not cfg.optim.fsdp:
