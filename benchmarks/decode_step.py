@@ -4,7 +4,8 @@ A randomly initialised model of SmolLM2-135M's architecture (speed does not depe
 cache filled to 100 positions (those steps are the warm-up); the median of the next 40 steps. For fp32 and bf16 and each batch:
 the weights pre-packed for oneDNN (what the engine uses on a CPU) against plain `x @ W.T` (BLAS), each
 built for that batch (`batch_hint`). Which is faster depends on the CPU and the batch, which is what
-this measures: the engine's choices (packed weights; `bf16=auto` from a large matmul) are made elsewhere.
+this measures. The engine packs for batches; `postlab serve` measures the one-row step both ways at start
+(`TorchEngine.choose_single_row`) and `bf16=auto` is decided from a large matmul (`postlab.machine`).
 
     .venv/bin/python benchmarks/decode_step.py [--batches 1,4,16,64] [--dtypes fp32,bf16]
 
@@ -15,8 +16,6 @@ Prints ms per step and, per dtype and batch, `plain / packed` (below 1: plain is
 from __future__ import annotations
 
 import argparse
-import time
-from contextlib import contextmanager
 
 import torch
 
@@ -33,34 +32,8 @@ def smollm2_135m():
     return LlamaForCausalLM(cfg).eval()
 
 
-@contextmanager
-def without_onednn():
-    """DecodeWeights built inside lay weights out plainly (it packs only when oneDNN is available)."""
-    available = torch.backends.mkldnn.is_available
-    torch.backends.mkldnn.is_available = lambda: False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.is_available = available
-
-
-def step_ms(weights, batch: int, filled: int = 100, steps: int = 40) -> float:
-    from postlab.rollout.llama_decode import LlamaDecoder
-
-    dec = LlamaDecoder(weights, batch=batch, max_len=filled + steps + 1)
-    tokens, mask = torch.full((batch,), 5), torch.ones(batch, filled + steps + 1, dtype=torch.bool)
-    times = []
-    with torch.inference_mode():
-        for s in range(filled + steps):
-            t = time.perf_counter()
-            dec.step(tokens, torch.full((batch,), s), s, mask[:, : s + 1])
-            if s >= filled:  # the first `filled` steps fill the cache and warm up
-                times.append(time.perf_counter() - t)
-    return 1e3 * sorted(times)[len(times) // 2]
-
-
 def main() -> None:
-    from postlab.rollout.llama_decode import DecodeWeights
+    from postlab.rollout.llama_decode import DecodeWeights, step_ms
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", default="1,4,16,64")
@@ -74,10 +47,8 @@ def main() -> None:
     best: dict[tuple[str, int], float] = {}
     for name in dtypes:
         for b in batches:
-            packed = step_ms(DecodeWeights(model, batch_hint=b, dtype=DTYPES[name]), b)
-            with without_onednn():
-                plain_weights = DecodeWeights(model, batch_hint=b, dtype=DTYPES[name])
-            plain = step_ms(plain_weights, b)
+            packed = step_ms(DecodeWeights(model, batch_hint=b, dtype=DTYPES[name]), b, filled=100, steps=40)
+            plain = step_ms(DecodeWeights(model, batch_hint=b, dtype=DTYPES[name], packed=False), b, filled=100, steps=40)
             best[name, b] = min(packed, plain)
             print(f"| {name} | {b} | {packed:.1f} | {plain:.1f} | {plain / packed:.2f} |", flush=True)
     if {"fp32", "bf16"} <= set(dtypes):

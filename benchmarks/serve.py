@@ -9,6 +9,10 @@ client alone (single-stream tokens/s) per server. The last lines are the ratios:
     serve continuous vs dynamic: X.XX (tokens/s), p50 latency X.XX
     serve batching speedup: X.XX (continuous tokens/s / batching off)
 
+Mode ``packed`` is continuous batching with one-request decode steps kept on the batch's oneDNN-packed
+weights (``--single-row-layout packed``), to compare with the default's measured choice (``single stream,
+one-row layout auto / packed``).
+
     .venv/bin/python benchmarks/serve.py [--model tiny] [--clients 32] [--requests 4] [--max-tokens 32]
         [--modes continuous,dynamic,off] [--llama-cpp-gguf MODEL.gguf ...] [--llama-cpp-python PYTHON]
 
@@ -46,7 +50,8 @@ SERVE = "import json, sys; from postlab.serve import serve; serve(**json.loads(s
 # (even greedy decoding changes with the repeat penalty); postlab's defaults are plain softmax sampling.
 LLAMA_CPP_SAMPLING = {"repeat_penalty": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
 MODES = {  # mode -> postlab.serve.serve() arguments beside the model
-    "continuous": {"continuous": True},
+    "continuous": {"continuous": True},  # one-row steps on the layout measured faster at start (the default)
+    "packed": {"continuous": True, "single_row": "packed"},  # continuous, one-row steps on the batch's packed weights
     "dynamic": {"continuous": False},
     "off": {"max_batch": 1},
 }
@@ -171,7 +176,7 @@ def bench_round(mode: str, base: str, pid: int, args) -> tuple[Result, Result | 
     """(loaded, single stream or None) for one server."""
     loaded = measure(base, mode, args, args.clients, args.requests, pid)
     single = measure(base, mode, args, 1, args.single_requests, pid) \
-        if mode == "continuous" or mode.startswith("llama.cpp") else None
+        if mode in ("continuous", "packed") or mode.startswith("llama.cpp") else None
     return loaded, single
 
 
@@ -234,7 +239,8 @@ def main() -> None:
                                                                    "unless it ends its turn)")
     p.add_argument("--max-batch", type=int, default=32, help="batch size limit with batching on")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--modes", default="continuous,dynamic,off", help="comma-separated: continuous, dynamic, off")
+    p.add_argument("--modes", default="continuous,dynamic,off", help="comma-separated: continuous, packed (continuous "
+                   "with one-row steps on the packed weights, not the layout measured faster), dynamic, off")
     p.add_argument("--threads", type=int, default=None, help="threads per server (postlab: OMP_NUM_THREADS, "
                                                               "llama.cpp: --n_threads); default: OMP_NUM_THREADS, else every "
                                                               "core (the tiny model: 1)")
@@ -293,6 +299,8 @@ def main() -> None:
             break
         print(f"single stream postlab / {mode}: {ratio(rounds, ('continuous', 1), (mode, 1))}")
         print(f"postlab batched / {mode} single stream: {ratio(rounds, ('continuous', 0), (mode, 1))}")
+    if "continuous" in modes and "packed" in modes:
+        print(f"single stream, one-row layout auto / packed: {ratio(rounds, ('continuous', 1), ('packed', 1))}")
     if "continuous" in modes and "off" in modes:
         print(f"serve batching speedup: {ratio(rounds, ('continuous', 0), ('off', 0))}")
 

@@ -578,6 +578,9 @@ def serve(
                                          "request's 'user' gets its current adapter, picked up without a restart"),
     memory_max_loaded: int = typer.Option(4, "--memory-max-loaded", help="users' adapters kept loaded at once "
                                           "(each holds a copy of the model's weights)"),
+    single_row_layout: str = typer.Option("auto", "--single-row-layout", help="weights of decode steps with one "
+                                          "request running, on a CPU: packed (oneDNN, the batch's) | plain (a second "
+                                          "copy, BLAS) | auto (the faster, measured at start)"),
 ) -> None:
     from postlab.serve import serve as run_server
 
@@ -586,7 +589,8 @@ def serve(
                monitor_log=monitor_log or None, dtype=dtype, served_name=served_name,
                allowed_hosts=tuple(allowed_host or ()), allow_remote_without_key=allow_remote_without_key,
                keep_system_prompts=monitor_keep_system_prompts, max_request_bytes=max_request_bytes,
-               continuous=_batching(batching), memory=memory, memory_max_loaded=memory_max_loaded)
+               continuous=_batching(batching), memory=memory, memory_max_loaded=memory_max_loaded,
+               single_row=single_row_layout)
 
 
 def _batching(mode: str) -> bool:

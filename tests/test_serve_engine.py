@@ -247,3 +247,69 @@ def test_random_traffic_through_a_session_equals_each_request_alone(fast_engine)
     for i, (_, prompt, params, drop) in enumerate(requests):
         alone = fast_engine.generate_ids([prompt], [params])
         assert out[i] == alone.response_ids[0, : int(alone.response_lengths[0])].tolist()[:drop], i
+
+
+def test_single_row_layout_choice_follows_the_measured_times():
+    from postlab.rollout.engine import choose_single_row_layout
+
+    assert choose_single_row_layout(35.3, 26.1) == "plain"  # this Xeon's fp32 figures (benchmarks/decode_step.py)
+    assert choose_single_row_layout(21.0, 26.0) == "packed"
+    assert choose_single_row_layout(30.0, 29.0) == "packed"  # under the 5% margin: keep the one copy
+    with pytest.raises(ValueError, match="single_row"):
+        TorchEngine(model=None, tokenizer=None, single_row="fast")
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="two weight layouts need oneDNN")
+def test_one_row_steps_on_plain_weights_draw_what_packed_ones_do(fast_engine):
+    """single_row="plain": a session's steps with one running row, and generate's once one row is left,
+    run on a second, row-major copy of the weights; every row draws the same tokens as on the packed
+    weights (greedy and seeded), with log-probs equal up to the two kernels' summation order."""
+    plain = TorchEngine(model=fast_engine.model, tokenizer=fast_engine.tokenizer, single_row="plain")
+    assert fast_engine.single_row_weights() is None
+    weights = plain.single_row_weights()
+    assert weights is not None and not weights.packed and plain._decode_weights(4).packed
+    prompts = fast_engine.encode_prompts(PROMPTS)
+    greedy = SamplingParams(temperature=0, max_new_tokens=30, stop_at_eos=False)
+    seeded = SamplingParams(temperature=1.0, max_new_tokens=20, seed=5, stop_at_eos=False)
+    schedule = {0: [("a", prompts[0], greedy)], 12: [("b", prompts[1], seeded)]}  # alone, two, alone again
+    sessions = {e: e.session(batch_hint=4) for e in (fast_engine, plain)}
+    out = {e: run_session(s, schedule) for e, s in sessions.items()}
+    assert sessions[plain].single_row_steps > 10 and sessions[fast_engine].single_row_steps == 0
+    for name in "ab":
+        assert out[plain][name][0] == out[fast_engine][name][0], name
+        torch.testing.assert_close(torch.tensor(out[plain][name][1]), torch.tensor(out[fast_engine][name][1]),
+                                   rtol=1e-4, atol=1e-4)
+    rows = [[greedy.model_copy(update={"max_new_tokens": n})] for n in (4, 25)]
+    a = fast_engine.generate_ids(prompts[:2], [p[0] for p in rows])  # the second row runs alone after 4 steps
+    b = plain.generate_ids(prompts[:2], [p[0] for p in rows])
+    assert torch.equal(a.response_ids, b.response_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="two weight layouts need oneDNN")
+def test_auto_measures_both_layouts_once_and_keeps_a_second_copy_only_when_it_wins(monkeypatch):
+    from postlab.rollout import llama_decode
+
+    model, tok = load_model_and_tokenizer("tiny")
+    for fast_layout in ("plain", "packed"):
+        timed = []
+
+        def fake_step_ms(weights, batch, **kw):
+            timed.append(weights.packed)
+            return 10.0 if weights.packed == (fast_layout == "packed") else 20.0
+
+        monkeypatch.setattr(llama_decode, "step_ms", fake_step_ms)
+        engine = TorchEngine(model=model, tokenizer=tok, single_row="auto")
+        choice = engine.choose_single_row(4)
+        assert choice == {"layout": fast_layout, "measured": True,
+                          "packed_ms": 10.0 if fast_layout == "packed" else 20.0,
+                          "plain_ms": 10.0 if fast_layout == "plain" else 20.0}
+        assert timed == [True, False, True, False]  # interleaved, two tries each
+        engine.choose_single_row(4)
+        assert len(timed) == 4  # once per engine
+        assert (engine.single_row_weights() is not None) == (fast_layout == "plain")
+        assert (False in engine._weights) == (fast_layout == "plain")
+    real = TorchEngine(model=model, tokenizer=tok, single_row="auto")
+    monkeypatch.undo()
+    choice = real.choose_single_row(4)  # the real measurement runs and gives times
+    assert choice["measured"] and choice["packed_ms"] > 0 and choice["plain_ms"] > 0

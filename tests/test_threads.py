@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from postlab.utils.threads import busy_cores, busy_warning, configure_threads_env, machine_load, sampled_load, threads_error
 
 
@@ -79,3 +81,43 @@ def test_a_job_started_a_moment_ago_is_seen_though_the_load_average_lags():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_in_passing_thread_returns_or_raises_and_its_thread_ends():
+    import threading
+
+    from postlab.utils.threads import in_passing_thread
+
+    seen = []
+    assert in_passing_thread(lambda: seen.append(threading.current_thread()) or 7) == 7
+    assert seen[0] is not threading.main_thread() and not seen[0].is_alive()
+    with pytest.raises(KeyError, match="boom"):
+        in_passing_thread(lambda: {}["boom"])
+
+
+def test_serve_does_its_torch_work_in_a_thread_that_ends(monkeypatch):
+    """The model is loaded, and the one-row layout measured, in a thread that has ended before the server
+    starts: the batcher's thread is then the only one holding an OpenMP team (see in_passing_thread)."""
+    import threading
+
+    import uvicorn
+
+    from postlab.models import load
+    from postlab.rollout.engine import TorchEngine
+    from postlab.serve import serve
+
+    threads = {}
+    real_load, real_choose = load.load_model_and_tokenizer, TorchEngine.choose_single_row
+    monkeypatch.setattr(load, "load_model_and_tokenizer",
+                        lambda *a, **kw: threads.setdefault("load", threading.current_thread()) and real_load(*a, **kw))
+
+    def choose(self, *a, **kw):
+        threads["choose"] = threading.current_thread()
+        return real_choose(self, *a, **kw)
+
+    monkeypatch.setattr(TorchEngine, "choose_single_row", choose)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: threads.setdefault("serve", threading.current_thread()))
+    serve(model="tiny", monitor_log=None, single_row="auto")
+    assert threads["serve"] is threading.main_thread()
+    assert threads["load"] is threads["choose"] is not threading.main_thread()
+    assert not threads["load"].is_alive()

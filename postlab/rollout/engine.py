@@ -37,6 +37,14 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+SINGLE_ROW_LAYOUTS = ("packed", "plain", "auto")
+
+
+def choose_single_row_layout(packed_ms: float, plain_ms: float, *, margin: float = 0.05) -> str:
+    """"plain" when a one-row step with plain weights is at least ``margin`` faster than with packed ones."""
+    return "plain" if plain_ms < (1 - margin) * packed_ms else "packed"
+
+
 class TorchEngine:
     """In-process PyTorch sampler: one prefill over the left-padded prompts, then one token per step
     for the rows still running; rows that emitted a stop token are dropped from the batch and the
@@ -44,28 +52,70 @@ class TorchEngine:
     ``llama_decode``; any other causal LM decodes through its own forward with a DynamicCache."""
 
     def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None, fast_decode: bool = True,
-                 decode_dtype: torch.dtype | None = None):
+                 decode_dtype: torch.dtype | None = None, single_row: str = "packed"):
+        """``single_row``: the weight layout of lean decode steps that run one row (a server answering one
+        request): "packed" (the batch's oneDNN-packed weights), "plain" (a second, row-major copy: a
+        matrix-vector product through BLAS, faster on some CPUs) or "auto" (whichever ``choose_single_row``
+        measures faster here). Only CPUs with oneDNN have two layouts; elsewhere every choice is the one."""
+        if single_row not in SINGLE_ROW_LAYOUTS:
+            raise ValueError(f"single_row must be one of {', '.join(SINGLE_ROW_LAYOUTS)}, got {single_row!r}")
+        self.single_row = single_row
+        self._single_row_choice: dict | None = None
         self.model = model
         # Lean decode path only: sample in this dtype whatever the model's (bf16 from an fp32 policy in
         # training is ~2x faster on CPU; trainers recompute log-probs with their own forward anyway).
         self.decode_dtype = decode_dtype
         self.fast_decode = fast_decode  # lean decode step for Llama-style models (llama_decode.py)
-        self._weights: tuple[tuple, llama_decode.DecodeWeights] | None = None
+        self._weights: dict[bool | None, tuple[tuple, llama_decode.DecodeWeights]] = {}  # by DecodeWeights' `packed`
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
         self.stop_ids = torch.tensor(sorted(set(stop_token_ids or [tokenizer.eos_token_id])), dtype=torch.long)
 
-    def _decode_weights(self, batch: int) -> llama_decode.DecodeWeights:
-        """Fused/packed weights, rebuilt only when the model's parameters changed since last time."""
+    def _decode_weights(self, batch: int, *, packed: bool | None = None) -> llama_decode.DecodeWeights:
+        """Fused (and, by default, packed) weights, rebuilt only when the model's parameters changed since last time."""
         key = llama_decode.DecodeWeights.version_key(self.model)
-        if self._weights is None or self._weights[0] != key:
-            self._weights = (key, llama_decode.DecodeWeights(self.model, batch_hint=batch, dtype=self.decode_dtype))
-        return self._weights[1]
+        cached = self._weights.get(packed)
+        if cached is None or cached[0] != key:
+            self._weights[packed] = cached = (key, llama_decode.DecodeWeights(
+                self.model, batch_hint=batch, dtype=self.decode_dtype, packed=packed))
+        return cached[1]
 
     def release_weights(self) -> None:
         """Drop the cached decode weights: they may alias the model's own tensors, which a sharded model
         frees when it reshards (``distributed.unsharded``); the next generate rebuilds them."""
-        self._weights = None
+        self._weights = {}
+
+    def _two_layouts(self) -> bool:
+        return self.fast_decode and llama_decode.supports(self.model) and \
+            llama_decode.packs_weights(next(self.model.parameters()).device)
+
+    def choose_single_row(self, batch_hint: int = 16) -> dict:
+        """The layout of one-row decode steps, measured once per engine when ``single_row`` is "auto": the
+        median ms of a one-row step with the batch's packed weights and with plain ones (the best of two
+        interleaved tries each), and ``layout``, plain only when it is at least 5% faster. Otherwise the
+        configured layout, unmeasured."""
+        if self._single_row_choice is None:
+            if self.single_row != "auto" or not self._two_layouts():
+                layout = self.single_row if self._two_layouts() else "packed"
+                self._single_row_choice = {"layout": layout, "measured": False}
+            else:
+                packed = self._decode_weights(batch_hint)
+                plain = self._decode_weights(1, packed=False)
+                with varying_shape_attention():
+                    tries = [llama_decode.step_ms(w, 1, filled=8, steps=12) for w in (packed, plain, packed, plain)]
+                packed_ms, plain_ms = min(tries[0::2]), min(tries[1::2])
+                layout = choose_single_row_layout(packed_ms, plain_ms)
+                if layout == "packed":
+                    self._weights.pop(False, None)  # the second copy is not needed
+                self._single_row_choice = {"layout": layout, "measured": True,
+                                           "packed_ms": round(packed_ms, 2), "plain_ms": round(plain_ms, 2)}
+        return self._single_row_choice
+
+    def single_row_weights(self, batch_hint: int = 16) -> llama_decode.DecodeWeights | None:
+        """The weights of decode steps with one running row, where they are not the batch's (None)."""
+        if not self._two_layouts() or self.choose_single_row(batch_hint)["layout"] != "plain":
+            return None
+        return self._decode_weights(1, packed=False)
 
     def supports_sessions(self) -> bool:
         """Whether ``session()`` works here: continuous decoding runs on the lean Llama decode path only."""
@@ -125,9 +175,10 @@ class TorchEngine:
         positions = (prompt_mask.sum(dim=1) - 1).to(device)  # (B,) position of each row's last prompt token
         was_training = self.model.training
         self.model.eval()
-        fast, cache = None, None
+        fast, cache, single = None, None, None
         if self.fast_decode and llama_decode.supports(self.model):
             fast = llama_decode.LlamaDecoder(self._decode_weights(B), batch=B, max_len=P + R)
+            batch_weights, single = fast.w, self.single_row_weights(B)
             logits = fast.prefill(prompt_ids.to(device), prompt_mask.to(device))  # (B, V)
         else:
             cache = DynamicCache(config=self.model.config)
@@ -167,6 +218,8 @@ class TorchEngine:
             attn[:, P + t] = 1
             positions = positions + 1
             if fast is not None:
+                if single is not None:
+                    fast.w = single if tok.numel() == 1 else batch_weights
                 logits = fast.step(tok, positions, P + t, attn[:, : P + t + 1].bool())
             else:
                 out = self.model(input_ids=tok[:, None], attention_mask=attn[:, : P + t + 1],
@@ -223,6 +276,8 @@ class DecodeSession:
             raise ValueError("continuous decoding needs a Llama-style model on the fast decode path")
         self.engine = engine
         self.weights = engine._decode_weights(batch_hint)
+        self.single_weights = engine.single_row_weights(batch_hint)  # for steps with one running row, or None
+        self.single_row_steps = 0
         self.device = self.weights.embed.device
         self.batch_hint, self.spare_columns = batch_hint, spare_columns
         self.decoder = llama_decode.LlamaDecoder(self.weights, batch=0, max_len=0)  # steps over views of k, v
@@ -264,6 +319,9 @@ class DecodeSession:
                 self.mask[:b, self.slot] = True
                 positions = torch.tensor([r.prompt_len + r.drawn - 1 for r in self.rows], device=self.device)
                 self.decoder.k, self.decoder.v = self.k[:, :b], self.v[:, :b]
+                single = b == 1 and self.single_weights is not None
+                self.decoder.w = self.single_weights if single else self.weights
+                self.single_row_steps += single
                 parts.append(self.decoder.step(self.tokens, positions, self.slot, self.mask[:b, : self.slot + 1]))
                 self.slot += 1
             if self.pending:

@@ -12,6 +12,8 @@ writes K/V into a fixed buffer (no concatenation), and runs attention with SDPA.
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +49,12 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
+def packs_weights(device: torch.device) -> bool:
+    """Whether ``DecodeWeights`` can pack for oneDNN on this device (CPU with oneDNN's reorder op)."""
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and \
+        hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
 def _mkldnn_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
@@ -61,8 +69,10 @@ class DecodeWeights:
     Built once per weight version (the engine caches it), not once per generate call.
     """
 
-    def __init__(self, model, *, batch_hint: int = 16, dtype: torch.dtype | None = None):
-        """`dtype` casts the copies (e.g. bf16 sampling from an fp32 policy being trained)."""
+    def __init__(self, model, *, batch_hint: int = 16, dtype: torch.dtype | None = None, packed: bool | None = None):
+        """`dtype` casts the copies (e.g. bf16 sampling from an fp32 policy being trained). `packed`: None packs
+        for oneDNN where it can (``packs_weights``); False keeps plain row-major weights (``x @ W.T``, BLAS),
+        which some CPUs run faster at one row (a matrix-vector product): see ``TorchEngine.single_row``."""
         cfg = model.config
         cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
         self.L = cfg.num_hidden_layers
@@ -74,8 +84,8 @@ class DecodeWeights:
         self.final_norm = cast(model.model.norm.weight)
         self.inv_freq = model.model.rotary_emb.inv_freq.float()
         self.rope_scale = float(getattr(model.model.rotary_emb, "attention_scaling", 1.0))
-        use_mkldnn = self.embed.device.type == "cpu" and torch.backends.mkldnn.is_available() and \
-            hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        use_mkldnn = packs_weights(self.embed.device) and packed is not False
+        self.packed = use_mkldnn
         self.linear = _mkldnn_linear if use_mkldnn else _plain_linear
 
         def prep(w: torch.Tensor) -> torch.Tensor:
@@ -178,3 +188,20 @@ class LlamaDecoder:
             gate, up = linear(rms_norm(x, ln2, w.eps), w_gu).chunk(2, dim=-1)  # (b, F) each
             x = x + linear(F.silu(gate) * up, w_down)
         return linear(rms_norm(x, w.final_norm, w.eps), w.lm_head)  # (b, V)
+
+
+def step_ms(weights: DecodeWeights, batch: int = 1, *, filled: int = 32, steps: int = 16) -> float:
+    """Median wall time (ms) of one decode step of ``batch`` rows with ``filled`` KV columns already
+    written (those first steps warm up and are not timed), over the next ``steps`` steps."""
+    dec = LlamaDecoder(weights, batch=batch, max_len=filled + steps + 1)
+    device = weights.embed.device
+    tokens = torch.full((batch,), 5, device=device)
+    mask = torch.ones(batch, filled + steps + 1, dtype=torch.bool, device=device)
+    times = []
+    with torch.inference_mode():
+        for s in range(filled + steps):
+            t = time.perf_counter()
+            dec.step(tokens, torch.full((batch,), s, device=device), s, mask[:, : s + 1])
+            if s >= filled:
+                times.append(time.perf_counter() - t)
+    return 1e3 * sorted(times)[len(times) // 2]

@@ -406,23 +406,34 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
     return app
 
 
+def describe_layout(choice: dict) -> str:
+    """``TorchEngine.choose_single_row``'s result in words, for the start-up line."""
+    text = f"{choice['layout']} weights"
+    if choice["measured"]:
+        text += f" (measured: packed {choice['packed_ms']:.1f} ms, plain {choice['plain_ms']:.1f} ms per step)"
+    return text
+
+
 def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 32, default_max_tokens: int = 256, monitor_log: str | None = "serve-monitor.jsonl",
           dtype: str = "float32", served_name: str | None = None, allowed_hosts: tuple[str, ...] = (),
           allow_remote_without_key: bool = False, keep_system_prompts: bool = False,
           max_request_bytes: int = ServeSettings.max_request_bytes, continuous: bool = True,
-          memory: str | None = None, memory_max_loaded: int = 4) -> None:
+          memory: str | None = None, memory_max_loaded: int = 4, single_row: str = "auto") -> None:
     """Load the model, build the engine and run the server until interrupted (``postlab serve``).
 
     ``allowed_hosts`` adds to the loopback names a keyless server answers as (``*``: any);
     ``continuous=False`` batches dynamically (a request waits for the batch it arrived during); ``memory`` names
-    a store of per-user adapters (``postlab memory``) served to requests carrying that ``user``."""
+    a store of per-user adapters (``postlab memory``) served to requests carrying that ``user``; ``single_row`` is
+    the weight layout of decode steps with one request running (``TorchEngine``; "auto" measures at start)."""
     import torch
     import uvicorn
 
     from postlab.errors import ConfigError
     from postlab.models.load import load_model_and_tokenizer
     from postlab.rollout import TorchEngine
+    from postlab.rollout.engine import SINGLE_ROW_LAYOUTS
+    from postlab.utils.threads import in_passing_thread
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
     if dtype not in dtypes:
@@ -436,8 +447,14 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
     if api_key is None and not is_loopback(host) and not allow_remote_without_key:
         raise ConfigError(f"--host {host} would let anyone on the network use this server: set --api-key, "
                           f"or pass --allow-remote-without-key if that is really what you want")
-    lm, tokenizer = load_model_and_tokenizer(model, dtype=dtypes[dtype])
-    engine = TorchEngine(model=lm, tokenizer=tokenizer)
+    if single_row not in SINGLE_ROW_LAYOUTS:
+        raise ConfigError(f"--single-row-layout must be one of {', '.join(SINGLE_ROW_LAYOUTS)}, got {single_row!r}")
+    def prepare():  # the engine decodes in the batcher's thread; no other live thread may hold an OpenMP team
+        lm, tokenizer = load_model_and_tokenizer(model, dtype=dtypes[dtype])
+        engine = TorchEngine(model=lm, tokenizer=tokenizer, single_row=single_row)
+        return lm, tokenizer, engine, engine.choose_single_row(max_batch)
+
+    lm, tokenizer, engine, layout = in_passing_thread(prepare)
     settings = ServeSettings(model_name=served_name or model, max_model_len=max_model_len(lm, tokenizer),
                              default_max_tokens=default_max_tokens, max_batch=max_batch, api_key=api_key,
                              monitor_log=monitor_log, keep_system_prompts=keep_system_prompts,
@@ -445,6 +462,7 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
                              continuous=continuous, memory=memory, memory_max_loaded=memory_max_loaded)
     batching = "off" if max_batch == 1 else "continuous" if continuous and engine.supports_sessions() else "dynamic"
     print(f"serving {settings.model_name} on http://{host}:{port}/v1 ({batching} batching, max batch {max_batch}, "
-          f"context {settings.max_model_len}, monitor log {monitor_log or 'off'}"
+          f"context {settings.max_model_len}, one-request steps on {describe_layout(layout)}, "
+          f"monitor log {monitor_log or 'off'}"
           f"{f', memory adapters {memory}' if memory else ''})", flush=True)
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")

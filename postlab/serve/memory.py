@@ -70,12 +70,14 @@ class AdapterPool:
     def _load(self, version: Version):
         from postlab.rollout import TorchEngine
         from postlab.science.memory import with_adapter
+        from postlab.utils.threads import in_passing_thread
 
         base = self.base_engine
-        model = with_adapter(base.model, version.path)
+        model = in_passing_thread(lambda: with_adapter(base.model, version.path))  # see in_passing_thread
         engine = TorchEngine(model=model, tokenizer=copy.deepcopy(base.tokenizer),
                              stop_token_ids=base.stop_ids.tolist(), fast_decode=base.fast_decode,
-                             decode_dtype=base.decode_dtype)
+                             decode_dtype=base.decode_dtype,
+                             single_row=base.choose_single_row()["layout"])  # the base's measured choice
         self.loads += 1
         log.info("loaded memory adapter %s/%s", version.user, version.name)
         return self.make_batcher(engine)

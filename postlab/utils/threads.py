@@ -17,6 +17,11 @@ docs/benchmarks.md). So the command line, before torch is imported:
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -102,3 +107,30 @@ def busy_warning(load: float | None = None, cores: int | None = None) -> str | N
     return (f"warning: this machine is busy (load {load:.1f} on {cores} cores): torch jobs sharing cores run slower "
             f"than one after another; timings taken now are not the machine's. Set POSTLAB_THREADS to split the "
             f"cores between jobs (e.g. POSTLAB_THREADS={max(cores // 2, 1)}).")
+
+
+def in_passing_thread(fn: Callable[[], T]) -> T:
+    """``fn()`` run in a new thread that ends when it returns; its result is returned, its exception raised.
+
+    Why: the OpenMP runtime of PyTorch's CPU wheels (libgomp) keeps a team of worker threads for every thread
+    that has run a parallel region, for as long as that thread lives. Once the teams hold more threads than
+    the machine has cores, a waiting thread hardly spins before it sleeps, so every one of a decode step's
+    few hundred small parallel regions pays for waking threads. A server thread that decodes while the
+    main thread holds a team (it packed weights and timed decode steps) ran a one-row SmolLM2-135M step in
+    45 ms against 31 when no other thread held one (2-core Xeon; ``benchmarks/worker_thread.py``); loading
+    a model runs no parallel region, but measuring does. So a server's torch work before serving runs here:
+    the thread's team ends with it."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = e
+
+    thread = threading.Thread(target=run, name="postlab-setup")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
