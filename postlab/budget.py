@@ -25,7 +25,7 @@ Every change is returned with its reason; nothing is scaled silently.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 # The machine the reference stage times were measured on (a quiet `postlab run`, 2026-11-30): a 2-core AMD EPYC
 # (Zen 5 family) with avx512_bf16 and no AMX; square-matmul peaks as postlab.machine measured them. The default
@@ -162,6 +162,28 @@ def keep_to_pace(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget
                               fixed={*fixed, *frozen}, done=done, pace=pace,
                               spent_s=sum(seconds.get(s, 0.0) for s in done))
     return cut, [{**c, "after": upto} for c in changes], pace
+
+
+def keep_preset_to_pace(k, predict: Callable, fit: Callable, *, slow: float, budget_s: float, order: Sequence[str],
+                        upto: str, seconds: dict[str, float], first_stage: dict[str, str | None],
+                        fixed: Collection[str] = ()) -> tuple[object, list[dict], float | None]:
+    """``keep_to_pace`` for a preset with its own plan (agent, reasoning): ``predict(k, slow)`` gives its stages'
+    seconds and ``fit(k, total, budget_s, fixed)`` cuts its knobs until ``total(k)`` fits. After stage ``upto``
+    the rest is predicted at the run's pace so far, the finished stages at what they took; a knob whose first
+    stage has run stays, and so does every ``fixed`` one. A pure function of its arguments (a rerun replays it)."""
+    done = list(order[: list(order).index(upto) + 1])
+    pace = run_pace(seconds, predict(k, slow), done)
+    if pace is None or budget_s <= 0:
+        return k, [], pace
+    spent = sum(seconds.get(s, 0.0) for s in done)
+
+    def total(kk) -> float:
+        return spent + pace * sum(t for s, t in predict(kk, slow).items() if s not in done)
+
+    frozen = {n for n, stage in first_stage.items() if stage in done}
+    cut, changes = fit(k, total, budget_s, {*fixed, *frozen})
+    why = f"at this run's pace after {upto} ({pace:.2f}x its predicted stage times), over the {budget_s / 60:g}-minute budget"
+    return cut, [{**c, "why": why, "after": upto} for c in changes], pace
 
 
 def _cut(name: str, value, x: float, test_items: int):

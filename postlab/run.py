@@ -24,6 +24,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -742,11 +743,30 @@ def paced(cfg: RunConfig, k: Knobs, upto: str, stages: Stages, scaled: dict, *, 
     cut, changes, pace = budget.keep_to_pace(
         k, ref_k, ref_seconds, slow=scaled["slowdown"], budget_s=60 * (k.budget_minutes or 0), test_items=test_items,
         order=STAGES, upto=upto, seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=explicit)
+    return _kept_to_pace(k, cut, changes, pace, upto, stages, scaled, say,
+                         lambda kk: budget.predict_seconds(kk, ref_k, ref_seconds, scaled["slowdown"], test_items))
+
+
+def preset_paced(cfg, k, upto: str, stages: Stages, scaled: dict, *, order: Sequence[str], predict, fit,
+                 first_stage: dict[str, str | None], say: bool = True):
+    """``paced`` for a preset with its own plan (agent, reasoning; ``budget.keep_preset_to_pace``):
+    ``predict(k, slow)`` gives its stages' seconds, ``fit(k, total, budget_s, fixed)`` cuts its knobs."""
+    explicit = {n for n in type(k).model_fields if getattr(cfg, n, None) is not None}
+    cut, changes, pace = budget.keep_preset_to_pace(
+        k, predict, fit, slow=scaled["slowdown"], budget_s=60 * (k.budget_minutes or 0), order=order, upto=upto,
+        seconds=stages.timings(), first_stage=first_stage, fixed=explicit)
+    return _kept_to_pace(k, cut, changes, pace, upto, stages, scaled, say, lambda kk: predict(kk, scaled["slowdown"]))
+
+
+def _kept_to_pace(k, cut, changes: list[dict], pace: float | None, upto: str, stages: Stages, scaled: dict, say: bool,
+                  predict):
+    """Record a pace check in ``scaled`` (its pace; its cuts and the stage times they predict, which the ETA
+    follows), say the cuts, and return the knobs to run the rest with."""
     if pace is not None:
         scaled["pace"] = {"after": upto, "pace": round(pace, 3)}
     if not changes:
         return k
-    predicted = budget.predict_seconds(cut, ref_k, ref_seconds, scaled["slowdown"], test_items)
+    predicted = predict(cut)
     scaled["changes"] = [*scaled["changes"], *changes]
     scaled["predicted_s"] = {n: round(t, 1) for n, t in predicted.items()}
     stages.reference = predicted  # the ETA's stage times, under the knobs as cut

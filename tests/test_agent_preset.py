@@ -32,14 +32,14 @@ def test_knobs_redo_only_the_stages_they_affect():
 def test_a_slow_machine_cuts_rl_steps_first_and_never_a_knob_set_by_hand():
     k = preset.PRESETS["agent"].model_copy(update={"bf16": True})
     fast = sum(preset.predict_seconds(k, "agent", 1.0).values())
-    cut, changes = preset.fit(k, "agent", 1.5, fast * 1.2, fixed=set())
+    cut, changes = preset.fit(k, preset.predicted_total("agent", 1.5), fast * 1.2, fixed=set())
     assert changes[0]["knob"] == "rl_steps" and cut.rl_steps < k.rl_steps
     assert sum(preset.predict_seconds(cut, "agent", 1.5).values()) <= fast * 1.2 or cut.eval_episodes == 60
-    kept, changes = preset.fit(k, "agent", 1.5, fast * 1.2, fixed={"rl_steps"})
+    kept, changes = preset.fit(k, preset.predicted_total("agent", 1.5), fast * 1.2, fixed={"rl_steps"})
     assert kept.rl_steps == k.rl_steps and all(c["knob"] != "rl_steps" for c in changes)
-    assert preset.fit(k, "agent", 1.0, fast * 2, fixed=set()) == (k, [])
+    assert preset.fit(k, preset.predicted_total("agent", 1.0), fast * 2, fixed=set()) == (k, [])
     # the floors hold however slow the machine
-    floor, _ = preset.fit(k, "agent", 50.0, 60.0, fixed=set())
+    floor, _ = preset.fit(k, preset.predicted_total("agent", 50.0), 60.0, fixed=set())
     assert floor.rl_steps == 4 and floor.eval_episodes == 60
 
 

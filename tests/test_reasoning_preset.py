@@ -72,12 +72,12 @@ def test_seeds_and_controls_must_be_distinct():
 def test_a_slow_machine_cuts_rl_steps_first_and_never_a_knob_set_by_hand():
     k = preset.PRESETS["reasoning"].model_copy(update={"bf16": True})
     fast = sum(preset.predict_seconds(k, "reasoning", 1.0).values())
-    cut, changes = preset.fit(k, "reasoning", 3.0, fast * 1.5, fixed=set())
+    cut, changes = preset.fit(k, preset.predicted_total("reasoning", 3.0), fast * 1.5, fixed=set())
     assert changes and changes[0]["knob"] == "rl_steps" and cut.rl_steps < k.rl_steps
     assert sum(preset.predict_seconds(cut, "reasoning", 3.0).values()) <= fast * 1.5 or cut.eval_limit == 100
-    kept, changes = preset.fit(k, "reasoning", 3.0, fast * 1.5, fixed={"rl_steps"})
+    kept, changes = preset.fit(k, preset.predicted_total("reasoning", 3.0), fast * 1.5, fixed={"rl_steps"})
     assert kept.rl_steps == k.rl_steps and all(c["knob"] != "rl_steps" for c in changes)
-    same, none = preset.fit(k, "reasoning", 1.0, fast * 2, fixed=set())
+    same, none = preset.fit(k, preset.predicted_total("reasoning", 1.0), fast * 2, fixed=set())
     assert same == k and none == []
 
 
@@ -106,6 +106,49 @@ def test_tiny_run_end_to_end_then_a_changed_rl_knob_redoes_only_rl_and_later(tmp
 
 def test_a_cut_never_raises_a_knob_set_below_its_floor():
     k = preset.PRESETS["reasoning"].model_copy(update={"bf16": True, "test_time_limit": 8, "rl_steps": 2})
-    cut, changes = preset.fit(k, "reasoning", 5.0, 60.0, fixed=set())
+    cut, changes = preset.fit(k, preset.predicted_total("reasoning", 5.0), 60.0, fixed=set())
     assert cut.test_time_limit == 8 and cut.rl_steps == 2 and cut.eval_limit == 100
     assert [c["knob"] for c in changes] == ["eval_limit"]
+
+
+def test_a_run_behind_its_pace_cuts_only_knobs_of_stages_still_to_run_and_a_rerun_replays_the_cuts(tmp_path, monkeypatch):
+    """The reasoning preset keeps to its budget at its own pace, as the default preset does: its SFT took
+    1.3x its prediction on the machine its plan was sized for, so RL steps (not yet run) are cut, never the
+    eval items (the baseline has run with them); the ETA follows; a rerun replays the cuts from the
+    recorded stage times."""
+    from postlab.run import Stages, preset_paced
+
+    monkeypatch.delenv("POSTLAB_DTYPE", raising=False)  # bf16=auto decided on `rec`, as on the reference machine
+    rec = {"cpu": "the reference machine", "flags": {"amx_bf16": False, "avx512_bf16": True, "avx2": True},
+           "cores": 2, "threads": 2, "torch": "2.x", "device": "cpu", "device_name": "cpu", "cuda_bf16": None,
+           "matmul_gflops": {"fp32": 230.0, "bf16": 996.0, "n": 1024, "cached": True}}
+    cfg = load_config(preset.RunConfig, None, ["preset=reasoning", f"out={tmp_path}"])
+    k0, _, scaled = preset.plan(cfg, rec)
+    assert scaled["fits"] and scaled["changes"] == []
+    names, planned = preset.stage_names(k0), dict(scaled["predicted_s"])
+
+    def pace(k, upto, stages, scaled, say):
+        return preset_paced(cfg, k, upto, stages, scaled, order=names, first_stage=preset.first_stages(k), say=say,
+                            predict=lambda x, slow: preset.predict_seconds(x, "reasoning", slow), fit=preset.fit)
+
+    stages, k = Stages(tmp_path, None, scaled["predicted_s"], names=names), k0
+    for name in names[: names.index("sft_eval") + 1]:
+        seconds = (1.3 if name in ("sft", "sft_eval") else 1.0) * planned[name]
+        (stages.dir / f"{name}.json").write_text(json.dumps({"result": {}, "seconds": seconds}))
+        k = pace(k, name, stages, scaled, say=True)
+    assert scaled["changes"] and {c["after"] for c in scaled["changes"]} <= {"sft", "sft_eval"}
+    assert all("its predicted stage times" in c["why"] for c in scaled["changes"])
+    assert k.rl_steps < k0.rl_steps and k.eval_limit == k0.eval_limit  # the evals stay paired
+    assert scaled["pace"]["after"] == "sft_eval" and scaled["pace"]["pace"] > 1.15
+    assert stages.reference["rl"] < planned["rl"] and stages.reference == pytest.approx(scaled["predicted_s"], abs=0.06)
+    spent = sum(json.loads((stages.dir / f"{n}.json").read_text())["seconds"] for n in names[: names.index("sft_eval") + 1])
+    rest = sum(t for n, t in preset.predict_seconds(k, "reasoning", scaled["slowdown"]).items()
+               if n not in names[: names.index("sft_eval") + 1])
+    assert spent + scaled["pace"]["pace"] * rest <= 30 * 60 + 1  # the cut run fits at that pace
+    _, _, again = preset.plan(cfg, rec)
+    rerun, k_again = Stages(tmp_path, None, again["predicted_s"], names=names), k0
+    for name in names:
+        if not rerun.done(name):
+            break
+        k_again = pace(k_again, name, rerun, again, say=False)
+    assert k_again == k and again["changes"] == scaled["changes"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +32,7 @@ from postlab.errors import ConfigError
 from postlab.evals.metrics import paired_difference
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import Stages, _Stop, budget_plan, in_run_directory, start_run, stopped
+from postlab.run import Stages, _Stop, budget_plan, in_run_directory, preset_paced, start_run, stopped
 from postlab.run_state import invalidate_changed_stages
 from postlab.utils.io import atomic_write_text, finite
 
@@ -224,12 +225,17 @@ def predict_seconds(k: Knobs, preset: str, slow: float) -> dict[str, float]:
     return {name: ref[name] * slow * work(k, name) / work(ref_k, name) for name in STAGES}
 
 
-def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) -> tuple[Knobs, list[dict]]:
-    """Knobs cut tier by tier (each by one factor, not below its floor, never above itself) until the
-    prediction fits."""
+def predicted_total(preset: str, slow: float) -> Callable[[Knobs], float]:
+    """Knobs -> the whole run's predicted seconds on a machine ``slow`` times slower than the reference's."""
+    return lambda k: sum(predict_seconds(k, preset, slow).values())
+
+
+def fit(k: Knobs, total: Callable[[Knobs], float], budget_s: float, fixed: set[str]) -> tuple[Knobs, list[dict]]:
+    """Knobs cut tier by tier (each by one factor, not below its floor, never above itself) until ``total(k)``,
+    the run's predicted seconds, fits."""
     changes: list[dict] = []
     for tier in TIERS:
-        if sum(predict_seconds(k, preset, slow).values()) <= budget_s:
+        if total(k) <= budget_s:
             break
         names = [n for n in tier if n not in fixed]
         if not names:
@@ -242,7 +248,7 @@ def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) ->
         lo, hi = 0.0, 1.0
         for _ in range(30):  # bisection on the factor: the largest that fits
             x = (lo + hi) / 2
-            fits = sum(predict_seconds(k.model_copy(update=cut(x)), preset, slow).values()) <= budget_s
+            fits = total(k.model_copy(update=cut(x))) <= budget_s
             lo, hi = (x, hi) if fits else (lo, x)
         new = cut(lo)
         changes += [{"knob": n, "from": current[n], "to": v,
@@ -256,7 +262,7 @@ def plan(cfg, rec: dict) -> tuple[Knobs, dict, dict]:
     """(knobs to run with, the `machine` section, the `scaled` section): bf16=auto resolved, and knobs cut
     to the time budget (never those set on the command line)."""
     return budget_plan(cfg, rec, Knobs, REFERENCE_DTYPE[cfg.preset], lambda k, slow: predict_seconds(k, cfg.preset, slow),
-                       lambda k, slow, budget_s, fixed: fit(k, cfg.preset, slow, budget_s, fixed))
+                       lambda k, slow, budget_s, fixed: fit(k, predicted_total(cfg.preset, slow), budget_s, fixed))
 
 
 def successes(transcripts: str) -> dict[str, float]:
@@ -334,23 +340,43 @@ def run(cfg) -> dict:
 
 def _run(cfg, out: Path) -> dict:
     k, mach, scaled = start_run(cfg, out, plan)
-    resolved = k.model_dump(mode="json")
-    invalidate_changed_stages(out, resolved, STAGES, first_stage=first_stages(), outputs=OUTPUTS)
-    atomic_write_text(out / "resolved_config.json", json.dumps(resolved, indent=2) + "\n")
     stages, p = Stages(out, cfg.stop_after, scaled["predicted_s"], names=STAGES), cfg.progress
+
+    def pace(kk: Knobs, upto: str, say: bool) -> Knobs:
+        """The budget kept at the run's own pace after stage ``upto`` (run.preset_paced)."""
+        return preset_paced(cfg, kk, upto, stages, scaled, order=STAGES, first_stage=first_stages(), say=say,
+                            predict=lambda x, slow: predict_seconds(x, cfg.preset, slow), fit=fit)
+
+    for name in STAGES:  # the cuts that the run's pace made after each finished stage, replayed
+        if not stages.done(name):
+            break
+        k = pace(k, name, say=False)
+    invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES, first_stage=first_stages(), outputs=OUTPUTS)
+    atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+
+    def run_stage(name: str, fn) -> dict:
+        """The stage, then the budget kept at the run's pace: later stages read the knobs as cut."""
+        nonlocal k
+        result = stages.run(name, fn)
+        cut = pace(k, name, say=True)
+        if cut != k:
+            k = cut
+            atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+        return result
+
     skipped = {"skipped": True}
     try:
-        base = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]
-        stages.run("baseline", lambda: evaluate(base, out, "baseline", k))
-        data = stages.run("sft_data", lambda: demos(out, k) if k.sft_demos else skipped)
-        policy = stages.run("sft", lambda: fine_tune(base, data["file"], out / "sft", k, p)
-                            if k.sft_demos else {**skipped, "model": base})["model"]
-        stages.run("sft_eval", lambda: evaluate(policy, out, "sft", k) if k.sft_demos else skipped)
-        final = stages.run("rl", lambda: rl(policy, out, k, p))["model"]
-        stages.run("rl_eval", lambda: evaluate(final, out, "rl", k))
-        stages.run("baseline_no_tools", lambda: evaluate(base, out, "baseline_no_tools", k, tools=False)
-                   if k.no_tools else skipped)
-        stages.run("rl_no_tools", lambda: evaluate(final, out, "rl_no_tools", k, tools=False) if k.no_tools else skipped)
+        base = run_stage("fetch", lambda: {"path": resolve_model(k.model)})["path"]
+        run_stage("baseline", lambda: evaluate(base, out, "baseline", k))
+        data = run_stage("sft_data", lambda: demos(out, k) if k.sft_demos else skipped)
+        policy = run_stage("sft", lambda: fine_tune(base, data["file"], out / "sft", k, p)
+                           if k.sft_demos else {**skipped, "model": base})["model"]
+        run_stage("sft_eval", lambda: evaluate(policy, out, "sft", k) if k.sft_demos else skipped)
+        final = run_stage("rl", lambda: rl(policy, out, k, p))["model"]
+        run_stage("rl_eval", lambda: evaluate(final, out, "rl", k))
+        run_stage("baseline_no_tools", lambda: evaluate(base, out, "baseline_no_tools", k, tools=False)
+                  if k.no_tools else skipped)
+        run_stage("rl_no_tools", lambda: evaluate(final, out, "rl_no_tools", k, tools=False) if k.no_tools else skipped)
         summary = write_summary(cfg, k, out, stages, mach, scaled)
     except _Stop:
         return stopped(cfg)

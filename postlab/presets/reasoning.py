@@ -20,6 +20,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +34,8 @@ from postlab.evals import harness
 from postlab.evals.metrics import mean_se, paired_difference, sample_scores
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import Stages, _Stop, announce, budget_plan, in_run_directory, start_run, stopped
+from postlab.run import (Stages, _Stop, announce, budget_plan, in_run_directory, preset_paced, start_run,
+                         stopped)
 from postlab.run_state import invalidate_changed_stages
 from postlab.tasks.reasoning import worked_demos
 from postlab.tasks.suite import load_suite
@@ -343,11 +345,17 @@ def _cut(name: str, value: int, x: float) -> int:
     return min(value, max(FLOORS[name], math.floor(value * x)))
 
 
-def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) -> tuple[Knobs, list[dict]]:
-    """Knobs cut tier by tier (each tier by one factor, not below its floor) until the prediction fits."""
+def predicted_total(preset: str, slow: float) -> Callable[[Knobs], float]:
+    """Knobs -> the whole run's predicted seconds on a machine ``slow`` times slower than the reference's."""
+    return lambda k: sum(predict_seconds(k, preset, slow).values())
+
+
+def fit(k: Knobs, total: Callable[[Knobs], float], budget_s: float, fixed: set[str]) -> tuple[Knobs, list[dict]]:
+    """Knobs cut tier by tier (each tier by one factor, not below its floor) until ``total(k)``, the run's
+    predicted seconds, fits."""
     changes: list[dict] = []
     for tier in TIERS:
-        if sum(predict_seconds(k, preset, slow).values()) <= budget_s:
+        if total(k) <= budget_s:
             break
         names = [n for n in tier if n not in fixed]
         if not names:
@@ -357,7 +365,7 @@ def fit(k: Knobs, preset: str, slow: float, budget_s: float, fixed: set[str]) ->
         for _ in range(30):  # bisection on the factor: the largest that fits
             x = (lo + hi) / 2
             trial = k.model_copy(update={n: _cut(n, v, x) for n, v in current.items()})
-            lo, hi = (x, hi) if sum(predict_seconds(trial, preset, slow).values()) <= budget_s else (lo, x)
+            lo, hi = (x, hi) if total(trial) <= budget_s else (lo, x)
         new = {n: _cut(n, v, lo) for n, v in current.items()}
         for n, v in new.items():
             if v != current[n]:
@@ -371,7 +379,7 @@ def plan(cfg, rec: dict) -> tuple[Knobs, dict, dict]:
     """(knobs to run with, the `machine` section, the `scaled` section): bf16=auto resolved, and knobs cut
     to the time budget (never those set on the command line)."""
     return budget_plan(cfg, rec, Knobs, REFERENCE_DTYPE[cfg.preset], lambda k, slow: predict_seconds(k, cfg.preset, slow),
-                       lambda k, slow, budget_s, fixed: fit(k, cfg.preset, slow, budget_s, fixed))
+                       lambda k, slow, budget_s, fixed: fit(k, predicted_total(cfg.preset, slow), budget_s, fixed))
 
 
 def _paired(stages: Stages, after: str, before: str) -> dict:
@@ -456,24 +464,47 @@ def run(cfg) -> dict:
 def _run(cfg, out: Path) -> dict:
     k, mach, scaled = start_run(cfg, out, plan)
     names = stage_names(k)
-    resolved = {**k.model_dump(mode="json"), "first_seed": k.seeds[0]}
-    invalidate_changed_stages(out, resolved, names, first_stage=first_stages(k), outputs=stage_outputs(k))
-    atomic_write_text(out / "resolved_config.json", json.dumps(resolved, indent=2) + "\n")
     stages, p = Stages(out, cfg.stop_after, scaled["predicted_s"], names=names), cfg.progress
+
+    def pace(kk: Knobs, upto: str, say: bool) -> Knobs:
+        """The budget kept at the run's own pace after stage ``upto`` (run.preset_paced)."""
+        return preset_paced(cfg, kk, upto, stages, scaled, order=names, first_stage=first_stages(kk), say=say,
+                            predict=lambda x, slow: predict_seconds(x, cfg.preset, slow), fit=fit)
+
+    def resolved() -> dict:
+        return {**k.model_dump(mode="json"), "first_seed": k.seeds[0]}
+
+    for name in names:  # the cuts that the run's pace made after each finished stage, replayed
+        if not stages.done(name):
+            break
+        k = pace(k, name, say=False)
+    invalidate_changed_stages(out, resolved(), names, first_stage=first_stages(k), outputs=stage_outputs(k))
+    atomic_write_text(out / "resolved_config.json", json.dumps(resolved(), indent=2) + "\n")
+
+    def run_stage(name: str, fn) -> dict:
+        """The stage, then the budget kept at the run's pace: later stages read the knobs as cut."""
+        nonlocal k
+        result = stages.run(name, fn)
+        cut = pace(k, name, say=True)
+        if cut != k:
+            k = cut
+            atomic_write_text(out / "resolved_config.json", json.dumps(resolved(), indent=2) + "\n")
+        return result
+
     try:
-        base = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]
-        stages.run("baseline", lambda: evaluate(base, out, "baseline", k, p))
-        data = stages.run("sft_data", lambda: sft_data(out, k))
-        sft_res = stages.run("sft", lambda: fine_tune(base, data["file"], out / "sft", k, p, k.sft_epochs))
-        stages.run("sft_eval", lambda: evaluate(sft_res["model"], out, "sft", k, p))
-        policy = stages.run("star", lambda: star(sft_res["model"], out, k, p))["model"]
+        base = run_stage("fetch", lambda: {"path": resolve_model(k.model)})["path"]
+        run_stage("baseline", lambda: evaluate(base, out, "baseline", k, p))
+        data = run_stage("sft_data", lambda: sft_data(out, k))
+        sft_res = run_stage("sft", lambda: fine_tune(base, data["file"], out / "sft", k, p, k.sft_epochs))
+        run_stage("sft_eval", lambda: evaluate(sft_res["model"], out, "sft", k, p))
+        policy = run_stage("star", lambda: star(sft_res["model"], out, k, p))["model"]
         for i, seed in enumerate(k.seeds):
             for arm in arms(k):
                 name = arm_name(arm, k.seeds, i)
                 reward = "gold" if arm == "rl" else CONTROLS[arm.removeprefix("control_")]
-                trained = stages.run(name, lambda: rl(policy, out, name, reward, seed, k, p))
-                stages.run(name + "_eval", lambda: evaluate(trained["model"], out, name, k, p))
-        stages.run("test_time", lambda: test_time(stages.result("rl")["model"], out, k, p))
+                trained = run_stage(name, lambda: rl(policy, out, name, reward, seed, k, p))
+                run_stage(name + "_eval", lambda: evaluate(trained["model"], out, name, k, p))
+        run_stage("test_time", lambda: test_time(stages.result("rl")["model"], out, k, p))
         summary = write_summary(cfg, k, out, stages, mach, scaled)
         (out / "stages" / "report.json").unlink(missing_ok=True)  # the summary may have changed: always rebuilt
         stages.run("report", lambda: {"path": str(_report(out))})
