@@ -758,6 +758,26 @@ def preset_paced(cfg, k, upto: str, stages: Stages, scaled: dict, *, order: Sequ
     return _kept_to_pace(k, cut, changes, pace, upto, stages, scaled, say, lambda kk: predict(kk, scaled["slowdown"]))
 
 
+def replay_pace(stages: Stages, names: Sequence[str], k, pace):
+    """The cuts that a run's pace made after each of its finished stages, replayed in order with
+    ``pace(k, stage, say=False)``: a rerun resolves the knobs the run ran with."""
+    for name in names:
+        if not stages.done(name):
+            break
+        k = pace(k, name, False)
+    return k
+
+
+def run_paced(stages: Stages, name: str, fn, k, pace, write) -> tuple[dict, object]:
+    """Stage ``name``, then the budget kept at the run's pace (``pace(k, name, say=True)``): (its result, the
+    knobs the later stages run with); ``write(knobs)`` records them when a cut changed them."""
+    result = stages.run(name, fn)
+    cut = pace(k, name, True)
+    if cut != k:
+        write(cut)
+    return result, cut
+
+
 def _kept_to_pace(k, cut, changes: list[dict], pace: float | None, upto: str, stages: Stages, scaled: dict, say: bool,
                   predict):
     """Record a pace check in ``scaled`` (its pace; its cuts and the stage times they predict, which the ETA
@@ -781,10 +801,14 @@ def _kept_to_pace(k, cut, changes: list[dict], pace: float | None, upto: str, st
 def _run(cfg: RunConfig, out: Path) -> dict:
     k, mach, scaled = start_run(cfg, out, plan)
     stages = Stages(out, cfg.stop_after, scaled["predicted_s"])
-    for name in STAGES:  # the cuts that the run's pace made after each finished stage, replayed
-        if not stages.done(name):
-            break
-        k = paced(cfg, k, name, stages, scaled, say=False)
+
+    def pace(kk: Knobs, upto: str, say: bool) -> Knobs:
+        return paced(cfg, kk, upto, stages, scaled, say=say)
+
+    def write_resolved(kk: Knobs) -> None:
+        atomic_write_text(out / "resolved_config.json", json.dumps(kk.model_dump(mode="json"), indent=2) + "\n")
+
+    k = replay_pace(stages, STAGES, k, pace)
     invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES)
     regrade_stale_evals(out, stages, k)
     p = cfg.progress
@@ -792,14 +816,10 @@ def _run(cfg: RunConfig, out: Path) -> dict:
     def run_stage(name: str, fn) -> dict:
         """The stage, then the budget kept at the run's pace (``paced``): later stages read the knobs as cut."""
         nonlocal k
-        result = stages.run(name, fn)
-        cut = paced(cfg, k, name, stages, scaled)
-        if cut != k:
-            k = cut
-            atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+        result, k = run_paced(stages, name, fn, k, pace, write_resolved)
         return result
 
-    atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+    write_resolved(k)
     try:
         base = run_stage("fetch", lambda: {"path": resolve_model(k.model)})["path"]
         baseline = run_stage("baseline", lambda: _evaluate(base, out, "baseline", k, p))

@@ -32,7 +32,8 @@ from postlab.errors import ConfigError
 from postlab.evals.metrics import paired_difference
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import Stages, _Stop, budget_plan, in_run_directory, preset_paced, start_run, stopped
+from postlab.run import (Stages, _Stop, budget_plan, in_run_directory, preset_paced, replay_pace, run_paced,
+                         start_run, stopped)
 from postlab.run_state import invalidate_changed_stages
 from postlab.utils.io import atomic_write_text, finite
 
@@ -347,21 +348,17 @@ def _run(cfg, out: Path) -> dict:
         return preset_paced(cfg, kk, upto, stages, scaled, order=STAGES, first_stage=first_stages(), say=say,
                             predict=lambda x, slow: predict_seconds(x, cfg.preset, slow), fit=fit)
 
-    for name in STAGES:  # the cuts that the run's pace made after each finished stage, replayed
-        if not stages.done(name):
-            break
-        k = pace(k, name, say=False)
+    def write_resolved(kk: Knobs) -> None:
+        atomic_write_text(out / "resolved_config.json", json.dumps(kk.model_dump(mode="json"), indent=2) + "\n")
+
+    k = replay_pace(stages, STAGES, k, pace)
     invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES, first_stage=first_stages(), outputs=OUTPUTS)
-    atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+    write_resolved(k)
 
     def run_stage(name: str, fn) -> dict:
         """The stage, then the budget kept at the run's pace: later stages read the knobs as cut."""
         nonlocal k
-        result = stages.run(name, fn)
-        cut = pace(k, name, say=True)
-        if cut != k:
-            k = cut
-            atomic_write_text(out / "resolved_config.json", json.dumps(k.model_dump(mode="json"), indent=2) + "\n")
+        result, k = run_paced(stages, name, fn, k, pace, write_resolved)
         return result
 
     skipped = {"skipped": True}

@@ -34,8 +34,8 @@ from postlab.evals import harness
 from postlab.evals.metrics import mean_se, paired_difference, sample_scores
 from postlab.models.load import resolve_model
 from postlab.rollout import SamplingParams
-from postlab.run import (Stages, _Stop, announce, budget_plan, in_run_directory, preset_paced, start_run,
-                         stopped)
+from postlab.run import (Stages, _Stop, announce, budget_plan, in_run_directory, preset_paced, replay_pace, run_paced,
+                         start_run, stopped)
 from postlab.run_state import invalidate_changed_stages
 from postlab.tasks.reasoning import worked_demos
 from postlab.tasks.suite import load_suite
@@ -471,24 +471,20 @@ def _run(cfg, out: Path) -> dict:
         return preset_paced(cfg, kk, upto, stages, scaled, order=names, first_stage=first_stages(kk), say=say,
                             predict=lambda x, slow: predict_seconds(x, cfg.preset, slow), fit=fit)
 
-    def resolved() -> dict:
-        return {**k.model_dump(mode="json"), "first_seed": k.seeds[0]}
+    def resolved(kk: Knobs) -> dict:
+        return {**kk.model_dump(mode="json"), "first_seed": kk.seeds[0]}
 
-    for name in names:  # the cuts that the run's pace made after each finished stage, replayed
-        if not stages.done(name):
-            break
-        k = pace(k, name, say=False)
-    invalidate_changed_stages(out, resolved(), names, first_stage=first_stages(k), outputs=stage_outputs(k))
-    atomic_write_text(out / "resolved_config.json", json.dumps(resolved(), indent=2) + "\n")
+    def write_resolved(kk: Knobs) -> None:
+        atomic_write_text(out / "resolved_config.json", json.dumps(resolved(kk), indent=2) + "\n")
+
+    k = replay_pace(stages, names, k, pace)
+    invalidate_changed_stages(out, resolved(k), names, first_stage=first_stages(k), outputs=stage_outputs(k))
+    write_resolved(k)
 
     def run_stage(name: str, fn) -> dict:
         """The stage, then the budget kept at the run's pace: later stages read the knobs as cut."""
         nonlocal k
-        result = stages.run(name, fn)
-        cut = pace(k, name, say=True)
-        if cut != k:
-            k = cut
-            atomic_write_text(out / "resolved_config.json", json.dumps(resolved(), indent=2) + "\n")
+        result, k = run_paced(stages, name, fn, k, pace, write_resolved)
         return result
 
     try:
