@@ -301,7 +301,7 @@ def test_auto_measures_both_layouts_once_and_keeps_a_second_copy_only_when_it_wi
         monkeypatch.setattr(llama_decode, "step_ms", fake_step_ms)
         engine = TorchEngine(model=model, tokenizer=tok, single_row="auto")
         choice = engine.choose_single_row(4)
-        assert choice == {"layout": fast_layout, "measured": True,
+        assert choice == {"layout": fast_layout, "measured": True, "layouts": 2,
                           "packed_ms": 10.0 if fast_layout == "packed" else 20.0,
                           "plain_ms": 10.0 if fast_layout == "plain" else 20.0}
         assert timed == [True, False, True, False]  # interleaved, two tries each
@@ -313,3 +313,15 @@ def test_auto_measures_both_layouts_once_and_keeps_a_second_copy_only_when_it_wi
     monkeypatch.undo()
     choice = real.choose_single_row(4)  # the real measurement runs and gives times
     assert choice["measured"] and choice["packed_ms"] > 0 and choice["plain_ms"] > 0
+
+
+def test_one_weight_layout_needs_no_choice_and_says_so():
+    from postlab.serve.app import describe_layout
+
+    model, tok = load_model_and_tokenizer("tiny")
+    generic = TorchEngine(model=model, tokenizer=tok, fast_decode=False, single_row="auto")  # no lean decode path
+    assert generic.choose_single_row() == {"layout": "packed", "measured": False, "layouts": 1}
+    assert generic.single_row_weights() is None
+    assert describe_layout(generic.choose_single_row()) == "the one weight layout"
+    assert describe_layout({"layout": "plain", "measured": True, "layouts": 2, "packed_ms": 35.0, "plain_ms": 25.5}) == \
+        "plain weights (measured: packed 35.0 ms, plain 25.5 ms per step)"

@@ -93,11 +93,12 @@ class TorchEngine:
         """The layout of one-row decode steps, measured once per engine when ``single_row`` is "auto": the
         median ms of a one-row step with the batch's packed weights and with plain ones (the best of two
         interleaved tries each), and ``layout``, plain only when it is at least 5% faster. Otherwise the
-        configured layout, unmeasured."""
+        configured layout, unmeasured; ``layouts`` is 1 where the weights have one layout (then "packed")."""
         if self._single_row_choice is None:
-            if self.single_row != "auto" or not self._two_layouts():
-                layout = self.single_row if self._two_layouts() else "packed"
-                self._single_row_choice = {"layout": layout, "measured": False}
+            if not self._two_layouts():  # a GPU, no oneDNN, or the generic decode path: one layout
+                self._single_row_choice = {"layout": "packed", "measured": False, "layouts": 1}
+            elif self.single_row != "auto":
+                self._single_row_choice = {"layout": self.single_row, "measured": False, "layouts": 2}
             else:
                 packed = self._decode_weights(batch_hint)
                 plain = self._decode_weights(1, packed=False)
@@ -107,7 +108,7 @@ class TorchEngine:
                 layout = choose_single_row_layout(packed_ms, plain_ms)
                 if layout == "packed":
                     self._weights.pop(False, None)  # the second copy is not needed
-                self._single_row_choice = {"layout": layout, "measured": True,
+                self._single_row_choice = {"layout": layout, "measured": True, "layouts": 2,
                                            "packed_ms": round(packed_ms, 2), "plain_ms": round(plain_ms, 2)}
         return self._single_row_choice
 

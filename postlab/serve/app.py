@@ -408,6 +408,8 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
 
 def describe_layout(choice: dict) -> str:
     """``TorchEngine.choose_single_row``'s result in words, for the start-up line."""
+    if choice.get("layouts") == 1:
+        return "the one weight layout"
     text = f"{choice['layout']} weights"
     if choice["measured"]:
         text += f" (measured: packed {choice['packed_ms']:.1f} ms, plain {choice['plain_ms']:.1f} ms per step)"
