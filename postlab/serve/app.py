@@ -451,6 +451,7 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
                           f"or pass --allow-remote-without-key if that is really what you want")
     if single_row not in SINGLE_ROW_LAYOUTS:
         raise ConfigError(f"--single-row-layout must be one of {', '.join(SINGLE_ROW_LAYOUTS)}, got {single_row!r}")
+
     def prepare():  # the engine decodes in the batcher's thread; no other live thread may hold an OpenMP team
         lm, tokenizer = load_model_and_tokenizer(model, dtype=dtypes[dtype])
         engine = TorchEngine(model=lm, tokenizer=tokenizer, single_row=single_row)
