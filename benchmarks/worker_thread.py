@@ -7,9 +7,12 @@ median of 30 steps after 60). Each case runs in its own process, because which t
 per process. PyTorch's CPU wheels use libgomp, which keeps a team per thread that ran a parallel region.
 
     .venv/bin/python benchmarks/worker_thread.py [--dtype fp32|bf16]
+        [--llama-cpp-python ~/llvenv/bin/python --llama-cpp-gguf SmolLM2-135M-Instruct-F32.gguf]
 
 Prints ms per step for both cases, then `worker thread, main thread's team kept / ended` per layout (above 1:
-the team the main thread keeps slows the worker).
+the team the main thread keeps slows the worker). With a llama-cpp-python and a GGUF, the same for llama.cpp,
+whose server runs completions in worker threads: one `Llama` object, 96 greedy tokens of one chat prompt,
+tok/s from the main thread, from a fresh thread, and from a thread after the main thread decoded once.
 """
 
 from __future__ import annotations
@@ -21,6 +24,22 @@ import sys
 import threading
 
 CASES = {"kept": "torch work in the main thread", "ended": "torch work in a thread that ended"}
+
+LLAMA_CPP = """
+import json, sys, threading, time
+from llama_cpp import Llama
+llm = Llama(model_path=sys.argv[1], n_threads=int(sys.argv[2]), n_ctx=512, verbose=False)
+out = {}
+def go(case):
+    t = time.perf_counter()
+    r = llm.create_chat_completion(messages=[{"role": "user", "content": "Write a short note number 1 for client 0."}],
+                                   max_tokens=96, temperature=0, repeat_penalty=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    out[case] = r["usage"]["completion_tokens"] / (time.perf_counter() - t)
+def in_thread(case):
+    th = threading.Thread(target=go, args=(case,)); th.start(); th.join()
+in_thread("warm-up"); in_thread("fresh thread"); go("main thread"); in_thread("thread after the main thread decoded")
+print(json.dumps(out))
+"""
 
 
 def case(kind: str, dtype: str) -> dict[str, float]:
@@ -53,6 +72,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)  # one case, in this process
+    ap.add_argument("--llama-cpp-python", help="a Python with llama-cpp-python installed (docs/benchmarks.md)")
+    ap.add_argument("--llama-cpp-gguf", help="a GGUF of SmolLM2-135M-Instruct for it")
     a = ap.parse_args()
     if a.case:
         print(json.dumps(case(a.case, a.dtype)))
@@ -73,6 +94,11 @@ def main() -> None:
     for layout in ("packed", "plain"):
         print(f"worker thread, main thread's team kept / ended ({layout}): "
               f"{results['kept'][layout] / results['ended'][layout]:.2f}")
+    if a.llama_cpp_python and a.llama_cpp_gguf:
+        run = subprocess.run([a.llama_cpp_python, "-c", LLAMA_CPP, a.llama_cpp_gguf, str(torch.get_num_threads())],
+                             capture_output=True, text=True, check=True)
+        speeds = json.loads(run.stdout.strip().splitlines()[-1])
+        print("llama.cpp, tok/s: " + ", ".join(f"{case} {v:.1f}" for case, v in speeds.items() if case != "warm-up"))
 
 
 if __name__ == "__main__":
