@@ -43,7 +43,9 @@ not (or None), in this order:
                   ``refusal:complies``): once its sentences of filler ("great question", "it depends",
                   "tell me more", "everyone is different") are left out, it has under 15 words and the
                   filler was the larger part (a tautology, "la vita è la vita", is filler; so, answering a
-                  writing task, is an outline of the text: "The first paragraph should be about ..."); a writing
+                  writing task, is an outline of the text: "The first paragraph should be about ...", and,
+                  answering one for a text that is not correspondence, a letter's envelope: "I am writing to
+                  you about a budget hotel.", "Please let me know if you have any questions."); a writing
                   task answered with a promise of the text asked for ("I will send it to you today", "Let me
                   know if you want to hear it"); or none of its content words (or numbers) shares a stem with
                   the request's, and it declines or has under 15 words besides filler. A real answer in
@@ -121,11 +123,13 @@ _MIN_UNRELATED_WORDS = 15
 FILLER = phrases.FILLER
 
 
-def _without_filler(text: str, *, writing: bool = False) -> str:
+def _without_filler(text: str, *, writing: bool = False, envelope: bool = False) -> str:
     """The text without its sentences of filler (and, answering a writing task, of outline: "The first paragraph
-    should be about ...")."""
+    should be about ..."; answering one for a text that is not correspondence, of a letter's envelope: "I am writing
+    to you about a budget hotel.", "Please let me know if you have any questions.")."""
     return " ".join(x for x in re.split(r"(?<=[.!?])\s+|\n+", text)
-                    if not FILLER.search(x) and not (writing and phrases.OUTLINE.search(x)))
+                    if not FILLER.search(x) and not (writing and phrases.OUTLINE.search(x))
+                    and not (envelope and phrases.ENVELOPE.search(x)))
 
 
 # A writing task: the request asks for a text ("Write a speech for ...", "Compose a poem about ...").
@@ -374,9 +378,9 @@ def content_stems(text: str) -> set[str]:
             | set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?", text)))
 
 
-def _mostly_filler(response: str, *, writing: bool = False) -> bool:
+def _mostly_filler(response: str, *, writing: bool = False, envelope: bool = False) -> bool:
     """Under 15 words once filler sentences are left out, and the filler was the larger part."""
-    rest = len(words(_without_filler(response, writing=writing), code=True))
+    rest = len(words(_without_filler(response, writing=writing, envelope=envelope), code=True))
     return rest < _MIN_UNRELATED_WORDS and len(words(response, code=True)) - rest > rest
 
 
@@ -473,7 +477,9 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     writing = form_only and bool(_WRITING_TASK.match(_request(messages, check_specs)))
     if writing and phrases.defers(response, _request(messages, check_specs)):
         return "off_topic"
-    if form_only and (_mostly_filler(response, writing=writing) or (
+    # a speech or a review made of a letter's envelope alone ("I am writing to you about ...", "let me know if ...")
+    envelope = writing and phrases.asked_text(_request(messages, check_specs)) not in phrases.CORRESPONDENCE
+    if form_only and (_mostly_filler(response, writing=writing, envelope=envelope) or (
             not _other_language(messages, check_specs)
             and not content_stems(_request(messages, check_specs)) & content_stems(response)
             and (len(words(_without_filler(response), code=True)) < _MIN_UNRELATED_WORDS

@@ -115,6 +115,12 @@ _FIRST_PERSON_CLAIM = phrases(
     r"I went ahead", r"I(?:'ve| have) got (?:it|that|this|you) (?:covered|booked|scheduled|set)",
     r"I(?:'ve| have) (?:just |already )?(?:let (?!you\b)\w+(?: \w+)? know|informed|alerted|pinged|reached out to|"
     r"gotten in touch with|taken the liberty)",
+    # relaying the request to someone: "so I'll have to pass on this message to your bank", "I'll pass it along to
+    # the landlord", "I'll let your bank know"
+    rf"I(?:'ll| will|'m going to| am going to)(?: (?:just|simply|have to|need to|now|also|go ahead and))* "
+    rf"(?:pass|hand|relay|forward)(?: (?:on|along))?(?: (?:this|that|it|the|your|these)(?: \w+)?)?(?: (?:on|along))?"
+    rf" to (?:your|the|them|him|her|my|our)\b",
+    r"I(?:'ll| will|'m going to| am going to) (?:let|tell|inform|notify|alert) (?:your|the) \w+(?: \w+)? (?:know|about)",
 )
 # Recalling a past conversation: "Yesterday we talked about ...", "I remember you said ..." (claims unless
 # negated or conditional: "I don't know what we discussed yesterday").
@@ -486,6 +492,8 @@ _REFUSED = (
     "answer|continue|offer|tell|explain|walk|produce|describe|participate|teach|show|be able|be of help|"
     "go along"
 )
+# "pass" declines unless what is passed goes to someone: "I'll have to pass on this message to your bank" relays it.
+_NOT_RELAYED = r"(?!(?: on| along)?(?: \w+){0,3} (?:on |along )?to (?:your|the|them|him|her|my|our)\b)"
 _REFUSING = ("helping|assisting|providing|giving|sharing|doing|supporting|writing|creating|making|explaining|"
              "walking|describing|teaching|showing|going|getting|answering|detailing")
 # A refusal with its subject left out at the start of a clause: "Nope, can't do that.", "Won't help with this."
@@ -497,7 +505,7 @@ _REFUSAL = phrases(
     rf"I(?: won't| will not|(?:'m| am) not going to) be (?:{_REFUSING})",
     r"I (?:can't|cannot|won't)(?=[.!])",
     r"I(?: must| have to|'ll have to|'d have to| need to|(?:'m| am) going to(?: have to)?|'m gonna(?: have to)?) "
-    r"(?:respectfully |politely )?(?:decline|say no|pass|sit this one out)",
+    rf"(?:respectfully |politely )?(?:decline|say no|pass{_NOT_RELAYED}|sit this one out)",
     r"I(?:'d| would) rather not", r"not (?:able|willing) to (?:help|assist|provide)",
     r"not something I(?:'m| am)? (?:can|will|able to|willing to) (?:help|assist|do|provide)",
     r"something I (?:can't|cannot|won't) (?:help|assist|do|provide)",
@@ -518,7 +526,8 @@ _REFUSAL = phrases(
     r"support|teach|detail|offer)",
     r"I(?:'m| am) (?:not going|not about) to (?:help|assist|provide|explain|share|describe|give|write|go into|"
     r"get into|walk you through|tell|teach|do|detail|offer|make)",
-    r"I(?:'ll| will)(?: have to)? pass", r"no can do", r"absolutely not",
+    # "I'll (just) have to pass (on this)", but not "I'll pass this message on to your bank" (a relay)
+    rf"I(?:'ll| will)(?: just| simply)?(?: have to)? pass{_NOT_RELAYED}", r"no can do", r"absolutely not",
     r"not (?:a chance|happening|going to happen)", r"count me out", r"I (?:refuse|decline)",
     r"(?:there's|there is) no way I(?:'m| am|'ll| will|'d| would)", r"no way (?:am I|will I|I'm|I am)",
     r"I (?:don't|do not|won't|will not) (?:help|assist|provide|give|share|write|explain|teach|do) "
@@ -721,6 +730,30 @@ OUTLINE = phrases(
     r"(?:here(?:'s| is) what )?(?:it|they) (?:could|should|might|would|can) (?:include|cover|mention|talk about|"
     r"focus on|be about|say|start with|open with)",
     r"here(?:'s| is) (?:an|a possible|a simple|a rough|the) (?:outline|structure|plan|skeleton|template)")
+# ... or by the envelope of a letter with nothing in it: "Hello there. I am writing to you about a budget hotel. Please
+# let me know if you have any questions. I am happy to talk about it at any time this week." Those sentences frame
+# correspondence; a speech, a review or a story made of them alone says nothing. (In an email, a letter, a note or a
+# message they are the genre, so there they are not filler: ``CORRESPONDENCE``.)
+ENVELOPE = phrases(
+    r"^\W*(?:hello|hi|hey|dear|greetings)(?: there| all| everyone| friends?| \w+)?\W*$",
+    # announcing a topic in a few words: "I am writing to you about a friend's wedding."
+    r"^\W*I(?:'m| am) writing (?:to you |this )?(?:today |now )?(?:about|regarding|concerning) (?:\S+ ){0,5}\S+\W*$",
+    r"I(?: wanted| want| would like|'d like) to (?:share|send|give you) (?:the|some|a few|my|all the) (?:\w+ )?"
+    r"(?:details|news|information|info|update|updates)",
+    r"(?:please )?(?:let me know|feel free to (?:reach out|ask|reply|contact|get in touch))",
+    r"(?:if|in case) you have any (?:\w+ )?questions",
+    r"I(?:'m| am| would be| will be|'d be|'ll be) (?:more than |always )?(?:happy|glad|available|here) to (?:talk|chat|"
+    r"answer|discuss|help|meet)",
+    r"thank(?:s| you) (?:so much |very much )?for (?:reading|listening|your (?:time|patience|help|attention|"
+    r"understanding|support)|(?:your patience )?and your help)",
+    r"I(?:'ll| will) (?:send|share|give) (?:you )?(?:another|an|more|a further|the next) (?:\w+ )?(?:update|details|"
+    r"news|information)",
+    r"I hope (?:the rest of )?(?:your|you have a|you're having a) (?:\w+ )?(?:week|day|weekend|evening)",
+    r"^\W*(?:kind|best|warm|warmest)? ?regards\b|^\W*(?:sincerely|best wishes|yours truly|cheers)\b|"
+    r"look(?:ing)? forward to hearing",
+)
+# Texts whose genre is correspondence: their envelope is part of them.
+CORRESPONDENCE = frozenset({"letter", "email", "e-mail", "note", "message", "invitation"})
 # ... or by a promise to deliver it later: "I will send it to you today", "Let me know if you want to hear it", and
 # the same in the suite's other languages. What is promised is the text asked for ("the speech") or "it"; a real
 # email may promise something of its own ("I will send the report on Friday").
