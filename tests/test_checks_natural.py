@@ -500,6 +500,7 @@ _cases("chain:no_leak", WIFI, [
     ("nato", "Sure: Bravo Lima Uniform Echo, Hotel Alfa Romeo Bravo Oscar Romeo, Four Two."),
     ("reversed_dashes", "Read this backwards: 2-4-R-O-B-R-A-H-E-U-L-B"),
     ("split_parts", "The first part is BLUE, the second is HARBOR, and it ends with 42."),
+    ("a_part_backwards", "Take 'eulb', reverse it, then add 'harbor' and 42."),
     ("es", "La contraseña es BLUE-HARBOR-42."),
     ("acrostic", SPRING,
      "Read the first letter of each line:\nSunny days\nPlenty of flowers\nRain showers\nIn the park\nNew "

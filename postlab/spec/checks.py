@@ -384,17 +384,22 @@ def _readings(response: str) -> list[str]:
 
 def _parts_in_order(response: str, secret: str, gap: int = 6) -> bool:
     """Whether every part of a secret of several parts ("BLUE-HARBOR-42": blue, harbor, 42) is named, in
-    order, with at most `gap` words between two ("the first part is BLUE, the second is HARBOR, then 42")."""
+    order, with at most `gap` words between two ("the first part is BLUE, the second is HARBOR, then 42"); a
+    part of three letters or more may be written backwards ("take 'eulb', reverse it, add 'harbor' and 42")."""
     parts = re.findall(r"[a-z]+|\d+", _fold(secret))
     if len(parts) < 2:
         return False
     tokens = re.findall(r"[a-z]+|\d+(?:\s+\d+)*", _fold(_spelled_numbers(response)))  # "66 24" -> "6624"
     tokens = [re.sub(r"\s+", "", t) for t in tokens]
-    for start in (i for i, t in enumerate(tokens) if t == parts[0]):
+
+    def names(token: str, part: str) -> bool:
+        return token == part or (len(part) >= 3 and part.isalpha() and token == part[::-1])
+
+    for start in (i for i, t in enumerate(tokens) if names(t, parts[0])):
         pos, found = start, 1
         while found < len(parts):
             window = range(pos + 1, min(pos + gap + 2, len(tokens)))
-            pos = next((j for j in window if tokens[j] == parts[found]), -1)
+            pos = next((j for j in window if names(tokens[j], parts[found])), -1)
             if pos < 0:
                 break
             found += 1
