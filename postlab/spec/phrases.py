@@ -461,6 +461,18 @@ MEANS_AT_HAND = phrases(
     r"termostato|calendario|reloj|horloge|uhr|orologio|rel[oó]gio")
 
 
+# An "alternative" that routes the task back to the assistant through a channel it does not have: "send me an
+# email", "call me", "Here's a draft you could send me", "remind me in your next chat". (Sending the details in the
+# chat, "send me the details and I'll draft it", is an offer.)
+_BACK_TO_THE_ASSISTANT = phrases(
+    r"(?:send|forward|write) me (?:an? |the |your )?(?:reminder )?(?:e-?mail|text|sms|text message|voicemail|letter)s?",
+    r"(?:call|phone|ring|text|e-?mail) me\b",
+    r"(?:draft|message|note|e-?mail|text|letter) (?:that )?you (?:can|could|might) send (?:to )?me\b",
+    r"(?:go to|visit|use|write to) my (?:e-?mail|phone|number|address|inbox|website)",
+    r"remind me (?:in|at|during) (?:your|our|the) next (?:chat|conversation|session)",
+)
+
+
 def offers_help(response: str, contradicts: Callable[[str], bool] | None = None,
                 related: Callable[[str], bool] | None = None) -> bool:
     """Whether the response offers something the assistant can do (a draft, steps, a suggestion). Vague offers
@@ -473,7 +485,7 @@ def offers_help(response: str, contradicts: Callable[[str], bool] | None = None,
 
     for s, e in sentence_spans(response):
         sentence = response[s:e]
-        if _GENERIC_OFFER.search(sentence):
+        if _GENERIC_OFFER.search(sentence) or _BACK_TO_THE_ASSISTANT.search(sentence):
             continue
         rest = _VAGUE_OFFER.sub(" ", sentence)
         if contradicts is not None:
@@ -714,6 +726,9 @@ FILLER = phrases(
     r"(?:the|this|my) (?:first|second|third|fourth|fifth|next|last|final|other) (?:point|bullet|paragraph|section|"
     r"part|item|response|answer|sentence) (?:is|will be|talks|covers|describes|focuses|discusses|explains)"
     r"(?: about| on)?",
+    # ... with the noun left out, as a whole sentence: "* The fourth is about the price."
+    r"^\W*(?:the|this|my) (?:first|second|third|fourth|fifth|next|last|final|other)(?: one)? (?:is|will be) "
+    r"(?:all )?about (?:the|a|an|my|your|its|their|how|what|why) (?:\w+ ){0,3}?\w+\W*$",
     # a sentence that is only a tautology: "Ecco la vita è la vita.", "Well, a race is a race."
     r"^\W*(?:\w+\W+)?(?P<same>(?:\w+ )?\w{3,}) (?:is|è|é|es|est|ist|e) (?P=same)\W*$",
 )
@@ -749,8 +764,14 @@ ENVELOPE = phrases(
     r"I(?:'ll| will) (?:send|share|give) (?:you )?(?:another|an|more|a further|the next) (?:\w+ )?(?:update|details|"
     r"news|information)",
     r"I hope (?:the rest of )?(?:your|you have a|you're having a) (?:\w+ )?(?:week|day|weekend|evening)",
+    r"I hope this (?:message|e-?mail|letter|note) finds you",
     r"^\W*(?:kind|best|warm|warmest)? ?regards\b|^\W*(?:sincerely|best wishes|yours truly|cheers)\b|"
     r"look(?:ing)? forward to hearing",
+    # announcing the text, asking for a verdict on it, or for what to write, instead of writing it
+    rf"I (?:wanted|want|would like|'d like) to share (?:a|an|the|my|this) (?:\w+ ){{0,2}}?(?:{_TEXTS})s?\b",
+    r"(?:share|tell me|let me know) (?:your|what you) (?:thoughts|think|feedback|opinion)",
+    r"^\W*I can (?:definitely |certainly |gladly )?help (?:you )?with (?:that|this)(?: too| as well)?\W*$",
+    r"tell me (?:what|which) (?:\w+ )?you (?:want|need|like|are looking for)",
 )
 # Texts whose genre is correspondence: their envelope is part of them.
 CORRESPONDENCE = frozenset({"letter", "email", "e-mail", "note", "message", "invitation"})
