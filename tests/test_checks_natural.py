@@ -1193,6 +1193,20 @@ GATE_ANSWERS = [
      "The first thing you notice is the smell of garlic and fresh bread. The pasta is made by hand every morning "
      "and the lasagne is the best I have had outside Bologna. The last is about the price: twenty euros for two "
      "courses and a glass of wine."),
+    # a dialogue has turns, however they are marked
+    ("dialogue_with_bold_labels", _user("Write a dialogue between a chef and a food critic about a missing "
+                                        "sandwich. Do not use any commas."), [("punctuation:no_comma", {})],
+     "**Critic:** Where is the sandwich I ordered?\n**Chef:** It was on the counter a minute ago.\n**Critic:** "
+     "Then someone in your kitchen had a very good lunch.\n**Chef:** I will make you another one right now."),
+    ("dialogue_in_lowercase", _user("Write a dialogue between a teacher and a student about the future. Use all "
+                                    "lowercase letters."), [LC],
+     "teacher: what do you want to do after school?\nstudent: i want to build boats.\nteacher: then start with "
+     "small ones this summer.\nstudent: my uncle has a workshop. i'll ask him."),
+    ("dialogue_in_quotes", _user("Write a dialogue between a grandparent and a grandchild about home. The word "
+                                 "'home' should appear at least 2 times."),
+     [("keywords:frequency", {"keyword": "home", "frequency": 2, "relation": "at least"})],
+     "\"Grandpa, will this always be home?\" Mia asked.\n\"Home is wherever we cook dinner together,\" he said.\n"
+     "\"Then I'll learn your soup recipe,\" she laughed."),
     # short answers in the asked-for language: a loanword of two English words is no coinage
     ("es_short_with_loanword", _user("¿Cómo puedo concentrarme mejor al estudiar?"), [ES],
      "Estudia en bloques de veinticinco minutos y guarda el móvil en otro cuarto para evitar el doomscrolling."),
@@ -1345,6 +1359,21 @@ GATE_NON_ANSWERS = [
      "hello there. i can help you with that. let me know what kind of speech you are looking for. maybe a simple "
      "introduction or a warm welcome? i can help with that too. just tell me what you want.\n\ni hope this "
      "message finds you well.", "off_topic"),
+    # a dialogue asked for and prose or a monologue given
+    ("dialogue_as_a_story", _user("Write a dialogue between a grandparent and a grandchild about the future. The word "
+                                  "'home' should appear at least 3 times."),
+     [("keywords:frequency", {"keyword": "home", "frequency": 3, "relation": "at least"})],
+     "Once upon a time there was a grandparent and a grandchild. Home was not just a place but a memory. They "
+     "lived in a big home and the grandchild loved playing in the backyard of their home every afternoon.",
+     "off_topic"),
+    ("dialogue_with_one_speaker", _user("Write a dialogue between a grandparent and a grandchild about a missing "
+                                        "sandwich. Do not use any commas."), [("punctuation:no_comma", {})],
+     "Grandpa: Hey there! How can I help you today?\nGrandpa: I wanted to talk about the missing sandwich.\n"
+     "Grandpa: I can see you are happy to talk about any topic. What is on your mind?", "off_topic"),
+    ("dialogue_as_a_monologue", _user("Write a dialogue between a teacher and a student about a favorite song. Use "
+                                      "all lowercase letters."), [LC],
+     "hello there. i can hear you. i was just thinking about the last time i heard the song. it was a little "
+     "scary at first but i loved it so much and i still sing it every morning on the way to school.", "off_topic"),
     # a tautology says nothing ("la vita è la vita")
     ("it_tautology", _user("What are some easy ways to eat more vegetables? Answer in Italian, please."), [IT],
      "Ecco, il cibo è il cibo.", "off_topic"),

@@ -47,7 +47,8 @@ not (or None), in this order:
                   answering one for a text that is not correspondence, a letter's envelope: "I am writing to
                   you about a budget hotel.", "Please let me know if you have any questions."); a writing
                   task answered with a promise of the text asked for ("I will send it to you today", "Let me
-                  know if you want to hear it"); or none of its content words (or numbers) shares a stem with
+                  know if you want to hear it"); a dialogue asked for and no turns given (two speakers at
+                  the start of their lines, or two quoted lines); or none of its content words (or numbers) shares a stem with
                   the request's, and it declines or has under 15 words besides filler. A real answer in
                   other words ("Plan your meals and shop with a list" for saving on groceries) is long
                   enough to pass. A response required in another language than the request's is exempt
@@ -476,6 +477,9 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     # a writing task answered with talk about the text: a promise to send it later, an outline of what it should say
     writing = form_only and bool(_WRITING_TASK.match(_request(messages, check_specs)))
     if writing and phrases.defers(response, _request(messages, check_specs)):
+        return "off_topic"
+    # a dialogue asked for and prose, a letter or a monologue given
+    if writing and phrases.asked_text(_request(messages, check_specs)) == "dialogue" and not phrases.has_turns(response):
         return "off_topic"
     # a speech or a review made of a letter's envelope alone ("I am writing to you about ...", "let me know if ...")
     envelope = writing and phrases.asked_text(_request(messages, check_specs)) not in phrases.CORRESPONDENCE

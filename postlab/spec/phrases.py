@@ -797,6 +797,19 @@ def _defers(asked: str) -> re.Pattern[str]:
         *_DEFERS_ELSEWHERE)
 
 
+# A dialogue has turns: two speakers named at the start of their lines ("Teacher: ...", "**Chef:** ...", "- Ana:
+# ..."), or two quoted lines. Prose about the two people, a letter or a monologue is not one.
+_SPEAKER = re.compile(r"(?:^|(?<=[.!?\"”]\s))[ \t]*(?:[-*•>]\s*)?(?:\*\*|__)?(?P<who>[^\W\d_][\w'’. -]{0,30}?)"
+                      r"(?:\*\*|__)?[ \t]*:[ \t]*(?:\*\*|__)?[ \t]*\S", re.MULTILINE)
+_QUOTED_LINE = re.compile(r"[\"“«][^\"”»\n]{3,}[\"”»]")
+
+
+def has_turns(response: str) -> bool:
+    """Whether the response is written as a dialogue: two different speakers' turns, or two quoted lines."""
+    who = {m.group("who").strip().lower() for m in _SPEAKER.finditer(response)}
+    return len(who) >= 2 or len(_QUOTED_LINE.findall(response)) >= 2
+
+
 def asked_text(request: str) -> str:
     """The kind of text a request asks for ("speech" in "Write a speech for ..."), or "" when it names none."""
     m = re.search(rf"(?<!\w)({_TEXTS})s?(?!\w)", request, re.IGNORECASE)
