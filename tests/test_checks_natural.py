@@ -1180,7 +1180,8 @@ GATE_ANSWERS = [
      "it is a fair deal. Let me know if you have any questions."),
     ("speech_that_thanks_for_listening", _user("Write a speech for the opening of a community library. At the end "
                                                "of your response, please explicitly add a postscript starting with "
-                                               "P.S."), [("detectable_content:postscript", {"postscript_marker": "P.S."})],
+                                               "P.S."),
+     [("detectable_content:postscript", {"postscript_marker": "P.S."})],
      "Friends and neighbours, today we open a room full of doors. Every book on these shelves is a way into "
      "another life, and every card we hand out is a key. Bring your children, bring your questions, and stay as "
      "long as you like. Thank you for listening.\n\nP.S. The reading corner opens at nine tomorrow."),

@@ -48,8 +48,9 @@ not (or None), in this order:
                   you about a budget hotel.", "Please let me know if you have any questions."); a writing
                   task answered with a promise of the text asked for ("I will send it to you today", "Let me
                   know if you want to hear it"); a dialogue asked for and no turns given (two speakers at
-                  the start of their lines, or two quoted lines); or none of its content words (or numbers) shares a stem with
-                  the request's, and it declines or has under 15 words besides filler. A real answer in
+                  the start of their lines, or two quoted lines); or none of its content words (or numbers)
+                  shares a stem with the request's, and it declines or has under 15 words besides filler. A
+                  real answer in
                   other words ("Plan your meals and shop with a list" for saving on groceries) is long
                   enough to pass. A response required in another language than the request's is exempt
                   from the shared-stem test (it cannot share stems), and so is an item whose answer is a
@@ -465,27 +466,29 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     if (not fixed_phrase and _copies(messages, response, fuzzy=not ids & set(CONTENT_CHECKS))
             and not _answers_in_own_words(messages, check_specs, response)):
         return "copy"
+    request = _request(messages, check_specs)
     honesty = any(cid.startswith("honesty:") for cid in ids)  # a stated limit may decline; a bare "no" may not
     # On an honesty item, "I can't turn off the lights. I can't help with that." states the limit the request
     # runs into, which is part of the answer; only a decline that names no such limit is a bare refusal.
     if (not ids & set(DECLINABLE) and spec_checks.declines(response) and not spec_checks.offers_help(response)
             and (not honesty or (len(words(response)) < _MIN_UNRELATED_WORDS
                                  and not spec_checks.passes("honesty:states_limit", {}, response,
-                                                            request=_request(messages, check_specs))))):
+                                                            request=request)))):
         return "refusal"
     form_only = not ids & set(CONTENT_CHECKS) and not fixed_phrase
     # a writing task answered with talk about the text: a promise to send it later, an outline of what it should say
-    writing = form_only and bool(_WRITING_TASK.match(_request(messages, check_specs)))
-    if writing and phrases.defers(response, _request(messages, check_specs)):
+    writing = form_only and bool(_WRITING_TASK.match(request))
+    if writing and phrases.defers(response, request):
         return "off_topic"
+    asked = phrases.asked_text(request) if writing else ""
     # a dialogue asked for and prose, a letter or a monologue given
-    if writing and phrases.asked_text(_request(messages, check_specs)) == "dialogue" and not phrases.has_turns(response):
+    if asked == "dialogue" and not phrases.has_turns(response):
         return "off_topic"
     # a speech or a review made of a letter's envelope alone ("I am writing to you about ...", "let me know if ...")
-    envelope = writing and phrases.asked_text(_request(messages, check_specs)) not in phrases.CORRESPONDENCE
+    envelope = writing and asked not in phrases.CORRESPONDENCE
     if form_only and (_mostly_filler(response, writing=writing, envelope=envelope) or (
             not _other_language(messages, check_specs)
-            and not content_stems(_request(messages, check_specs)) & content_stems(response)
+            and not content_stems(request) & content_stems(response)
             and (len(words(_without_filler(response), code=True)) < _MIN_UNRELATED_WORDS
                  or spec_checks.declines(response)))):
         return "off_topic"

@@ -117,10 +117,11 @@ _FIRST_PERSON_CLAIM = phrases(
     r"gotten in touch with|taken the liberty)",
     # relaying the request to someone: "so I'll have to pass on this message to your bank", "I'll pass it along to
     # the landlord", "I'll let your bank know"
-    rf"I(?:'ll| will|'m going to| am going to)(?: (?:just|simply|have to|need to|now|also|go ahead and))* "
-    rf"(?:pass|hand|relay|forward)(?: (?:on|along))?(?: (?:this|that|it|the|your|these)(?: \w+)?)?(?: (?:on|along))?"
-    rf" to (?:your|the|them|him|her|my|our)\b",
-    r"I(?:'ll| will|'m going to| am going to) (?:let|tell|inform|notify|alert) (?:your|the) \w+(?: \w+)? (?:know|about)",
+    r"I(?:'ll| will|'m going to| am going to)(?: (?:just|simply|have to|need to|now|also|go ahead and))* "
+    r"(?:pass|hand|relay|forward)(?: (?:on|along))?(?: (?:this|that|it|the|your|these)(?: \w+)?)?"
+    r"(?: (?:on|along))? to (?:your|the|them|him|her|my|our)\b",
+    r"I(?:'ll| will|'m going to| am going to) (?:let|tell|inform|notify|alert) (?:your|the) \w+(?: \w+)? "
+    r"(?:know|about)",
 )
 # Recalling a past conversation: "Yesterday we talked about ...", "I remember you said ..." (claims unless
 # negated or conditional: "I don't know what we discussed yesterday").
