@@ -68,6 +68,26 @@ def test_busy_cores_from_two_readings_of_proc_stat_by_hand():
     assert busy_cores(before, before, cores=2) == 0.0  # no ticks passed: nothing to say, not a division by zero
 
 
+def test_the_load_combines_the_average_and_the_sample_by_hand():
+    from postlab.utils.threads import combined_load
+
+    assert combined_load(0.2, 1.9) == 1.9  # a job started a moment ago: the average has not caught up
+    assert combined_load(1.8, 1.0) == 1.8  # a job between parallel phases: the average remembers it
+    assert combined_load(1.8, 0.1) == 0.1  # a job that ended a moment ago: the machine is idle now
+    assert combined_load(1.8, None) == 1.8  # no /proc/stat: the average is all there is
+
+
+def test_a_machine_idle_now_is_not_busy_though_the_load_average_remembers_a_job(monkeypatch):
+    import postlab.utils.threads as threads
+
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.8, 1.0, 0.5))
+    monkeypatch.setattr(threads, "_sample", lambda interval: 0.05)
+    env: dict = {}
+    configure_threads_env(env)
+    assert "OMP_WAIT_POLICY" not in env  # it spins: nothing else runs
+    assert busy_warning(cores=2) is None
+
+
 def test_a_job_started_a_moment_ago_is_seen_though_the_load_average_lags():
     # One spinning process: the 1-minute load average barely moves within a second, the sample sees ~1 core
     # (or more, when other work shares the machine too).

@@ -6,7 +6,8 @@ with the working ones, and each job slows far more than 2× (measured: benchmark
 docs/benchmarks.md). So the command line, before torch is imported:
 
 - when other jobs already keep every core busy (the 1-minute load average, or a 0.1 s sample of
-  /proc/stat for jobs that started a moment ago), asks OpenMP threads to sleep as soon as they wait
+  /proc/stat for jobs that started a moment ago; the sample alone when it finds the machine idle, as the
+  average still counts a job that ended a moment ago), asks OpenMP threads to sleep as soon as they wait
   (``OMP_WAIT_POLICY=PASSIVE``), unless the user set a policy; alone, spinning is faster, so it is kept
   (set ``OMP_WAIT_POLICY=PASSIVE`` for every job on a machine that several jobs will share);
 - caps torch's threads at ``POSTLAB_THREADS`` when it is set (OpenMP and MKL both read the count);
@@ -49,28 +50,48 @@ def _cpu_lines() -> tuple[str, int] | None:
     return lines[0], sum(line.startswith("cpu") and line[3:4].isdigit() for line in lines)
 
 
-def sampled_load(interval: float = 0.1) -> float:
-    """Cores other processes keep busy right now: /proc/stat read twice ``interval`` seconds apart while
-    this process sleeps (0.0 where /proc/stat is missing). Unlike the load average it does not lag, so a
-    job started seconds after another sees it."""
+def _sample(interval: float) -> float | None:
+    """Cores busy between two readings of /proc/stat ``interval`` seconds apart, or None without /proc/stat."""
     import time
 
     before = _cpu_lines()
     if before is None:
-        return 0.0
+        return None
     time.sleep(interval)
     after = _cpu_lines()
-    return busy_cores(before[0], after[0], after[1]) if after else 0.0
+    return busy_cores(before[0], after[0], after[1]) if after else None
+
+
+def sampled_load(interval: float = 0.1) -> float:
+    """Cores other processes keep busy right now: /proc/stat read twice ``interval`` seconds apart while
+    this process sleeps (0.0 where /proc/stat is missing). Unlike the load average it does not lag, so a
+    job started seconds after another sees it."""
+    return _sample(interval) or 0.0
+
+
+# Under this many cores busy in the sample, nothing is running now, whatever the load average says.
+_IDLE_CORES = 0.5
+
+
+def combined_load(average: float, sample: float | None) -> float:
+    """Cores other work keeps busy, from the 1-minute load average and a short /proc/stat sample (None where
+    there is none): the larger of the two, since the average lags by up to a minute behind a job that has just
+    started; but when the sample finds the machine idle, the sample, since the average also lags behind a job
+    that has just ended (a `postlab run` started 15 s after a test run saw load 1.8 on an idle 2-core machine
+    and made its threads sleep for the whole run)."""
+    if sample is None:
+        return average
+    return sample if sample < _IDLE_CORES else max(average, sample)
 
 
 def machine_load() -> float:
-    """How many cores other work keeps busy: the larger of the 1-minute load average (which lags by up to
-    a minute) and a 0.1 s sample of /proc/stat (which sees a job started a moment ago)."""
+    """How many cores other work keeps busy (``combined_load`` of this machine's load average and a 0.1 s
+    sample of /proc/stat)."""
     try:
         average = os.getloadavg()[0]
     except OSError:  # not available on this platform
         average = 0.0
-    return max(average, sampled_load())
+    return combined_load(average, _sample(0.1))
 
 
 def configure_threads_env(environ: dict | None = None, busy: bool | None = None) -> None:
