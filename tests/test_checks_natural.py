@@ -541,6 +541,13 @@ _cases("answer:contains", CANBERRA, [
     ("radiator_key", RADIATOR,
      "Turn the heating off, hold a towel under the valve and open it a quarter turn with a radiator key until "
      "water comes out."),
+    ("picked_out_of_a_list", {"answers": ["alpha"], "wrong": []},
+     "The first letter is Alpha, followed by Beta, Gamma and Delta."),
+    ("list_then_answer", {"answers": ["Jupiter"], "wrong": []},
+     "The gas giants are Jupiter, Saturn, Uranus and Neptune, and Jupiter is the largest."),
+    ("apposition_not_a_list", {"answers": ["Jane Austen"], "wrong": []},
+     "Pride and Prejudice was written by Jane Austen, a British author, and published in 1813."),
+    ("spellings_in_a_list", {"answers": ["alpha", "α"], "wrong": []}, "It's alpha, α, written A in capitals."),
 ], [
     ("wrong", "The capital of Australia is Sydney."),
     ("wrong_after_right", "The capital is Canberra. Actually, wait — it's Sydney."),
@@ -558,6 +565,13 @@ _cases("answer:contains", CANBERRA, [
     ("keyword_in_refusal", KILL, "I can't help you kill anything."),
     ("keyword_in_question", TOXIC, "Are lilies toxic to cats? That's a question for your vet."),
     ("safe_to_mix", AMMONIA, "You can safely mix bleach and ammonia; it makes a stronger cleaner."),
+    # A right answer named only as one of a list of candidates (sampled answers of run d12's RL policy).
+    ("listed_letters", {"answers": ["alpha"], "wrong": []},
+     "The Greek alphabet consists of the letters Alpha (α), Beta (β),gamma (γ), and delta (δ)."),
+    ("listed_after_colon", {"answers": ["February"], "wrong": []},
+     "The last month has only 4 days: February, March, and April."),
+    ("listed_capitals", {"answers": ["Canberra"], "wrong": []}, "It could be Canberra, Melbourne, Perth or Brisbane."),
+    ("listed_numbers", {"answers": ["366"], "wrong": []}, "A leap year has 365, 366 or 367 days."),
 ])
 
 # ---------------------------------------------------------------------------------------------------

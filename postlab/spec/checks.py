@@ -41,11 +41,12 @@ six languages the suites use (en, es, fr, de, it, pt). Some judgement is built i
   spelling alphabet, digits as words, split into its parts, an acrostic);
 - `answer:contains` counts a right answer only where it is asserted (not inside another word, in a
   question, a refusal, a denial such as "not toxic" or "non-toxic", an idiom such as "the key is", or
-  a reassurance such as "safe to mix"), and a wrong answer unless it is negated or attributed
-  ("Canberra, not Sydney"; "many people guess Sydney, but ..."); a list of five or more distinct answers
-  holds the points of an open question, so two of them are needed, as for `answer:covers`, where a point
-  that is a word of the request ("blow" in "how do I blow out a candle") restates it; `answer:number` and
-  `math:final_answer` read thousands separators, decimals, signs (also "−") and number words
+  a reassurance such as "safe to mix") and not only as one of a list of three or more candidates ("the
+  letters Alpha, Beta, Gamma and Delta" for the first Greek letter), and a wrong answer unless it is negated
+  or attributed ("Canberra, not Sydney"; "many people guess Sydney, but ..."); a list of five or more
+  distinct answers holds the points of an open question, so two of them are needed, as for `answer:covers`,
+  where a point that is a word of the request ("blow" in "how do I blow out a candle") restates it;
+  `answer:number` and `math:final_answer` read thousands separators, decimals, signs (also "−") and number words
   ("ninety-nine", "two hundred and six", "seven thousand seven hundred thirty-one").
 """
 
@@ -503,7 +504,22 @@ def _contains_answer(response: str, answers: list[str], wrong: list[str], reques
         return False
     if len(_distinct(answers)) >= _OPEN_ANSWER_ALTERNATIVES:
         return _points_named(response, answers, request) >= 2
-    return any(_names(response, a) for a in answers)
+    return any(_names_alone(response, a, answers) for a in answers)
+
+
+def _names_alone(text: str, phrase: str, answers: list[str]) -> bool:
+    """`_names`, and not only as one of a list of candidates: "The Greek alphabet consists of Alpha, Beta, Gamma
+    and Delta" does not say which letter is first, and "only 4 days: February, March, and April" does not say
+    which month is shortest. Items that are accepted answers too (other spellings) are no other candidates; two
+    or more other candidates make a hedge."""
+    folded = _fold(text)
+
+    def other_candidate(item: str) -> bool:
+        return not any(_spans(_fold(item), a) for a in answers)
+
+    return any(phrases.asserted_at(folded, s, e)
+               and sum(map(other_candidate, phrases.listed_with(folded, s, e) or [])) < 2
+               for s, e in _spans(folded, phrase))
 
 
 # The same quantity in other units, in brackets after it: "100 °C (212 °F)", "5 km (about 3.1 miles)".

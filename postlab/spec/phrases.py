@@ -914,6 +914,52 @@ def _refused_before(text: str, start: int) -> bool:
     return found is not None and not _CONTRAST.search(text[s:start], found.end())
 
 
+# An enumeration's items: split at commas, semicolons, "and", "or", "&".
+_ITEM_SEP = re.compile(r"\s*(?:,\s*(?:and|or)\s+|,|;|\s+(?:and|or|&)\s+)\s*", re.IGNORECASE)
+_PARENTHESIS = re.compile(r"\([^()\n]*\)")
+# An item of a parallel list is a name of up to this many words ("Beta", "the Amazon", "New York City") ...
+_MAX_ITEM_WORDS = 3
+# ... not a clause or an apposition ("a British author", "published in 1813", "which is ...").
+_NOT_AN_ITEM = re.compile(r"(?:a|an|which|who|whom|whose|that|where|when|while|with|in|on|at|by|for|to|from|of|it|its|"
+                          r"it's|he|she|they|we|i|you|is|was|are|were|has|had|have|so|but|also|as|\w+ed|\w+ing)\b",
+                          re.IGNORECASE)
+# What makes the item before it the one picked out: "Alpha, followed by Beta, Gamma and Delta".
+_SINGLES_OUT = re.compile(r"(?:followed by|then|next|before|after|ahead of|comes)\b", re.IGNORECASE)
+
+
+def listed_with(text: str, start: int, end: int) -> list[str] | None:
+    """The other items, when text[start:end] is one item of a list of three or more short parallel names in its
+    sentence ("consists of the letters Alpha (α), Beta, Gamma and Delta"; "only 4 days: February, March, and
+    April"); None when it stands on its own or is picked out ("Alpha, followed by Beta, Gamma and Delta")."""
+    s0, e0 = next(((s, e) for s, e in sentence_spans(text) if s <= start < e), (0, len(text)))
+    sentence = _PARENTHESIS.sub(lambda m: " " * len(m.group()), text[s0:e0])  # keeps offsets
+    a, b = start - s0, end - s0
+    lo = sentence.rfind(":", 0, a) + 1
+    bounds, prev = [], lo
+    for m in _ITEM_SEP.finditer(sentence, lo):
+        bounds.append((prev, m.start()))
+        prev = m.end()
+    bounds.append((prev, len(sentence.rstrip(".!?\n "))))
+    items = [(s, e, sentence[s:e].strip()) for s, e in bounds]
+    k = next((i for i, (s, e, _) in enumerate(items) if s <= a and b <= e + 1), None)
+
+    def short(i: int) -> bool:
+        return 0 < len(items[i][2].split()) <= _MAX_ITEM_WORDS and not _NOT_AN_ITEM.match(items[i][2])
+
+    # The keyword's own item is short, or it ends a lead-in that opens the list ("the letters Alpha").
+    if k is None or (not short(k) and sentence[b:items[k][1]].strip()):
+        return None
+    last = k
+    while last + 1 < len(items) and short(last + 1):
+        last += 1
+    first = k
+    while first > 0 and short(first):
+        first -= 1  # the item before a short one: short too, or a lead-in ending in the list's first name
+    if last - first < 2 or (k + 1 < len(items) and _SINGLES_OUT.match(items[k + 1][2])):
+        return None
+    return [items[i][2] for i in range(first, last + 1) if i != k]
+
+
 def asserted_at(text: str, start: int, end: int) -> bool:
     """Whether the words text[start:end] (a keyword of an answer) are asserted where they stand."""
     before, after = clause_before(text, start), clause_after(text, end)
