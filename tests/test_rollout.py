@@ -218,6 +218,25 @@ def test_decode_dtype_samples_an_fp32_model_as_its_bf16_copy():
     assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
 
 
+def test_bf16_weights_stay_plain_where_onednn_has_no_bf16(monkeypatch):
+    """On a CPU with AVX2 only, oneDNN refuses to pack bf16 weights ("bf16 path needs the cpu support
+    avx_ne_convert or avx512bw, avx512vl and avx512dq"): bf16 decoding must keep plain weights there (the
+    failure this reproduces, with oneDNN's support faked away on CPUs that have it). fp32 still packs."""
+    from postlab.rollout import llama_decode
+
+    model, tok = load_model_and_tokenizer("tiny", dtype=torch.bfloat16)
+    greedy = SamplingParams(temperature=0, max_new_tokens=16)
+    monkeypatch.setattr(llama_decode, "onednn_supports", lambda dtype: dtype == torch.float32)
+    cpu = torch.device("cpu")
+    assert not llama_decode.packs_weights(cpu, torch.bfloat16)
+    assert llama_decode.packs_weights(cpu, torch.float32) == llama_decode.packs_weights(cpu)
+    assert not llama_decode.DecodeWeights(model).packed
+    engine = TorchEngine(model=model, tokenizer=tok, single_row="auto")
+    assert engine.choose_single_row()["layouts"] == 1  # one layout where bf16 cannot pack
+    out = engine.generate(PROMPTS, greedy)
+    assert out.response_ids.shape[0] == len(PROMPTS) and torch.isfinite(out.logprobs[out.response_mask.bool()]).all()
+
+
 def test_cat_rollouts_pads_prompts_left_and_responses_right():
     from postlab.rollout.types import cat_rollouts
 

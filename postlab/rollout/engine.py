@@ -86,8 +86,9 @@ class TorchEngine:
         self._weights = {}
 
     def _two_layouts(self) -> bool:
+        param = next(self.model.parameters())
         return self.fast_decode and llama_decode.supports(self.model) and \
-            llama_decode.packs_weights(next(self.model.parameters()).device)
+            llama_decode.packs_weights(param.device, self.decode_dtype or param.dtype)
 
     def choose_single_row(self, batch_hint: int = 16) -> dict:
         """The layout of one-row decode steps, measured once per engine when ``single_row`` is "auto": the

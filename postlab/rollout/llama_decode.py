@@ -49,10 +49,21 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
-def packs_weights(device: torch.device) -> bool:
-    """Whether ``DecodeWeights`` can pack for oneDNN on this device (CPU with oneDNN's reorder op)."""
+def onednn_supports(dtype: torch.dtype) -> bool:
+    """Whether oneDNN runs ``dtype`` on this CPU: bf16 and fp16 need CPU support (AVX-512 BW/VL/DQ or
+    AVX-NE-CONVERT; a CPU with AVX2 only has none, and oneDNN refuses to pack for it)."""
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if dtype == torch.float16:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    return True
+
+
+def packs_weights(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether ``DecodeWeights`` can pack weights of ``dtype`` for oneDNN on this device (CPU with oneDNN's
+    reorder op, and oneDNN support for the dtype on this CPU)."""
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and \
-        hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and onednn_supports(dtype)
 
 
 def _mkldnn_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
@@ -84,7 +95,7 @@ class DecodeWeights:
         self.final_norm = cast(model.model.norm.weight)
         self.inv_freq = model.model.rotary_emb.inv_freq.float()
         self.rope_scale = float(getattr(model.model.rotary_emb, "attention_scaling", 1.0))
-        use_mkldnn = packs_weights(self.embed.device) and packed is not False
+        use_mkldnn = packs_weights(self.embed.device, self.embed.dtype) and packed is not False
         self.packed = use_mkldnn
         self.linear = _mkldnn_linear if use_mkldnn else _plain_linear
 
