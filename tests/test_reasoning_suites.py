@@ -5,7 +5,6 @@ import ast
 import json
 import operator
 import re
-import time
 from collections import Counter
 from fractions import Fraction
 
@@ -35,11 +34,9 @@ def _passes(check_id, kwargs, response):
 # generation: deterministic, sized, split-disjoint, held-out harder levels
 # ---------------------------------------------------------------------------------------------------
 
-def test_generation_is_deterministic_and_fast(problems):
-    for name in reasoning.SUITES:
-        start = time.perf_counter()
+def test_generation_is_deterministic(problems):
+    for name in reasoning.SUITES:  # (its speed, tens of milliseconds, is not asserted: timed unit tests flake)
         again = reasoning.build_problems(name)
-        assert time.perf_counter() - start < 2.0  # tens of milliseconds on a laptop core
         assert [(p.item.to_json(), p.steps, p.answer) for p in again] == \
                [(p.item.to_json(), p.steps, p.answer) for p in problems[name]]
 

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -41,10 +40,10 @@ def _kwargs(item, check_id):
 # --- shape ---
 
 
-def test_deterministic_and_fast(items):
-    start = time.perf_counter()
+def test_deterministic(items):
+    # How fast it builds (~0.1 s) is not asserted here: a timed assertion flakes on a loaded machine (1.7 s once,
+    # late in a CI run on a 2-core AVX2 EPYC), and speed targets live in benchmarks/.
     again = spec_suite.build()
-    assert time.perf_counter() - start < 1.0
     assert [it.to_json() for it in again] == [it.to_json() for it in items]
 
 
