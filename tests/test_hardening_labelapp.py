@@ -400,3 +400,60 @@ def test_admin_page_kappa_table_and_admins_take_no_pairs(store, tmp_path):
         # Raters outside a project still cannot tell it exists.
         make_project(store, tmp_path, "other")
         assert client.get("/p/other", headers=bearer(raters["ann"])).status_code == 404
+
+
+def test_writers_in_one_process_queue_in_turn_instead_of_starving(tmp_path):
+    """SQLite's busy handler polls with growing sleeps, so among many writers in one process some lose
+    every race and time out (CI saw a 503 with 20 raters on a 2-core machine). Writers of one store queue
+    for the lock in turn: 20 threads × 5 transactions of ~20 ms each need ~2 s of lock time in all, and
+    none may wait past a 1 s timeout for its turn."""
+    import threading
+
+    s = Store(f"sqlite:///{tmp_path / 'labels.db'}", busy_timeout_s=1.0)
+    migrate(s.engine)
+    s.add_user("admin", "admin")
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        for _ in range(5):
+            try:
+                with s.tx() as session:
+                    session.execute(text("UPDATE users SET name = name"))
+                    time.sleep(0.02)  # a transaction that holds the lock a while, as on a slow machine
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+    threads = [threading.Thread(target=writer) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    s.close()
+    assert not errors, f"{len(errors)} of 100 writes timed out: {errors[0]}"
+
+
+def test_turn_lock_serves_waiters_in_arrival_order_and_drops_those_who_gave_up():
+    import threading
+
+    from postlab.labelapp.turns import TurnLock
+
+    lock, order = TurnLock(), []
+    assert lock.acquire(0.1)
+    assert not lock.acquire(0.05)  # held: a short wait runs out, and the one who gave up leaves the queue
+
+    def waiter(i: int) -> None:
+        assert lock.acquire(10)
+        order.append(i)
+        lock.release()
+
+    threads = []
+    for i in range(5):  # queue up one by one, so arrival order is known
+        threads.append(threading.Thread(target=waiter, args=(i,)))
+        threads[-1].start()
+        while len(lock._waiting) < i + 1:
+            time.sleep(0.001)
+    lock.release()
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1, 2, 3, 4]
+    assert lock.acquire(0) and not lock._waiting  # free again once the last one released

@@ -37,6 +37,7 @@ from postlab.errors import PostlabError
 from postlab.labelapp.ingest import NewPair
 from postlab.labelapp.models import (CHOICES, FLAG_KINDS, ROLES, STRENGTHS, Flag, Label, LoginSession, Member, Pair,
                                      Project, Revision, User, utcnow)
+from postlab.labelapp.turns import TurnLock
 
 DEFAULT_DB = "sqlite:///postlab_labels.db"
 MAX_ID = 2**63 - 1  # row ids are signed 64-bit in SQLite and PostgreSQL; larger ones cannot exist
@@ -75,6 +76,10 @@ class StoreUnavailable(LabelAppError):
     """The database cannot be used at all (corrupt, unreadable, locked at start)."""
 
     status = 503
+
+
+class WritersQueueFull(PoolTimeout):
+    """This process's writers queued past the busy timeout (the database is busy; nothing was written)."""
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -229,12 +234,23 @@ class Store:
         self.max_id = 2**31 - 1 if self.engine.dialect.name == "postgresql" else MAX_ID
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: this process's writers take turns in arrival order before meeting the file's lock
+        self._turns = TurnLock() if self.engine.dialect.name == "sqlite" else None
         self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as s:
-            yield s
+        if self._turns is None:
+            with self._sessions.begin() as s:
+                yield s
+            return
+        if not self._turns.acquire(self.busy_timeout_s):
+            raise WritersQueueFull(f"no turn to write within {self.busy_timeout_s:g} s: the database is busy")
+        try:
+            with self._sessions.begin() as s:
+                yield s
+        finally:
+            self._turns.release()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
