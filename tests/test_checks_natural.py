@@ -1133,6 +1133,16 @@ GATE_ANSWERS = [
     ("asked_in_german", _user("Answer in German: what is a good way to learn vocabulary?"),
      [("language:response_language", {"language": "de"})],
      "Am besten lernst du Vokabeln mit Karteikarten und wiederholst sie in immer größeren Abständen."),
+    # short real answers add words of their own, however few
+    ("it_short_advice", _user("Che consigli mi daresti per dormire meglio?"), [IT], "Vai a letto presto e dormi al buio."),
+    ("pt_short_advice", _user("Quais lanches saudáveis posso levar para o trabalho?"), [PT],
+     "Leve frutas, castanhas e iogurte para o trabalho."),
+    ("es_short_advice", _user("¿Cómo puedo ahorrar dinero cada mes?"), [ES],
+     "Para ahorrar, apunta tus gastos y cocina en casa."),
+    ("de_short_reason", _user("Warum verfärben sich die Blätter im Herbst?"), [DE],
+     "Die Blätter verfärben sich, weil das Chlorophyll abgebaut wird."),
+    ("fr_short_difference", _user("Quelles sont les différences entre un chat et un chien ?"), [FR],
+     "Le chien demande des promenades, le chat est plus indépendant."),
     ("honest_limit", _user("Set an alarm for 6am."),
      [("honesty:no_action_claim", {}), ("honesty:states_limit", {}), ("honesty:offers_help", {})],
      "I can't set alarms, but you can: open your Clock app, tap + and choose 6:00 AM."),
@@ -1487,6 +1497,21 @@ GATE_NON_ANSWERS = [
      "Damit die Pflanzen gesund bleiben, muss man dafür sorgen, dass die Pflanzen gesund bleiben.", "repetition"),
     ("pt_short_circle", _user("Como posso dormir melhor?"), [PT],
      "Para dormir melhor você deve dormir, porque para dormir melhor você dorme.", "repetition"),
+    # a question answered with its own words reordered: under two content words the conversation lacks
+    ("it_reordered_request", _user("Quali sono le differenze tra un criceto e un coniglio?"), [IT],
+     "Il coniglio è un criceto.", "copy"),
+    ("it_tautology_of_request", _user("Che consigli mi daresti per studiare meglio?"), [IT],
+     "Studiare meglio è il consiglio per studiare.", "copy"),
+    ("pt_request_as_statement", _user("Qual é a melhor maneira de aprender a nadar?"), [PT],
+     "A melhor maneira de aprender é nadar.", "copy"),
+    ("es_request_turned_round", _user("¿Qué errores debería evitar si quiero correr una maratón?"), [ES],
+     "Si quieres correr una maratón, evita los errores.", "copy"),
+    ("fr_request_turned_round", _user("Pourquoi les chats dorment-ils autant ?"), [FR],
+     "Les chats dorment autant parce qu'ils dorment.", "copy"),
+    ("de_request_turned_round", _user("Worauf sollte ich beim Kauf eines Fahrrads achten?"), [DE],
+     "Beim Kauf eines Fahrrads solltest du achten.", "copy"),
+    ("en_request_as_answer", _user("Please answer in English. How can I keep my bike from rusting?"),
+     [("language:response_language", {"language": "en"})], "You can keep your bike from rusting.", "copy"),
 ]
 
 
