@@ -164,6 +164,29 @@ def keep_to_pace(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget
     return cut, [{**c, "after": upto} for c in changes], pace
 
 
+def stage_allowance(k, ref_k, ref_seconds: dict[str, float], *, slow: float, budget_s: float, test_items: int,
+                    order: Sequence[str], stage: str, seconds: dict[str, float], first_stage: dict[str, str | None],
+                    fixed: Collection[str] = ()) -> float | None:
+    """Seconds stage ``stage`` may run and still leave the rest of the run inside ``budget_s`` (None: no budget).
+
+    The stages before it took ``seconds``; the ones after it are predicted at the run's pace so far
+    (``run_pace``; 1 until it tells) with the knobs of the tiers cut before this stage's own at their floors
+    (the order ``fit_budget`` cuts in: samples and steps go to their floors before SFT data and epochs are
+    cut), except knobs set on the command line or used by a stage that has run. A stage that runs over its
+    prediction mid-way — which the checks between stages cannot see — stops at this allowance instead."""
+    if budget_s <= 0:
+        return None
+    at = list(order).index(stage)
+    done, rest = list(order[:at]), list(order[at + 1:])
+    pace = run_pace(seconds, predict_seconds(k, ref_k, ref_seconds, slow, test_items), done) or 1.0
+    own = next(i for i, (_, _, names) in enumerate(TIERS) if any(first_stage.get(n) == stage for n in names))
+    settled = {*fixed, *(n for n, st in first_stage.items() if st in done or st == stage)}
+    floor = k.model_copy(update={n: _cut(n, getattr(k, n), 0.0, test_items)
+                                 for _, _, names in TIERS[:own] for n in names if n not in settled})
+    later = predict_seconds(floor, ref_k, ref_seconds, slow, test_items)
+    return budget_s - sum(seconds.get(s, 0.0) for s in done) - pace * sum(later.get(s, 0.0) for s in rest)
+
+
 def keep_preset_to_pace(k, predict: Callable, fit: Callable, *, slow: float, budget_s: float, order: Sequence[str],
                         upto: str, seconds: dict[str, float], first_stage: dict[str, str | None],
                         fixed: Collection[str] = ()) -> tuple[object, list[dict], float | None]:

@@ -317,19 +317,44 @@ def build_sft_data(base: str, out: Path, k: Knobs, progress: bool) -> dict:
             "base_candidates": str(cands_path)}
 
 
-def train_sft(base: str, data_file: str, out: Path, k: Knobs, progress: bool) -> dict:
+def train_sft(base: str, data_file: str, out: Path, k: Knobs, progress: bool, max_seconds: float | None = None) -> dict:
+    """The SFT stage; ``max_seconds`` (the budget's allowance, ``budget.stage_allowance``) ends it early, at the
+    step its pace allows, though never below the budget's floor of SFT epochs."""
+    limit = max(1.0, max_seconds) if max_seconds is not None else 0.0
     cfg = sft.SFTConfig(
         model=base, out_dir=str(out / "sft"),
         data=sft.SFTDataConfig(train_file=data_file, eval_fraction=0.05, max_seq_len=k.max_seq_len),
         optim=OptimConfig(lr=k.sft_lr, epochs=k.sft_epochs, batch_size=k.sft_batch_size, warmup_steps=5,
-                          bf16=k.bf16, group_by_length=True, seed=k.seed),
+                          bf16=k.bf16, group_by_length=True, seed=k.seed, max_seconds=limit,
+                          max_seconds_floor=min(1.0, budget.FLOORS["sft_epochs"] / k.sft_epochs)),
         lora=LoraConfig(enabled=k.sft_lora),
         checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))
     result = sft.train(cfg)
     losses = _train_losses(out / "sft")
     return {"model": str(out / "sft" / "model"), "conversations": result.num_examples, "steps": result.state.step,
+            "planned_steps": result.planned_steps, "max_seconds": round(limit, 1) if limit else None,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "eval_loss": result.eval_loss}
+
+
+def sft_allowance(cfg: RunConfig, k: Knobs, stages: Stages, scaled: dict) -> float | None:
+    """Seconds the SFT stage may take (``budget.stage_allowance``); None without a budget or where sft_epochs
+    was set on the command line (a knob set there is never cut)."""
+    if cfg.sft_epochs is not None:
+        return None
+    return budget.stage_allowance(
+        k, REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset], slow=scaled["slowdown"],
+        budget_s=60 * (k.budget_minutes or 0), test_items=_test_items(), order=STAGES, stage="sft",
+        seconds=stages.timings(), first_stage=FIRST_STAGE)
+
+
+def note_time_limited(scaled: dict, stage: str, result: dict) -> None:
+    """A stage its time allowance ended early, recorded with the budget's other cuts (for the summary, the report)."""
+    if result.get("planned_steps") and result["steps"] < result["planned_steps"]:
+        scaled["changes"] = [*scaled["changes"], {
+            "knob": f"{stage}_steps", "from": result["planned_steps"], "to": result["steps"], "after": stage,
+            "why": f"the {stage} stage ran slower than predicted and stopped at its share of the budget "
+                   f"({result['max_seconds'] / 60:.1f} min), the learning-rate schedule ending there"}]
 
 
 def _train_losses(run_dir: Path) -> list[float]:
@@ -824,7 +849,8 @@ def _run(cfg: RunConfig, out: Path) -> dict:
         base = run_stage("fetch", lambda: {"path": resolve_model(k.model)})["path"]
         baseline = run_stage("baseline", lambda: _evaluate(base, out, "baseline", k, p))
         data = run_stage("sft_data", lambda: build_sft_data(base, out, k, p))
-        sft_res = run_stage("sft", lambda: train_sft(base, data["file"], out, k, p))
+        sft_res = run_stage("sft", lambda: train_sft(base, data["file"], out, k, p, sft_allowance(cfg, k, stages, scaled)))
+        note_time_limited(scaled, "sft", sft_res)
         policy = sft_res["model"]
         sft_eval = run_stage("sft_eval", lambda: _evaluate(policy, out, "sft", k, p))
         cands = run_stage("sample", lambda: sample_comparisons(policy, data["base_candidates"], out, k, p))

@@ -165,3 +165,31 @@ def test_a_run_slower_than_predicted_cuts_only_the_stages_still_to_run():
     # on pace, or faster: nothing is cut
     seconds.update(baseline=predicted["baseline"], sft_data=0.5 * predicted["sft_data"])
     assert keep("sft_data")[:2] == (k, [])
+
+
+def test_the_sft_stage_may_take_what_the_rest_leaves_at_its_floors():
+    from postlab.run import REFERENCE_KNOBS
+    from postlab.run_state import FIRST_STAGE
+
+    secs, k = REFERENCE_SECONDS["default"], REFERENCE_KNOBS["default"]
+    predicted = budget.predict_seconds(k, k, secs, 1.0, 417)
+    seconds = {"fetch": 30.0, "baseline": 2 * predicted["baseline"], "sft_data": 2 * predicted["sft_data"]}
+
+    def allow(**kw):
+        return budget.stage_allowance(k, k, secs, slow=1.0, test_items=417, order=ORDER, stage="sft",
+                                      seconds=seconds, first_stage=FIRST_STAGE, **{"budget_s": 1800, **kw})
+
+    # by hand: the stages after SFT at the pace so far (2x), with sample_prompts, rl_steps and probe_prompts at
+    # their floors (rs_prompts and rs_k were used by sft_data and stay), over what the budget leaves
+    floor = k.model_copy(update={"sample_prompts": min(32, k.sample_prompts), "rl_steps": min(4, k.rl_steps),
+                                 "probe_prompts": min(24, k.probe_prompts)})
+    later = budget.predict_seconds(floor, k, secs, 1.0, 417)
+    rest = sum(t for s, t in later.items() if s in ORDER[ORDER.index("sft") + 1:])
+    assert allow() == pytest.approx(1800 - sum(seconds.values()) - 2.0 * rest)
+    # knobs set on the command line are not counted at their floors
+    fixed = k.model_copy(update={"rl_steps": min(4, k.rl_steps), "probe_prompts": min(24, k.probe_prompts)})
+    rest_fixed = sum(t for s, t in budget.predict_seconds(fixed, k, secs, 1.0, 417).items()
+                     if s in ORDER[ORDER.index("sft") + 1:])
+    assert rest_fixed > rest  # the sample stage at the preset's prompts takes longer
+    assert allow(fixed={"sample_prompts"}) == pytest.approx(1800 - sum(seconds.values()) - 2.0 * rest_fixed)
+    assert allow(budget_s=0) is None

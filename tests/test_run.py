@@ -468,3 +468,29 @@ def test_a_run_behind_its_pace_cuts_the_stages_still_to_run_and_a_rerun_replays_
         k_again = paced(cfg, k_again, name, rerun, scaled_again, say=False)
     assert k_again == k and scaled_again["changes"] == scaled["changes"]
     assert invalidate_changed_stages(tmp_path, k_again.model_dump(mode="json"), STAGES) == []
+
+
+def test_sft_gets_what_the_budget_leaves_and_a_stop_at_it_is_recorded(tmp_path, monkeypatch):
+    """Before SFT, `sft_allowance` is the budget's allowance for it at the run's pace (None where the command
+    line set sft_epochs); an SFT stage that stopped at it is listed with the budget's cuts."""
+    from postlab.run import Stages, note_time_limited, sft_allowance
+    from postlab.run_state import FIRST_STAGE
+
+    monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
+    cfg = load_config(RunConfig, None, [f"out={tmp_path}"])
+    k, _, scaled = _plan(f"out={tmp_path}", rec=AMX)
+    stages = Stages(tmp_path, None, scaled["predicted_s"])
+    for name in ("fetch", "baseline", "sft_data"):
+        (stages.dir / f"{name}.json").write_text(json.dumps({"result": {}, "seconds": 2.5 * stages.reference[name]}))
+    allowed = sft_allowance(cfg, k, stages, scaled)
+    assert allowed == pytest.approx(budget.stage_allowance(
+        k, REFERENCE_KNOBS["default"], REFERENCE_SECONDS["default"], slow=scaled["slowdown"], budget_s=1800,
+        test_items=417, order=STAGES, stage="sft", seconds=stages.timings(), first_stage=FIRST_STAGE))
+    assert 0 < allowed < 1800 - sum(stages.timings().values())
+    fixed = load_config(RunConfig, None, [f"out={tmp_path}", "sft_epochs=3"])
+    assert sft_allowance(fixed, k, stages, scaled) is None
+    note_time_limited(scaled, "sft", {"steps": 80, "planned_steps": 114, "max_seconds": 600.0})
+    assert scaled["changes"][-1]["knob"] == "sft_steps" and scaled["changes"][-1]["to"] == 80
+    before = list(scaled["changes"])
+    note_time_limited(scaled, "sft", {"steps": 114, "planned_steps": 114, "max_seconds": 600.0})
+    assert scaled["changes"] == before  # ran to the end: nothing to record

@@ -211,3 +211,31 @@ def test_allocator_tuning_applies_on_linux():
     from postlab.utils.memory import keep_freed_memory
 
     assert keep_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_steps_in_time_hand_computed():
+    from postlab.train.loop import steps_in_time
+
+    # 10 of 100 steps ran in 55 s, the first took 10 s: 45 s / 9 = 5 s a step; 45 s left of 100 hold 9 more -> 19
+    assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=100) == 19
+    assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=1000) == 100  # never above total
+    assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=50) == 10  # over: stop now
+    assert steps_in_time(2, 100, ran=2, elapsed_s=55, first_step_s=10, max_seconds=50) == 100  # too few timed yet
+    assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=0) == 100  # no limit
+    assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=100, at_least=40) == 40  # a floor
+    # resumed at step 40: 4 steps ran in this process, in 13 s (first 4 s): 3 s a step, 7 s left of 20 hold 2 -> 46
+    assert steps_in_time(44, 100, ran=4, elapsed_s=13, first_step_s=4, max_seconds=20) == 46
+
+
+def test_a_time_limit_ends_training_early_and_the_cut_survives_a_resume(chat_file, tmp_path):
+    extra = ["optim.max_steps=10", "optim.warmup_steps=0", "checkpoint.save_every=1"]
+    res = sft.train(sft_cfg(chat_file, tmp_path / "r", *extra, "optim.max_seconds=0.001"))
+    assert (res.state.step, res.planned_steps) == (3, 10)  # 3 steps timed, then no time left
+    assert (tmp_path / "r" / "model").is_dir()
+    again = sft.train(sft_cfg(chat_file, tmp_path / "r", *extra, "checkpoint.resume=true"))
+    assert again.state.step == 3 and again.train_losses == []  # the limit's end stands on a resume
+    floored = sft.train(sft_cfg(chat_file, tmp_path / "m", *extra, "optim.max_seconds=0.001",
+                                "optim.max_seconds_floor=0.5"))
+    assert floored.state.step == 5  # never below half the planned steps
+    free = sft.train(sft_cfg(chat_file, tmp_path / "f", *extra, "optim.max_seconds=3600"))
+    assert (free.state.step, free.planned_steps) == (10, 10)

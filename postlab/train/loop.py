@@ -100,6 +100,7 @@ class TrainResult:
     eval_loss: float | None = None
     eval_metrics: dict[str, float] = field(default_factory=dict)  # the objective's final held-out metrics
     num_examples: int = 0  # training examples the loop drew from
+    planned_steps: int = 0  # the steps the epochs (or max_steps) asked for; more than state.step when max_seconds cut it
 
 
 class _NoMetrics:
@@ -127,6 +128,20 @@ def lr_factor(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def steps_in_time(step: int, total: int, *, ran: int, elapsed_s: float, first_step_s: float, max_seconds: float,
+                  at_least: int = 0, min_timed: int = 3) -> int:
+    """The total steps that end training within ``max_seconds``: ``step`` (steps done) plus the steps the time
+    left holds at the pace of the ``ran`` steps this process has run in ``elapsed_s`` (the first, ``first_step_s``,
+    left out of the pace: it warms caches up); ``total`` until ``min_timed`` steps have run, never above
+    ``total`` nor below ``step`` or ``at_least``. E.g. 10 of 100 steps in 55 s, the first 10 s: 5 s a step, and 45 s left of a
+    100 s limit hold 9 more, so 19."""
+    if max_seconds <= 0 or ran < min_timed:
+        return total
+    per_step = (elapsed_s - first_step_s) / (ran - 1)
+    more = math.floor((max_seconds - elapsed_s) / per_step) if per_step > 0 else total
+    return min(total, max(step, at_least, step + max(0, more)))
 
 
 def example_index(k: int, n: int, seed: int) -> int:
@@ -379,7 +394,8 @@ def train_loop(
         roots = objective.fsdp_roots(model) if hasattr(objective, "fsdp_roots") else None  # parts called apart
         distributed.shard_model(model, world, roots)  # before the optimizer: its parameters become shards
     run_dir.mkdir(parents=True, exist_ok=True)
-    n, T = len(examples), total_steps(optim, len(examples))
+    n, planned = len(examples), total_steps(optim, len(examples))
+    T = planned  # lowered by optim.max_seconds once the pace is known (the schedule reads it at each step)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=(optim.adam_beta1, optim.adam_beta2),
                                   eps=optim.adam_eps, weight_decay=optim.weight_decay, fused=True)
@@ -390,9 +406,11 @@ def train_loop(
     say_where_training_starts(run_dir, ckpt, latest, desc)
     if latest is not None:
         state = checkpointer.load(latest, model, optimizer, scheduler)
+        T = min(T, state.extra.get("time_limited_steps", T))  # a time limit's cut survives a resume
     logger = (MetricsLogger(run_dir, ckpt.report_to, resume_step=state.step if latest is not None else None)
               if main else _NoMetrics())
-    result = TrainResult(state=state, num_examples=n)
+    result = TrainResult(state=state, num_examples=n, planned_steps=planned)
+    started, first_step_s, ran = time.perf_counter(), 0.0, 0
     saved_at = state.step if latest is not None else -1
     per_step = optim.batch_size * optim.grad_accum
     order = ExampleOrder(n, optim.seed, [example_length(e) for e in examples] if optim.group_by_length else None,
@@ -433,6 +451,16 @@ def train_loop(
             state.samples_seen += per_step
             state.tokens_seen += tokens
             dt = time.perf_counter() - t0
+            ran += 1
+            first_step_s = dt if ran == 1 else first_step_s
+            if optim.max_seconds:  # every rank ends at rank 0's count
+                fit = distributed.from_main(steps_in_time(
+                    state.step, T, ran=ran, elapsed_s=time.perf_counter() - started, first_step_s=first_step_s,
+                    max_seconds=optim.max_seconds, at_least=math.ceil(optim.max_seconds_floor * planned)), world)
+                if fit < T:
+                    T = state.extra["time_limited_steps"] = fit
+                    bar.total = T
+                    bar.refresh()
             metrics = {**step_stats, "lr": lr, "grad_norm": float(grad_norm), "num_tokens": state.tokens_seen,
                        "tokens_per_s": tokens / dt, "epoch": state.samples_seen / n}
             result.train_losses.append(metrics["loss"])
