@@ -335,7 +335,7 @@ def _copies(messages: list[dict], response: str, *, fuzzy: bool) -> bool:
     """Under 20% of the response is its own words, or (with `fuzzy`) it is the user's message again with a
     few letters changed (a character-level similarity of 0.8 or more) or half of it copied and the rest adding
     under two content words of its own ("Il faut planter les légumes au printemps dans un petit jardin.")."""
-    prompt = "\n".join(m["content"] for m in messages)
+    prompt = _conversation(messages)
     if own_word_fraction(prompt, response) < 0.2:
         return True
     if not fuzzy:
@@ -375,7 +375,7 @@ def _answers_in_own_words(messages: list[dict], check_specs: list[tuple[str, dic
     specs = [(cid, kw) for cid, kw in check_specs if cid in ANSWER_CHECKS]
     if not specs:
         return False
-    added = " ".join(own_words("\n".join(m["content"] for m in messages), response))
+    added = " ".join(own_words(_conversation(messages), response))
     return bool(added.strip()) and any(spec_checks.passes(cid, kw, added) for cid, kw in specs)
 
 
