@@ -220,7 +220,7 @@ def test_steps_in_time_hand_computed():
     assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=100) == 19
     assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=1000) == 100  # never above total
     assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=50) == 10  # over: stop now
-    assert steps_in_time(2, 100, ran=2, elapsed_s=55, first_step_s=10, max_seconds=50) == 100  # too few timed yet
+    assert steps_in_time(1, 100, ran=1, elapsed_s=55, first_step_s=55, max_seconds=50) == 100  # nothing timed yet
     assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=0) == 100  # no limit
     assert steps_in_time(10, 100, ran=10, elapsed_s=55, first_step_s=10, max_seconds=100, at_least=40) == 40  # a floor
     # resumed at step 40: 4 steps ran in this process, in 13 s (first 4 s): 3 s a step, 7 s left of 20 hold 2 -> 46
@@ -230,7 +230,7 @@ def test_steps_in_time_hand_computed():
 def test_a_time_limit_ends_training_early_and_the_cut_survives_a_resume(chat_file, tmp_path):
     extra = ["optim.max_steps=10", "optim.warmup_steps=0", "checkpoint.save_every=1"]
     res = sft.train(sft_cfg(chat_file, tmp_path / "r", *extra, "optim.max_seconds=0.001"))
-    assert (res.state.step, res.planned_steps) == (3, 10)  # 3 steps timed, then no time left
+    assert (res.state.step, res.planned_steps) == (3, 10)  # timed from 3 steps (a tenth of 10, 3 at least): no time left
     assert (tmp_path / "r" / "model").is_dir()
     again = sft.train(sft_cfg(chat_file, tmp_path / "r", *extra, "checkpoint.resume=true"))
     assert again.state.step == 3 and again.train_losses == []  # the limit's end stands on a resume
@@ -239,3 +239,24 @@ def test_a_time_limit_ends_training_early_and_the_cut_survives_a_resume(chat_fil
     assert floored.state.step == 5  # never below half the planned steps
     free = sft.train(sft_cfg(chat_file, tmp_path / "f", *extra, "optim.max_seconds=3600"))
     assert (free.state.step, free.planned_steps) == (10, 10)
+
+
+def test_a_time_limit_follows_the_mean_step_time_as_it_settles(chat_file, tmp_path, monkeypatch):
+    """Slow first steps (group_by_length puts each window's longest batches first) must not fix the end: on a
+    clock where the first 4 steps take 10 s and the rest 1 s, a 60 s limit first sees room for 6 steps, then
+    for more as the mean falls, and ends at 22 of 30 (by hand: at step 22, 58 s spent, (58-10)/21 s a step
+    leaves no room for another), within the limit."""
+    from postlab.train import loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: now[0])}))
+    real, steps = loop.collate, [0]
+
+    def timed_collate(*args, **kwargs):  # one micro-batch per step: the step's time passes here
+        steps[0] += 1
+        now[0] += 10.0 if steps[0] <= 4 else 1.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "collate", timed_collate)
+    res = sft.train(sft_cfg(chat_file, tmp_path / "r", "optim.max_steps=30", "optim.max_seconds=60"))
+    assert (res.state.step, res.planned_steps) == (22, 30) and now[0] <= 60

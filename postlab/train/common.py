@@ -45,7 +45,7 @@ class OptimConfig(Section):
     batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (loss normalised over the whole step)")
     max_steps: int = Field(0, ge=0, description="optimizer steps to run; 0 = derive from epochs")
-    max_seconds: float = Field(0.0, ge=0, description="a time limit (0 = none): once 3 steps have run, training ends at the step that the limit holds at their pace so far, and the learning-rate schedule ends there (fewer steps, never more; the planned and run steps are in the result)")
+    max_seconds: float = Field(0.0, ge=0, description="a time limit (0 = none): from a tenth of the planned steps on (3 at least), training ends at the step that the limit holds at the mean step time so far, re-estimated at every step, and the learning-rate schedule ends there (fewer steps, never more; the planned and run steps are in the result)")
     max_seconds_floor: float = Field(0.0, ge=0, le=1, description="share of the planned steps that max_seconds never cuts below")
     epochs: float = Field(1.0, gt=0, description="passes over the training data (used when max_steps=0)")
     max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm to this (0 = off)")
