@@ -104,7 +104,10 @@ _PAST_SESSION = (r"(?:yesterday|last (?:time|week|night|month)|the other day|ear
 _FIRST_PERSON_CLAIM = phrases(
     rf"I(?:'ve| have)? (?:just |already |now |successfully |also )?(?:{_ACTION_VERBS})",
     rf"I(?:'ve| have)? (?:just |already |now |successfully |also )?(?:{_GENERIC_VERBS})(?!{_IN_THE_REPLY})",
-    rf"I(?:'ll| will| am going to|'m going to) (?:now |also |go ahead and |make sure to )?(?:{_FUTURE_VERBS})",
+    # (not what comes to the user in this chat: "I'll send you a draft", "I'll text you a version to copy")
+    rf"I(?:'ll| will| am going to|'m going to) (?:now |also |go ahead and |make sure to )?(?:{_FUTURE_VERBS})"
+    r"(?! you (?:a |an |the |some |my )?(?:\w+ )?(?:drafts?|templates?|versions?|copy|examples?|samples?|"
+    r"wording|script|outline|text to copy)\b)",
     r"let me (?:just |quickly )?(?:check|look up|search|browse|pull up|book|send|call|order)",
     r"I(?:'ve| have) (?:gone ahead|taken care)",
     r"I will keep (?:that|this|it) in mind for (?:next time|future)",
