@@ -30,7 +30,9 @@ def regrade(run: Path) -> dict:
         path = run / "eval" / f"{stage}.samples.jsonl"
         if not path.is_file():
             continue
-        summary, rows = grade(items, read_responses(str(path), items))
+        answered = {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
+        asked = [it for it in items if it.id in answered]  # a run with eval_limit answered the first N items
+        summary, rows = grade(asked, read_responses(str(path), asked))
         scores[stage] = {r["id"]: r["score"] for r in rows}
         out["stages"][stage] = {"overall": summary["overall"], "by_category": summary["by_category"]}
     for name, (a, b) in {"sft_minus_base": ("sft", "baseline"), "rl_minus_sft": ("rl", "sft"),
