@@ -123,9 +123,10 @@ def test_jump_raises_an_alarm(tiny, suite_file, tmp_path, monkeypatch, capsys):
 
     def fake_generate(engine, items, sampling, **kw):
         ok = next(good)
-        # on the item's topic (its category word), so the gold rater's off-topic gate lets the form checks count
-        return [Response(f"all good here friend on {it.category}" if ok else f"ALL GOOD HERE FRIEND ON {it.category}")
-                for it in items]
+        # on the item's topic (its category word) and adding words of its own ("friend", "home"), so the gold rater's
+        # gate (off topic; a question answered in its own words) lets the form checks count
+        return [Response(f"all good here friend on {it.category} at home" if ok
+                         else f"ALL GOOD HERE FRIEND ON {it.category} AT HOME") for it in items]
 
     monkeypatch.setattr(cbmod, "generate_responses", fake_generate)
     cfg = GoldEvalConfig(every=1, suites=[str(suite_file), "spec"], limit=3, max_new_tokens=4, at_start=False)

@@ -29,10 +29,10 @@ not (or None), in this order:
                   already fails an echo, and a right answer may restate the request), it is the user's message
                   with a few letters changed (similarity 0.8 or more), or half of it copied and the rest adding
                   under two content words of its own, or the user's sentences with a few words changed or
-                  dropped (0.75 similar each) and under five words besides, or, answering a question (not a
-                  writing task), it has under two content words that the conversation lacks, however it
-                  reorders the request's ("Il gatto è un cane." to the differences between a cat and a dog as
-                  pets) (except where the answer is one of the prompt's fixed phrases,
+                  dropped (0.75 similar each) and under five words besides, or, answering a question (a
+                  request with a question mark, not a writing task), it has under two content words that the
+                  conversation lacks, however it reorders the request's ("Il gatto è un cane." to the
+                  differences between a cat and a dog as pets) (except where the answer is one of the prompt's fixed phrases,
                   ``detectable_format:constrained_response``, and where the words it adds pass one of the
                   item's answer checks: "Saudi Arabia has its capital in Riyadh.");
 - ``refusal``     it declines (in any suite language) an item that asks to be answered and offers
@@ -509,7 +509,9 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
         return "off_topic"
     # a question answered with its own words, however reordered ("Il gatto è un cane." to the differences between
     # a cat and a dog as pets, "Il mio tempo è il tempo di meglio."): an answer adds two content words or more
-    if form_only and not writing and len(content_stems(response) - content_stems(_conversation(messages))) < 2:
+    # (a request that is no question may be answered in its words: "apple" to "Say the word apple.")
+    if (form_only and "?" in request and not writing
+            and len(content_stems(response) - content_stems(_conversation(messages))) < 2):
         return "copy"
     if "refusal:complies" in ids and spec_checks.evasive(response):
         return "off_topic"
