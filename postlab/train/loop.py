@@ -395,7 +395,7 @@ def train_loop(
         distributed.shard_model(model, world, roots)  # before the optimizer: its parameters become shards
     run_dir.mkdir(parents=True, exist_ok=True)
     n, planned = len(examples), total_steps(optim, len(examples))
-    T = planned  # lowered by optim.max_seconds once the pace is known (the schedule reads it at each step)
+    T = planned  # set by optim.max_seconds once the pace is known (the schedule reads it at each step)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=(optim.adam_beta1, optim.adam_beta2),
                                   eps=optim.adam_eps, weight_decay=optim.weight_decay, fused=True)
@@ -412,7 +412,7 @@ def train_loop(
     result = TrainResult(state=state, num_examples=n, planned_steps=planned)
     started, first_step_s, ran = time.perf_counter(), 0.0, 0
     # a time limit is kept from a tenth of the planned steps on (3 at least): group_by_length puts each window's
-    # longest batches first, and timing only the first steps of one (2x the mean in run e5) cut SFT to half
+    # longest batches first, and timing only the first steps of one (1.5x the mean in run e5) cut SFT to half
     timed_from = max(3, math.ceil(0.1 * planned))
     saved_at = state.step if latest is not None else -1
     per_step = optim.batch_size * optim.grad_accum
