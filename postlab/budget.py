@@ -179,7 +179,10 @@ def stage_allowance(k, ref_k, ref_seconds: dict[str, float], *, slow: float, bud
     at = list(order).index(stage)
     done, rest = list(order[:at]), list(order[at + 1:])
     pace = run_pace(seconds, predict_seconds(k, ref_k, ref_seconds, slow, test_items), done) or 1.0
-    own = next(i for i, (_, _, names) in enumerate(TIERS) if any(first_stage.get(n) == stage for n in names))
+    own = next((i for i, (_, _, names) in enumerate(TIERS) if any(first_stage.get(n) == stage for n in names)), None)
+    if own is None:
+        raise ValueError(f"stage {stage!r} has no budget knob (none of {[n for t in TIERS for n in t[2]]} is "
+                         "first used by it), so it has no allowance of its own")
     settled = {*fixed, *(n for n, st in first_stage.items() if st in done or st == stage)}
     floor = k.model_copy(update={n: _cut(n, getattr(k, n), 0.0, test_items)
                                  for _, _, names in TIERS[:own] for n in names if n not in settled})

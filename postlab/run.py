@@ -342,10 +342,11 @@ def sft_allowance(cfg: RunConfig, k: Knobs, stages: Stages, scaled: dict) -> flo
     was set on the command line (a knob set there is never cut)."""
     if cfg.sft_epochs is not None:
         return None
+    explicit = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
     return budget.stage_allowance(
         k, REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset], slow=scaled["slowdown"],
         budget_s=60 * (k.budget_minutes or 0), test_items=_test_items(), order=STAGES, stage="sft",
-        seconds=stages.timings(), first_stage=FIRST_STAGE)
+        seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=explicit)
 
 
 def note_time_limited(scaled: dict, stage: str, result: dict) -> None:

@@ -193,3 +193,7 @@ def test_the_sft_stage_may_take_what_the_rest_leaves_at_its_floors():
     assert rest_fixed > rest  # the sample stage at the preset's prompts takes longer
     assert allow(fixed={"sample_prompts"}) == pytest.approx(1800 - sum(seconds.values()) - 2.0 * rest_fixed)
     assert allow(budget_s=0) is None
+    # a stage no budget knob belongs to has no allowance of its own: said plainly, not a StopIteration
+    with pytest.raises(ValueError, match="'label'"):
+        budget.stage_allowance(k, k, secs, slow=1.0, test_items=417, order=ORDER, stage="label", seconds=seconds,
+                               first_stage=FIRST_STAGE, budget_s=1800)

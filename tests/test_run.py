@@ -489,6 +489,13 @@ def test_sft_gets_what_the_budget_leaves_and_a_stop_at_it_is_recorded(tmp_path, 
     assert 0 < allowed < 1800 - sum(stages.timings().values())
     fixed = load_config(RunConfig, None, [f"out={tmp_path}", "sft_epochs=3"])
     assert sft_allowance(fixed, k, stages, scaled) is None
+    # a later stage's knob set on the command line is never cut, so it is not counted at its floor either
+    steps_set = load_config(RunConfig, None, [f"out={tmp_path}", f"sample_prompts={k.sample_prompts}"])
+    assert sft_allowance(steps_set, k, stages, scaled) == pytest.approx(budget.stage_allowance(
+        k, REFERENCE_KNOBS["default"], REFERENCE_SECONDS["default"], slow=scaled["slowdown"], budget_s=1800,
+        test_items=417, order=STAGES, stage="sft", seconds=stages.timings(), first_stage=FIRST_STAGE,
+        fixed={"sample_prompts"}))
+    assert sft_allowance(steps_set, k, stages, scaled) < allowed
     note_time_limited(scaled, "sft", {"steps": 80, "planned_steps": 114, "max_seconds": 600.0})
     assert scaled["changes"][-1]["knob"] == "sft_steps" and scaled["changes"][-1]["to"] == 80
     before = list(scaled["changes"])
