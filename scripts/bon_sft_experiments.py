@@ -10,6 +10,8 @@ on a finished run's SFT policy, candidates and reward model (``RUN/sft/model``, 
         --replay) for 2 epochs at lr 2e-5 as `postlab run algo=bon_sft` does, evaluates it greedily on
         the 417 test items and prints the paired difference to RUN's SFT policy, overall and by category;
         with --picks-only it prints the picks' gold (overall and by quartile of their reward) and stops.
+        --candidates FILE picks among other candidates than the run's compared ones (`postlab sample` rows,
+        e.g. the SFT policy's samples on train prompts that neither SFT nor the reward model saw).
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--picks-only", action="store_true", help="print the picks' gold and stop (no fine-tuning)")
     ap.add_argument("--scores", help="JSON file memoising the reward model's scores across reruns")
+    ap.add_argument("--candidates", help="candidates JSONL to pick from (default: RUN/data/candidates.jsonl)")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     items = {it.id: it for it in load_suite("spec", split="train")}
-    cands = _candidates(run / "data" / "candidates.jsonl")
+    cands = _candidates(Path(args.candidates) if args.candidates else run / "data" / "candidates.jsonl")
     gold = GoldRater()
     rows = []
     if args.select != "none":
