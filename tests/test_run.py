@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from postlab import budget
+from postlab.data.chat import completion_text
 
 from conftest import CHROMIUM_ARGS, chromium_executable
 from postlab.config import load_config
@@ -220,6 +221,13 @@ def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
         assert len(picks) == train["demonstrations"] == round(0.5 * train["prompts"]) > 0
         assert len(rows) == len(picks) + s["stages"]["sft_data"]["conversations"] == len(picks) + train["replayed"]
         assert [r["reward"] for r in picks] == sorted((r["reward"] for r in picks), reverse=True)
+        # picked among the SFT policy's own samples only, never the base model's compared beside them
+        own = {(r["prompt_id"], completion_text(r, "own").strip())
+               for r in map(json.loads, (out / "data" / "sft_candidates.jsonl").read_text().splitlines())}
+        assert all((r["id"], r["messages"][-1]["content"].strip()) in own for r in picks)
+        base = [r for r in map(json.loads, (out / "data" / "candidates.jsonl").read_text().splitlines())
+                if r.get("policy") == "base"]
+        assert base and train["candidates_scored"] <= len(own)
         assert f"the reward model's best finished candidate of {len(picks)} of" in (out / "report.html").read_text()
 
 
