@@ -122,10 +122,10 @@ GOLD_EVAL_ITEM_S = 0.22
 
 
 def bon_sft_seconds(k, sft_s_per_conversation_epoch: float, slow: float) -> float:
-    """``algo=bon_sft``: the reward model scores every finished candidate (``BON_SCORE_S`` each), the policy is
+    """``algo=bon_sft``: the reward model scores the SFT policy's finished samples (``BON_SCORE_S`` each), the policy is
     fine-tuned on the kept picks and any replayed SFT demonstrations (timed per conversation-epoch as the SFT
     stage), and five held-out gold evals watch it (start, then every quarter)."""
-    scored = BON_FINISHED * k.sample_prompts * (k.sample_k + k.rs_k)
+    scored = BON_FINISHED * k.sample_prompts * k.sample_k  # the SFT policy's own samples (run.bon_sft_stage)
     tuned = (k.bon_keep * k.sample_prompts + (sft_conversations(k) if k.bon_replay else 0)) * k.sft_epochs
     evals = 5 * k.rl_gold_limit if k.rl_gold_every else 0
     return slow * (BON_SCORE_S * scored + sft_s_per_conversation_epoch * tuned + GOLD_EVAL_ITEM_S * evals)

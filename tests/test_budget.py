@@ -40,7 +40,7 @@ def test_bon_sft_rl_stage_is_timed_as_scoring_plus_sft():
     ref = REF.model_copy(update={"algo": "ppo"})
     k = ref.model_copy(update={"algo": "bon_sft", "bon_keep": 0.5, "bon_replay": True})
     per_conversation = 300.0 / budget.stage_work(ref, 417)["sft"]
-    scored = 0.7 * k.sample_prompts * (k.sample_k + k.rs_k)
+    scored = 0.7 * k.sample_prompts * k.sample_k  # the SFT policy's samples: the base model's are no picks
     tuned = (0.5 * k.sample_prompts + budget.sft_conversations(k)) * k.sft_epochs
     evals = 5 * k.rl_gold_limit
     expect = 2.0 * (0.078 * scored + per_conversation * tuned + 0.22 * evals)
