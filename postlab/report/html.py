@@ -459,8 +459,8 @@ def build_report(run_dir: str | Path) -> Path:
                      f"answers; KL above is best-of-n's analytic log n − (n − 1)/n, not a measurement.</p>")
     if algo == "bon_sft" and "demonstrations" in train:
         parts.append(f"<p class='note'>bon_sft: the reward model's best finished candidate of "
-                     f"{_fmt(train['demonstrations'])} of {_fmt(train.get('prompts'))} compared prompts "
-                     f"({_fmt(train.get('candidates_scored'))} candidates scored; mean reward of the picks "
+                     f"{_fmt(train['demonstrations'])} of {_fmt(train.get('prompts'))} compared prompts, among the "
+                     f"SFT policy's own samples ({_fmt(train.get('candidates_scored'))} scored; mean reward of the picks "
                      f"{_num(train.get('mean_reward_best'), '+.2f')} against {_num(train.get('mean_reward_all'), '+.2f')} "
                      f"for all; gold of the picks {_num(train.get('gold_of_picks'), '.2f')}, recorded, not used), "
                      f"{_fmt(train.get('replayed'))} SFT demonstrations replayed, {_fmt(train.get('steps'))} steps.</p>")
