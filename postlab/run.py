@@ -470,11 +470,10 @@ def rm_ranked_pairs(rm_dir: str, candidates: str, out: Path, k: Knobs) -> str:
     return str(path)
 
 
-def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: str, out: Path, k: Knobs,
-             progress: bool, own_candidates: str | None = None) -> dict:
+def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, own_candidates: str, sft_data: str, out: Path,
+             k: Knobs, progress: bool) -> dict:
     """The RL stage by ``k.algo``. ``candidates``: every compared candidate (the SFT policy's samples and the base
-    model's); ``own_candidates``: the SFT policy's samples alone (default: ``candidates``), which bon_sft picks
-    from."""
+    model's); ``own_candidates``: the SFT policy's samples alone, which bon_sft picks from."""
     from postlab.train.rl_common import RewardConfig, RLOptimConfig
 
     rl_dir = out / "rl"
@@ -502,8 +501,7 @@ def train_rl(policy: str, rm_dir: str, prefs: str, candidates: str, sft_data: st
                               checkpoint=ckpt, gold_eval=gold_eval)
         result = grpo.train(cfg)
     elif k.algo == "bon_sft":
-        return {**bon_sft_stage(policy, rm_dir, own_candidates or candidates, sft_data, out, k, progress),
-                "algo": k.algo}
+        return {**bon_sft_stage(policy, rm_dir, own_candidates, sft_data, out, k, progress), "algo": k.algo}
     elif k.algo == "bon":  # nothing to train: the policy is the SFT policy with best-of-n at inference (rl_eval)
         return {"algo": k.algo, "model": policy, "n": k.bon_n, "temperature": k.bon_temperature}
     else:
@@ -865,8 +863,8 @@ def _run(cfg: RunConfig, out: Path) -> dict:
         prefs = run_stage("label", lambda: label_pairs(cands["candidates"], out, k))
         rm_res = run_stage("rm", lambda: train_rm(policy, prefs["file"], cands["candidates"], out, k, p))
         run_stage("bon", lambda: best_of_n(rm_res["model"], cands["sft_candidates"], prefs["file"], out, k))
-        rl = run_stage("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], cands["candidates"], data["file"],
-                                               out, k, p, own_candidates=cands["sft_candidates"]))
+        rl = run_stage("rl", lambda: train_rl(policy, rm_res["model"], prefs["file"], cands["candidates"],
+                                               cands["sft_candidates"], data["file"], out, k, p))
         if k.algo == "bon":
             rl_eval = run_stage("rl_eval", lambda: evaluate_bon(policy, rm_res["model"], sft_eval["samples"], out, k, p))
             run_stage("probe", lambda: bon_probe(rl_eval))
