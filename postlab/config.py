@@ -364,11 +364,16 @@ def with_optional_knobs(name: str, options: type[Section], knobs: type[Section])
     return cls
 
 
+def set_knobs(knobs: type[Section], cfg: Section) -> set[str]:
+    """The knobs that `cfg` sets (the command line's or the YAML's: not None); a budget never cuts them."""
+    return {k for k in knobs.model_fields if getattr(cfg, k, None) is not None}
+
+
 def overlay_knobs(knobs: type[K], preset: K, cfg: Section, preset_name: str) -> K:
     """The preset's knobs with `cfg`'s non-None values on top, dict knobs merged key by key; validated, and
     a bad value names the knob."""
     base = preset.model_dump()
-    mine = {k: getattr(cfg, k) for k in knobs.model_fields if getattr(cfg, k) is not None}
+    mine = {k: getattr(cfg, k) for k in set_knobs(knobs, cfg)}
     for k, v in mine.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
             mine[k] = {**base[k], **v}

@@ -32,7 +32,7 @@ import torch
 from pydantic import Field
 
 from postlab import budget, machine
-from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
+from postlab.config import Section, overlay_knobs, save_config, set_knobs, with_optional_knobs
 from postlab.data.chat import completion_text
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError
@@ -342,11 +342,10 @@ def sft_allowance(cfg: RunConfig, k: Knobs, stages: Stages, scaled: dict) -> flo
     was set on the command line (a knob set there is never cut)."""
     if cfg.sft_epochs is not None:
         return None
-    explicit = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
     return budget.stage_allowance(
         k, REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset], slow=scaled["slowdown"],
         budget_s=60 * (k.budget_minutes or 0), test_items=_test_items(), order=STAGES, stage="sft",
-        seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=explicit)
+        seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=set_knobs(Knobs, cfg))
 
 
 def note_time_limited(scaled: dict, stage: str, result: dict) -> None:
@@ -674,8 +673,7 @@ def budget_plan(cfg, rec: dict, knobs_cls, ref_dtype: str, predict, fit) -> tupl
     unscaled = predict(k, slow)
     changes: list[dict] = []
     if k.budget_minutes > 0:
-        fixed = {n for n in knobs_cls.model_fields if getattr(cfg, n) is not None}
-        k, changes = fit(k, slow, 60 * k.budget_minutes, fixed)
+        k, changes = fit(k, slow, 60 * k.budget_minutes, set_knobs(knobs_cls, cfg))
     return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predict(k, slow), changes)
 
 
@@ -689,9 +687,8 @@ def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
     unscaled = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
     changes: list[dict] = []
     if k.budget_minutes > 0:
-        explicit = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
         k, changes = budget.fit_budget(k, ref_k, ref_seconds, slow=slow, budget_s=60 * k.budget_minutes,
-                                       test_items=test_items, fixed=explicit)
+                                       test_items=test_items, fixed=set_knobs(Knobs, cfg))
     predicted = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
     return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predicted, changes)
 
@@ -770,10 +767,9 @@ def paced(cfg: RunConfig, k: Knobs, upto: str, stages: Stages, scaled: dict, *, 
     replays it over the recorded stage times (``say=False``), so it resolves the knobs the run ran with."""
     test_items = _test_items()
     ref_k, ref_seconds = REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset]
-    explicit = {n for n in Knobs.model_fields if getattr(cfg, n) is not None}
     cut, changes, pace = budget.keep_to_pace(
         k, ref_k, ref_seconds, slow=scaled["slowdown"], budget_s=60 * (k.budget_minutes or 0), test_items=test_items,
-        order=STAGES, upto=upto, seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=explicit)
+        order=STAGES, upto=upto, seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=set_knobs(Knobs, cfg))
     return _kept_to_pace(k, cut, changes, pace, upto, stages, scaled, say,
                          lambda kk: budget.predict_seconds(kk, ref_k, ref_seconds, scaled["slowdown"], test_items))
 
@@ -782,10 +778,9 @@ def preset_paced(cfg, k, upto: str, stages: Stages, scaled: dict, *, order: Sequ
                  first_stage: dict[str, str | None], say: bool = True):
     """``paced`` for a preset with its own plan (agent, reasoning; ``budget.keep_preset_to_pace``):
     ``predict(k, slow)`` gives its stages' seconds, ``fit(k, total, budget_s, fixed)`` cuts its knobs."""
-    explicit = {n for n in type(k).model_fields if getattr(cfg, n, None) is not None}
     cut, changes, pace = budget.keep_preset_to_pace(
         k, predict, fit, slow=scaled["slowdown"], budget_s=60 * (k.budget_minutes or 0), order=order, upto=upto,
-        seconds=stages.timings(), first_stage=first_stage, fixed=explicit)
+        seconds=stages.timings(), first_stage=first_stage, fixed=set_knobs(type(k), cfg))
     return _kept_to_pace(k, cut, changes, pace, upto, stages, scaled, say, lambda kk: predict(kk, scaled["slowdown"]))
 
 
