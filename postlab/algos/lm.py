@@ -8,6 +8,25 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
+def _nll_rows(z_rows: torch.Tensor, y: torch.Tensor, grad: torch.Tensor | None, chunk: int) -> torch.Tensor:
+    """Σ_r -log softmax(z_r)[y_r] over rows whose target is not IGNORE_INDEX, as a 0-dim fp32 tensor, one
+    chunk of rows at a time; with ``grad`` (like z_rows), its gradient (softmax − one-hot, 0 on ignored rows)
+    is written there. z_rows: (R, V) any float dtype; y: (R,)."""
+    total = torch.zeros((), dtype=torch.float32, device=z_rows.device)
+    for s in range(0, z_rows.size(0), chunk):
+        e = min(s + chunk, z_rows.size(0))
+        z = z_rows[s:e].to(torch.float32, copy=True)  # (c, V), a copy: z is overwritten below
+        valid = (y[s:e] != IGNORE_INDEX).unsqueeze(1)  # (c, 1)
+        y_idx = y[s:e].clamp_min(0).unsqueeze(1)
+        lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (c, 1)
+        total += ((lse - z.gather(1, y_idx)) * valid).sum()
+        if grad is not None:
+            p = z.sub_(lse).exp_()  # softmax, in place
+            p.scatter_add_(1, y_idx, torch.full_like(y_idx, -1, dtype=p.dtype))
+            grad[s:e] = p.mul_(valid)
+    return total
+
+
 class _ChunkedNLLSum(torch.autograd.Function):
     """Σ_t -log softmax(z_t)[y_t] and its gradient (softmax − one-hot) in one pass over row chunks.
 
@@ -19,21 +38,26 @@ class _ChunkedNLLSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, chunk: int) -> torch.Tensor:
-        B, T, V = logits.shape
         grad = torch.zeros_like(logits)  # position T-1 predicts nothing: its gradient stays 0
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
-        for b in range(B):
-            for s in range(0, T - 1, chunk):
-                e = min(s + chunk, T - 1)
-                z = logits[b, s:e].to(torch.float32, copy=True)  # (c, V) predicts s+1 .. e; a copy: z is overwritten below
-                y = labels[b, s + 1 : e + 1]  # (c,)
-                valid = (y != IGNORE_INDEX).unsqueeze(1)  # (c, 1)
-                y_idx = y.clamp_min(0).unsqueeze(1)
-                lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (c, 1)
-                total += ((lse - z.gather(1, y_idx)) * valid).sum()
-                p = z.sub_(lse).exp_()  # softmax, in place
-                p.scatter_add_(1, y_idx, torch.full_like(y_idx, -1, dtype=p.dtype))
-                grad[b, s:e] = p.mul_(valid)
+        for b in range(logits.size(0)):  # position t predicts label t + 1
+            total += _nll_rows(logits[b, :-1], labels[b, 1:], grad[b, :-1], chunk)
+        ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad.mul_(g.to(grad.dtype)), None, None
+
+
+class _ChunkedTargetNLLSum(torch.autograd.Function):
+    """``_ChunkedNLLSum`` for logits already gathered at the target positions: (N, V) rows, (N,) targets."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        grad = torch.empty_like(logits)
+        total = _nll_rows(logits, targets, grad, chunk)
         ctx.save_for_backward(grad)
         return total
 
@@ -57,6 +81,17 @@ def token_nll_sum(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 32) -
     return F.cross_entropy(z.reshape(-1, z.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"), n
 
 
+def target_nll_sum(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """Σ_i -log softmax(z_i)[y_i] over logits gathered at the target positions (no shift here).
+
+    logits: (N, V), any float dtype; targets: (N,). Returns a 0-dim fp32 tensor, chunked as
+    ``token_nll_sum`` (no fp32 copy of the logits; with gradient, one exp pass in all).
+    """
+    if logits.requires_grad:
+        return _ChunkedTargetNLLSum.apply(logits, targets, chunk)
+    return _nll_rows(logits, targets, None, chunk)
+
+
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_target_tokens: int) -> tuple[torch.Tensor, dict]:
     """L = (1/N) Σ_t -log p_θ(y_t | y_<t), N = target tokens in the *whole optimizer step*.
 
@@ -66,6 +101,12 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_target_tokens
     nll_sum, n = token_nll_sum(logits, labels)
     loss = nll_sum / max(num_target_tokens, 1)
     return loss, {"nll_sum": nll_sum.detach().item(), "num_target_tokens": n}
+
+
+def packed_lm_loss(logits: torch.Tensor, targets: torch.Tensor, num_target_tokens: int) -> tuple[torch.Tensor, dict]:
+    """``causal_lm_loss`` on logits computed only at the target positions: logits (N, V) score targets (N,)."""
+    nll_sum = target_nll_sum(logits, targets)
+    return nll_sum / max(num_target_tokens, 1), {"nll_sum": nll_sum.detach().item(), "num_target_tokens": targets.numel()}
 
 
 class _ChunkedTokenLogProbs(torch.autograd.Function):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from postlab.models.cpu_attention import use_for_training
 from postlab.train.common import LoraConfig
 from postlab.train.distributed import launched, local_rank
 from postlab.utils.io import atomic_dir
@@ -34,7 +35,8 @@ def apply_lora(model, cfg: LoraConfig, seed: int, task_type: str = "CAUSAL_LM"):
 
 
 def prepare_model(name: str, *, device: str, lora: LoraConfig, seed: int, from_scratch: bool = False):
-    """Load (model, tokenizer) for training: optionally re-initialised from its config, then LoRA-wrapped."""
+    """Load (model, tokenizer) for training: optionally re-initialised from its config, then LoRA-wrapped;
+    on a CPU its attention backward is ``cpu_attention``'s."""
     from transformers import AutoModelForCausalLM
 
     from postlab.models.load import load_model_and_tokenizer
@@ -44,6 +46,8 @@ def prepare_model(name: str, *, device: str, lora: LoraConfig, seed: int, from_s
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(model.config)
     model.to(pick_device(device))
+    if model.device.type == "cpu":  # PyTorch's CPU flash backward is slow on short sequences (cpu_attention.py)
+        use_for_training(model)
     if lora.enabled:
         model = apply_lora(model, lora, seed)
     return model, tok

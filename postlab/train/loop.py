@@ -25,16 +25,16 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from postlab.algos.lm import causal_lm_loss, token_nll_sum
+from postlab.algos.lm import causal_lm_loss, packed_lm_loss, target_nll_sum, token_nll_sum
 from postlab.data.collate import LMBatch, collate
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError, PostlabError
+from postlab.models.lm_head import target_logits
 from postlab.train import distributed
 from postlab.train.common import CheckpointConfig, OptimConfig
 from postlab.train.trackers import open_trackers
 from postlab.utils.io import atomic_dir, atomic_write_text, clean_stale_tmp
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict]]
 
 
 class Objective(Protocol):
@@ -60,7 +60,6 @@ class LMObjective:
 
     pad_id: int
     bf16: bool = False
-    loss_fn: LossFn = causal_lm_loss
 
     def collate(self, examples):
         return collate(examples, self.pad_id)
@@ -72,9 +71,13 @@ class LMObjective:
         return batch.num_tokens
 
     def loss(self, model, batch: LMBatch, total_units: int):
-        logits = _forward(model, batch)  # under the loop's autocast
-        with torch.autocast(device_type=logits.device.type, enabled=False):  # the loss upcasts by itself
-            loss, stats = self.loss_fn(logits, batch.labels.to(logits.device), total_units)
+        device = next(model.parameters()).device
+        packed = target_logits(model, batch.input_ids.to(device), batch.attention_mask.to(device),
+                               batch.labels.to(device))  # under the loop's autocast; None: the model's own forward
+        logits = _forward(model, batch) if packed is None else packed.logits
+        with torch.autocast(device_type=device.type, enabled=False):  # the loss upcasts by itself
+            loss, stats = (causal_lm_loss(logits, batch.labels.to(device), total_units) if packed is None else
+                           packed_lm_loss(packed.logits, packed.targets, total_units))
         return loss, {"loss": stats["nll_sum"] / max(total_units, 1)}
 
     def evaluate(self, model, examples, batch_size):
@@ -344,9 +347,15 @@ def evaluate_loss(model, examples: Sequence[dict], pad_id: int, batch_size: int,
     nll, n = 0.0, 0
     for i in range(0, len(examples), batch_size):
         batch = collate(list(examples[i : i + batch_size]), pad_id)
+        device = next(model.parameters()).device
         with _autocast(model, bf16):
-            logits = _forward(model, batch)
-        s, c = token_nll_sum(logits, batch.labels.to(logits.device))
+            packed = target_logits(model, batch.input_ids.to(device), batch.attention_mask.to(device),
+                                   batch.labels.to(device))
+            logits = _forward(model, batch) if packed is None else None
+        if packed is None:
+            s, c = token_nll_sum(logits, batch.labels.to(device))
+        else:
+            s, c = target_nll_sum(packed.logits, packed.targets), packed.targets.numel()
         nll, n = nll + s.item(), n + c
     model.train(was_training)
     return nll / max(n, 1)

@@ -31,6 +31,7 @@ from postlab.data.split import split_holdout
 from postlab.errors import ConfigError, DataError
 from postlab.models.load import check_model_name
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
+from postlab.models.cpu_attention import use_for_training
 from postlab.models.reward import OFFSET_KEY, backbone_and_head, last_token_index, load_reward_model, rewards
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
@@ -342,6 +343,8 @@ def train(cfg: RMConfig) -> dict:
     torch.manual_seed(cfg.optim.seed)  # the new score head's init
     model, tok = load_reward_model(cfg.model)
     model.to(pick_device(cfg.device))
+    if model.device.type == "cpu":
+        use_for_training(model)  # the hand-written attention backward on short sequences (models/cpu_attention.py)
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora, cfg.optim.seed, task_type="SEQ_CLS")
     examples = encode_pairs(tok, train_pairs, cfg, cfg.data.train_file)
