@@ -36,15 +36,7 @@ from postlab.train.rl_common import response_logprobs
 from postlab.train.loop import LMObjective
 from postlab.utils.memory import keep_freed_memory
 
-
-def smollm2_135m():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                      num_attention_heads=9, num_key_value_heads=3, head_dim=64, tie_word_embeddings=True,
-                      rms_norm_eps=1e-5, max_position_embeddings=2048)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).train()
+from decode_step import smollm2_135m  # benchmarks/decode_step.py: a random model of SmolLM2-135M's shape
 
 
 def sft_batches(n_batches: int, batch: int, mean_len: int, prompt_share: float):
@@ -75,7 +67,7 @@ def main() -> None:
     ap.add_argument("--mean-len", type=int, default=89)
     ap.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 autocast")
     args = ap.parse_args()
-    model = smollm2_135m()
+    model = smollm2_135m().train()
     amp = contextlib.nullcontext if args.fp32 else lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     objective = LMObjective(0)
     batches = sft_batches(args.reps + 1, 8, args.mean_len, args.prompt_share)

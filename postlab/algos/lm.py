@@ -51,8 +51,9 @@ class _ChunkedNLLSum(torch.autograd.Function):
         return grad.mul_(g.to(grad.dtype)), None, None
 
 
-class _ChunkedTargetNLLSum(torch.autograd.Function):
-    """``_ChunkedNLLSum`` for logits already gathered at the target positions: (N, V) rows, (N,) targets."""
+class _ChunkedTargetNLLSum(_ChunkedNLLSum):
+    """``_ChunkedNLLSum`` for logits already gathered at the target positions: (N, V) rows, (N,) targets (its
+    backward, the saved gradient times the incoming one, is the parent's)."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -60,11 +61,6 @@ class _ChunkedTargetNLLSum(torch.autograd.Function):
         total = _nll_rows(logits, targets, grad, chunk)
         ctx.save_for_backward(grad)
         return total
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        (grad,) = ctx.saved_tensors
-        return grad.mul_(g.to(grad.dtype)), None, None
 
 
 def token_nll_sum(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 32) -> tuple[torch.Tensor, int]:
