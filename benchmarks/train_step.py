@@ -14,9 +14,12 @@ A randomly initialised model of SmolLM2-135M's shape (speed does not depend on t
 fp32 weights as the recipes train on a machine with fast bf16 (`--fp32` for fp32).
 
     .venv/bin/python benchmarks/train_step.py [--reps 6] [--fp32]
+    .venv/bin/python benchmarks/train_step.py --attention [--reps 6]
 
 Prints the median seconds per step of each, then `sft step full / packed + attention` and `rl logprob step
-sdpa / attention` (above 1: postlab's path is faster).
+sdpa / attention` (above 1: postlab's path is faster). `--attention` instead times one layer's attention forward
+and backward (SmolLM2's 9 query and 3 key/value heads of 64, bf16, causal, ~2,150 tokens per batch) by sequence
+length: PyTorch's flash kernel against `cpu_attention`'s backward, the measurement behind its `MAX_KEYS`.
 """
 
 from __future__ import annotations
@@ -53,6 +56,28 @@ def sft_batches(n_batches: int, batch: int, mean_len: int, prompt_share: float):
     return out
 
 
+def attention_by_length(reps: int) -> None:
+    import torch.nn.functional as F
+
+    from postlab.models.cpu_attention import MAX_KEYS, _FlashForwardMathBackward
+
+    print(f"one layer's attention forward + backward, bf16, median of {reps} (ms); postlab uses its own up to "
+          f"{MAX_KEYS} keys")
+    for T in (64, 96, 128, 134, 160, 176, 191, 192, 256, 384, 512):
+        B = max(1, 2150 // T)
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(B, h, T, 64, generator=g).bfloat16().requires_grad_() for h in (9, 3, 3))
+        allowed, do = torch.ones(B, 1, T, T, dtype=torch.bool).tril(), torch.randn(B, 9, T, 64).bfloat16()
+        paths = {"flash": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=0.125,
+                                                                 enable_gqa=True),
+                 "ours": lambda: _FlashForwardMathBackward.apply(q, k, v, allowed, 0.125)}
+        ms = {}
+        for name, fwd in paths.items():
+            fwd().backward(do)  # warm-up
+            ms[name] = 1e3 * statistics.median(timed(lambda: fwd().backward(do)) for _ in range(reps))
+        print(f"  {B} x {T}: flash {ms['flash']:.1f}, ours {ms['ours']:.1f}, flash / ours {ms['flash'] / ms['ours']:.2f}")
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -66,7 +91,10 @@ def main() -> None:
     ap.add_argument("--prompt-share", type=float, default=0.58)
     ap.add_argument("--mean-len", type=int, default=89)
     ap.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 autocast")
+    ap.add_argument("--attention", action="store_true", help="time one layer's attention by sequence length")
     args = ap.parse_args()
+    if args.attention:
+        return attention_by_length(args.reps)
     model = smollm2_135m().train()
     amp = contextlib.nullcontext if args.fp32 else lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     objective = LMObjective(0)

@@ -56,7 +56,6 @@ def test_packed_loss_and_gradients_equal_the_full_forward(lora):
     objective = LMObjective(tok.pad_token_id)
     packed = target_logits(model, batch.input_ids, batch.attention_mask, batch.labels)
     assert packed is not None and packed.logits.shape == (batch.num_target_tokens, vocab)
-    assert packed.rows.tolist() == sorted(packed.rows.tolist()) and set(packed.rows.tolist()) == {0, 1, 2}
     want, want_g = _loss_and_grads(model, objective, batch, full=True)
     got, got_g = _loss_and_grads(model, objective, batch, full=False)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)

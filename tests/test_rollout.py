@@ -55,33 +55,32 @@ def test_batched_left_padding_equals_each_prompt_alone(engine):
         torch.testing.assert_close(batch.logprobs[b], alone.logprobs[0], atol=1e-4, rtol=0)
 
 
+def _full_forward_logprobs(model, r, temperature: float) -> torch.Tensor:
+    """log π(y_t) at the sampling temperature from one forward over prompt and response, (B, R)."""
+    with torch.no_grad():
+        logits = model(input_ids=r.input_ids, attention_mask=r.attention_mask,
+                       position_ids=(r.attention_mask.cumsum(1) - 1).clamp_min(0)).logits
+    P = r.prompt_ids.size(1)
+    logp = scaled_logprobs(logits[:, P - 1 : -1].reshape(-1, logits.size(-1)), temperature).view(len(PROMPTS), -1, logits.size(-1))
+    return logp.gather(-1, r.response_ids[..., None]).squeeze(-1) * r.response_mask
+
+
 @pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0])
 def test_logprobs_equal_full_forward_pass(engine, temperature):
     r = engine.generate(PROMPTS, SamplingParams(temperature=temperature, max_new_tokens=16, seed=3))
-    with torch.no_grad():
-        logits = engine.model(input_ids=r.input_ids, attention_mask=r.attention_mask,
-                              position_ids=(r.attention_mask.cumsum(1) - 1).clamp_min(0)).logits
-    P = r.prompt_ids.size(1)
-    logp = scaled_logprobs(logits[:, P - 1 : -1].reshape(-1, logits.size(-1)), temperature).view(len(PROMPTS), -1, logits.size(-1))
-    ref = logp.gather(-1, r.response_ids[..., None]).squeeze(-1) * r.response_mask
-    torch.testing.assert_close(r.logprobs, ref, atol=1e-4, rtol=0)
-
+    torch.testing.assert_close(r.logprobs, _full_forward_logprobs(engine.model, r, temperature), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("temperature", [0.7, 1.0])
 def test_trainer_logprobs_equal_full_forward_pass(engine, temperature):
-    """The RL trainer's log-probs (the LM head at the response positions only) are the full forward's."""
+    """The RL trainer's log-probs (the LM head at the last R + 1 positions, chunked in fp32) are the full forward's."""
     from postlab.train.rl_common import response_logprobs
 
     r = engine.generate(PROMPTS, SamplingParams(temperature=temperature, max_new_tokens=16, seed=3))
     with torch.no_grad():
-        logits = engine.model(input_ids=r.input_ids, attention_mask=r.attention_mask,
-                              position_ids=(r.attention_mask.cumsum(1) - 1).clamp_min(0)).logits
         got, _ = response_logprobs(engine.model, r, temperature)
-    P = r.prompt_ids.size(1)
-    logp = scaled_logprobs(logits[:, P - 1 : -1].reshape(-1, logits.size(-1)), temperature).view(len(PROMPTS), -1, logits.size(-1))
-    ref = logp.gather(-1, r.response_ids[..., None]).squeeze(-1) * r.response_mask
-    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, _full_forward_logprobs(engine.model, r, temperature), atol=1e-5, rtol=0)
+
 
 def test_seed_reproducible_and_different_seeds_differ(engine):
     p = SamplingParams(temperature=1.0, max_new_tokens=16, seed=7)

@@ -99,12 +99,6 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_target_tokens
     return loss, {"nll_sum": nll_sum.detach().item(), "num_target_tokens": n}
 
 
-def packed_lm_loss(logits: torch.Tensor, targets: torch.Tensor, num_target_tokens: int) -> tuple[torch.Tensor, dict]:
-    """``causal_lm_loss`` on logits computed only at the target positions: logits (N, V) score targets (N,)."""
-    nll_sum = target_nll_sum(logits, targets)
-    return nll_sum / max(num_target_tokens, 1), {"nll_sum": nll_sum.detach().item(), "num_target_tokens": targets.numel()}
-
-
 class _ChunkedTokenLogProbs(torch.autograd.Function):
     """log softmax(z_t / T)[y_t] per position, and (without gradient) the entropy of softmax(z_t / T).
 

@@ -1,9 +1,9 @@
 """Attention for training on a CPU: PyTorch's flash kernel forward, and a backward written out by hand.
 
 PyTorch's CPU flash-attention backward costs about a quarter of a millisecond per (row, head) however short the
-sequence: per layer of SmolLM2 (9 query heads, 3 key/value heads), for 16 rows × 134 tokens or 33 rows ×
-64; forward and backward together take 17.8 and 16.1 ms with the backward below, 37.5 and 28.0 ms with the
-flash kernel's (2-core Xeon with AMX, bf16; the whole step: `benchmarks/train_step.py`).
+sequence. One layer of SmolLM2 (9 query heads, 3 key/value heads), forward and backward in bf16, for 16 rows × 134
+tokens: 31.6 ms with the flash kernel's backward, 13.8 ms with the one below; 33 × 64: 22.4 against 7.6 ms
+(2-core Xeon with AMX; `benchmarks/train_step.py --attention`, which also times the whole step without it).
 Post-training sequences are short (the default recipe's SFT conversations average 89 tokens, its RL rows ~134),
 so there it is a sixth of a training step. From 192 keys on the flash kernel is faster again, and there
 (and for any pass without gradient, with dropout, or off the CPU) this hands over to Hugging Face's SDPA path.
@@ -24,8 +24,9 @@ from __future__ import annotations
 import torch
 
 NAME = "postlab_cpu_train"
-# The hand-written backward up to this many keys. At 192 keys and more the flash kernel works in larger blocks and
-# its fwd + bwd time falls from ~33 to ~20 ms (16 x 9 heads); ours is then slower (22 vs 20 ms at 192, 30 vs 21 at 256).
+# The hand-written backward up to this many keys. At 192 keys the flash kernel moves to larger blocks and its
+# time falls from 29.5 to 16.3 ms (11 rows); ours is then level (14.8 ms) and slower beyond (19.3 vs 17.5 at 256,
+# 42.1 vs 23.7 at 512): `benchmarks/train_step.py --attention`.
 MAX_KEYS = 191
 
 
@@ -102,9 +103,10 @@ def register() -> str:
 
 
 def use_for_training(model) -> bool:
-    """Switch a model that attends through SDPA to ``NAME``; False (unchanged) for any other implementation."""
+    """Switch a model on the CPU that attends through SDPA to ``NAME``; False (unchanged) for a model on another
+    device or with another attention implementation."""
     config = getattr(model, "config", None)
-    if getattr(config, "_attn_implementation", None) != "sdpa":
+    if next(model.parameters()).device.type != "cpu" or getattr(config, "_attn_implementation", None) != "sdpa":
         return False
     model.set_attn_implementation(register())
     return True

@@ -25,7 +25,6 @@ PLAIN_HEAD_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 class TargetLogits:
     logits: torch.Tensor  # (N, V) the logits of the N positions that predict a target, in the model's dtype
     targets: torch.Tensor  # (N,) the token each of them predicts
-    rows: torch.Tensor  # (N,) the batch row each comes from
 
 
 def _causal_lm(model):
@@ -62,5 +61,4 @@ def target_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     h = lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
     y = labels[:, 1:]  # (B, T-1): position t predicts token t + 1
     where = y != IGNORE_INDEX  # (B, T-1)
-    rows = where.nonzero()[:, 0]  # (N,)
-    return TargetLogits(logits=lm.get_output_embeddings()(h[:, :-1][where]), targets=y[where], rows=rows)
+    return TargetLogits(logits=lm.get_output_embeddings()(h[:, :-1][where]), targets=y[where])

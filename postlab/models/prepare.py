@@ -46,8 +46,7 @@ def prepare_model(name: str, *, device: str, lora: LoraConfig, seed: int, from_s
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(model.config)
     model.to(pick_device(device))
-    if model.device.type == "cpu":  # PyTorch's CPU flash backward is slow on short sequences (cpu_attention.py)
-        use_for_training(model)
+    use_for_training(model)  # on a CPU: PyTorch's flash backward is slow on short sequences (cpu_attention.py)
     if lora.enabled:
         model = apply_lora(model, lora, seed)
     return model, tok

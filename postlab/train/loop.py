@@ -25,7 +25,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from postlab.algos.lm import causal_lm_loss, packed_lm_loss, target_nll_sum, token_nll_sum
+from postlab.algos.lm import target_nll_sum, token_nll_sum
 from postlab.data.collate import LMBatch, collate
 from postlab.config import Section, save_config
 from postlab.errors import ConfigError, PostlabError
@@ -71,14 +71,9 @@ class LMObjective:
         return batch.num_tokens
 
     def loss(self, model, batch: LMBatch, total_units: int):
-        device = next(model.parameters()).device
-        packed = target_logits(model, batch.input_ids.to(device), batch.attention_mask.to(device),
-                               batch.labels.to(device))  # under the loop's autocast; None: the model's own forward
-        logits = _forward(model, batch) if packed is None else packed.logits
-        with torch.autocast(device_type=device.type, enabled=False):  # the loss upcasts by itself
-            loss, stats = (causal_lm_loss(logits, batch.labels.to(device), total_units) if packed is None else
-                           packed_lm_loss(packed.logits, packed.targets, total_units))
-        return loss, {"loss": stats["nll_sum"] / max(total_units, 1)}
+        """L = (1/N) Σ_t -log p_θ(y_t | y_<t), N = target tokens in the whole step (``causal_lm_loss``)."""
+        nll_sum, _ = lm_nll_sum(model, batch)  # the forward under the loop's autocast
+        return nll_sum / max(total_units, 1), {"loss": nll_sum.item() / max(total_units, 1)}
 
     def evaluate(self, model, examples, batch_size):
         return {"eval_loss": evaluate_loss(model, examples, self.pad_id, batch_size, self.bf16)}
@@ -339,6 +334,20 @@ def _forward(model, batch: LMBatch):
     return model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
 
 
+def lm_nll_sum(model, batch: LMBatch) -> tuple[torch.Tensor, int]:
+    """(Σ_t -log p_θ(y_t | y_<t) over the batch's target tokens as a 0-dim fp32 tensor, their count). The forward
+    runs under the caller's autocast, with the vocabulary head only at the target positions where the model allows
+    it (``models.lm_head``); the loss is computed in fp32 by itself."""
+    device = next(model.parameters()).device
+    labels = batch.labels.to(device)
+    packed = target_logits(model, batch.input_ids.to(device), batch.attention_mask.to(device), labels)
+    logits = _forward(model, batch) if packed is None else None
+    with torch.autocast(device_type=device.type, enabled=False):
+        if packed is None:
+            return token_nll_sum(logits, labels)
+        return target_nll_sum(packed.logits, packed.targets), packed.targets.numel()
+
+
 @torch.no_grad()
 def evaluate_loss(model, examples: Sequence[dict], pad_id: int, batch_size: int, bf16: bool) -> float:
     """Token-mean next-token loss over ``examples``."""
@@ -347,15 +356,8 @@ def evaluate_loss(model, examples: Sequence[dict], pad_id: int, batch_size: int,
     nll, n = 0.0, 0
     for i in range(0, len(examples), batch_size):
         batch = collate(list(examples[i : i + batch_size]), pad_id)
-        device = next(model.parameters()).device
         with _autocast(model, bf16):
-            packed = target_logits(model, batch.input_ids.to(device), batch.attention_mask.to(device),
-                                   batch.labels.to(device))
-            logits = _forward(model, batch) if packed is None else None
-        if packed is None:
-            s, c = token_nll_sum(logits, batch.labels.to(device))
-        else:
-            s, c = target_nll_sum(packed.logits, packed.targets), packed.targets.numel()
+            s, c = lm_nll_sum(model, batch)
         nll, n = nll + s.item(), n + c
     model.train(was_training)
     return nll / max(n, 1)

@@ -343,8 +343,7 @@ def train(cfg: RMConfig) -> dict:
     torch.manual_seed(cfg.optim.seed)  # the new score head's init
     model, tok = load_reward_model(cfg.model)
     model.to(pick_device(cfg.device))
-    if model.device.type == "cpu":
-        use_for_training(model)  # the hand-written attention backward on short sequences (models/cpu_attention.py)
+    use_for_training(model)  # on a CPU: the hand-written attention backward on short sequences (cpu_attention.py)
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora, cfg.optim.seed, task_type="SEQ_CLS")
     examples = encode_pairs(tok, train_pairs, cfg, cfg.data.train_file)
