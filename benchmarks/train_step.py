@@ -14,12 +14,13 @@ A randomly initialised model of SmolLM2-135M's shape (speed does not depend on t
 fp32 weights as the recipes train on a machine with fast bf16 (`--fp32` for fp32).
 
     .venv/bin/python benchmarks/train_step.py [--reps 6] [--fp32]
-    .venv/bin/python benchmarks/train_step.py --attention [--reps 6]
+    .venv/bin/python benchmarks/train_step.py --attention [--reps 6] [--fp32]
 
 Prints the median seconds per step of each, then `sft step full / packed + attention` and `rl logprob step
 sdpa / attention` (above 1: postlab's path is faster). `--attention` instead times one layer's attention forward
-and backward (SmolLM2's 9 query and 3 key/value heads of 64, bf16, causal, ~2,150 tokens per batch) by sequence
-length: PyTorch's flash kernel against `cpu_attention`'s backward, the measurement behind its `MAX_KEYS`.
+and backward (SmolLM2's 9 query and 3 key/value heads of 64, causal, ~2,150 tokens per batch) by sequence
+length: PyTorch's flash kernel against `cpu_attention`'s backward, the measurement behind its `MAX_KEYS` (`--fp32`:
+in fp32, as the recipes train on a machine without fast bf16).
 """
 
 from __future__ import annotations
@@ -56,18 +57,18 @@ def sft_batches(n_batches: int, batch: int, mean_len: int, prompt_share: float):
     return out
 
 
-def attention_by_length(reps: int) -> None:
+def attention_by_length(reps: int, dtype: torch.dtype) -> None:
     import torch.nn.functional as F
 
     from postlab.models.cpu_attention import MAX_KEYS, _FlashForwardMathBackward
 
-    print(f"one layer's attention forward + backward, bf16, median of {reps} (ms); postlab uses its own up to "
+    print(f"one layer's attention forward + backward, {dtype}, median of {reps} (ms); postlab uses its own up to "
           f"{MAX_KEYS} keys")
     for T in (64, 96, 128, 134, 160, 176, 191, 192, 256, 384, 512):
         B = max(1, 2150 // T)
         g = torch.Generator().manual_seed(0)
-        q, k, v = (torch.randn(B, h, T, 64, generator=g).bfloat16().requires_grad_() for h in (9, 3, 3))
-        allowed, do = torch.ones(B, 1, T, T, dtype=torch.bool).tril(), torch.randn(B, 9, T, 64).bfloat16()
+        q, k, v = (torch.randn(B, h, T, 64, generator=g).to(dtype).requires_grad_() for h in (9, 3, 3))
+        allowed, do = torch.ones(B, 1, T, T, dtype=torch.bool).tril(), torch.randn(B, 9, T, 64).to(dtype)
         paths = {"flash": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=0.125,
                                                                  enable_gqa=True),
                  "ours": lambda: _FlashForwardMathBackward.apply(q, k, v, allowed, 0.125)}
@@ -94,7 +95,7 @@ def main() -> None:
     ap.add_argument("--attention", action="store_true", help="time one layer's attention by sequence length")
     args = ap.parse_args()
     if args.attention:
-        return attention_by_length(args.reps)
+        return attention_by_length(args.reps, torch.float32 if args.fp32 else torch.bfloat16)
     model = smollm2_135m().train()
     amp = contextlib.nullcontext if args.fp32 else lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     objective = LMObjective(0)

@@ -58,8 +58,10 @@ def test_bf16_gradients_are_as_close_to_fp32_as_the_flash_kernels():
         assert ours_err <= 1.25 * flash_err + 1e-4, (name, float(ours_err), float(flash_err))
 
 
-def test_a_model_trains_to_the_same_gradients_with_it():
+def test_a_model_trains_to_the_same_gradients_with_it(monkeypatch):
     from postlab.models.load import load_model_and_tokenizer
+
+    monkeypatch.setattr(cpu_attention, "DTYPES", (torch.float32,))  # fp32, to compare exactly
 
     def grads(use_ours: bool):
         torch.manual_seed(0)
@@ -82,7 +84,7 @@ def test_a_model_trains_to_the_same_gradients_with_it():
 def test_passes_it_does_not_serve_go_to_sdpa(monkeypatch):
     calls = []
     monkeypatch.setattr(_FlashForwardMathBackward, "apply", lambda *a: calls.append(a) or None)
-    q, k, v, allowed, _ = _inputs(torch.float32)
+    q, k, v, allowed, _ = _inputs(torch.bfloat16)
 
     class Module:
         is_causal, num_key_value_groups = True, 3
@@ -99,7 +101,9 @@ def test_passes_it_does_not_serve_go_to_sdpa(monkeypatch):
     run(q.detach().requires_grad_(), k, dropout=0.1)
     long_q, long_k = torch.randn(1, 6, cpu_attention.MAX_KEYS + 1, 8, requires_grad=True), torch.randn(
         1, 2, cpu_attention.MAX_KEYS + 1, 8)
-    cpu_attention.attention(Module(), long_q, long_k, long_k, None)  # past the keys where it is faster
+    cpu_attention.attention(Module(), long_q.bfloat16(), long_k.bfloat16(), long_k.bfloat16(), None)  # past the
+    # keys where it is faster
+    run(q.detach().float().requires_grad_(), k.float())  # fp32, where the flash kernel's backward is faster
     assert calls == []
     run(q.detach().requires_grad_(), k)
     assert len(calls) == 1

@@ -5,8 +5,9 @@ sequence. One layer of SmolLM2 (9 query heads, 3 key/value heads), forward and b
 tokens: 31.6 ms with the flash kernel's backward, 13.8 ms with the one below; 33 × 64: 22.4 against 7.6 ms
 (2-core Xeon with AMX; `benchmarks/train_step.py --attention`, which also times the whole step without it).
 Post-training sequences are short (the default recipe's SFT conversations average 89 tokens, its RL rows ~134),
-so there it is a sixth of a training step. From 192 keys on the flash kernel is faster again, and there
-(and for any pass without gradient, with dropout, or off the CPU) this hands over to Hugging Face's SDPA path.
+so there it is a sixth of a training step. From 192 keys on the flash kernel is faster again, and in fp32 it is
+faster at every length; there (and for any pass without gradient, with dropout, or off the CPU) this hands over to
+Hugging Face's SDPA path.
 
 The backward is the textbook one, from the forward's log-normaliser L (saved by the flash kernel), per head:
 
@@ -28,6 +29,10 @@ NAME = "postlab_cpu_train"
 # time falls from 29.5 to 16.3 ms (11 rows); ours is then level (14.8 ms) and slower beyond (19.3 vs 17.5 at 256,
 # 42.1 vs 23.7 at 512): `benchmarks/train_step.py --attention`.
 MAX_KEYS = 191
+# Only in these compute dtypes. In fp32 (the recipes' choice on a CPU without fast bf16) the flash kernel's own
+# backward is faster at every length: 0.62-0.85x for ours from 64 to 512 keys on a 2-core Xeon without
+# AVX512-BF16, where in bf16 ours is 1.6-2.5x below 192 keys (`benchmarks/train_step.py --attention [--fp32]`).
+DTYPES = (torch.bfloat16, torch.float16)
 
 
 class _FlashForwardMathBackward(torch.autograd.Function):
@@ -66,10 +71,16 @@ class _FlashForwardMathBackward(torch.autograd.Function):
         return dq, dk, dv, None, None
 
 
-def _hand_backward_applies(query, key, attention_mask, dropout: float) -> bool:
+def _compute_dtype(query, key, value) -> torch.dtype:
+    # as autocast treats scaled_dot_product_attention: all three in its lower precision (RoPE leaves q and k fp32)
+    return (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else
+            torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype))
+
+
+def _hand_backward_applies(query, key, dtype: torch.dtype, attention_mask, dropout: float) -> bool:
     T, S = query.size(2), key.size(2)
     return (query.device.type == "cpu" and torch.is_grad_enabled() and query.requires_grad and dropout == 0.0
-            and S <= MAX_KEYS and query.size(1) % key.size(1) == 0
+            and dtype in DTYPES and S <= MAX_KEYS and query.size(1) % key.size(1) == 0
             and (attention_mask is None and S == T or attention_mask is not None and attention_mask.dtype == torch.bool
                  and attention_mask.dim() == 4 and attention_mask.size(1) == 1))
 
@@ -80,13 +91,11 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     (B, KV, S, D), attention_mask (B, 1, T, S) bool or None; returns ((B, T, H, D), None)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if not _hand_backward_applies(query, key, attention_mask, dropout):
+    dtype = _compute_dtype(query, key, value)
+    if not _hand_backward_applies(query, key, dtype, attention_mask, dropout):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     scale = scaling if scaling is not None else query.size(-1) ** -0.5
-    # as autocast treats scaled_dot_product_attention: all three in its lower precision (RoPE leaves q and k fp32)
-    dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else
-             torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype))
     q, k, v = (t.to(dtype) for t in (query, key, value))
     o = _FlashForwardMathBackward.apply(q, k, v, attention_mask, scale)
     return o.transpose(1, 2).contiguous(), None
