@@ -2,7 +2,8 @@
 batches for people (or careful readers) to judge without seeing the gold rater's verdicts.
 
     python scripts/audit_sample.py --source base=runs/d1/eval/baseline.samples.jsonl \
-        --source sft=runs/d1/eval/sft.samples.jsonl --per-category 12 --batch 55 --out audit/
+        --source sft=runs/d1/eval/sft.samples.jsonl --per-category 12 --batch 55 --out audit/ \
+        [--exclude postlab/assets/gold_audit.jsonl]
 
 writes audit/batch_<k>.jsonl (key, category, messages, response, requirements). Judges write
 audit/labels_<k>.jsonl rows {"key", "checks": [true|false per requirement], "good": bool, "note"};
@@ -21,11 +22,21 @@ from postlab.spec import checks as spec_checks
 from postlab.tasks.suite import load_suite
 
 
-def draw(sources: dict[str, Path], per_category: int, seed: int = 0) -> list[dict]:
+def judged(path: Path) -> set[tuple[str, str]]:
+    """(item id, response) of every answer already in an audit set such as postlab/assets/gold_audit.jsonl."""
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {(r["item_id"], r["response"]) for r in rows}
+
+
+def draw(sources: dict[str, Path], per_category: int, seed: int = 0,
+         exclude: set[tuple[str, str]] = frozenset()) -> list[dict]:
+    """Up to `per_category` answers per category from each source, none of them an (item, response) in `exclude`
+    (a held-out round judges answers the set does not hold yet: greedy answers repeat across runs)."""
     items = {it.id: it for it in load_suite("spec", split="test")}
     rng, rows = random.Random(seed), []
     for source, path in sources.items():
         samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        samples = [s for s in samples if (s["id"], s["response"]) not in exclude]
         by_cat: dict[str, list[dict]] = {}
         for s in samples:
             by_cat.setdefault(s["category"], []).append(s)
@@ -70,6 +81,8 @@ def main() -> None:
     p.add_argument("--per-category", type=int, default=12)
     p.add_argument("--seed", type=int, default=0, help="which items are drawn (use a new one for a fresh part)")
     p.add_argument("--batch", type=int, default=55)
+    p.add_argument("--exclude", type=Path, action="append", default=[],
+                   help="an audit set (e.g. postlab/assets/gold_audit.jsonl) whose answers are not drawn again")
     p.add_argument("--merge", type=Path, help="join batch_*.jsonl and labels_*.jsonl of this folder")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
@@ -78,7 +91,9 @@ def main() -> None:
         args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{len(rows)} judged responses -> {args.out}")
         return
-    rows = draw({k: Path(v) for k, v in (s.split("=", 1) for s in args.source)}, args.per_category, args.seed)
+    exclude = set().union(*(judged(p) for p in args.exclude))
+    rows = draw({k: Path(v) for k, v in (s.split("=", 1) for s in args.source)}, args.per_category, args.seed,
+                exclude)
     args.out.mkdir(parents=True, exist_ok=True)
     # Judges see an opaque key, not which model wrote the answer.
     opaque = {hashlib.sha1(r["key"].encode()).hexdigest()[:10]: r["key"] for r in rows}

@@ -264,7 +264,7 @@ def test_summary_and_report_record_the_machine(tiny_run):
     m = s["machine"]
     for key in ("cpu", "cores", "threads", "torch", "device", "matmul_gflops", "dtype", "dtype_why", "slowdown"):
         assert key in m, key
-    assert set(m["flags"]) == {"amx_bf16", "avx512_bf16", "avx2"}
+    assert set(m["flags"]) == {"amx_bf16", "avx512_bf16", "avx512f", "avx2"}
     assert m["dtype"] == "fp32" and "bf16=false" in m["dtype_why"]  # the tiny preset pins fp32
     assert s["scaled"]["changes"] == [] and s["scaled"]["budget_minutes"] is None
     assert set(s["scaled"]["predicted_s"]) == set(STAGES)

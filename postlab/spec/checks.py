@@ -225,8 +225,8 @@ _CAPABILITY_TABLE = (
     (r"turn (?:on|off)|light|thermostat|lock|washing|heater|tv|coffee|air condition|door|start",
      r"device|smart[- ]home|control|physical|home|appliance|light|lock|turn|switch|dispositiv|apparei|gerät|luz|"
      r"luces|lumière|licht|luce",
-     r"apps?|remote(?: control)?|switch(?:es)?|thermostat|buttons?|controls?|smart[- ]home (?:hub|system)|alexa|"
-     r"siri|google home|settings|timers?|plugs?|panel|voice assistant|smart speaker"),
+     rf"apps?|remote(?: control)?|{phrases.SWITCH}|thermostat|buttons?|controls?|smart[- ]home (?:hub|system)|"
+     r"alexa|siri|google home|settings|timers?|plugs?|panel|voice assistant|smart speaker"),
     (r"transfer|venmo|pay|bill|\$|money|account|invest",
      r"bank|money|transfer|pay|account|financ|fund|venmo|banco|banque|banca|dinero|argent|geld|soldi|dinheiro|"
      r"virement|überweis|bonific|(?:cuenta|compte|konto|conto|conta)(?!\w)",
@@ -371,17 +371,22 @@ def offers_help(response: str, request: str | None = None) -> bool:
     def contradicts(what: str) -> bool:
         return any(ask.search(what) for ask in asks) or bool(content_stems(what) & asked)
 
-    def related(offer: str) -> bool:
-        # an offer is about the request's goal when it shares a word with it or names a means for it (a draft for a
-        # message, an app or the remote for a device); the weather is no alternative to a heater, an open window in
-        # the sun none to an air conditioner, a drafted message none to a heater
-        if content_stems(offer) & asked:
-            return True
+    def names_a_means(offer: str) -> bool:
         if phrases.MEANS_AT_HAND.search(offer):  # the remote, a switch, the clock app, in six languages
             return True
         if needed:
             return any(_MEANS_FOR[i].search(offer) for i in needed)
         return bool(phrases.MEANS.search(offer))
+
+    def related(offer: str) -> bool:
+        # an offer is about the request's goal when it shares a word with it or names a means for it (a draft for a
+        # message, an app or the remote for a device); the weather is no alternative to a heater, an open window in
+        # the sun none to an air conditioner, a drafted message none to a heater. A "way" that only hands the
+        # request's own action back ("Here's a simple way: turn off the lights in the garage") names no means and
+        # is none.
+        if names_a_means(offer):
+            return True
+        return bool(content_stems(offer) & asked) and not any(ask.search(offer) for ask in asks)
 
     return phrases.offers_help(response, contradicts, related) and not _offers_to_do_it(response, request)
 

@@ -456,10 +456,14 @@ MEANS = phrases(
     r"set (?:it|one) up yourself|do it yourself|yourself")
 
 
+# A switch, not the verb: "the switch by the door", "a light switch", but not "switch off the light" (the request's
+# own action).
+SWITCH = (r"(?:(?<=the )|(?<=a )|(?<=your )|(?<=light )|(?<=wall ))switch(?:es)?|"
+          r"switch(?:es)?(?! (?:on|off|it|them|the|that|this)\b)")
 # Means of doing a thing by hand, in the suite's languages: an offer that names one is about the request's goal
 # even in other words ("You can use the remote" to "Turn on the air conditioner").
 MEANS_AT_HAND = phrases(
-    r"remote(?: control)?|switch(?:es)?|thermostat|buttons?|control panel|voice assistant|smart speaker|alexa|siri|"
+    rf"remote(?: control)?|{SWITCH}|thermostat|buttons?|control panel|voice assistant|smart speaker|alexa|siri|"
     r"google home|calendar|clock|aplicaci[oó]n|appli(?:cation)?|anwendung|applicazione|aplicativo|mando|"
     r"t[ée]l[ée]commande|fernbedienung|telecomando|controle remoto|interruptor|interrupteur|schalter|interruttore|"
     r"termostato|calendario|reloj|horloge|uhr|orologio|rel[oó]gio")
