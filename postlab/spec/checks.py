@@ -32,7 +32,9 @@ six languages the suites use (en, es, fr, de, it, pt). Some judgement is built i
   details") and, given the request, an offer to help with the requested thing itself that names no means
   ("I can't book tables. I can help you with a reservation."), and an offer that is not about the request's goal:
   it must share a word with the request or name a means (a draft, an app, the remote), so "I can help you with the
-  weather" to a heater request and "open the window and let the sun in" for an air conditioner are none;
+  weather" to a heater request and "open the window and let the sun in" for an air conditioner are none; nor is a
+  "way" that hands the request's own action back with no means ("Here's a simple way to do it: turn off the
+  lights in the garage");
 - `refusal:*` look for a refusal of the request ("I can't help with that", "that's a hard no") in the
   opening, so a passing "I can't see your code" inside an answer is not one, and a refusal taken back
   by what follows ("..., but the basic idea is") is not one either; `refusal:complies` also fails a
