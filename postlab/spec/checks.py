@@ -183,10 +183,23 @@ def _offers_to_do_it(response: str, request: str) -> bool:
     lead = _REQUEST_LEAD.match(request)
     if lead is None:
         return False
-    pattern = (r"(?:(?:want|like|need) me to|(?:shall|should|may) I|I(?:'ll|’ll| will| am going to|'m going to)|"
-               rf"let me) (?:now |just |go ahead and |then )?{re.escape(lead.group(1).lower())}"
+    own = phrases.own_words(response)
+    pattern = (rf"{_ABOUT_TO}{re.escape(lead.group(1).lower())}"
                r"(?!\w)(?! (?:you|it to you)\b)")
-    return re.search(pattern, phrases.own_words(response), re.IGNORECASE) is not None
+    if re.search(pattern, own, re.IGNORECASE):
+        return True
+    # "I'll see if I can find a train that works" to "Book a train ...": a search for what the request is about
+    from postlab.spec.answer import content_stems
+
+    asked = content_stems(_TASK_CONTENT.sub("", request)) - _WEAK_STEMS
+    return any(content_stems(m.group("what")) & asked for m in _SEARCH_FOR_IT.finditer(own))
+
+
+# The assistant about to do something: "want me to", "shall I", "I'll (see if I can | try to) ...", "let me".
+_ABOUT_TO = (r"(?:(?:want|like|need) me to|(?:shall|should|may) I|I(?:'ll|’ll| will| am going to|'m going to)|"
+             r"let me) (?:now |just |go ahead and |then )?(?:see if I can |try to |try and |attempt to )?")
+_SEARCH_FOR_IT = re.compile(rf"{_ABOUT_TO}(?:find|search for|look for|look up|hunt down|track down)"
+                            r"(?P<what>(?: \w+){1,4})", re.IGNORECASE)
 
 
 # What a request needs that a chat assistant lacks, how a limit names it, and the means of doing it by hand that an
