@@ -234,7 +234,7 @@ _CAPABILITY_TABLE = (
      r"temps réel|en ligne|en línea|echtzeit|tempo reale|tempo real",
      r"apps?|sites?|websites?|web|search|forecasts?|browser|news|links?|pages?|google|services?|radio|tv"),
     (r"remember|memor|save|next (?:time|chat)|future|keep (?:this|that|it) in mind|bring up",
-     r"memor|remember|conversation|chat|save|stor|retain|recordar|souvenir|mémoire|gedächtnis|erinner|ricord|"
+     r"memor|remember|conversation|chat(?!bot)|save|stor|retain|recordar|souvenir|mémoire|gedächtnis|erinner|ricord|"
      r"lembrar",
      r"notes?|apps?|calendar|reminders?|password manager|write|lists?|phone|documents?|file|paper|diary|journal|"
      r"(?:send|text|e-?mail|message) yourself"),
