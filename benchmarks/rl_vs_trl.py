@@ -4,12 +4,13 @@ Same model, same prompts (the first 2·steps items of the spec suite's train spl
 16 completions per step (2 prompts), at most 64 new tokens, temperature 1 over the full vocabulary,
 the same reward (the gold rater), KL coefficient 0.04 against a frozen reference copy, the GRPO loss
 (per-response token mean, then mean over responses), one update per batch, lr 1e-5, bf16 autocast
-over fp32 weights, dropout off, no gradient checkpointing, for the same number of steps. Each
+over fp32 weights (`--fp32`: fp32 throughout, for a machine without fast bf16), dropout off, no gradient
+checkpointing, for the same number of steps. Each
 trainer runs in its own subprocess, so peak resident memory (ru_maxrss) is its own.
 
 TRL is a benchmark-only dependency: `pip install trl` (or `pip install -e '.[bench]'`).
 
-    .venv/bin/python benchmarks/rl_vs_trl.py [--steps 4]
+    .venv/bin/python benchmarks/rl_vs_trl.py [--steps 4] [--fp32]
 
 Prints seconds per step (first step excluded: one-time setup), completion tokens/s, mean reward of
 the first and second half of the steps, and peak RSS for each; the last line is
@@ -31,6 +32,9 @@ MODEL = "smollm2-135m-instruct"
 K, PROMPTS_PER_STEP, MAX_NEW, LR, BETA = 8, 2, 64, 1e-5, 0.04
 
 
+BF16 = "--fp32" not in sys.argv  # both trainers alike
+
+
 def _items(steps: int):
     from postlab.tasks.suite import load_suite
 
@@ -46,7 +50,7 @@ def run_postlab(steps: int, out: str) -> dict:
     cfg = GRPOConfig(model=MODEL, out_dir=os.path.join(out, "postlab"), suite=suite, k=K,
                      prompts_per_step=PROMPTS_PER_STEP, steps=steps, kl_coef=BETA, reward={"source": "gold"},
                      sampling={"temperature": 1.0, "max_new_tokens": MAX_NEW, "seed": 0},
-                     optim={"lr": LR, "bf16": True, "micro_batch_size": 16},
+                     optim={"lr": LR, "bf16": BF16, "micro_batch_size": 16},
                      checkpoint={"progress": False, "save_every": 0})
     train(cfg)
     rows = [json.loads(x) for x in open(os.path.join(out, "postlab", "metrics.jsonl")) if x.strip()]
@@ -79,7 +83,7 @@ def run_trl(steps: int, out: str) -> dict:
                       num_generations=K, max_completion_length=MAX_NEW, temperature=1.0, top_k=0, top_p=1.0,
                       beta=BETA, loss_type="grpo", scale_rewards="group", epsilon=0.2, num_iterations=1,
                       learning_rate=LR, adam_epsilon=1e-5, lr_scheduler_type="constant", max_steps=steps,
-                      bf16=True, use_cpu=True, gradient_checkpointing=False, disable_dropout=True,
+                      bf16=BF16, use_cpu=True, gradient_checkpointing=False, disable_dropout=True,
                       logging_steps=1, report_to=[], save_strategy="no", seed=0, dataloader_num_workers=0)
     marks: list[float] = []
 
@@ -121,6 +125,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--child", choices=["postlab", "trl"])
     ap.add_argument("--out")
+    ap.add_argument("--fp32", action="store_true", help="fp32 for both trainers instead of bf16 autocast")
     args = ap.parse_args()
     if args.child:
         child(args.child, args.steps, args.out)
@@ -128,14 +133,14 @@ def main() -> None:
     out = tempfile.mkdtemp(prefix="rl_vs_trl_")
     rows = []
     for which in ("trl", "postlab"):
-        p = subprocess.run([sys.executable, __file__, "--child", which, "--steps", str(args.steps), "--out", out],
-                           capture_output=True, text=True)
+        p = subprocess.run([sys.executable, __file__, "--child", which, "--steps", str(args.steps), "--out", out,
+                            *(["--fp32"] if args.fp32 else [])], capture_output=True, text=True)
         line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
         if p.returncode != 0 or line is None:
             sys.exit(f"{which} failed:\n{p.stderr[-3000:]}")
         rows.append(summarize(which, json.loads(line[7:])))
     print(f"SmolLM2-135M-Instruct GRPO, {args.steps} steps, {K * PROMPTS_PER_STEP} completions/step (k={K}), "
-          f"max {MAX_NEW} new tokens, bf16 autocast, gold-rater reward")
+          f"max {MAX_NEW} new tokens, {'fp32' if args.fp32 else 'bf16 autocast'}, gold-rater reward")
     print("| trainer | s/step | completion tok/s | reward 1st half | reward 2nd half | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     for r in rows:
