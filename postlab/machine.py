@@ -35,7 +35,7 @@ from postlab.utils.io import atomic_write_text
 
 # /proc/cpuinfo flags recorded: native bf16 tiles, bf16 dot products, AVX-512 (without bf16 on some Xeons), and
 # the fp32 baseline
-BF16_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+RECORDED_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 BF16_MARGIN = 1.1  # bf16 must measure this much faster than fp32 to be chosen
 MATMUL_N = 1024  # the benchmark multiplies two n×n matrices
 MATMUL_SECONDS = 1.0  # per dtype, once per machine
@@ -68,7 +68,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             fields.setdefault(key.strip().lower(), value.strip())
     flags = set((fields.get("flags") or fields.get("features") or "").split())
     return {"cpu": fields.get("model name") or platform.processor() or platform.machine() or "unknown",
-            "flags": {f: f in flags for f in BF16_FLAGS}, "cores": os.cpu_count()}
+            "flags": {f: f in flags for f in RECORDED_FLAGS}, "cores": os.cpu_count()}
 
 
 def measure_matmul(*, seconds: float = MATMUL_SECONDS, n: int = MATMUL_N, device: str = "cpu") -> dict[str, float]:
@@ -162,7 +162,7 @@ def decide(rec: dict) -> tuple[str, str]:
 
 def describe(rec: dict) -> str:
     """One line: CPU, cores, flags, torch, matmul numbers."""
-    flags = ", ".join(f for f, on in rec["flags"].items() if on) or "none of " + "/".join(BF16_FLAGS)
+    flags = ", ".join(f for f, on in rec["flags"].items() if on) or "none of " + "/".join(RECORDED_FLAGS)
     mm = rec.get("matmul_gflops")
     speed = (f"matmul fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s{' (cached)' if mm.get('cached') else ''}"
              if mm else "matmul not measured")

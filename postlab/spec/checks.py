@@ -234,8 +234,8 @@ _CAPABILITY_TABLE = (
      r"temps réel|en ligne|en línea|echtzeit|tempo reale|tempo real",
      r"apps?|sites?|websites?|web|search|forecasts?|browser|news|links?|pages?|google|services?|radio|tv"),
     (r"remember|memor|save|next (?:time|chat)|future|keep (?:this|that|it) in mind|bring up",
-     r"memor|remember|conversation|chat(?!bot)|save|stor|retain|recordar|souvenir|mémoire|gedächtnis|erinner|ricord|"
-     r"lembrar",
+     r"memor|remember|conversation|chat(?!bot)|save|stor|retain|recordar|souvenir|mémoire|gedächtnis|erinner|"
+     r"ricord|lembrar",
      r"notes?|apps?|calendar|reminders?|password manager|write|lists?|phone|documents?|file|paper|diary|journal|"
      r"(?:send|text|e-?mail|message) yourself"),
     (r"turn (?:on|off)|light|thermostat|lock|washing|heater|tv|coffee|air condition|door|start",
