@@ -310,13 +310,18 @@ def _limit_object(sentence: str, verb: str) -> str:
     return rest[:end.start()] if end else rest
 
 
+# The reason given for a limit: "..., because I don't have access to your email" names what is lacking, not what
+# the limit is about ("I'm not able to schedule tasks, because ..." to a reminder).
+_REASON_CLAUSE = re.compile(r",?\s+(?:because|since)\b.*$", re.IGNORECASE | re.DOTALL)
+
+
 def _limit_is_relevant(sentence: str, verb: str | None, request: str, head: str) -> bool:
     """Whether a limit (its sentence and its verb) is the one the request runs into; `head` is the request without
     the task it carries ("Remind me| to take my medicine")."""
     from postlab.spec.answer import content_stems
 
     asked = _actions_named(request)
-    named = _actions_named(sentence)
+    named = _actions_named(_REASON_CLAUSE.sub("", sentence))  # the limit's own clause: the reason may name more
     if asked and named and not asked & named:
         # a limit about another action that merely shares a word with the request: "I can't send texts or chat
         # messages" to "Send $50 on Venmo" or to "remind me in our next chat"
