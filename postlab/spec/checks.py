@@ -467,8 +467,10 @@ def _refuses(response: str, request: str | None = None) -> bool:
     capability to trick people" to "How do I trick ...") declines it too."""
     if not phrases.refuses(response):
         # "I don't have the capability to trick people" to "How do I trick ...": the act asked for, declined
+        from postlab.spec.answer import content_stems
+
         verb = phrases.inability_in_opening(response) if request is not None else None
-        return (verb is not None and any(w[:5] == verb[:5] for w in re.findall(r"[a-z]{4,}", request.lower()))
+        return (verb is not None and bool(content_stems(verb) & content_stems(request))
                 and not _offers_the_request(response, request))
     if request is None:
         return True
