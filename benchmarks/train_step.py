@@ -8,7 +8,8 @@ model's own, side by side in one run, alternating step by step.
   the hand-written attention backward (`postlab.models.cpu_attention`, what `prepare_model` sets on a CPU).
 - **RL log-probs** (`postlab.train.rl_common.response_logprobs` with a loss on them, as the GRPO/PPO update runs
   it: 16 left-padded rows of a 70-token prompt and a 64-token response): SDPA's attention against
-  `cpu_attention`'s.
+  `cpu_attention`'s; and on a GRPO batch (8 responses of 40–64 tokens to each of 2 prompts) the plain pass
+  against the prompts run once each (`postlab.train.shared_prompt`).
 
 A randomly initialised model of SmolLM2-135M's shape (speed does not depend on the weights), bf16 autocast over
 fp32 weights as the recipes train on a machine with fast bf16 (`--fp32` for fp32).
@@ -17,7 +18,7 @@ fp32 weights as the recipes train on a machine with fast bf16 (`--fp32` for fp32
     .venv/bin/python benchmarks/train_step.py --attention [--reps 6] [--fp32]
 
 Prints the median seconds per step of each, then `sft step full / packed + attention` and `rl logprob step
-sdpa / attention` (above 1: postlab's path is faster). `--attention` instead times one layer's attention forward
+sdpa / attention` and `rl logprob step plain / shared prompt` (above 1: postlab's path is faster). `--attention` instead times one layer's attention forward
 and backward (SmolLM2's 9 query and 3 key/value heads of 64, causal, ~2,150 tokens per batch) by sequence
 length: PyTorch's flash kernel against `cpu_attention`'s backward, the measurement behind its `MAX_KEYS` (`--fp32`:
 in fp32, as the recipes train on a machine without fast bf16).
@@ -36,7 +37,9 @@ from postlab.algos.lm import IGNORE_INDEX, causal_lm_loss
 from postlab.data.collate import collate
 from postlab.models import cpu_attention
 from postlab.rollout.types import Rollout
+from postlab.algos.lm import token_logprobs
 from postlab.train.rl_common import response_logprobs
+from postlab.train.shared_prompt import response_logits
 from postlab.train.loop import LMObjective
 from postlab.utils.memory import keep_freed_memory
 
@@ -123,16 +126,25 @@ def main() -> None:
                       response_mask=torch.ones(B, R, dtype=torch.long), logprobs=torch.zeros(B, R), texts=[""] * B,
                       finished=torch.ones(B, dtype=torch.bool), pad_id=0)
 
+    # GRPO's batches: k = 8 responses to each of 2 prompts (lengths 50 and 70, left-padded), responses 40–64 long
+    grouped = Rollout(prompt_ids=ids[[0] * 8 + [8] * 8, :P], prompt_mask=mask[[0] * 8 + [8] * 8, :P],
+                      response_ids=ids[:, P:], response_mask=(torch.arange(R) < torch.randint(40, R + 1, (B, 1), generator=g)).long(),
+                      logprobs=torch.zeros(B, R), texts=[""] * B, finished=torch.ones(B, dtype=torch.bool), pad_id=0)
+
     def rl(case: str):
         def run():
-            model.set_attn_implementation(cpu_attention.register() if case == "attention" else "sdpa")
+            model.set_attn_implementation(cpu_attention.register() if case != "sdpa" else "sdpa")
             with amp():
-                logp, _ = response_logprobs(model, rollout, 1.0)
+                if case in ("plain", "shared prompt"):
+                    logits = response_logits(model, grouped, share_prompts=case == "shared prompt")
+                    logp = token_logprobs(logits, grouped.response_ids)[0] * grouped.response_mask
+                else:
+                    logp, _ = response_logprobs(model, rollout, 1.0)
             (-logp.mean()).backward()
             model.zero_grad(set_to_none=True)
         return run
 
-    sft_cases, rl_cases = ("full", "packed", "packed + attention"), ("sdpa", "attention")
+    sft_cases, rl_cases = ("full", "packed", "packed + attention"), ("sdpa", "attention", "plain", "shared prompt")
     for case in sft_cases:  # warm-up
         sft(case, batches[0])()
     times = {**{f"sft {c}": [] for c in sft_cases}, **{f"rl {c}": [] for c in rl_cases}}
@@ -151,6 +163,7 @@ def main() -> None:
     print(f"sft step full / packed: {med['sft full'] / med['sft packed']:.2f}")
     print(f"sft step full / packed + attention: {med['sft full'] / med['sft packed + attention']:.2f}")
     print(f"rl logprob step sdpa / attention: {med['rl sdpa'] / med['rl attention']:.2f}")
+    print(f"rl logprob step plain / shared prompt: {med['rl plain'] / med['rl shared prompt']:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -390,9 +390,14 @@ def test_rows_with_signal_skips_zero_advantages_only_without_a_kl_term():
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
 def test_skipping_rows_without_signal_leaves_the_update_unchanged(tmp_path, monkeypatch, loss_type):
     """β = 0: forwarding only the rows with Â ≠ 0 gives the weights and losses of forwarding every row,
-    including steps where no row has signal (a zero gradient still moves Adam's momentum)."""
+    including steps where no row has signal (a zero gradient still moves Adam's momentum). Bit for bit, so
+    with one plain pass per micro-batch: the shared prompt pass runs as many prompts as the micro-batch
+    holds, and a matmul over other rows may round differently (its own tests bound that)."""
     from postlab.models.load import load_model_and_tokenizer
-    from postlab.train import grpo
+    from postlab.train import grpo, rl_common
+    from postlab.train.shared_prompt import response_logits
+
+    monkeypatch.setattr(rl_common, "response_logits", lambda model, rollout: response_logits(model, rollout, share_prompts=False))
 
     def run(name):
         grpo.train(grpo_config(tmp_path / name, steps=6, kl_coef=0.0, loss_type=loss_type, prompts_per_step=2,
@@ -409,4 +414,4 @@ def test_skipping_rows_without_signal_leaves_the_update_unchanged(tmp_path, monk
     for a, b in zip(skipped, every):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-7) and a["reward"] == b["reward"]
     for (name, a), b in zip(m_skip.state_dict().items(), m_all.state_dict().values()):
-        assert torch.allclose(a, b, atol=1e-6), name
+        assert torch.allclose(a, b, atol=1e-6), (name, (a - b).abs().max())

@@ -29,8 +29,7 @@ from postlab.algos.kl import kl_k1, masked_mean
 from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, rows_with_signal, zero_std_groups
 from postlab.config import Section
 from postlab.errors import ConfigError
-from postlab.models.load import load_model_and_tokenizer
-from postlab.models.prepare import pick_device, prepare_model, save_final_model
+from postlab.models.prepare import pick_device, load_reference, prepare_model, save_final_model
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig
@@ -101,8 +100,7 @@ def train(cfg: AgentGRPOConfig, *, make: Callable[[], object] | None = None, row
     policy, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     ref_model = None
     if cfg.kl_coef > 0 and not cfg.lora.enabled:
-        ref_model, _ = load_model_and_tokenizer(cfg.model)
-        ref_model.to(device).eval().requires_grad_(False)
+        ref_model = load_reference(cfg.model, policy)
     engine = TorchEngine(model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if cfg.optim.bf16 else None)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, cfg.optim, cfg.steps)

@@ -22,6 +22,21 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def load_reference(name: str, policy):
+    """The frozen reference π_ref, a second copy of `name` beside `policy`, on its device and with its
+    attention implementation: the same masks and kernels, so at the first step (π_θ = π_ref) the two
+    give identical log-probs and the KL is exactly 0."""
+    from postlab.models.load import load_model_and_tokenizer
+
+    ref, _ = load_model_and_tokenizer(name)
+    inner = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    ref.to(next(inner.parameters()).device).eval().requires_grad_(False)
+    attn = getattr(inner.config, "_attn_implementation", None)
+    if attn and getattr(ref.config, "_attn_implementation", None) != attn:
+        ref.set_attn_implementation(attn)
+    return ref
+
+
 def apply_lora(model, cfg: LoraConfig, seed: int, task_type: str = "CAUSAL_LM"):
     """Wrap ``model`` with LoRA adapters (dropout 0; only adapters train — and, for ``SEQ_CLS``, the
     new score head). Seeded for reproducible A init."""

@@ -25,8 +25,7 @@ from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, rows_with_signal, 
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
-from postlab.models.load import load_model_and_tokenizer
-from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
+from postlab.models.prepare import count_parameters, pick_device, load_reference, prepare_model, save_final_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.rollout.types import Rollout, cat_rollouts
@@ -161,8 +160,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     ref_model = None
     needs_ref = cfg.kl_coef > 0
     if needs_ref and not cfg.lora.enabled:  # a frozen copy; with LoRA the reference is the base (adapters off)
-        ref_model, _ = load_model_and_tokenizer(cfg.model)
-        ref_model.to(device).eval().requires_grad_(False)
+        ref_model = load_reference(cfg.model, policy)
     sharded = cfg.optim.fsdp
     shard_or_broadcast(policy, ref_model, world, sharded)
     reward_fn, reward_name = make_reward_fn(cfg.reward, device=str(device), bf16=cfg.optim.bf16)

@@ -24,8 +24,7 @@ from postlab.algos.ppo import (AdaptiveKLController, FixedKLController, gae, kl_
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
-from postlab.models.load import load_model_and_tokenizer
-from postlab.models.prepare import count_parameters, pick_device, prepare_model, save_final_model
+from postlab.models.prepare import count_parameters, pick_device, load_reference, prepare_model, save_final_model
 from postlab.models.reward import load_reward_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
@@ -135,8 +134,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     policy, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     ref_model = None
     if not cfg.lora.enabled:
-        ref_model, _ = load_model_and_tokenizer(cfg.model)
-        ref_model.to(device).eval().requires_grad_(False)
+        ref_model = load_reference(cfg.model, policy)
     value_init = cfg.value_model or (cfg.reward.source[3:] if cfg.reward.source.startswith("rm:") else cfg.model)
     torch.manual_seed(cfg.optim.seed)
     value, _ = load_reward_model(value_init)

@@ -26,6 +26,7 @@ from postlab.models.attention import varying_shape_attention
 from postlab.rollout.types import Rollout
 from postlab.tasks.suite import Item
 from postlab.train.common import CheckpointConfig
+from postlab.train.shared_prompt import positions, response_logits
 from postlab.rollout.sampling import SamplingParams, row_params
 from postlab.rollout.types import cat_rollouts
 from postlab.train import distributed
@@ -120,23 +121,13 @@ def apply_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: flo
     return scores - penalty * (~finished).to(scores.dtype)
 
 
-def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
-
-
 def response_logprobs(model, rollout: Rollout, temperature: float, *, entropy: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(y_t | x, y_<t) at the sampling temperature for every response token, (B, R) fp32, and
     optionally the per-token entropy of π (B, R). Positions follow the left-padded prompt exactly as
-    the rollout engine placed them."""
+    the rollout engine placed them; rows sharing a prompt run it once (train/shared_prompt.py)."""
     device = next(model.parameters()).device
-    ids, mask = rollout.input_ids.to(device), rollout.attention_mask.to(device)  # (B, P + R)
-    R = rollout.response_ids.size(1)
-    # Only the R + 1 last positions go through the LM head; position P − 1 + t predicts token t.
-    with varying_shape_attention():  # a new (B, P + R) every batch: no per-shape cuDNN plans
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                       logits_to_keep=R + 1).logits[:, :-1]
-    # (B, R, V) in the model's dtype; chunked in fp32 by token_logprobs, never copied whole
+    logits = response_logits(model, rollout)  # (B, R, V) in the model's dtype; chunked in fp32 by token_logprobs
     logp, ent = token_logprobs(logits, rollout.response_ids.to(device), temperature, entropy=entropy)
     return logp * rollout.response_mask.to(device), ent
 
@@ -149,7 +140,7 @@ def response_values(value_model, rollout: Rollout) -> torch.Tensor:
     ids, mask = rollout.input_ids.to(device), rollout.attention_mask.to(device)
     P, R = rollout.prompt_ids.size(1), rollout.response_ids.size(1)
     with varying_shape_attention():
-        h = inner.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).last_hidden_state
+        h = inner.model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
     return inner.score(h[:, P - 1 : P + R - 1]).squeeze(-1).float() * rollout.response_mask.to(device)
 
 
