@@ -317,3 +317,24 @@ def test_overlapping_no_cudnn_passes_restore_the_setting_whatever_order_they_end
         pass
     assert not torch.backends.cuda.cudnn_sdp_enabled()
     torch.backends.cuda.enable_cudnn_sdp(True)
+
+
+def test_a_groups_prompt_is_prefilled_once(monkeypatch):
+    """k samples of each prompt (an RL group): the lean prefill runs each distinct prompt once and gives every row
+    its keys and values, so the rows sample what a prefill of every row would have given them."""
+    from postlab.rollout import llama_decode
+
+    model, tok = load_model_and_tokenizer("tiny")
+    engine = TorchEngine(model=model, tokenizer=tok)
+    grouped = [PROMPTS[1]] * 3 + [PROMPTS[0]] * 3  # two distinct prompts of different lengths
+    params = [SamplingParams(temperature=1.0, max_new_tokens=10, seed=s) for s in range(6)]
+    rows = []
+    real = llama_decode.LlamaDecoder._prefill
+    monkeypatch.setattr(llama_decode.LlamaDecoder, "_prefill", lambda self, ids, mask: rows.append(ids.size(0)) or real(self, ids, mask))
+    shared = engine.generate(grouped, params)
+    assert rows == [2]
+    monkeypatch.setattr(llama_decode, "distinct_rows", lambda ids, mask: (torch.arange(ids.size(0)), torch.arange(ids.size(0))))
+    every = engine.generate(grouped, params)
+    assert rows == [2, 6]
+    assert torch.equal(shared.response_ids, every.response_ids)
+    torch.testing.assert_close(shared.logprobs, every.logprobs, atol=1e-5, rtol=0)

@@ -17,6 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from postlab.rollout.types import distinct_rows
+
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 
 
@@ -140,7 +142,18 @@ class LlamaDecoder:
         self.v = torch.zeros_like(self.k)
 
     def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
-        """Run the left-padded prompts (B, P), filling KV slots 0..P-1; returns last-position logits (B, V)."""
+        """Run the left-padded prompts (B, P), filling KV slots 0..P-1; returns last-position logits (B, V).
+        Rows holding the same prompt (an RL group's k samples) share one pass: its keys and values are copied."""
+        first, inverse = distinct_rows(prompt_ids, prompt_mask)
+        if first.numel() == prompt_ids.size(0):
+            return self._prefill(prompt_ids, prompt_mask)
+        logits = self._prefill(prompt_ids[first], prompt_mask[first])  # rows 0..U-1 of the buffers
+        P = prompt_ids.size(1)
+        self.k[:, :, :, :P] = self.k[:, inverse, :, :P]  # the index copies first: no row is overwritten early
+        self.v[:, :, :, :P] = self.v[:, inverse, :, :P]
+        return logits[inverse]
+
+    def _prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
         w, linear = self.w, self.w.linear
         B, P = prompt_ids.shape
         Hq, Hkv, D = w.Hq, w.Hkv, w.D
@@ -156,9 +169,9 @@ class LlamaDecoder:
             qkv = linear(rms_norm(x, ln1, w.eps), w_qkv).view(B, P, -1)  # (B, P, (Hq + 2·Hkv)·D)
             qk = rotate(qkv[..., : (Hq + Hkv) * D].reshape(B, P, Hq + Hkv, D), cos, sin)
             q = qk[:, :, :Hq].transpose(1, 2)  # (B, Hq, P, D)
-            self.k[i, :, :, :P] = qk[:, :, Hq:].transpose(1, 2)
-            self.v[i, :, :, :P] = qkv[..., (Hq + Hkv) * D :].reshape(B, P, Hkv, D).transpose(1, 2)
-            attn = F.scaled_dot_product_attention(q, self.k[i, :, :, :P], self.v[i, :, :, :P], attn_mask=mask,
+            self.k[i, :B, :, :P] = qk[:, :, Hq:].transpose(1, 2)
+            self.v[i, :B, :, :P] = qkv[..., (Hq + Hkv) * D :].reshape(B, P, Hkv, D).transpose(1, 2)
+            attn = F.scaled_dot_product_attention(q, self.k[i, :B, :, :P], self.v[i, :B, :, :P], attn_mask=mask,
                                                   enable_gqa=Hq != Hkv)  # (B, Hq, P, D)
             x = x + linear(attn.transpose(1, 2).reshape(B * P, Hq * D), w_o)
             gate, up = linear(rms_norm(x, ln2, w.eps), w_gu).chunk(2, dim=-1)

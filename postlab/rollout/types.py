@@ -66,3 +66,15 @@ def cat_rollouts(rollouts: list[Rollout]) -> Rollout:
                    response_ids=cat("response_ids", R, False, pad_id), response_mask=cat("response_mask", R, False, 0),
                    logprobs=cat("logprobs", R, False, 0.0), finished=torch.cat([r.finished for r in rollouts]),
                    texts=[t for r in rollouts for t in r.texts], pad_id=pad_id)
+
+
+def distinct_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, inverse) over the rows of `tensors` (each (B, ...), read side by side): `first` (U,) the first
+    row of each distinct one, `inverse` (B,) the distinct row of every row, so rows ``first[inverse]`` equal
+    rows 0..B-1. Used to run each distinct prompt of a batch once (RL groups repeat every prompt k times)."""
+    key = torch.cat([t.reshape(t.size(0), -1) for t in tensors], dim=1)
+    _, inverse = torch.unique(key, dim=0, return_inverse=True)  # (B,) into the sorted distinct rows
+    B = inverse.numel()
+    first = torch.full((int(inverse.max()) + 1,), B, dtype=torch.long, device=inverse.device)
+    first.scatter_reduce_(0, inverse, torch.arange(B, device=inverse.device), reduce="amin")
+    return first, inverse

@@ -17,7 +17,7 @@ import inspect
 import torch
 
 from postlab.models.attention import varying_shape_attention
-from postlab.rollout.types import Rollout
+from postlab.rollout.types import Rollout, distinct_rows
 
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -27,13 +27,8 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def distinct_prompts(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
     """(first, inverse): `first` (U,) the first row holding each distinct prompt, `inverse` (B,) the
-    distinct prompt of every row (so rows `first[inverse]` hold the same prompt as rows 0..B-1)."""
-    key = torch.cat([rollout.prompt_ids, rollout.prompt_mask], dim=1)  # a pad id may be a real token elsewhere
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)  # (B,) into the sorted distinct rows
-    B = inverse.numel()
-    first = torch.full((int(inverse.max()) + 1,), B, dtype=torch.long, device=inverse.device)
-    first.scatter_reduce_(0, inverse, torch.arange(B, device=inverse.device), reduce="amin")
-    return first, inverse
+    distinct prompt of every row (a pad id may be a real token elsewhere: the mask is part of the key)."""
+    return distinct_rows(rollout.prompt_ids, rollout.prompt_mask)
 
 
 def _sharded(model) -> bool:
