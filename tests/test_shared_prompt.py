@@ -162,3 +162,17 @@ def test_a_reference_copy_gives_the_policys_numbers_bit_for_bit(groups):
         want, _ = response_logprobs(ref, r, 1.0)
     got, _ = response_logprobs(policy, r, 1.0)
     assert torch.equal(got.detach(), want)
+
+
+def test_checkpointed_or_empty_batches_take_the_plain_pass(groups):
+    """A model that checkpoints activations returns no cache (transformers' rule): it takes the plain pass; and an
+    empty batch has no distinct prompt to find."""
+    model, r = groups
+    policy = _copy(model)
+    policy.gradient_checkpointing_enable()
+    policy.train()
+    got = response_logits(policy, r)
+    got.sum().backward()
+    torch.testing.assert_close(got.detach(), _plain_logits(model, r).detach(), atol=1e-5, rtol=1e-5)
+    first, inverse = distinct_prompts(dataclasses.replace(r, prompt_ids=r.prompt_ids[:0], prompt_mask=r.prompt_mask[:0]))
+    assert first.numel() == inverse.numel() == 0

@@ -72,6 +72,9 @@ def distinct_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(first, inverse) over the rows of `tensors` (each (B, ...), read side by side): `first` (U,) the first
     row of each distinct one, `inverse` (B,) the distinct row of every row, so rows ``first[inverse]`` equal
     rows 0..B-1. Used to run each distinct prompt of a batch once (RL groups repeat every prompt k times)."""
+    if tensors[0].size(0) == 0:
+        none = torch.zeros(0, dtype=torch.long, device=tensors[0].device)
+        return none, none
     key = torch.cat([t.reshape(t.size(0), -1) for t in tensors], dim=1)
     _, inverse = torch.unique(key, dim=0, return_inverse=True)  # (B,) into the sorted distinct rows
     B = inverse.numel()

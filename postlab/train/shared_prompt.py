@@ -7,7 +7,8 @@ gradients back into the one prompt pass), and the responses go through with that
 Same positions, masks and weights as the plain pass, so the same numbers up to floating-point
 reassociation (tests/test_shared_prompt.py: fp32 log-probs and gradients within 1e-5; bit for bit between
 a policy and its reference copy), for U·P + B·R token-passes instead of B·(P + R): with 2 prompts of
-~50 tokens and 16 responses of ~64, about 40% fewer. Math and measurements: docs/algorithms/grpo.md, docs/benchmarks.md.
+~50 tokens and 16 responses of ~64, about 40% fewer. Math: docs/algorithms/grpo.md; figures:
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -31,18 +32,19 @@ def distinct_prompts(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
     return distinct_rows(rollout.prompt_ids, rollout.prompt_mask)
 
 
-def _sharded(model) -> bool:
-    """FSDP2 frees each layer's gathered weights after its forward: the backward of a second forward before it
-    (the tail after the prompt pass) finds the first one's saved weights gone, so sharded models take one pass."""
-    from torch.distributed.fsdp import FSDPModule
-
-    return any(isinstance(m, FSDPModule) for m in model.modules())
-
-
 def _cache_arg(model) -> str:
     """The forward's name for a past cache: `cache` in recent transformers, `past_key_values` before."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft wrapper
     return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
+def _one_pass(model) -> bool:
+    """Models that take the plain pass: FSDP2-sharded ones (FSDP2 frees each layer's gathered weights after its
+    forward, and the backward of the prompt pass would find them gone) and ones that checkpoint activations
+    (transformers then refuses to return a cache)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(m, FSDPModule) or getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
 
 def response_logits(model, rollout: Rollout, share_prompts: bool = True) -> torch.Tensor:
@@ -54,7 +56,7 @@ def response_logits(model, rollout: Rollout, share_prompts: bool = True) -> torc
     P, R = rollout.prompt_ids.size(1), rollout.response_ids.size(1)
     first, inverse = distinct_prompts(rollout)
     with varying_shape_attention():  # a new shape every batch: no per-shape cuDNN plans
-        if first.numel() == inverse.numel() or not share_prompts or P < 2 or _sharded(model):  # nothing to share
+        if first.numel() == inverse.numel() or not share_prompts or P < 2 or _one_pass(model):  # one plain pass
             return model(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
                          logits_to_keep=R + 1).logits[:, :-1]
         first, inverse = first.to(device), inverse.to(device)
@@ -62,9 +64,9 @@ def response_logits(model, rollout: Rollout, share_prompts: bool = True) -> torc
         # tail, that token and the responses, runs the head at all its R positions as the plain pass does at
         # R of its R + 1 (so the head's matmul has the same shape, and rounds the same, in both).
         pmask = mask[first, : P - 1]  # (U, P − 1)
-        cache = model(input_ids=ids[first, : P - 1], attention_mask=pmask, position_ids=positions(pmask),
-                      use_cache=True, logits_to_keep=1)  # (its one head row is not used)
-        cache = cache.cache if "cache" in cache else cache.past_key_values  # `cache` in transformers ≥ 5.2x
+        out = model(input_ids=ids[first, : P - 1], attention_mask=pmask, position_ids=positions(pmask),
+                    use_cache=True, logits_to_keep=1)  # (its one head row is not used)
+        cache = out.cache if "cache" in out else out.past_key_values  # `cache` in transformers ≥ 5.2x
         cache.reorder_cache(inverse)  # (U, ...) -> (B, ...): row b's prompt keys and values
         return model(input_ids=ids[:, P - 1 : P + R - 1], attention_mask=mask[:, : P + R - 1],
                      position_ids=positions(mask)[:, P - 1 : P + R - 1], **{_cache_arg(model): cache},
