@@ -1304,6 +1304,15 @@ GATE_ANSWERS = [
     # a question restated as a rhetorical opener, then a short answer
     ("de_restated_question_short_answer", _user("Wie kann ich morgens schneller aus dem Haus kommen?"), [DE],
      "Wie du morgens schneller aus dem Haus kommst? Pack abends schon alles."),
+    # German compounds and names, and names elsewhere, are no babble
+    ("de_compounds_and_a_name", _user("Wie kann ich abends besser einschlafen?"), [DE],
+     "Leg das Handy eine Stunde vor dem Schlafengehen weg und mach das Schlafzimmer dunkel. Eine feste Abendroutine "
+     "hilft, zum Beispiel ein Kapitel lesen. Meine Freundin Anna schwört auf Kamillentee."),
+    ("de_compounds_at_work", _user("Wie kann ich im Homeoffice konzentriert arbeiten?"), [DE],
+     "Richte dir einen festen Arbeitsplatz ein und plane Pausen. Schalte Benachrichtigungen aus und nutze die "
+     "Pomodoro-Technik. Ein Wochenplan mit klaren Zielen hilft ebenfalls."),
+    ("fr_name_inside_a_sentence", _user("Comment bien dormir ?"), [FR],
+     "Couchez-vous à heure fixe. Évitez les écrans le soir. Marie, ma voisine, boit une tisane avant de dormir."),
     # new words are no babble: "doomscrolling", "micropause" in a real answer
     ("en_answer_with_new_words", _user("Switch to English for this one. Why is it important to take breaks at work?"),
      [("language:response_language", {"language": "en"})],
@@ -1455,6 +1464,11 @@ GATE_NON_ANSWERS = [
      "Para la excursión, no puedes ser más pruedo ni más trastilo con la mochila.", "gibberish"),
     ("de_made_up_words", _user("Wie kann ich abends besser einschlafen?"), [DE],
      "Du kannst einschlafen, wenn du die Lampe verfelst und dann ganz knirpelt bleibst.", "gibberish"),
+    # babble in capitalised words: German nouns (elsewhere a capitalised word may be a name, or a rare word opening
+    # a sentence, "Rempotez vos plantes", and is not judged)
+    ("de_made_up_nouns", _user("Wie kann ich mich auf einen langen Flug vorbereiten?"), [DE],
+     "Packe die Wolgrine und einen Gurtelmann ein. Trinke viel Wasser, und die Kissenfalte hilft beim Schlafen. "
+     "Der Flug ist dann kalt und sicher.", "gibberish"),
     ("pt_short_loop", _user("How can I sleep better on a night train? Answer in Portuguese, please."), [PT],
      "Para dormir, estão dormindo para dormir.\n\nPara sono, estão sonhando para sono.\n\nPara calma, estão "
      "acalmando para calma.\n\nPara calma, estão acalmando para calma.", "repetition"),
