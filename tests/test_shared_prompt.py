@@ -84,7 +84,7 @@ def test_distinct_prompts_take_the_plain_pass(groups):
                                                                           "response_mask", "logprobs", "finished")},
                                texts=[r.texts[0], r.texts[3]])
     calls = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw.get("past_key_values")), with_kwargs=True)
+    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw.get("cache", kw.get("past_key_values"))), with_kwargs=True)
     try:
         with torch.no_grad():
             got = response_logits(model, solo)

@@ -183,9 +183,9 @@ def in_language(word: str, lang: str) -> bool:
     return any(zipf(w, lang) >= _LANGUAGE_WORD_ZIPF for w in (stem, phrases.fold(stem), phrases.fold(stem) + "e"))
 
 
-def _judged_words(text: str) -> list[str]:
-    """Lower-cased words outside code, numbers and capitalised names, of two letters or more."""
-    tokens = [w for w in _WORD.findall(_CODE.sub(" ", text)) if not w[:1].isupper() or w.isupper()]
+def _judged_words(text: str, *, capitalised: bool = False) -> list[str]:
+    """Lower-cased words outside code, numbers and (unless `capitalised`) capitalised names, of two letters or more."""
+    tokens = [w for w in _WORD.findall(_CODE.sub(" ", text)) if capitalised or not w[:1].isupper() or w.isupper()]
     return [t.lower().replace("’", "'") for t in tokens if len(t) > 1]
 
 
@@ -194,9 +194,7 @@ def _words_in_language(text: str, lang: str) -> list[str]:
     except in German, where every noun is capitalised ("Wechren, keine Wahmlöte": babble a small model writes in
     nouns). A capitalised word opening a sentence stays out in other languages: rare real words open sentences
     too ("Rempotez vos plantes")."""
-    if lang != "de":
-        return _judged_words(text)
-    return [w.lower().replace("’", "'") for w in _WORD.findall(_CODE.sub(" ", text)) if len(w) > 1]
+    return _judged_words(text, capitalised=lang == "de")
 
 
 def _german_compound(word: str) -> bool:
