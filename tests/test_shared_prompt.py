@@ -75,14 +75,51 @@ def test_same_gradient_as_the_plain_forward(groups):
     assert any(g.abs().sum() > 0 for n, g in shared.items() if "layers.0." in n)  # the prompt pass got its share
 
 
+def _rows(r, order):
+    """The rollout's rows in this order (rows may repeat)."""
+    fields = ("prompt_ids", "prompt_mask", "response_ids", "response_mask", "logprobs", "finished")
+    return dataclasses.replace(r, **{f: getattr(r, f)[order] for f in fields}, texts=[r.texts[i] for i in order])
+
+
+def test_rows_sharing_a_prompt_need_not_be_adjacent(groups):
+    """A batch in any order (prompts interleaved, as after shuffling or dynamic sampling's refills): the same
+    log-probs and gradients as the plain pass."""
+    model, r = groups
+    mixed = _rows(r, [4, 0, 3, 1, 5, 2])
+    first, inverse = distinct_prompts(mixed)
+    assert first.numel() == 2 and inverse.tolist() != sorted(inverse.tolist())  # really interleaved
+    weights = torch.linspace(-1, 1, mixed.response_ids.numel()).view_as(mixed.response_ids) * mixed.response_mask
+
+    def grads(logits_fn):
+        model.zero_grad()
+        logits = logits_fn(model, mixed)
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, mixed.response_ids[..., None]).squeeze(-1)
+        (logp * weights).sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    (shared, g_shared), (plain, g_plain) = grads(response_logits), grads(_plain_logits)
+    keep = mixed.response_mask.bool()
+    torch.testing.assert_close(shared[keep], plain[keep], atol=1e-5, rtol=1e-5)
+    for name in g_plain:
+        torch.testing.assert_close(g_shared[name], g_plain[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_a_batch_with_no_response_tokens(groups):
+    """Responses of width 0 (nothing to score): empty logits, as the plain pass gives, not a crash in the tail."""
+    model, r = groups
+    empty = dataclasses.replace(r, response_ids=r.response_ids[:, :0], response_mask=r.response_mask[:, :0],
+                                logprobs=r.logprobs[:, :0])
+    with torch.no_grad():
+        got = response_logits(model, empty)
+    assert got.shape == (6, 0, model.config.vocab_size)
+
+
 def test_distinct_prompts_take_the_plain_pass(groups):
     model, r = groups
     one_each = cat_rollouts([r, r])  # 12 rows, 2 distinct prompts
     first, _ = distinct_prompts(one_each)
     assert first.numel() == 2
-    solo = dataclasses.replace(r, **{f: getattr(r, f)[[0, 3]] for f in ("prompt_ids", "prompt_mask", "response_ids",
-                                                                          "response_mask", "logprobs", "finished")},
-                               texts=[r.texts[0], r.texts[3]])
+    solo = _rows(r, [0, 3])
     calls = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw.get("cache", kw.get("past_key_values"))), with_kwargs=True)
     try:

@@ -56,7 +56,7 @@ def response_logits(model, rollout: Rollout, share_prompts: bool = True) -> torc
     P, R = rollout.prompt_ids.size(1), rollout.response_ids.size(1)
     first, inverse = distinct_prompts(rollout)
     with varying_shape_attention():  # a new shape every batch: no per-shape cuDNN plans
-        if first.numel() == inverse.numel() or not share_prompts or P < 2 or _one_pass(model):  # one plain pass
+        if first.numel() == inverse.numel() or not share_prompts or P < 2 or R == 0 or _one_pass(model):  # plain
             return model(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
                          logits_to_keep=R + 1).logits[:, :-1]
         first, inverse = first.to(device), inverse.to(device)
