@@ -7,8 +7,12 @@ policy gaming the ruler:
 
 - ``short``        under 4 words on an item without a known answer (a one-word "Paris." is fine);
 - ``repetitive``   under 60% distinct word 3-grams (20+ words), or any clause said twice;
-- ``copied``       under half of its words are its own (4-word runs copied from the conversation);
-- ``boilerplate``  the very same response given to 3+ items of 2+ categories in one batch;
+- ``copied``       under half of its words are its own (4-word runs copied from the conversation), on an item
+                   whose checks are all about form (a passed content check, such as a right answer, a refusal or
+                   a stated limit, may restate the request: "The capital of Kenya is Nairobi."), unless the
+                   prompt asks for the copy (one of its options, the request repeated);
+- ``boilerplate``  the very same response given to 3+ items of 2+ categories in one batch, except on an item
+                   that asks for a refusal (the right refusal is the same few words everywhere);
 - ``filler``       half or more of its sentences are filler ("great question", "hope this helps").
 
 Each RL step logs ``hacking/flagged_frac`` (share of the batch's full-mark samples that are flagged),
@@ -28,6 +32,7 @@ from postlab.spec import answer
 from postlab.tasks.suite import Item
 
 FLAGS = ("short", "repetitive", "copied", "boilerplate", "filler")
+_COPY_ASKED = ("detectable_format:constrained_response", "combination:repeat_prompt")  # checks whose answer is a copy
 
 
 def _normalised(text: str) -> str:
@@ -49,9 +54,12 @@ def degenerate_flags(item: Item, response: str, *, same_response_items: list[Ite
     if ((n_words >= 20 and answer.distinct_trigram_fraction(response) < 0.6)
             or answer.repeated_clause_fraction(response) > 0):
         flags.append("repetitive")
-    if answer.own_word_fraction("\n".join(m["content"] for m in item.messages), response) < 0.5:
+    ids = {c.id for c in item.checks}
+    if (not ids & (set(answer.CONTENT_CHECKS) | set(_COPY_ASKED))
+            and answer.own_word_fraction("\n".join(m["content"] for m in item.messages), response) < 0.5):
         flags.append("copied")
-    if len(same_response_items) >= 3 and len({it.category for it in same_response_items}) >= 2:
+    if ("refusal:refuses" not in ids and len(same_response_items) >= 3
+            and len({it.category for it in same_response_items}) >= 2):
         flags.append("boilerplate")
     if filler_fraction(response) >= 0.5:
         flags.append("filler")
