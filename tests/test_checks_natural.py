@@ -1311,6 +1311,14 @@ GATE_ANSWERS = [
     ("de_compounds_at_work", _user("Wie kann ich im Homeoffice konzentriert arbeiten?"), [DE],
      "Richte dir einen festen Arbeitsplatz ein und plane Pausen. Schalte Benachrichtigungen aus und nutze die "
      "Pomodoro-Technik. Ein Wochenplan mit klaren Zielen hilft ebenfalls."),
+    # compounds of three parts, a head that drops its e ("Dusch-"), a linking -s- and a genitive -s
+    ("de_long_compounds", _user("Was muss ich beim Auszug aus meiner Mietwohnung beachten?"), [DE],
+     "Vereinbaren Sie einen Termin zur Wohnungsübergabe und halten Sie alles in einem Wohnungsübergabeprotokoll "
+     "fest. Statt der Barkaution reicht oft eine Mietkautionsbürgschaft."),
+    ("de_compound_with_dropped_e", _user("Wie bekomme ich Kalkflecken von der Dusche weg?"), [DE],
+     "Sprühen Sie verdünnten Essig auf die Duschwand und wischen Sie nach jedem Duschen mit einem Abzieher nach."),
+    ("de_genitive_compound", _user("Wie backe ich ein Roggenbrot mit Sauerteig?"), [DE],
+     "Nehmen Sie Roggenvollkornmehl und einen Teil des Anstellguts vom Vortag. Der Teig muss über Nacht gehen."),
     ("fr_name_inside_a_sentence", _user("Comment bien dormir ?"), [FR],
      "Couchez-vous à heure fixe. Évitez les écrans le soir. Marie, ma voisine, boit une tisane avant de dormir."),
     # new words are no babble: "doomscrolling", "micropause" in a real answer
@@ -1469,6 +1477,13 @@ GATE_NON_ANSWERS = [
     ("de_made_up_nouns", _user("Wie kann ich mich auf einen langen Flug vorbereiten?"), [DE],
      "Packe die Wolgrine und einen Gurtelmann ein. Trinke viel Wasser, und die Kissenfalte hilft beim Schlafen. "
      "Der Flug ist dann kalt und sicher.", "gibberish"),
+    # a real stem with a bare suffix glued on is no compound ("Schlafung" = "Schlaf" + "ung"; "ung" and "heit" are in
+    # the word list as fragments)
+    ("de_suffix_babble", _user("Was hilft gegen Stress am Abend?"), [DE],
+     "Gegen Stress hilft die Schlafung und die Bettheit. Am Abend hilft die Wasserung, dann kommt die Ruhe.",
+     "gibberish"),
+    ("de_babble_split_into_fragments", _user("Wie plane ich meinen Tag besser?"), [DE],
+     "Für die Planung ist die Zeitmachung wichtig. Die Arbeitsgestellung hilft bei der Tageswelt.", "gibberish"),
     ("pt_short_loop", _user("How can I sleep better on a night train? Answer in Portuguese, please."), [PT],
      "Para dormir, estão dormindo para dormir.\n\nPara sono, estão sonhando para sono.\n\nPara calma, estão "
      "acalmando para calma.\n\nPara calma, estão acalmando para calma.", "repetition"),

@@ -197,16 +197,40 @@ def _words_in_language(text: str, lang: str) -> list[str]:
     return _judged_words(text, capitalised=lang == "de")
 
 
-def _german_compound(word: str) -> bool:
-    """Whether a German word is two common German words run together, with a linking s, n or en ("Schlafzimmer",
-    "Einschlafroutine", "Zeitungspapier"): German makes such nouns freely, and no list holds them all."""
-    zipf = _zipf()
-    for i in range(3, len(word) - 2):
+# German suffixes that are in the word list as fragments ("ung", "heit" score above many real words) and that a
+# babbling model glues to a real stem ("Schlafung", "Bettheit"): never a part of a compound on their own.
+_GERMAN_SUFFIXES = frozenset(
+    "ung ungen heit heiten keit keiten schaft schaften lich liche lichen licher tum nis nisse ler ren ten ern isch "
+    "ig ige igen bar sam los haft ei erei ling chen lein ierung".split())
+
+
+def _german_part(word: str, min_zipf: float, min_len: int) -> bool:
+    """A common German word that may stand in a compound: `min_len` letters or more, not a bare suffix."""
+    return len(word) >= min_len and word not in _GERMAN_SUFFIXES and _zipf()(word, "de") > min_zipf
+
+
+@lru_cache(maxsize=65536)
+def _german_compound(word: str, parts: int = 3) -> bool:
+    """Whether a German word is common German words run together, up to `parts` of them ("Schlafzimmer",
+    "Zeitungspapier", "Mietkautionsbürgschaft"): German makes such nouns freely, and no list holds them all. A
+    head may end in a linking s, es, n, en or er or drop its final e ("Duschabzieher"), and the last part may be
+    inflected (-s, -es, -n, -en: "Anstellguts"); a bare suffix is no part ("Schlafung", "Mietheit"), and the
+    parts of a part split again must be commoner words of four letters or more ("Zeitmachung" is no
+    "Zeit" + "Mac" + "hung")."""
+    min_zipf, n = (_SHORT_WORD_ZIPF, 3) if parts == 3 else (3.0, 4)
+    for i in range(n, len(word) - n + 1):
         head, tail = word[:i], word[i:]
-        if zipf(tail, "de") <= _SHORT_WORD_ZIPF:
+        if not (_german_part(tail, min_zipf, n)
+                or any(tail.endswith(e) and _german_part(tail[: -len(e)], min_zipf, 4)
+                       for e in ("s", "es", "n", "en"))
+                or (parts > 2 and _german_compound(tail, parts - 1))):
             continue
-        for link in ("", "s", "n", "en"):
-            if head.endswith(link) and len(head) - len(link) >= 3 and zipf(head[: len(head) - len(link)], "de") > _SHORT_WORD_ZIPF:
+        for link in ("", "s", "es", "n", "en", "er"):
+            stem = head[: len(head) - len(link)]
+            if not head.endswith(link) or len(stem) < n:
+                continue
+            if (_german_part(stem, min_zipf, n) or (not link and _german_part(stem + "e", min_zipf, n))
+                    or (parts > 2 and _german_compound(stem, parts - 1))):
                 return True
     return False
 
