@@ -75,27 +75,28 @@ class _ConfigCommand(TyperCommand):
     in $POSTLAB_HOME/help keyed by postlab's sources: later calls print it without importing anything."""
 
     config: tuple[str, str, str | None]  # module, config class, the module's presets (name -> knobs) if any
+    also: tuple[str, ...] = ()  # modules of presets of their own (postlab/presets/), each with the same names
 
     def format_help_text(self, ctx, formatter) -> None:
         summary = self.help
-        self.help = f"{summary}\n\n{_config_help(self.name, *self.config)}"
+        self.help = f"{summary}\n\n{_config_help(self.name, *self.config, also=self.also)}"
         try:
             super().format_help_text(ctx, formatter)
         finally:
             self.help = summary
 
 
-def _config(module: str, cls_name: str, presets: str | None = None) -> type[TyperCommand]:
-    return type(f"{cls_name}Command", (_ConfigCommand,), {"config": (module, cls_name, presets)})
+def _config(module: str, cls_name: str, presets: str | None = None, also: tuple[str, ...] = ()) -> type[TyperCommand]:
+    return type(f"{cls_name}Command", (_ConfigCommand,), {"config": (module, cls_name, presets), "also": also})
 
 
-def _config_help(command: str, module: str, cls_name: str, presets: str | None) -> str:
+def _config_help(command: str, module: str, cls_name: str, presets: str | None, also: tuple[str, ...] = ()) -> str:
     import hashlib
 
     package = Path(__file__).resolve().parent
     sources = sorted((str(p.relative_to(package)), p.stat().st_mtime_ns, p.stat().st_size)
                      for p in package.rglob("*.py"))
-    key = hashlib.sha256(repr((sys.version, module, cls_name, presets, sources)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((sys.version, module, cls_name, presets, also, sources)).encode()).hexdigest()[:16]
     # $POSTLAB_HOME as postlab.models.home.postlab_home() has it; importing postlab.models would load torch
     home = Path(os.environ.get("POSTLAB_HOME", "~/.cache/postlab")).expanduser()
     cache = home / "help" / f"{command}-{key}.txt"
@@ -104,6 +105,10 @@ def _config_help(command: str, module: str, cls_name: str, presets: str | None) 
     except OSError:
         pass
     text = _build_config_help(module, cls_name, presets)
+    for other in also:  # a preset module's own fields, under a heading of their own
+        fields = _build_config_help(other, cls_name, presets).split("\n", 2)[2]
+        names = " | ".join(getattr(sys.modules[other], presets))
+        text += f"\n\n\b\nWith --preset {names} ({other.replace('.', '/')}.py), these fields instead:\n{fields}"
     try:
         from postlab.utils.io import atomic_write_text
 
@@ -170,7 +175,8 @@ def sample(out: Optional[str] = OUT_OPT, config: Optional[str] = CONFIG_OPT,
     print(recipe.sample(cfg))
 
 
-@app.command(cls=_config("postlab.run", "RunConfig", "PRESETS"),
+@app.command(cls=_config("postlab.run", "RunConfig", "PRESETS",
+                         also=("postlab.presets.reasoning", "postlab.presets.agent")),
              help="The end-to-end job on a preset (resumable: rerun to continue).")
 def run(
     preset: Optional[str] = typer.Option(None, "--preset", help="default | tiny | reasoning | reasoning-tiny | agent | "

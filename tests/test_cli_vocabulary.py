@@ -111,16 +111,33 @@ def test_run_help_shows_the_presets_values():
 
     r = postlab("run", "--help")
     assert r.returncode == 0
-    knob_lines = [line for line in r.stdout.splitlines() if line.strip().startswith("rl_steps ")]
+    default_section = r.stdout.split("With --preset")[0]
+    knob_lines = [line for line in default_section.splitlines() if line.strip().startswith("rl_steps ")]
     assert len(knob_lines) == 1, r.stdout
     line = knob_lines[0]
     assert "default None" not in line
     assert f"{PRESETS['default'].rl_steps!r} in preset default" in line and f"{PRESETS['tiny'].rl_steps!r} in preset tiny" in line
     from postlab.run import Knobs
 
-    lines = {line.strip().split(" ")[0]: line for line in r.stdout.splitlines() if line.startswith("    ")}
+    lines = {line.strip().split(" ")[0]: line for line in default_section.splitlines() if line.startswith("    ")}
     for knob in Knobs.model_fields:
         assert "in preset default" in lines[knob] and "in preset tiny" in lines[knob], lines[knob]
+
+
+@pytest.mark.parametrize("module, presets", [("reasoning", ("reasoning", "reasoning-tiny")),
+                                             ("agent", ("agent", "agent-tiny"))])
+def test_run_help_shows_the_preset_modules_knobs(module, presets):
+    """The reasoning and agent presets are modules of their own (postlab/presets/) with knobs of their own:
+    `postlab run --help` lists those too, each with its value in each of the module's presets."""
+    import importlib
+
+    Knobs = importlib.import_module(f"postlab.presets.{module}").Knobs
+    r = postlab("run", "--help")
+    assert r.returncode == 0
+    section = next(part for part in r.stdout.split("With --preset")[1:] if part.lstrip().startswith(presets[0]))
+    lines = {line.strip().split(" ")[0]: line for line in section.splitlines() if line.startswith("    ")}
+    for knob in Knobs.model_fields:
+        assert all(f"in preset {p}" in lines[knob] for p in presets), lines.get(knob, section)
 
 
 def test_sft_takes_out_and_trl_names_on_the_command_line(chat_file, tmp_path):
