@@ -213,7 +213,7 @@ def _german_part(word: str, min_zipf: float, min_len: int) -> bool:
 def _german_compound(word: str, parts: int = 3) -> bool:
     """Whether a German word is common German words run together, up to `parts` of them ("Schlafzimmer",
     "Zeitungspapier", "Mietkautionsbürgschaft"): German makes such nouns freely, and no list holds them all. A
-    head may end in a linking s, es, n, en or er or drop its final e ("Duschabzieher"), and the last part may be
+    head may end in a linking s, es, n, en or er or drop its final e ("Duschwand"), and the last part may be
     inflected (-s, -es, -n, -en: "Anstellguts"); a bare suffix is no part ("Schlafung", "Mietheit"), and the
     parts of a part split again must be commoner words of four letters or more ("Zeitmachung" is no
     "Zeit" + "Mac" + "hung")."""
@@ -238,8 +238,8 @@ def _german_compound(word: str, parts: int = 3) -> bool:
 def made_up_words(text: str, lang: str) -> list[str]:
     """The words of `text` (outside code and numbers; capitalised ones only where they cannot be names, see
     `_words_in_language`) that are no words of `lang`: what a small model writes when it babbles in a language it
-    barely knows ("conosciunti", "aprendiando", "réussisons", German "Wahmlöte"). A German compound of two German
-    words is a word."""
+    barely knows ("conosciunti", "aprendiando", "réussisons", German "Wahmlöte"). A compound of common German
+    words is a word (`_german_compound`)."""
     return [t for t in _words_in_language(text, lang)
             if not in_language(t, lang) and not (lang == "de" and _german_compound(t))]
 
