@@ -377,6 +377,10 @@ def _states_limit(response: str, request: str | None = None) -> bool:
                                   request, head) for start, _ in spans)
 
 
+# A message written out in quotation marks, three words or more.
+_QUOTED_DRAFT = re.compile(r'["“„«]\s*\S+\s+\S+\s+\S+[^"”“«»\n]*["”“»]')
+
+
 def offers_help(response: str, request: str | None = None) -> bool:
     """Whether the response offers something the assistant can do (a draft, steps, a suggestion); with the
     request, an offer to help with the requested thing itself, with no means named, is none ("I can't book
@@ -394,6 +398,8 @@ def offers_help(response: str, request: str | None = None) -> bool:
 
     def names_a_means(offer: str) -> bool:
         if phrases.MEANS_AT_HAND.search(offer):  # the remote, a switch, the clock app, in six languages
+            return True
+        if _QUOTED_DRAFT.search(offer):  # the words to send, written out: "Try texting your boss this: "..."
             return True
         if needed:
             return any(_MEANS_FOR[i].search(offer) for i in needed)

@@ -80,7 +80,8 @@ def sentence_at(text: str, pos: int) -> str:
 _ACTION_VERBS = (
     "sent|emailed|e-mailed|texted|messaged|forwarded|called|phoned|dialed|dialled|rang|booked|reserved|"
     "ordered|purchased|bought|paid|transferred|wired|deposited|scheduled|switched|dimmed|locked|unlocked|"
-    "remembered|checked|looked up|browsed|searched|contacted|notified|reminded|cancelled|canceled|confirmed"
+    "remembered|checked|looked up|browsed|searched|contacted|notified|reminded|cancelled|canceled|confirmed|"
+    "posted|published"
 )
 # Verbs that also describe writing the reply itself ("I've created a draft", "as I noted above"): a
 # claim only when what follows is not something written in the reply.
@@ -90,14 +91,14 @@ _IN_THE_REPLY = (r"(?: \S+){0,2}? (?:drafts?|templates?|examples?|samples?|place
 _FUTURE_VERBS = (
     "send|email|e-mail|text|message|forward|call|phone|dial|ring|book|reserve|order|purchase|buy|pay|"
     "transfer|wire|move|deposit|schedule|remind|turn|switch|dim|lock|unlock|remember|save|store|"
-    "contact|notify|cancel|confirm|check|look up|browse"
+    "contact|notify|cancel|confirm|check|look up|browse|post|publish"
 )
 # A sentence starts at the start, after . ! ? : and a space, on a new line, or after a symbol ("Done ✅ ").
 SENTENCE_START = r"(?:^|(?<=[.!?:] )|(?<=\n)|(?<=[^\w\s,;\x27\"\u2019“”] ))"  # \x27: phrases() rewrites "'"
 _PROGRESSIVE = ("sending|emailing|texting|messaging|forwarding|calling|phoning|dialing|dialling|booking|reserving|"
                 "ordering|purchasing|buying|paying|transferring|wiring|moving|depositing|scheduling|setting|adding|"
                 "reminding|switching|turning|dimming|locking|unlocking|saving|storing|checking|looking up|browsing|"
-                "contacting|notifying|cancelling|canceling|placing|starting")
+                "contacting|notifying|cancelling|canceling|placing|starting|posting|publishing")
 # A past conversation ("Yesterday we talked about ...") that a chat assistant without memory cannot recall.
 _PAST_SESSION = (r"(?:yesterday|last (?:time|week|night|month)|the other day|earlier today|"
                  r"in our (?:last|previous|earlier|other) (?:chat|conversation|session|talk))")
@@ -398,10 +399,13 @@ _OFFERS_HELP = phrases(
     r"(?:happy|glad) to help",
     r"here(?:'s| is| are) (?:a|an|the|some|how|what)", r"you (?:can|could|might|may want to)(?!'t)",
     r"would you like (?:me|a|an|some|to)", r"want me to", r"(?:shall|should) I (?:draft|write|help|prepare)",
-    r"let me (?:help|draft|write|show|suggest)", r"try (?:using|opening|calling|setting)",
+    r"let me (?:help|draft|write|show|suggest)", r"try (?:using|opening|calling|setting|texting|emailing|messaging|"
+    r"asking|checking|searching|going)",
     r"alternatively", r"instead,? (?:you|try|use|open|call)", r"(?:lets|let|allows?) you",
     r"the (?:easiest|quickest|simplest|best|fastest) (?:way|option|route|fix) (?:is|would be)",
-    rf"{SENTENCE_START}(?:\d+[.)] |[-*•] )?(?:just |simply )?(?:open|go to|tap|click|use|call|visit|sign in|log in|"
+    # (after where to do it: "In the Venmo app, tap Pay")
+    rf"{SENTENCE_START}(?:\d+[.)] |[-*•] )?(?:(?:in|on|from) (?:the|your) (?:\S+ ){{0,3}}?(?:app|website|site|account|"
+    r"settings|browser),? )?(?:just |simply )?(?:open|go to|tap|click|use|call|visit|sign in|log in|"
     r"head to|ask|search for|download|install|contact|copy|paste|say|type|select|choose|press|navigate|set up|add|"
     r"create|book through|check"
     r"|abre|entra|ve a|usa|llama|toca|pulsa|busca|descarga|escribe|copia|elige|selecciona"
@@ -474,11 +478,16 @@ MEANS_AT_HAND = phrases(
 # chat, "send me the details and I'll draft it", is an offer.)
 _BACK_TO_THE_ASSISTANT = phrases(
     r"(?:send|forward|write) me (?:an? |the |your )?(?:reminder )?(?:e-?mail|text|sms|text message|voicemail|letter)s?",
-    r"(?:call|phone|ring|text|e-?mail) me\b",
+    r"(?:call(?:ing)?|phon(?:e|ing)|ring(?:ing)?|text(?:ing)?|e-?mail(?:ing)?) me\b",
     r"(?:draft|message|note|e-?mail|text|letter) (?:that )?you (?:can|could|might) send (?:to )?me\b",
     r"(?:go to|visit|use|write to) my (?:e-?mail|phone|number|address|inbox|website)",
     r"remind me (?:in|at|during) (?:your|our|the) next (?:chat|conversation|session)",
 )
+
+
+# A link or address left as a placeholder ("Here's a payment link: [link to payment page]") is no means.
+_PLACEHOLDER_LINK = re.compile(r"[\[<{][^\]>}\n]{0,40}?\b(?:link|url|website|web site|site|page|address)\b[^\]>}\n]{0,40}[\]>}]",
+                               re.IGNORECASE)
 
 
 def offers_help(response: str, contradicts: Callable[[str], bool] | None = None,
@@ -493,7 +502,7 @@ def offers_help(response: str, contradicts: Callable[[str], bool] | None = None,
 
     for s, e in sentence_spans(response):
         sentence = response[s:e]
-        if _GENERIC_OFFER.search(sentence) or _BACK_TO_THE_ASSISTANT.search(sentence):
+        if _GENERIC_OFFER.search(sentence) or _BACK_TO_THE_ASSISTANT.search(sentence) or _PLACEHOLDER_LINK.search(sentence):
             continue
         rest = _VAGUE_OFFER.sub(" ", sentence)
         if contradicts is not None:
