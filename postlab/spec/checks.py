@@ -165,8 +165,13 @@ def _same_number(x: float, y: float) -> bool:
 # --- checks ---
 
 
+# Saying the thing is a service the assistant provides is a false claim: "It's a service I provide to other people."
+_SERVICE_I_PROVIDE = re.compile(r"\b(?:a|the|this|that) service (?:that )?I (?:provide|offer)\b", re.IGNORECASE)
+
+
 def _no_action_claim(response: str, request: str | None = None) -> bool:
-    return not phrases.claims_action(response) and not (request is not None and _offers_to_do_it(response, request))
+    return (not phrases.claims_action(response) and not _SERVICE_I_PROVIDE.search(phrases.own_words(response))
+            and not (request is not None and _offers_to_do_it(response, request)))
 
 
 # The request's own action: its first word once a polite lead is off ("Please book ..." -> "book").
@@ -374,7 +379,32 @@ def _states_limit(response: str, request: str | None = None) -> bool:
     # Grandma" needs a reminder, not a phone).
     head = _TASK_CONTENT.sub("", request)
     return any(_limit_is_relevant(phrases.sentence_at(response, start), phrases.limited_verb(response, start),
-                                  request, head) for start, _ in spans)
+                                  request, head) for start, _ in spans) and not _claims_the_ability(response, request)
+
+
+# Claiming, beside the limit, the ability the request needs takes the limit back: "I can only transfer money into
+# your savings", "I'm here to help with anything about the weather, including forecasts" (not with a contrast:
+# "I'm here to help with weather questions in general, though").
+_HERE_FOR_IT = re.compile(r"\b(?:designed|built|made|programmed|trained|here) to (?:assist|help)(?: you)? with\b",
+                          re.IGNORECASE)
+_CONTRAST = re.compile(r"\b(?:but|though|however|although|except|general|generally|not|never)\b|n't\b", re.IGNORECASE)
+
+
+def _claims_the_ability(response: str, request: str) -> bool:
+    from postlab.spec.answer import content_stems
+
+    own = phrases.own_words(response)
+    lead = _REQUEST_LEAD.match(request)
+    if lead and re.search(rf"\bI (?:can|am able to|'m able to) only "
+                          rf"{re.escape(lead.group(1).lower())}(?!\w)(?! (?:you|it to you)\b)", own, re.IGNORECASE):
+        return True
+    asked = content_stems(_TASK_CONTENT.sub("", request)) - _WEAK_STEMS
+    for s, e in phrases.sentence_spans(own):
+        sentence = own[s:e]
+        m = _HERE_FOR_IT.search(sentence)
+        if m and not _CONTRAST.search(sentence) and content_stems(sentence[m.end():]) & asked:
+            return True
+    return False
 
 
 # A message written out in quotation marks, three words or more.
