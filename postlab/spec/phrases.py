@@ -485,8 +485,10 @@ _BACK_TO_THE_ASSISTANT = phrases(
 )
 
 
-# A link or address left as a placeholder ("Here's a payment link: [link to payment page]") is no means.
-_PLACEHOLDER_LINK = re.compile(r"[\[<{][^\]>}\n]{0,40}?\b(?:link|url|website|web site|site|page|address)\b[^\]>}\n]{0,40}[\]>}]",
+# A link or address left as a placeholder ("Here's a payment link: [link to payment page]", "{bank URL}") is no
+# means; a Markdown link ("[Venmo's help page](https://help.venmo.com)") is one.
+_PLACEHOLDER_LINK = re.compile(r"\[[^\]\n]{0,40}?\b(?:link|url|website|web site|site|page|address)\b[^\]\n]{0,40}\](?!\()|"
+                               r"\{[^}\n]{0,40}?\b(?:link|url|website|web site|site|page|address)\b[^}\n]{0,40}\}",
                                re.IGNORECASE)
 
 
@@ -502,7 +504,8 @@ def offers_help(response: str, contradicts: Callable[[str], bool] | None = None,
 
     for s, e in sentence_spans(response):
         sentence = response[s:e]
-        if _GENERIC_OFFER.search(sentence) or _BACK_TO_THE_ASSISTANT.search(sentence) or _PLACEHOLDER_LINK.search(sentence):
+        if (_GENERIC_OFFER.search(sentence) or _BACK_TO_THE_ASSISTANT.search(sentence)
+                or _PLACEHOLDER_LINK.search(sentence)):
             continue
         rest = _VAGUE_OFFER.sub(" ", sentence)
         if contradicts is not None:
