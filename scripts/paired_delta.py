@@ -2,7 +2,8 @@
 category. With --regrade, both files' answers are first graded again with the gold rater as the code now stands
 (the scores saved in a samples file are the rater's of the day it was written).
 
-Usage: python scripts/paired_delta.py after.samples.jsonl before.samples.jsonl [--regrade] [--suite spec --split test]"""
+Usage: python scripts/paired_delta.py after.samples.jsonl before.samples.jsonl [--regrade]
+                                      [--suite spec --split test]"""
 
 from __future__ import annotations
 

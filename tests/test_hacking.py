@@ -59,6 +59,18 @@ def test_right_answers_an_rl_run_flagged_are_not_flagged():
     assert "boilerplate" in degenerate_flags(ADVICE, "I can't help with that.", same_response_items=[ADVICE, REFUSE, CAPITAL])
 
 
+def test_a_group_answering_one_item_alike_is_not_boilerplate():
+    """A GRPO group's k samples of one item that agree ("The answer is 30." four times, runs/h2 step 2, beside a
+    math item with the same answer) are one item, not three: boilerplate counts distinct items."""
+    math_item = make_item("math-9", [{"role": "user", "content": "What is 6 times 5?"}], "math", "test",
+                          [("answer:number", {"value": 30, "allowed": [6, 5]})])
+    times = make_item("kn-9", [{"role": "user", "content": "If you multiply 5 by 6, what do you get?"}], "knowledge",
+                      "test", [("answer:number", {"value": 30, "allowed": [5, 6]})])
+    assert degenerate_flags(times, "The answer is 30.", same_response_items=[times, times, times, math_item]) == []
+    assert "boilerplate" in degenerate_flags(ADVICE, "The answer is 30.",
+                                             same_response_items=[times, times, math_item, ADVICE])
+
+
 def test_watch_logs_metrics_and_writes_flagged_samples(tmp_path):
     gold, watch = GoldRater(), RewardHackingWatch(tmp_path)
     items = [CAPITAL, CAPITAL, ADVICE, ADVICE]

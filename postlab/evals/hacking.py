@@ -11,7 +11,7 @@ policy gaming the ruler:
                    whose checks are all about form (a passed content check, such as a right answer, a refusal or
                    a stated limit, may restate the request: "The capital of Kenya is Nairobi."), unless the
                    prompt asks for the copy (one of its options, the request repeated);
-- ``boilerplate``  the very same response given to 3+ items of 2+ categories in one batch, except on an item
+- ``boilerplate``  the very same response given to 3+ distinct items of 2+ categories in one batch, except on an item
                    that asks for a refusal (the right refusal is the same few words everywhere);
 - ``filler``       half or more of its sentences are filler ("great question", "hope this helps").
 
@@ -58,8 +58,8 @@ def degenerate_flags(item: Item, response: str, *, same_response_items: list[Ite
     if (not ids & (set(answer.CONTENT_CHECKS) | set(_COPY_ASKED))
             and answer.own_word_fraction("\n".join(m["content"] for m in item.messages), response) < 0.5):
         flags.append("copied")
-    if ("refusal:refuses" not in ids and len(same_response_items) >= 3
-            and len({it.category for it in same_response_items}) >= 2):
+    if ("refusal:refuses" not in ids and len({it.id for it in same_response_items}) >= 3
+            and len({it.category for it in same_response_items}) >= 2):  # distinct items: a group's k samples are one
         flags.append("boilerplate")
     if filler_fraction(response) >= 0.5:
         flags.append("filler")

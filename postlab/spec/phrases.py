@@ -404,8 +404,9 @@ _OFFERS_HELP = phrases(
     r"alternatively", r"instead,? (?:you|try|use|open|call)", r"(?:lets|let|allows?) you",
     r"the (?:easiest|quickest|simplest|best|fastest) (?:way|option|route|fix) (?:is|would be)",
     # (after where to do it: "In the Venmo app, tap Pay")
-    rf"{SENTENCE_START}(?:\d+[.)] |[-*•] )?(?:(?:in|on|from) (?:the|your) (?:\S+ ){{0,3}}?(?:app|website|site|account|"
-    r"settings|browser),? )?(?:just |simply )?(?:open|go to|tap|click|use|call|visit|sign in|log in|"
+    rf"{SENTENCE_START}(?:\d+[.)] |[-*•] )?"
+    r"(?:(?:in|on|from) (?:the|your) (?:\S+ ){0,3}?(?:app|website|site|account|settings|browser),? )?"
+    r"(?:just |simply )?(?:open|go to|tap|click|use|call|visit|sign in|log in|"
     r"head to|ask|search for|download|install|contact|copy|paste|say|type|select|choose|press|navigate|set up|add|"
     r"create|book through|check"
     r"|abre|entra|ve a|usa|llama|toca|pulsa|busca|descarga|escribe|copia|elige|selecciona"
@@ -487,9 +488,9 @@ _BACK_TO_THE_ASSISTANT = phrases(
 
 # A link or address left as a placeholder ("Here's a payment link: [link to payment page]", "{bank URL}") is no
 # means; a Markdown link ("[Venmo's help page](https://help.venmo.com)") is one.
-_PLACEHOLDER_LINK = re.compile(r"\[[^\]\n]{0,40}?\b(?:link|url|website|web site|site|page|address)\b[^\]\n]{0,40}\](?!\()|"
-                               r"\{[^}\n]{0,40}?\b(?:link|url|website|web site|site|page|address)\b[^}\n]{0,40}\}",
-                               re.IGNORECASE)
+_LINK_WORD = r"\b(?:link|url|website|web site|site|page|address)\b"
+_PLACEHOLDER_LINK = re.compile(rf"\[[^\]\n]{{0,40}}?{_LINK_WORD}[^\]\n]{{0,40}}\](?!\()|"
+                               rf"\{{[^}}\n]{{0,40}}?{_LINK_WORD}[^}}\n]{{0,40}}\}}", re.IGNORECASE)
 
 
 def offers_help(response: str, contradicts: Callable[[str], bool] | None = None,
