@@ -514,6 +514,41 @@ def _short_loop(check_specs: list[tuple[str, dict]], response: str) -> bool:
     return len(set(runs)) < len(runs)
 
 
+# A request for advice ("How can I get better at public speaking?", "What are some fun things to do ...?").
+_ADVICE_REQUEST = re.compile(r"\b(?:how (?:can|do|should|could|would) (?:I|we)|what are (?:some|a few|the best|good)|"
+                             r"(?:any|some|give me|share) (?:tips|ideas|suggestions|advice)|ways to|tips (?:for|on|to))\b",
+                             re.IGNORECASE)
+# The items of a list or the sentences of a short answer.
+_LIST_MARKER = re.compile(r"(?:^|(?<=\s))(?:\d+[.)]|[-*•])\s+")
+_LIST_ITEMS = re.compile(r"(?<=[.!?])\s+|\n+")
+# Openings that are not a thing to do.
+_NOT_IMPERATIVE = frozenset("""
+i i'm i'd i'll i've me my we our you your he she it it's its they their this that these those there here the a an
+today tomorrow yesterday hello hi hey dear thank thanks please sorry yes no let hope as in on at for if when what how
+why who where which best regards sure great of and but or so also just well now then cheers love kind
+monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
+september october november december
+""".split())
+
+
+def _advice_list(request: str, response: str) -> bool:
+    """Whether a short response to a request for advice is a list of things to do ("1. Practice. 2. Learn from
+    others. 3. Seek feedback.", "Build a snowman. Bake cookies."): advice in words of its own, not off the topic."""
+    if not _ADVICE_REQUEST.search(request):
+        return False
+    items = [x.strip() for x in _LIST_ITEMS.split(_LIST_MARKER.sub("\n", response.strip())) if x.strip(" .")]
+    if len(items) < 2:
+        return False
+    for item in items:
+        ws = item.split()
+        first = re.sub(r"[^\w']", "", ws[0]).lower() if ws else ""
+        # a thing to do: a verb first, not a label ("Monday: $20.")
+        if (not first.isascii() or not first.isalpha() or first in _NOT_IMPERATIVE or ws[0].endswith(":")
+                or len(words(item)) > 12 or FILLER.search(item)):
+            return False
+    return True
+
+
 def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> str | None:
     """Why `response` is not an answer to the conversation `messages` graded by `check_specs`
     (``(check_id, kwargs)`` pairs), or None when it is one. Reasons are listed in the module docstring."""
@@ -555,7 +590,8 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
             not _other_language(messages, check_specs)
             and not content_stems(request) & content_stems(response)
             and (len(words(_without_filler(response), code=True)) < _MIN_UNRELATED_WORDS
-                 or spec_checks.declines(response)))):
+                 or spec_checks.declines(response))
+            and not _advice_list(request, response))):
         return "off_topic"
     # a question answered with its own words, however reordered ("Il gatto è un cane." to the differences between
     # a cat and a dog as pets, "Il mio tempo è il tempo di meglio."): an answer adds two content words or more
