@@ -52,9 +52,10 @@ not (or None), in this order:
                   know if you want to hear it"); a dialogue asked for and no turns given (two speakers at
                   the start of their lines, or two quoted lines); or none of its content words (or numbers)
                   shares a stem with the request's, and it declines or has under 15 words besides filler. A
-                  real answer in
-                  other words ("Plan your meals and shop with a list" for saving on groceries) is long
-                  enough to pass. A response required in another language than the request's is exempt
+                  real answer in other words ("Plan your meals and shop with a list" for saving on
+                  groceries) is long enough to pass, and so is a short list of things to do answering a
+                  request for advice ("1. Practice. 2. Learn from others. 3. Seek feedback.",
+                  `_advice_list`). A response required in another language than the request's is exempt
                   from the shared-stem test (it cannot share stems), and so is an item whose answer is a
                   fixed phrase (``detectable_format:constrained_response``). On an item that asks for help
                   with a benign request (``refusal:complies``), a response in which nothing helps (filler,
@@ -516,8 +517,8 @@ def _short_loop(check_specs: list[tuple[str, dict]], response: str) -> bool:
 
 # A request for advice ("How can I get better at public speaking?", "What are some fun things to do ...?").
 _ADVICE_REQUEST = re.compile(r"\b(?:how (?:can|do|should|could|would) (?:I|we)|what are (?:some|a few|the best|good)|"
-                             r"(?:any|some|give me|share) (?:tips|ideas|suggestions|advice)|ways to|tips (?:for|on|to))\b",
-                             re.IGNORECASE)
+                             r"(?:any|some|give me|share) (?:tips|ideas|suggestions|advice)|ways to|"
+                             r"tips (?:for|on|to))\b", re.IGNORECASE)
 # The items of a list or the sentences of a short answer.
 _LIST_MARKER = re.compile(r"(?:^|(?<=\s))(?:\d+[.)]|[-*•])\s+")
 _LIST_ITEMS = re.compile(r"(?<=[.!?])\s+|\n+")
