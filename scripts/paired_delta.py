@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections import defaultdict
+
+from postlab.evals.metrics import mean_se
 
 
 def _rows(path: str) -> list[dict]:
@@ -25,12 +26,6 @@ def _regraded(path: str, suite: str, split: str) -> list[dict]:
     answered = {r["id"] for r in _rows(path)}
     items = [it for it in load_suite(suite, split=split) if it.id in answered]
     return grade(items, read_responses(path, items))[1]
-
-
-def _mean_se(d: list[float]) -> tuple[float, float]:
-    m = sum(d) / len(d)
-    se = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else float("nan")
-    return m, se
 
 
 def main() -> None:
@@ -48,7 +43,7 @@ def main() -> None:
     if len(common) < 2:
         raise SystemExit(f"paired_delta: only {len(common)} items in common between {args.after} and {args.before}")
     d = [a[k]["score"] - b[k]["score"] for k in common]
-    m, se = _mean_se(d)
+    m, se = mean_se(d)
     mean_a = sum(a[k]["score"] for k in common) / len(common)
     mean_b = sum(b[k]["score"] for k in common) / len(common)
     print(f"n={len(d)}  {mean_b:.3f} -> {mean_a:.3f}  delta={m:+.3f} ± {se:.3f}  "
@@ -56,7 +51,7 @@ def main() -> None:
     by_cat: dict[str, list[float]] = defaultdict(list)
     for k, x in zip(common, d):
         by_cat[a[k].get("category", "?")].append(x)
-    print("  " + ", ".join(f"{c} {100 * _mean_se(v)[0]:+.1f} ± {100 * _mean_se(v)[1]:.1f}"
+    print("  " + ", ".join(f"{c} {100 * mean_se(v)[0]:+.1f} ± {100 * mean_se(v)[1]:.1f}"
                            for c, v in sorted(by_cat.items())))
 
 
