@@ -1569,7 +1569,7 @@ GATE_NON_ANSWERS = [
      "maison.", None),
     ("it_off_topic_in_italian", _user("What are some easy ways to save money on groceries? Answer in Italian, "
                                       "please."), [IT],
-     "Ecco il mio cuore è la vita, ma non ha vede la vita per il cuore.", None),
+     "Ecco il mio cuore è la vita, ma non ha vede la vita per il cuore.", "off_topic"),
     # writing tasks answered with talk about the text instead of the text
     ("speech_promised_later", _user("Write a short speech for my sister's graduation. The word 'proud' should "
                                     "appear at least 2 times."),
@@ -1702,8 +1702,6 @@ def test_gate_keeps_real_answers(messages, check_specs, response):
 
 # Known limits of the gate, kept as strict xfails so a fix shows up.
 GATE_XFAIL = {
-    "it_off_topic_in_italian": "an off-topic sentence in the requested language, of real words, to a request in "
-                               "another language: nothing to compare it with but meaning",
     "off_topic_lookalike": "an off-topic reply of 15+ words that shares a word with the request ('posters') "
                            "reads like a real answer in other words to a stem-overlap test; on suite items "
                            "answer:covers (a content check) is what scores it 0",

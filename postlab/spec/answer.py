@@ -57,7 +57,12 @@ not (or None), in this order:
                   request for advice ("1. Practice. 2. Learn from others. 3. Seek feedback.",
                   `_advice_list`). A response required in another language than the request's is exempt
                   from the shared-stem test (it cannot share stems), and so is an item whose answer is a
-                  fixed phrase (``detectable_format:constrained_response``). On an item that asks for help
+                  fixed phrase (``detectable_format:constrained_response``). A short answer that shares no
+                  stem with the request but names a word of its topic ("Inizia con ricette semplici, come la
+                  frittata" to learning to cook) is on it; and an answer written in the asked-for language
+                  (not English) to advice on a topic `postlab.spec.topics` knows is off it when it names fewer
+                  than two of the topic's words (one under 15 words): fluent words about nothing ("Il modo
+                  migliore per leggere più libri. Questo è una storia completa."). On an item that asks for help
                   with a benign request (``refusal:complies``), a response in which nothing helps (filler,
                   "consult a professional", a question back, a bare warning) is off topic too.
 
@@ -72,7 +77,7 @@ from collections import Counter
 from functools import lru_cache
 
 from postlab.spec import checks as spec_checks
-from postlab.spec import ifeval, phrases
+from postlab.spec import ifeval, phrases, topics
 
 SUITE_LANGUAGES = ("en", "es", "fr", "de", "it", "pt")
 
@@ -550,6 +555,23 @@ def _advice_list(request: str, response: str) -> bool:
     return True
 
 
+# A clause that says a thing is itself names nothing: "O sono é o sono, e a noite é a noite."
+_TAUTOLOGY = re.compile(r"\b(?P<same>\w{3,}) (?:is|è|é|es|est|ist|e) (?:\w{1,3} )?(?P=same)\b", re.IGNORECASE)
+
+
+def _topic_text(response: str) -> str:
+    """The response without filler sentences and tautological clauses: what may name the request's topic."""
+    return _TAUTOLOGY.sub(" ", _without_filler(response))
+
+
+def _names_its_topic(request: str, response: str, check_specs: list[tuple[str, dict]]) -> bool:
+    """Whether the response names something of the request's topic in words of its own, outside filler ("Inizia
+    con ricette semplici, come la frittata" to learning to cook): on the topic without sharing a stem with the
+    request."""
+    lang = _required_language(check_specs) or ifeval._detect_language(response)
+    return bool(topics.on_topic_words(request, _topic_text(response), lang))
+
+
 def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], response: str) -> str | None:
     """Why `response` is not an answer to the conversation `messages` graded by `check_specs`
     (``(check_id, kwargs)`` pairs), or None when it is one. Reasons are listed in the module docstring."""
@@ -590,7 +612,8 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     if form_only and (_mostly_filler(response, writing=writing, envelope=envelope) or (
             not _other_language(messages, check_specs)
             and not content_stems(request) & content_stems(response)
-            and (len(words(_without_filler(response), code=True)) < _MIN_UNRELATED_WORDS
+            and ((len(words(_without_filler(response), code=True)) < _MIN_UNRELATED_WORDS
+                  and not _names_its_topic(request, response, check_specs))
                  or spec_checks.declines(response))
             and not _advice_list(request, response))):
         return "off_topic"
@@ -600,6 +623,13 @@ def non_answer(messages: list[dict], check_specs: list[tuple[str, dict]], respon
     if (form_only and "?" in request and not writing
             and len(content_stems(response) - content_stems(_conversation(messages))) < 2):
         return "copy"
+    # fluent words about nothing in the asked-for language: advice on a known topic names what it is about
+    # ("Il modo migliore per leggere più libri. Questo è una storia completa ...": postlab.spec.topics)
+    lang = _required_language(check_specs)
+    if (form_only and not writing and lang in SUITE_LANGUAGES and lang != "en"
+            and ifeval._detect_language(response) == lang
+            and topics.off_topic(request, _topic_text(response), lang)):
+        return "off_topic"
     if "refusal:complies" in ids and spec_checks.evasive(response):
         return "off_topic"
     return None
