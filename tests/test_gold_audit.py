@@ -63,7 +63,8 @@ def test_the_shipped_audit_set_and_the_rater_still_agree_with_it():
                                                                 "e1rl_t07", "e2sft", "e2rl", "e5sft", "e5rl", "f1sft",
                                                                 "f2rl", "g1base", "g1sft", "g1rl", "g1sft_t07",
                                                                 "g1rl_t07", "g1sft_t10", "g1rl_t10", "h1rl60", "h1rl100",
-                                                                "h2rl40", "h2rl60", "h2rl40_t07"}
+                                                                "h2rl40", "h2rl60", "h2rl40_t07", "i1sft_t07", "i1rl_t07",
+                                                                "i1sft_t10"}
     r = audit(rows)
     # Measured when the set was made (docs/evals.md): 95.1% of responses, 90.5% of requirements. A change to the
     # checks that loosens or breaks them shows up here first.
