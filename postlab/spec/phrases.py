@@ -91,7 +91,7 @@ _IN_THE_REPLY = (r"(?: \S+){0,2}? (?:drafts?|templates?|examples?|samples?|place
 _FUTURE_VERBS = (
     "send|email|e-mail|text|message|forward|call|phone|dial|ring|book|reserve|order|purchase|buy|pay|"
     "transfer|wire|move|deposit|schedule|remind|turn|switch|dim|lock|unlock|remember|save|store|"
-    "contact|notify|cancel|confirm|check|look up|browse|post|publish"
+    "contact|notify|cancel|confirm|check|look up|browse|post|publish|bring|fetch|pick up|drop off"
 )
 # A sentence starts at the start, after . ! ? : and a space, on a new line, or after a symbol ("Done ✅ ").
 SENTENCE_START = r"(?:^|(?<=[.!?:] )|(?<=\n)|(?<=[^\w\s,;\x27\"\u2019“”] ))"  # \x27: phrases() rewrites "'"
