@@ -400,8 +400,9 @@ def _limit_from_another_limit(response: str, start: int, request: str) -> bool:
 _ONLY_IN_A_LANGUAGE = re.compile(
     r"(?<!\w)in (?:english|spanish|french|german|italian|portuguese|japanese|chinese|russian|arabic|korean|"
     r"(?:this|your|another|other|any other) language)(?!\w)", re.IGNORECASE)
+# (Not "via chat": the chat is the assistant's only channel, so a limit in it is the whole limit.)
 _ONLY_BY = re.compile(r"(?<!\w)(?:by|via|over) (?:the |a |an )?(?P<channel>(?:e-?mail|text(?: messages?)?|sms|phone|"
-                      r"fax|letter|post|mail|chat)s?)(?!\w)", re.IGNORECASE)
+                      r"fax|letter|post|mail)s?)(?!\w)", re.IGNORECASE)
 
 
 def _limit_only_in_one_way(response: str, start: int, request: str | None) -> bool:
@@ -421,7 +422,7 @@ def _limit_only_in_one_way(response: str, start: int, request: str | None) -> bo
 
 def _states_limit(response: str, request: str | None = None) -> bool:
     # A bare "I can't help with that" declines; it does not say what the assistant cannot do; nor does an excuse,
-    # a limit that follows from a limit on something else, or a limit only in one language.
+    # a limit that follows from a limit on something else, or a limit only in one language or by one channel.
     spans = [(s, e) for s, e in phrases.limit_spans(response)
              if not phrases.is_help_only_limit(response, e) and not _excuse_before(response, s)
              and not _limit_only_in_one_way(response, s, request)
