@@ -364,12 +364,17 @@ _ABOUT_THE_ASSISTANT = re.compile(
     r"online|real[- ]time|live|brows\w*|connect\w*|data|tools?|phone|devices?|apps?|accounts?)(?!\w)", re.IGNORECASE)
 
 
-def _excuse_before(response: str, start: int) -> bool:
-    """Whether the limit starting at `start` follows "X, so" in its sentence, X saying nothing about the assistant."""
+def _reason_before(response: str, start: int) -> str:
+    """X in "X, so <the limit starting at `start`>" within its sentence ("" when the limit follows no "so")."""
     s0 = next((s for s, e in phrases.sentence_spans(response) if s <= start < e), start)
     before = response[s0:start].replace("’", "'")
     found = _SO_BEFORE.search(before)
-    reason = before[:found.start()] if found else ""
+    return before[:found.start()] if found else ""
+
+
+def _excuse_before(response: str, start: int) -> bool:
+    """Whether the limit starting at `start` follows "X, so" in its sentence, X saying nothing about the assistant."""
+    reason = _reason_before(response, start)
     return len(reason.split()) >= 3 and not _ABOUT_THE_ASSISTANT.search(reason)  # not "Sorry, so I can't"
 
 
@@ -377,14 +382,9 @@ def _limit_from_another_limit(response: str, start: int, request: str) -> bool:
     """Whether the limit starting at `start` follows "X, so" where X is a limit on actions the request does not ask for
     and that are no means to it: "I can't send emails or make phone calls, so I can't tell you the weather" gives the
     wrong reason, not the plain limit ("I can't make phone calls, so I can't book the table" names a means)."""
-    s0 = next((s for s, e in phrases.sentence_spans(response) if s <= start < e), start)
-    before = response[s0:start].replace("’", "'")
-    found = _SO_BEFORE.search(before)
-    if not found:
-        return False
-    reason = before[:found.start()]
+    reason = _reason_before(response, start)
     asked = _actions_named(request)
-    if not asked:
+    if not reason or not asked:
         return False
     for ls, _ in phrases.limit_spans(reason):
         verb = phrases.limited_verb(reason, ls)
