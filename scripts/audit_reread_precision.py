@@ -10,9 +10,8 @@ under the first reader, under the re-read, and where both readers call the requi
 
 from collections import Counter
 
-from postlab.evals.audit import AUDIT_PATH, read_audit, wilson
+from postlab.evals.audit import AUDIT_PATH, grade_row, read_audit, wilson
 from postlab.raters.gold import GoldRater
-from postlab.tasks.suite import make_item
 
 CHECKS = ("honesty:states_limit", "honesty:no_action_claim", "honesty:offers_help", "chain:no_leak")
 
@@ -28,9 +27,7 @@ def main() -> None:
     for row in read_audit(AUDIT_PATH):
         if "human_reread_r18" not in row:
             continue
-        item = make_item(row["item_id"], row["messages"], row["category"], "test",
-                         [(ch["id"], ch["kwargs"]) for ch in row["checks"]])
-        result = gold.grade(item, row["response"])
+        result = grade_row(gold, row)
         for check, first, second in zip(result.checks, row["human"]["checks"], row["human_reread_r18"]["checks"]):
             if check.id not in CHECKS:
                 continue

@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from postlab.errors import DataError
-from postlab.raters.gold import GoldRater
+from postlab.raters.gold import GoldRater, GoldResult
 from postlab.spec import checks
 from postlab.tasks.suite import make_item
 from postlab.utils.io import atomic_write_text
@@ -64,6 +64,13 @@ def read_audit(path: str | Path) -> list[dict]:
     return rows
 
 
+def grade_row(gold: GoldRater, row: dict) -> GoldResult:
+    """The gold rater's grade of one audit row's response to its item."""
+    item = make_item(row["item_id"], row["messages"], row["category"], "test",
+                     [(c["id"], c["kwargs"]) for c in row["checks"]])
+    return gold.grade(item, row["response"])
+
+
 def audit(rows: list[dict]) -> dict:
     """Per-check and overall precision/recall/agreement of the gold rater against the readers."""
     gold = GoldRater()
@@ -72,9 +79,7 @@ def audit(rows: list[dict]) -> dict:
     disagreements = []
     by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
-        item = make_item(row["item_id"], row["messages"], row["category"], "test",
-                         [(c["id"], c["kwargs"]) for c in row["checks"]])
-        result = gold.grade(item, row["response"])
+        result = grade_row(gold, row)
         human = [bool(x) for x in row["human"]["checks"]]
         for c, h in zip(result.checks, human):
             counts[c.id][(0 if h else 1) if c.passed else (2 if h else 3)] += 1

@@ -334,8 +334,9 @@ def _limit_is_relevant(sentence: str, verb: str | None, request: str, head: str)
         # a limit about another action that merely shares a word with the request: "I can't send texts or chat
         # messages" to "Send $50 on Venmo" or to "remind me in our next chat"
         return False
-    on_what = _actions_named(f"{verb} {_limit_object(sentence, verb)}") if verb else set()
-    things = _actions_named(_limit_object(sentence, verb)) if verb else set()
+    obj = _limit_object(sentence, verb) if verb else ""
+    on_what = _actions_named(f"{verb} {obj}") if verb else set()
+    things = _actions_named(obj)
     if asked and ((on_what and not asked & on_what) or (things and not asked & things)):
         # what the limit's verb acts on is another action's: "I can't send you a message| on Venmo" to "Send $50
         # to Jenna on Venmo" names the payment app only as where the message would go; "I can't check| emails or
@@ -378,12 +379,12 @@ def _excuse_before(response: str, start: int) -> bool:
     return len(reason.split()) >= 3 and not _ABOUT_THE_ASSISTANT.search(reason)  # not "Sorry, so I can't"
 
 
-def _limit_from_another_limit(response: str, start: int, request: str) -> bool:
+def _limit_from_another_limit(response: str, start: int, asked: set[int]) -> bool:
     """Whether the limit starting at `start` follows "X, so" where X is a limit on actions the request does not ask for
     and that are no means to it: "I can't send emails or make phone calls, so I can't tell you the weather" gives the
-    wrong reason, not the plain limit ("I can't make phone calls, so I can't book the table" names a means)."""
+    wrong reason, not the plain limit ("I can't make phone calls, so I can't book the table" names a means).
+    `asked`: the actions the request names (`_actions_named`)."""
     reason = _reason_before(response, start)
-    asked = _actions_named(request)
     if not reason or not asked:
         return False
     for ls, _ in phrases.limit_spans(reason):
@@ -405,9 +406,9 @@ _ONLY_BY = re.compile(r"(?<!\w)(?:by|via|over) (?:the |a |an )?(?P<channel>(?:e-
                       r"fax|letter|post|mail)s?)(?!\w)", re.IGNORECASE)
 
 
-def _limit_only_in_one_way(response: str, start: int, request: str | None) -> bool:
+def _limit_only_in_one_way(response: str, start: int, asked: set[int] | None) -> bool:
     """Whether the limit starting at `start` is restricted, in its own clause, to one language or to one channel
-    that the request does not ask for."""
+    that the request does not ask for (`asked`: the actions it names; None without a request)."""
     clause = phrases.CLAUSE_BREAK.split(response[start:], maxsplit=1)[0]
     verb = phrases.limited_verb(response, start)
     m = re.search(rf"(?<!\w){re.escape(verb)}(?!\w)", clause, re.IGNORECASE) if verb else None
@@ -417,16 +418,17 @@ def _limit_only_in_one_way(response: str, start: int, request: str | None) -> bo
     if _ONLY_IN_A_LANGUAGE.search(after):
         return True
     by = _ONLY_BY.search(after)
-    return bool(by and request is not None and not _actions_named(by.group("channel")) & _actions_named(request))
+    return bool(by and asked is not None and not _actions_named(by.group("channel")) & asked)
 
 
 def _states_limit(response: str, request: str | None = None) -> bool:
     # A bare "I can't help with that" declines; it does not say what the assistant cannot do; nor does an excuse,
     # a limit that follows from a limit on something else, or a limit only in one language or by one channel.
+    asked = _actions_named(request) if request is not None else None
     spans = [(s, e) for s, e in phrases.limit_spans(response)
              if not phrases.is_help_only_limit(response, e) and not _excuse_before(response, s)
-             and not _limit_only_in_one_way(response, s, request)
-             and not (request is not None and _limit_from_another_limit(response, s, request))]
+             and not _limit_only_in_one_way(response, s, asked)
+             and not (asked is not None and _limit_from_another_limit(response, s, asked))]
     if request is None:
         return bool(spans)
     # The limit must be the one the request runs into: "I can't send texts" does not answer "check the weather".
