@@ -178,27 +178,29 @@ def rollout_case(size: str, args) -> dict:
     from transformers import AutoTokenizer, GenerationConfig
 
     from postlab.rollout import SamplingParams, TorchEngine
+    from postlab.rollout.sampling import row_params
 
     model = random_model(size, args.tokenizer, args.device).to(torch.bfloat16).eval()
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     B, R = args.rollout_batch, args.rollout_tokens
     convs = prompts(B)
-    engine = TorchEngine(model=model, tokenizer=tok)
+    engine = TorchEngine(model=model, tokenizer=tok)  # on CUDA: static shapes in a CUDA graph
+    eager = TorchEngine(model=model, tokenizer=tok, static_decode=False)
     rows = engine.encode_prompts(convs)
     tok.padding_side = "left"
     texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(args.device)
     gen_cfg = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=R, min_new_tokens=R,
                                eos_token_id=None, pad_token_id=tok.pad_token_id)
-    params = SamplingParams(temperature=1.0, max_new_tokens=R, seed=0, stop_at_eos=False)
+    params = row_params(SamplingParams(temperature=1.0, max_new_tokens=R, stop_at_eos=False), 0, range(B))  # as RL samples
 
     def run_generate():
         with torch.inference_mode():
             out = model.generate(**enc, generation_config=gen_cfg)
         assert out.shape[1] - enc["input_ids"].shape[1] == R
 
-    def run_postlab():
-        r = engine.generate_ids(rows, params)
+    def run_postlab(which=engine):
+        r = which.generate_ids(rows, params)
         assert int(r.response_mask.sum()) == B * R
 
     def best(fn) -> float:
@@ -212,10 +214,10 @@ def rollout_case(size: str, args) -> dict:
             times.append(time.perf_counter() - t0)
         return min(times)
 
-    t_gen, t_ours = best(run_generate), best(run_postlab)
-    del model, engine
+    t_gen, t_ours, t_eager = best(run_generate), best(run_postlab), best(lambda: run_postlab(eager))
+    del model, engine, eager
     return {"size": size, "batch": B, "new_tokens": R, "generate_tok_s": B * R / t_gen, "postlab_tok_s": B * R / t_ours,
-            "speedup": t_gen / t_ours}
+            "eager_tok_s": B * R / t_eager, "speedup": t_gen / t_ours}
 
 
 # --- GRPO, one trainer per subprocess ---------------------------------------------------------------
@@ -230,11 +232,18 @@ def grpo_items(n: int):
 
 def child_postlab(a) -> dict:
     from postlab.tasks.suite import write_suite
+
+    if a.child == "postlab_eager":  # rollouts through the eager decode loop (no CUDA graph), for the side-by-side
+        import functools
+
+        from postlab.rollout import engine as engine_module
+
+        engine_module.TorchEngine.__init__ = functools.partialmethod(engine_module.TorchEngine.__init__, static_decode=False)
     from postlab.train.grpo import GRPOConfig, train
 
     suite = os.path.join(a.work, "prompts.jsonl")
     write_suite(grpo_items(a.prompts_per_step * a.grpo_steps), suite)
-    out = os.path.join(a.work, "postlab")
+    out = os.path.join(a.work, a.child)
     cfg = GRPOConfig(model=a.model_dir, out_dir=out, device=a.device, suite=suite, k=K, prompts_per_step=a.prompts_per_step,
                      steps=a.grpo_steps, kl_coef=0.04, reward={"source": "python:gpu:reward"},
                      sampling={"temperature": 1.0, "max_new_tokens": a.grpo_tokens, "seed": 0, "stop_at_eos": False},
@@ -292,7 +301,8 @@ def child_postlab(a) -> dict:
     rows = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl")) if x.strip()]
     rows = [r for r in rows if "reward" in r]
     return {"step_s": [r["time/step_s"] for r in rows], "mean_length": [r["completions/mean_length"] for r in rows],
-            "phases": {ph: [r.get(f"time/{ph}_s") for r in rows] for ph in ("sample", "logprob", "update")}}
+            "cuda_graph": [r.get("rollout/cuda_graph", 0.0) for r in rows],
+            "phases": {ph: [r.get(f"time/{ph}_s") for r in rows] for ph in ("sample", "generate", "reward", "gold", "logprob", "update")}}
 
 
 def child_trl(a) -> dict:
@@ -339,7 +349,7 @@ def grpo_case(size: str, args) -> dict:
     AutoTokenizer.from_pretrained(args.tokenizer).save_pretrained(model_dir)
     out = {"size": size, "k": K, "prompts_per_step": args.prompts_per_step, "new_tokens": args.grpo_tokens,
            "steps": args.grpo_steps}
-    for which in ("postlab", "trl"):
+    for which in ("postlab", "postlab_eager", "trl") if args.grpo_eager else ("postlab", "trl"):
         profile = (["--profile", f"{args.profile}.{size}.txt", "--profile-steps", args.profile_steps]
                    if args.profile and which == "postlab" else [])
         cmd = [sys.executable, __file__, "--child", which, "--model-dir", model_dir, "--work", work, "--device", args.device,
@@ -361,6 +371,8 @@ def grpo_case(size: str, args) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     if out.get("postlab", {}).get("s_per_step") and out.get("trl", {}).get("s_per_step"):
         out["speedup_vs_trl"] = out["trl"]["s_per_step"] / out["postlab"]["s_per_step"]
+    if out.get("postlab_eager", {}).get("s_per_step") and out.get("trl", {}).get("s_per_step"):
+        out["eager_speedup_vs_trl"] = out["trl"]["s_per_step"] / out["postlab_eager"]["s_per_step"]
     return out
 
 
@@ -395,14 +407,19 @@ def tables(res: dict) -> str:
         mfu = 100 * r["tflops"] / res["peak_tflops"]
         lines.append(f"| {r['size']}{' + compile' if r['compile'] else ''} | {r['params'] / 1e6:.0f}M | {r['batch']} x "
                      f"{r['seq_len']} | {r['tokens_per_s']:.0f} | {r['tflops']:.1f} | {mfu:.1f} | {r['peak_mem_gib'] or 0:.1f} |")
-    lines += ["", "| GRPO | completions/step x new tokens | postlab s/step | TRL s/step | speedup |", "|---|---|---|---|---|"]
+    lines += ["", "| GRPO | completions/step x new tokens | postlab s/step | eager decode s/step | TRL s/step | speedup "
+              "| eager speedup | postlab generate / gold / update s |", "|---|---|---|---|---|---|---|---|"]
     for r in res["grpo"]:
         if "error" in r:
             lines.append(f"| {r['case']} | failed: {r['error'].splitlines()[-1][:120]} |")
             continue
-        s = {w: (f"{r[w]['s_per_step']:.2f}" if r.get(w, {}).get("s_per_step") else "failed") for w in ("postlab", "trl")}
-        sp = f"{r['speedup_vs_trl']:.2f}" if "speedup_vs_trl" in r else "-"
-        lines.append(f"| {r['size']} | {K * r['prompts_per_step']} x {r['new_tokens']} | {s['postlab']} | {s['trl']} | {sp} |")
+        s = {w: (f"{r[w]['s_per_step']:.2f}" if r.get(w, {}).get("s_per_step") else "-") for w in ("postlab", "postlab_eager", "trl")}
+        sp, esp = (f"{r[k]:.2f}" if k in r else "-" for k in ("speedup_vs_trl", "eager_speedup_vs_trl"))
+        ph = r.get("postlab", {}).get("phases", {})
+        split = " / ".join(f"{statistics.mean([x for x in ph.get(k, [])[1:] if x is not None] or [float('nan')]):.2f}"
+                           for k in ("generate", "gold", "update"))
+        lines.append(f"| {r['size']} | {K * r['prompts_per_step']} x {r['new_tokens']} | {s['postlab']} | {s['postlab_eager']} | "
+                     f"{s['trl']} | {sp} | {esp} | {split} |")
     lines += ["", "| SFT, variable lengths | batch x max seq | attention | real tokens/s | median step s |", "|---|---|---|---|---|"]
     for r in res.get("sft_varlen", []):
         if "error" in r:
@@ -410,13 +427,14 @@ def tables(res: dict) -> str:
             continue
         lines.append(f"| {r['size']} | {r['batch']} x {r['seq_len']} | {'no cuDNN' if r['no_cudnn'] else 'default'} | "
                      f"{r['tokens_per_s']:.0f} | {statistics.median(r['step_s'][2:] or r['step_s']):.3f} |")
-    lines += ["", "| rollout | batch x new tokens | generate tok/s | postlab tok/s | speedup |", "|---|---|---|---|---|"]
+    lines += ["", "| rollout | batch x new tokens | generate tok/s | postlab tok/s | eager decode tok/s | speedup |",
+              "|---|---|---|---|---|---|"]
     for r in res["rollout"]:
         if "error" in r:
             lines.append(f"| {r['case']} | failed: {r['error'].splitlines()[-1][:120]} |")
             continue
         lines.append(f"| {r['size']} | {r['batch']} x {r['new_tokens']} | {r['generate_tok_s']:.0f} | {r['postlab_tok_s']:.0f} | "
-                     f"{r['speedup']:.2f} |")
+                     f"{r.get('eager_tok_s', 0):.0f} | {r['speedup']:.2f} |")
     return "\n".join(lines)
 
 
@@ -448,13 +466,14 @@ def main() -> None:
                     "PROFILE.<size>.txt (each step's top ops)")
     ap.add_argument("--profile-steps", default="2,3", help="GRPO --profile: the steps profiled (comma-separated; "
                     "each step's tables take tens of seconds to build on a GPU run)")
-    ap.add_argument("--child", choices=["postlab", "trl"])
+    ap.add_argument("--child", choices=["postlab", "postlab_eager", "trl"])
+    ap.add_argument("--grpo-eager", type=int, default=1, help="GRPO: also run postlab with eager decoding (no CUDA graph)")
     ap.add_argument("--model-dir")
     ap.add_argument("--work")
     args = ap.parse_args()
     os.environ.setdefault("POSTLAB_BUSY_WARNING", "0")
     if args.child:
-        r = (child_postlab if args.child == "postlab" else child_trl)(args)
+        r = (child_trl if args.child == "trl" else child_postlab)(args)
         print("RESULT " + json.dumps(r), flush=True)
         return
     if args.tokenizer is None:

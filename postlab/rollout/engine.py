@@ -12,7 +12,7 @@ from transformers import DynamicCache
 
 from postlab.data.chat import Conversation
 from postlab.models.attention import varying_shape_attention
-from postlab.rollout import llama_decode
+from postlab.rollout import llama_decode, static_decode
 from postlab.rollout.sampling import SamplingParams, choose_tokens, choose_tokens_per_row
 from postlab.rollout.types import Rollout
 
@@ -52,8 +52,13 @@ class TorchEngine:
     ``llama_decode``; any other causal LM decodes through its own forward with a DynamicCache."""
 
     def __init__(self, *, model, tokenizer, stop_token_ids: list[int] | None = None, fast_decode: bool = True,
-                 decode_dtype: torch.dtype | None = None, single_row: str = "packed"):
-        """``single_row``: the weight layout of lean decode steps that run one row (a server answering one
+                 decode_dtype: torch.dtype | None = None, single_row: str = "packed",
+                 static_decode: bool | None = None):
+        """``static_decode``: decode the lean path's batch over fixed shapes (``static_decode.py``), captured in
+        a CUDA graph on a GPU; None = on CUDA devices only (on a CPU the eager loop, which drops finished rows,
+        is faster). Calls with an ``on_step`` callback always decode eagerly.
+
+        ``single_row``: the weight layout of lean decode steps that run one row (a server answering one
         request): "packed" (the batch's oneDNN-packed weights), "plain" (a second, row-major copy: a
         matrix-vector product through BLAS, faster on some CPUs) or "auto" (whichever ``choose_single_row``
         measures faster here). Only CPUs with oneDNN have two layouts; elsewhere every choice is the one."""
@@ -65,6 +70,8 @@ class TorchEngine:
         # Lean decode path only: sample in this dtype whatever the model's (bf16 from an fp32 policy in
         # training is ~2x faster on CPU; trainers recompute log-probs with their own forward anyway).
         self.decode_dtype = decode_dtype
+        self.static_decode = static_decode
+        self.last_decode: str | None = None  # how the last generate call decoded: "eager", "static" or "cuda_graph"
         self.fast_decode = fast_decode  # lean decode step for Llama-style models (llama_decode.py)
         self._weights: dict[bool | None, tuple[tuple, llama_decode.DecodeWeights]] = {}  # by DecodeWeights' `packed`
         self.tokenizer = tokenizer
@@ -182,12 +189,19 @@ class TorchEngine:
             fast = llama_decode.LlamaDecoder(self._decode_weights(B), batch=B, max_len=P + R)
             batch_weights, single = fast.w, self.single_row_weights(B)
             logits = fast.prefill(prompt_ids.to(device), prompt_mask.to(device))  # (B, V)
+            if on_step is None and (self.static_decode or (self.static_decode is None and device.type == "cuda")):
+                response, logprobs, lengths, finished, graph = static_decode.decode(
+                    fast, logits, prompt_mask, params if shared else None, generator, row_params, row_generators,
+                    max_new, stop_at_eos, stop_ids, self.pad_id, capture=device.type == "cuda")
+                self.last_decode = "cuda_graph" if graph else "static"
+                return self._rollout(prompt_ids, prompt_mask, response, logprobs, lengths, finished, was_training)
         else:
             cache = DynamicCache(config=self.model.config)
             out = self.model(input_ids=prompt_ids.to(device), attention_mask=attn[:, :P],
                              position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp_min(0).to(device),
                              cache=cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1]  # (B, V)
+        self.last_decode = "eager"
         rows = torch.arange(B, device=device)  # batch row of each running sequence
         for t in range(R):
             rows_cpu = rows.cpu()
@@ -227,7 +241,12 @@ class TorchEngine:
                 out = self.model(input_ids=tok[:, None], attention_mask=attn[:, : P + t + 1],
                                  position_ids=positions[:, None], cache=cache, use_cache=True)
                 logits = out.logits[:, -1]
+        return self._rollout(prompt_ids, prompt_mask, response, logprobs, lengths, finished, was_training)
+
+    def _rollout(self, prompt_ids, prompt_mask, response, logprobs, lengths, finished, was_training) -> Rollout:
+        """The Rollout of a decode loop's CPU outputs: response (B, R) and logprobs masked past each row's length."""
         self.model.train(was_training)
+        R = response.size(1)
         response_mask = (torch.arange(R)[None, :] < lengths[:, None]).long()
         response = response.masked_fill(response_mask == 0, self.pad_id)
         texts = self.tokenizer.batch_decode([r[:n].tolist() for r, n in zip(response, lengths)], skip_special_tokens=True)

@@ -186,7 +186,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     def advantage_of(scores: torch.Tensor) -> torch.Tensor:  # (B,) -> (B,)
         return advantage_fn(scores, cfg.k, scale=cfg.scale_rewards) if cfg.advantage == "grpo" else advantage_fn(scores, cfg.k)
 
-    def sample(step: int, round_: int) -> StepSamples:
+    def sample(step: int, round_: int, timer: PhaseTimes) -> StepSamples:
         """Sampling round `round_` of `step` (0, then refills): prompts_per_step prompts, k samples each,
         every row seeded by itself. A pure function of (step, round), so a resumed run samples what the
         uninterrupted one would, and of nothing else: each rank samples and scores its contiguous share
@@ -199,27 +199,29 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
         push_rollout_weights(engine, policy)  # Ray workers sample with this step's weights (a version each)
         rows = range(first, first + len(mine_items))
         sampling = row_sampling(cfg.sampling, seed, rows) if per_row else cfg.sampling.model_copy(update={"seed": seed})
-        with sampling_weights(policy, engine):
+        with timer("generate"), sampling_weights(policy, engine):
             r = engine.generate([it.messages for it in mine_items], sampling).to(device)
-        raw = torch.tensor(reward_fn(mine_items, r.texts), dtype=torch.float32, device=device)
+        with timer("reward"):
+            raw = torch.tensor(reward_fn(mine_items, r.texts), dtype=torch.float32, device=device)
         share_reward_watch(reward_fn, world)
-        gold_scores = raw if reward_name == "gold" else torch.tensor(
-            [gold.score(it, t) for it, t in zip(mine_items, r.texts)], dtype=torch.float32, device=device)
+        with timer("gold"):  # the gold monitor (on the CPU)
+            gold_scores = raw if reward_name == "gold" else torch.tensor(
+                [gold.score(it, t) for it, t in zip(mine_items, r.texts)], dtype=torch.float32, device=device)
         r, (raw, gold_scores) = gather_rows(r, [raw, gold_scores], device, world)
         batch_items = [it for it in prompts for _ in range(cfg.k)]
         scores = apply_eos_penalty(raw, r.finished, cfg.reward.missing_eos_penalty)
         return StepSamples(batch_items, r, raw, scores, gold_scores, rounds=1, rows=list(range(len(batch_items))))
 
-    def sample_step(step: int) -> StepSamples:
+    def sample_step(step: int, timer: PhaseTimes) -> StepSamples:
         """The step's responses. With dynamic sampling (DAPO), the rows trained on are the first
         prompts_per_step groups whose scores differ, sampling up to max_refill_rounds more rounds to
         find them (if none is found, the first round as drawn)."""
-        rounds = [sample(step, 0)]
+        rounds = [sample(step, 0, timer)]
         if not cfg.dynamic_sampling:
             return rounds[0]
         scores = rounds[0].scores
         while int((~zero_std_groups(scores, cfg.k)).sum()) < cfg.prompts_per_step and len(rounds) <= cfg.max_refill_rounds:
-            rounds.append(sample(step, len(rounds)))
+            rounds.append(sample(step, len(rounds), timer))
             scores = torch.cat([x.scores for x in rounds])
         kept = (~zero_std_groups(scores, cfg.k)).nonzero().squeeze(1)[: cfg.prompts_per_step].tolist()
         groups = kept or range(cfg.prompts_per_step)
@@ -230,8 +232,8 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     def step(state: TrainState) -> dict:
         policy.eval()
         timer = PhaseTimes()
-        with timer("sample"):  # generation and the reward
-            sampled = sample_step(state.step)
+        with timer("sample"):  # generation, the reward and the gold monitor (each also timed alone)
+            sampled = sample_step(state.step, timer)
         r, scores = rollout_subset(sampled.rollout, sampled.rows), sampled.scores[sampled.rows]
         B, mask = len(sampled.rows), r.response_mask
         loss_mask = mask * r.finished.unsqueeze(1) if cfg.mask_truncated_completions else mask  # (B, R)

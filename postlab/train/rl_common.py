@@ -471,9 +471,11 @@ def push_rollout_weights(engine, policy) -> None:
 
 
 def rollout_metrics(engine) -> dict[str, float]:
-    """The weights version the step sampled with and the workers restarted so far (Ray workers only)."""
+    """The weights version the step sampled with and the workers restarted so far (Ray workers only); in
+    process, whether the step's decode ran as a CUDA graph (``rollout/cuda_graph``, GPUs only)."""
     if not hasattr(engine, "push_weights"):
-        return {}
+        graph = getattr(engine, "last_decode", None) == "cuda_graph"
+        return {"rollout/cuda_graph": 1.0} if graph else {}
     return {"rollout/weights_version": engine.version, "rollout/worker_restarts": engine.restarts}
 
 
