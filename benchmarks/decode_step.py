@@ -10,7 +10,9 @@ this measures. The engine packs for batches; `postlab serve` measures the one-ro
     .venv/bin/python benchmarks/decode_step.py [--batches 1,4,16,64] [--dtypes fp32,bf16]
 
 Prints ms per step and, per dtype and batch, `plain / packed` (below 1: plain is faster), then
-`bf16 / fp32` per batch with the faster layout of each.
+`bf16 / fp32` per batch with the faster layout of each; then, at bf16, the step with the decode attention
+as two matmuls (`llama_decode.one_query_attention`, the default on a CPU at bf16 from two rows up) against PyTorch's
+`scaled_dot_product_attention`, side by side (`matmuls / sdpa` below 1: the matmuls are faster).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", default="1,4,16,64")
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--attention", type=int, default=1, help="also time bf16 steps with matmul attention against SDPA")
+    ap.add_argument("--filled", default="100,400", help="KV columns filled before the attention comparison's steps")
     a = ap.parse_args()
     model = smollm2_135m()
     batches, dtypes = [int(b) for b in a.batches.split(",")], a.dtypes.split(",")
@@ -54,6 +58,21 @@ def main() -> None:
     if {"fp32", "bf16"} <= set(dtypes):
         for b in batches:
             print(f"decode step bf16 / fp32 at batch {b} (faster layout of each): {best['bf16', b] / best['fp32', b]:.2f}")
+    if a.attention:
+        print("\nbf16 packed, attention of the one query per row: two matmuls (the default on a CPU at bf16 from 2 rows) "
+              "against scaled_dot_product_attention; KV filled to --filled, interleaved tries, the best of each")
+        print("| batch | filled | matmuls ms | sdpa ms | matmuls / sdpa |")
+        print("|---|---|---|---|---|")
+        for b in batches:
+            for filled in [int(f) for f in a.filled.split(",")]:
+                w = DecodeWeights(model, batch_hint=b, dtype=torch.bfloat16)
+                tries = {True: [], False: []}
+                for _ in range(3):
+                    for matmuls in (True, False):
+                        w.matmul_attention_rows = 1 if matmuls else None
+                        tries[matmuls].append(step_ms(w, b, filled=filled, steps=20))
+                mm, sdpa = min(tries[True]), min(tries[False])
+                print(f"| {b} | {filled} | {mm:.1f} | {sdpa:.1f} | {mm / sdpa:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -338,3 +338,37 @@ def test_a_groups_prompt_is_prefilled_once(monkeypatch):
     assert rows == [2, 6]
     assert torch.equal(shared.response_ids, every.response_ids)
     torch.testing.assert_close(shared.logprobs, every.logprobs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_one_query_attention_equals_sdpa(dtype, tol):
+    """The decode step's matmul attention (grouped query heads, additive mask, fp32 softmax) is SDPA's."""
+    import torch.nn.functional as F
+
+    from postlab.rollout.llama_decode import one_query_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(s, generator=g).to(dtype) for s in ((4, 9, 64), (4, 3, 30, 64), (4, 3, 30, 64)))
+    mask = torch.zeros(4, 1, 1, 30, dtype=dtype)
+    mask[0, ..., :7] = float("-inf")  # a left-padded row
+    want = F.scaled_dot_product_attention(q[:, :, None], k, v, attn_mask=mask, enable_gqa=True)[:, :, 0]
+    got = one_query_attention(q, k, v, mask)
+    assert got.shape == want.shape and got.dtype == dtype
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=0)
+    assert not torch.allclose(one_query_attention(q, k, v, torch.zeros_like(mask))[0].float(), got[0].float())
+
+
+def test_bf16_batches_decode_with_matmul_attention_as_the_model_does():
+    """Batched bf16 decode steps on a CPU use the matmul attention; greedy answers stay the bf16 model's own
+    (transformers' forward, no cache), and one-row steps keep SDPA."""
+    from postlab.rollout import llama_decode
+
+    model, tok = load_model_and_tokenizer("tiny", dtype=torch.bfloat16)
+    w = llama_decode.DecodeWeights(model)
+    assert w.matmul_attention_rows == 2
+    assert llama_decode.DecodeWeights(load_model_and_tokenizer("tiny")[0]).matmul_attention_rows is None  # fp32
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    fast = TorchEngine(model=model, tokenizer=tok).generate(PROMPTS, greedy)
+    slow = TorchEngine(model=model, tokenizer=tok, fast_decode=False).generate(PROMPTS, greedy)
+    same = (fast.response_ids == slow.response_ids).all(dim=1)
+    assert int(same.sum()) >= len(PROMPTS) - 1  # bf16 rounding may flip a near-tie in one row

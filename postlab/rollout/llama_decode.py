@@ -68,6 +68,22 @@ def packs_weights(device: torch.device, dtype: torch.dtype = torch.float32) -> b
         hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and onednn_supports(dtype)
 
 
+def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """softmax(q·kᵀ/√D + mask)·v for one query per row, as two batched matmuls; the query heads share their
+    key/value head in groups of Hq / Hkv (GQA). q: (b, Hq, D); k, v: (b, Hkv, S, D); mask: (b, 1, 1, S)
+    additive. Returns (b, Hq, D). Scores and softmax in fp32.
+
+    Why not ``scaled_dot_product_attention``: on a CPU at bf16 its flash kernel, blocked for long queries,
+    took 0.83 ms per call for a 16-row decode step over 110 keys (3.3 ms over 400) against 0.20 (0.67) for
+    this; at fp32 the two are level, and at one row SDPA is as fast or faster (benchmarks/decode_step.py,
+    docs/benchmarks.md). So ``DecodeWeights.matmul_attention_rows``."""
+    b, Hq, D = q.shape
+    Hkv = k.size(1)
+    scores = torch.matmul(q.view(b, Hkv, Hq // Hkv, D), k.transpose(-1, -2)).float() * D ** -0.5  # (b, Hkv, g, S)
+    p = torch.softmax(scores + mask, dim=-1).to(v.dtype)
+    return torch.matmul(p, v).view(b, Hq, D)
+
+
 def _mkldnn_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
@@ -100,6 +116,10 @@ class DecodeWeights:
         use_mkldnn = packs_weights(self.embed.device, self.embed.dtype) and packed is not False
         self.packed = use_mkldnn
         self.linear = _mkldnn_linear if use_mkldnn else _plain_linear
+        # Decode steps of at least this many rows compute attention as two matmuls (``one_query_attention``): on a
+        # CPU at half precision SDPA's kernel is slow for one query per row, except at one row (None: never).
+        half = self.embed.dtype in (torch.bfloat16, torch.float16)
+        self.matmul_attention_rows: int | None = 2 if self.embed.device.type == "cpu" and half else None
 
         def prep(w: torch.Tensor) -> torch.Tensor:
             w = cast(w).contiguous()
@@ -205,9 +225,12 @@ class LlamaDecoder:
             q = qk[:, :Hq]  # (b, Hq, D)
             self.k[i, :, :, slot] = qk[:, Hq:]
             self.v[i, :, :, slot] = qkv[:, (Hq + Hkv) * D :].view(b, Hkv, D)
-            attn = F.scaled_dot_product_attention(
-                q[:, :, None, :], self.k[i, :, :, : slot + 1], self.v[i, :, :, : slot + 1],
-                attn_mask=mask, enable_gqa=Hq != Hkv)  # (b, Hq, 1, D)
+            if w.matmul_attention_rows is not None and b >= w.matmul_attention_rows:
+                attn = one_query_attention(q, self.k[i, :, :, : slot + 1], self.v[i, :, :, : slot + 1], mask)  # (b, Hq, D)
+            else:
+                attn = F.scaled_dot_product_attention(
+                    q[:, :, None, :], self.k[i, :, :, : slot + 1], self.v[i, :, :, : slot + 1],
+                    attn_mask=mask, enable_gqa=Hq != Hkv)  # (b, Hq, 1, D)
             x = x + linear(attn.reshape(b, Hq * D), w_o)
             gate, up = linear(rms_norm(x, ln2, w.eps), w_gu).chunk(2, dim=-1)  # (b, F) each
             x = x + linear(F.silu(gate) * up, w_down)
