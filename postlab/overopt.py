@@ -99,7 +99,7 @@ class Knobs(Section):
     """Every preset knob; in OveroptConfig each is optional and None means "the preset's value"."""
 
     model: str = Field(..., description="π_init, the policy every proxy is optimised from (and the proxies' backbone)")
-    bf16: bool = Field(True, description="bf16 sampling and bf16 autocast in training")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 sampling and bf16 autocast in training: true, false, or auto = the faster on this machine (postlab.machine)")
     batch_size: int = Field(32, ge=1, description="sequences generated together")
     max_new_tokens: int = Field(64, ge=1, description="response cap everywhere (proxy data, best-of-n, RL), so π_init is one distribution")
     rm_prompts: int = Field(200, ge=2, description="train prompts whose samples the gold rater compares (the first ones of the suite's train split)")
@@ -520,10 +520,20 @@ def print_results(results: dict, out: Path) -> None:
 # --- the command ---
 
 
+def resolve_dtype(k: Knobs) -> Knobs:
+    """The knobs with ``bf16=auto`` made this machine's faster choice (``postlab.machine.auto_dtype``: measured
+    once and cached, ``POSTLAB_DTYPE`` overrides), as ``postlab run`` does; an explicit true/false stays."""
+    if k.bf16 != "auto":
+        return k
+    from postlab import machine
+
+    return k.model_copy(update={"bf16": machine.auto_dtype() == "bf16"})
+
+
 def run(cfg: OveroptConfig) -> dict:
     from postlab.models.load import resolve_model
 
-    k = cfg.knobs()
+    k = resolve_dtype(cfg.knobs())
     out = cfg.directory()
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "overopt_config.yaml")
