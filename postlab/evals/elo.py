@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from postlab.config import Section
+from postlab.machine import AutoDType
 from postlab.errors import ConfigError
 from postlab.utils.io import atomic_write_text
 
@@ -123,6 +124,7 @@ class LeaderboardConfig(Section):
     limit: int | None = Field(None, ge=1, description="only the first N items (a fair sample for the spec suite)")
     max_new_tokens: int = Field(256, ge=1, description="response length cap (greedy decoding)")
     batch_size: int = Field(32, ge=1, description="prompts generated together")
+    dtype: AutoDType = Field("auto", validate_default=True, description="weights dtype: fp32 | bf16 | auto (the faster on this machine)")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples of the items for the CIs")
     out: str | None = Field(None, description="write the leaderboard JSON here")
     progress: bool = Field(True, description="show progress bars")
@@ -150,7 +152,7 @@ def run_leaderboard(cfg: LeaderboardConfig) -> dict:
     gold, columns = GoldRater(), []
     sampling = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
     for model in cfg.models:
-        engine = load_engine(model)
+        engine = load_engine(model, cfg.dtype)
         responses = generate_responses(engine, items, sampling, batch_size=cfg.batch_size, progress=cfg.progress,
                                        desc=f"leaderboard {Path(model).name}")
         columns.append([gold.score(it, r.text) for it, r in zip(items, responses)])

@@ -129,7 +129,12 @@ def with_stderr(summary: dict, stderr: dict[str, object]) -> dict:
     return out
 
 
-def load_engine(model: str, dtype: str = "bf16", device: str = "auto") -> TorchEngine:
+def load_engine(model: str, dtype: str = "auto", device: str = "auto") -> TorchEngine:
+    """An engine over ``model`` with weights in ``dtype`` ("fp32" | "bf16" | "auto" = the faster on this machine)."""
+    if dtype == "auto":
+        from postlab import machine
+
+        dtype = machine.auto_dtype()
     m, tok = load_model_and_tokenizer(model, dtype=DTYPES[dtype])
     m.to(pick_device(device))
     return TorchEngine(model=m, tokenizer=tok)
