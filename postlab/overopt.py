@@ -37,6 +37,7 @@ from pydantic import Field
 from postlab.config import Section, overlay_knobs, save_config, with_optional_knobs
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError, DataError
+from postlab.evals.metrics import mean_se
 from postlab.utils.io import atomic_write_text
 
 SUITE = "spec"
@@ -119,7 +120,9 @@ class Knobs(Section):
     rl_k: int = Field(4, ge=2, description="samples per prompt per step (PPO: one each of rl_k × rl_prompts_per_step prompts)")
     rl_lr: float = Field(2e-5, gt=0, description="RL learning rate (high, so that rl_steps move the policy far from π_init)")
     rl_kl_coef: float = Field(0.01, gt=0, description="β of the KL penalty (small: Gao et al. find it acts mostly as early stopping)")
-    rl_steps_per_point: int = Field(4, ge=1, description="consecutive RL steps averaged into one point of the RL curve (gold, proxy and KL are measured on every step's samples)")
+    rl_steps_per_point: int = Field(4, ge=1, description="RL steps per point of the RL curve: the probe runs every this many steps (without it, this many steps' own samples are averaged into a point)")
+    rl_probe_prompts: int = Field(32, ge=0, description="each RL curve point: gold, proxy and KL of the policy on the first N policy prompts, the same ones and seeds every time (postlab.evals.probe; grpo and rloo); 0 = from each step's own samples, a new draw of prompts every step")
+    rl_probe_samples: int = Field(2, ge=1, description="samples per probe prompt")
 
 
 PRESETS: dict[str, Knobs] = {
@@ -378,8 +381,28 @@ def rl_curve(metrics: list[dict], batch_at: Callable[[int], list], base_gold: di
     return curve
 
 
+def probe_curve(rows: list[dict], base_gold: dict[str, float], base_proxy: dict[str, float]) -> dict:
+    """RL gain over π_init from the fixed probe (``postlab.evals.probe``): at each probed step, every probe
+    prompt's mean gold and proxy minus its π_init mean, averaged over the prompts (standard errors over prompts);
+    KL is the probe's mean per-response k1 estimate (a negative one counts as d = 0). The first point is π_init
+    itself, measured (step 0)."""
+    curve: dict[str, list] = {k: [] for k in ("step", "kl", "sqrt_kl", "gold", "gold_se", "proxy", "proxy_se")}
+    for row in rows:
+        per = row["per_prompt"]
+        curve["step"].append(row["step"])
+        curve["kl"].append(row["kl"])
+        curve["sqrt_kl"].append(math.sqrt(max(row["kl"], 0.0)))
+        for name, base in (("gold", base_gold), ("proxy", base_proxy)):
+            mean, se = mean_se([p[name] - base[i] for i, p in per.items()])
+            curve[name].append(mean)
+            curve[f"{name}_se"].append(se)
+    return curve
+
+
 def train_rl(policy: str, rm_dir: str, prompts: dict, samples: str, run_dir: Path, k: Knobs, progress: bool) -> dict:
-    """RL against one proxy on the policy prompts; gold, proxy and KL to π_init from every step's samples."""
+    """RL against one proxy on the policy prompts; gold, proxy and KL to π_init on the fixed probe (grpo, rloo with
+    ``rl_probe_prompts``) or from every step's own samples."""
+    from postlab.evals.probe import ProbeConfig, read_probe
     from postlab.rollout import SamplingParams
     from postlab.tasks.suite import load_suite
     from postlab.train.common import CheckpointConfig
@@ -400,14 +423,24 @@ def train_rl(policy: str, rm_dir: str, prompts: dict, samples: str, run_dir: Pat
         from postlab.train import grpo
 
         per_step = k.rl_prompts_per_step
-        cfg = grpo.GRPOConfig(**common, advantage=k.rl_algo, k=k.rl_k, prompts_per_step=per_step)
+        probe = ProbeConfig(every=k.rl_steps_per_point if probed(k) else 0, limit=max(k.rl_probe_prompts, 1),
+                            samples=k.rl_probe_samples)
+        cfg = grpo.GRPOConfig(**common, advantage=k.rl_algo, k=k.rl_k, prompts_per_step=per_step, probe=probe)
         result = grpo.train(cfg)
+    proxy, gold = _per_prompt(samples)
+    mean = lambda d: {i: sum(v) / len(v) for i, v in d.items()}  # noqa: E731
+    if probed(k):
+        return {"train": result, "curve": probe_curve(read_probe(run_dir), mean(gold), mean(proxy)), "probe": True}
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     # the recipes draw each step's prompts with prompt_batches(items, prompts_per_step, optim.seed, 0)
     batch_at = prompt_batches(load_suite(prompts["policy"], split="train"), per_step, cfg.optim.seed, 0)
-    proxy, gold = _per_prompt(samples)
-    mean = lambda d: {i: sum(v) / len(v) for i, v in d.items()}  # noqa: E731
-    return {"train": result, "curve": rl_curve(metrics, batch_at, mean(gold), mean(proxy), k.rl_steps_per_point)}
+    return {"train": result, "curve": rl_curve(metrics, batch_at, mean(gold), mean(proxy), k.rl_steps_per_point),
+            "probe": False}
+
+
+def probed(k: Knobs) -> bool:
+    """Whether the RL curves come from the fixed probe (grpo and rloo; PPO's come from its steps' samples)."""
+    return k.rl_probe_prompts > 0 and k.rl_algo != "ppo"
 
 
 # --- results ---
@@ -427,7 +460,8 @@ def build_results(k: Knobs, proxies: dict[int, dict], bons: dict[int, dict], rls
         "plotted": ("gain over π_init, centred per prompt: each prompt's mean score over the best-of-n samples of "
                     "π_init is subtracted from its scores before averaging (gold: fraction of the item's checks "
                     "passed; proxy: reward-model score); x = sqrt(KL(π‖π_init)) in sqrt(nats): best-of-n "
-                    "log n − (n−1)/n, RL the mean per-response k1 estimate of each point's steps"),
+                    "log n − (n−1)/n, RL the mean per-response k1 estimate on the fixed probe (grpo, rloo with "
+                    "rl_probe_prompts > 0: the same prompts and seeds at every point) or over each point's steps' own samples"),
         "proxies": [{"pairs": n, **{key: p.get(key) for key in ("model", "train_pairs", "eval_pairs",
                                                                  "accuracy_vs_labels", "accuracy_vs_gold", "steps")}}
                     for n, p in proxies.items()],

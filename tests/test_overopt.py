@@ -97,6 +97,24 @@ def test_rl_curve_centres_each_step_by_its_prompts_and_averages_steps():
     assert neg["sqrt_kl"] == [0.0, 0.0]  # a negative k1 estimate is d = 0
 
 
+def test_probe_curve_centres_every_prompt_by_its_pi_init_mean():
+    from postlab.overopt import probe_curve
+
+    base_gold, base_proxy = {"a": 0.2, "b": 0.6}, {"a": 1.0, "b": -1.0}
+    rows = [{"step": 0, "kl": 0.0, "per_prompt": {"a": {"gold": 0.25, "proxy": 1.0, "kl": 0.0},
+                                                  "b": {"gold": 0.55, "proxy": -1.0, "kl": 0.0}}},
+            {"step": 5, "kl": 2.0, "per_prompt": {"a": {"gold": 0.5, "proxy": 2.0, "kl": 1.0},
+                                                  "b": {"gold": 0.6, "proxy": 1.0, "kl": 3.0}}},
+            {"step": 10, "kl": -0.25, "per_prompt": {"a": {"gold": 0.2, "proxy": 1.0, "kl": -0.5},
+                                                     "b": {"gold": 0.6, "proxy": -1.0, "kl": 0.0}}}]
+    c = probe_curve(rows, base_gold, base_proxy)
+    assert c["step"] == [0, 5, 10]
+    assert c["gold"] == pytest.approx([0.0, (0.3 + 0.0) / 2, 0.0])
+    assert c["gold_se"] == pytest.approx([0.05, 0.15, 0.0])  # sd over the two prompts / sqrt(2)
+    assert c["proxy"] == pytest.approx([0.0, (1.0 + 2.0) / 2, 0.0]) and c["proxy_se"][1] == pytest.approx(0.5)
+    assert c["kl"] == [0.0, 2.0, -0.25] and c["sqrt_kl"] == pytest.approx([0.0, math.sqrt(2.0), 0.0])
+
+
 SEEN: list[list[str]] = []
 
 
@@ -149,12 +167,16 @@ def test_tiny_preset_writes_curves_fits_and_plots(tiny_run):
     assert sorted({(c["method"], c["pairs"]) for c in res["curves"]}) == [(m, n) for m in ("bon", "rl") for n in (4, 8, 16)]
     for c in res["curves"]:
         assert len(c["kl"]) == len(c["gold"]) == len(c["proxy"]) == len(c["sqrt_kl"]) >= 3
-        assert c["kl"][0] == 0.0 and c["gold"][0] == pytest.approx(0.0) and c["proxy"][0] == pytest.approx(0.0)
+        assert c["kl"][0] == 0.0
         if c["method"] == "bon":
+            assert c["gold"][0] == pytest.approx(0.0) and c["proxy"][0] == pytest.approx(0.0)
             assert c["n"] == [1, 2, 4, 8]
             assert c["kl"] == pytest.approx([math.log(n) - (n - 1) / n for n in c["n"]])
-        else:
+        else:  # the fixed probe every 2 steps; its step 0 is π_init's own samples, centred by its best-of-n samples
             assert c["step"] == [0, 2, 4, 6]
+            probe = [json.loads(x) for x in (out / "rl" / str(c["pairs"]) / "probe.jsonl").read_text().splitlines()]
+            assert [row["step"] for row in probe] == [0, 2, 4, 6] and [row["kl"] for row in probe] == c["kl"]
+            assert all(len(row["per_prompt"]) == 6 for row in probe)  # every policy prompt of the tiny preset
     assert len(res["fits"]) == 12  # (bon, rl) × 3 proxies × (gold, proxy)
     for f in res["fits"]:
         assert {"alpha", "beta", "r2", "form", "target", "method", "pairs"} <= set(f)

@@ -25,6 +25,7 @@ from postlab.algos.pg import ADVANTAGES, LOSSES, BatchTotals, rows_with_signal, 
 from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.evals.callback import GoldEvalConfig, start_gold_eval
+from postlab.evals.probe import ProbeConfig, RewardProbe
 from postlab.models.prepare import count_parameters, pick_device, load_reference, prepare_model, save_final_model
 from postlab.raters.gold import GoldRater
 from postlab.rollout import SamplingParams, TorchEngine
@@ -93,6 +94,8 @@ class GRPOConfig(Section):
                                          description="checkpoints, resume, logging")
     gold_eval: GoldEvalConfig = Field(default_factory=GoldEvalConfig,
                                       description="gold-rated held-out evals every N steps, with jump alarms (off by default)")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig,
+                               description="gold, reward and KL to the reference on the same training prompts every N steps (off by default)")
 
     @property
     def loss(self) -> str:
@@ -100,6 +103,9 @@ class GRPOConfig(Section):
         return self.loss_type or ("rloo" if self.advantage == "rloo" else "grpo")
 
     def check(self) -> None:
+        if self.probe.every and self.optim.fsdp:
+            raise ConfigError("probe.every: the probe samples on rank 0 alone, which a sharded policy (optim.fsdp) "
+                              "cannot do; drop one of them")
         super().check()
         require_sampling_seed(self.sampling)
         self.rollout.refuse_with_lora(self.lora.enabled)
@@ -159,7 +165,7 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     policy, tok = prepare_model(cfg.model, device=cfg.device, lora=cfg.lora, seed=cfg.optim.seed)
     ref_model = None
     needs_ref = cfg.kl_coef > 0
-    if needs_ref and not cfg.lora.enabled:  # a frozen copy; with LoRA the reference is the base (adapters off)
+    if (needs_ref or cfg.probe.every) and not cfg.lora.enabled:  # a frozen copy; with LoRA the reference is the base (adapters off)
         ref_model = load_reference(cfg.model, policy)
     sharded = cfg.optim.fsdp
     shard_or_broadcast(policy, ref_model, world, sharded)
@@ -321,6 +327,20 @@ def train(cfg: GRPOConfig, callbacks=()) -> dict:
     gold_eval = start_gold_eval(cfg.gold_eval, model=policy, tokenizer=tok, run_dir=out) if world.is_main else None
     if gold_eval:
         callbacks = [gold_eval, *callbacks]
+    if cfg.probe.every and world.is_main:
+        def logprobs(model, r):
+            with autocast(policy, bf16):
+                return response_logprobs(model, r, T)[0]
+
+        local = engine if not cfg.rollout.workers else TorchEngine(
+            model=policy, tokenizer=tok, decode_dtype=torch.bfloat16 if bf16 else None)
+        # the gold reward's hacking watch sees the training samples only
+        probe_reward = (lambda its, texts: [gold.score(i, t) for i, t in zip(its, texts)]) if reward_name == "gold" else reward_fn
+        probe = RewardProbe(cfg=cfg.probe, items=items, engine=local, policy=policy, logprobs=logprobs,
+                            reference=lambda: reference_mode(policy, ref_model), reward_fn=probe_reward, gold=gold,
+                            sampling=cfg.sampling, run_dir=out)
+        probe.start()
+        callbacks = [probe, *callbacks]
     state = run_rl_loop(modules=policy, optimizer=optimizer, scheduler=scheduler, step_fn=step, total_steps=cfg.steps,
                         run_dir=out, ckpt=cfg.checkpoint, callbacks=callbacks, desc=cfg.advantage)
     full = distributed.full_state_dict(policy)  # optim.fsdp: every rank sends its shards to rank 0
