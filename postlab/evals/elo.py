@@ -28,8 +28,8 @@ import numpy as np
 from pydantic import Field
 
 from postlab.config import Section
-from postlab.machine import AutoDType
 from postlab.errors import ConfigError
+from postlab.machine import AutoDType
 from postlab.utils.io import atomic_write_text
 
 ELO_SCALE = 400.0 / math.log(10.0)

@@ -19,7 +19,6 @@ kl}}) and the step's metrics get ``probe/gold``, ``probe/proxy``, ``probe/kl``.
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -72,16 +71,15 @@ def read_probe(run_dir: str | Path) -> list[dict]:
 class RewardProbe:
     """The callback: ``start()`` probes step 0 (unless the run directory already holds it), then every
     ``cfg.every`` steps. ``logprobs(model, rollout)`` gives (B, R) log-probs at the recipe's temperature;
-    ``reference()`` is a context manager yielding π_ref; ``sampling_context()`` wraps generation (sharded
-    policies)."""
+    ``reference()`` is a context manager yielding π_ref. It samples on rank 0 alone, so not from a sharded policy
+    (``postlab grpo`` refuses ``probe.every`` with ``optim.fsdp``)."""
 
     def __init__(self, *, cfg: ProbeConfig, items: list[Item], engine, policy, reference, logprobs, reward_fn,
-                 gold, sampling: SamplingParams, run_dir: str | Path, sampling_context=None):
+                 gold, sampling: SamplingParams, run_dir: str | Path):
         self.cfg, self.items = cfg, items[: cfg.limit]
         self.engine, self.policy, self.reference, self.logprobs = engine, policy, reference, logprobs
         self.reward_fn, self.gold, self.run_dir = reward_fn, gold, Path(run_dir)
         self.sampling = sampling
-        self.sampling_context = sampling_context
 
     def start(self) -> None:
         if not any(r["step"] == 0 for r in read_probe(self.run_dir)):
@@ -98,8 +96,7 @@ class RewardProbe:
         params = row_params(self.sampling, self.cfg.seed, range(len(jobs)))
         was_training = self.policy.training
         self.policy.eval()
-        with (self.sampling_context() if self.sampling_context else nullcontext()):
-            r = self.engine.generate([it.messages for it in jobs], params)
+        r = self.engine.generate([it.messages for it in jobs], params)
         device = next(self.policy.parameters()).device
         r = r.to(device)
         mask = r.response_mask.to(device).float()
