@@ -63,6 +63,20 @@ def test_grpo_probes_the_same_prompts_every_n_steps_without_changing_training(tm
     assert not (tmp_path / "plain" / "probe.jsonl").exists()
 
 
+def test_probe_metrics_are_logged_on_steps_that_log_every_skips(tmp_path):
+    """log_every thins an RL run's metrics lines; what a callback measured (a probe, a held-out eval) is written
+    whatever the step. (Every step was written before: the gold monitor's `gold/train_score` matched the
+    held-out evals' `gold/` prefix.)"""
+    from postlab.train import grpo
+
+    cfg = _cfg(tmp_path, "sparse", 2)
+    cfg.checkpoint.log_every = 3
+    grpo.train(cfg)
+    metrics = [json.loads(x) for x in (tmp_path / "sparse" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "probe/gold" in m] == [2, 4]
+    assert [m["step"] for m in metrics] == [2, 3, 4]  # 3: log_every; 2 and 4: the probe
+
+
 def test_probe_with_a_sharded_policy_is_refused(tmp_path):
     from postlab.config import load_config
     from postlab.train.grpo import GRPOConfig

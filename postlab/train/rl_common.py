@@ -228,9 +228,11 @@ def run_rl_loop(*, modules: torch.nn.Module, optimizer, scheduler, step_fn: Call
             scheduler.step()
             state.step += 1
             metrics["time/step_s"] = time.perf_counter() - t0
+            measured = len(metrics)
             for cb in callbacks if main else ():
                 cb(state, metrics)
-            if state.step % ckpt.log_every == 0 or any(k.startswith(("gold/", "alarm/")) for k in metrics):
+            # a step whose callbacks measured something (a held-out eval, an alarm, the probe) is always written
+            if state.step % ckpt.log_every == 0 or len(metrics) > measured:
                 logger.log(state.step, metrics)
             bar.update(1)
             shown = {k: metrics[k] for k in ("objective/scores", "reward", "objective/kl", "kl", "gold/score") if k in metrics}
