@@ -106,7 +106,7 @@ class Knobs(Section):
     rm_prompts: int = Field(200, ge=2, description="train prompts whose samples the gold rater compares (the first ones of the suite's train split)")
     sample_k: int = Field(6, ge=2, description="samples of π_init per such prompt (temperature 1)")
     template_candidates: bool = Field(False, description="also compare each prompt's template answer (passes every check), so gold decides pairs even when the policy's samples all score alike (the tiny random model's all score 0)")
-    pairs_per_prompt: int = Field(15, ge=1, description="compared pairs per prompt at most (all pairs of 6 samples = 15; gold ties are dropped: on SmolLM2's samples gold decides about 1 pair in 5)")
+    pairs_per_prompt: int = Field(15, ge=1, description="compared pairs per prompt at most (all pairs of 6 samples = 15; gold ties are dropped: on SmolLM2's samples gold decides about 1 pair in 9)")
     rm_pairs: list[int] = Field(default_factory=lambda: [32, 96, 288], description="training pairs of each proxy, increasing (nested random subsets)")
     rm_lr: float = Field(3e-4, gt=0, description="proxy learning rate (top layers + a fresh head: 3e-4, as postlab run's reward model)")
     rm_trainable_layers: int = Field(4, ge=0, description="proxies train only their top N layers + head over cached activations (0 = full fine-tuning)")
@@ -128,8 +128,9 @@ class Knobs(Section):
 PRESETS: dict[str, Knobs] = {
     # SmolLM2-135M-Instruct, full fine-tuning: the knobs of the run in docs/results.md ("Reward
     # over-optimisation on SmolLM2"; 69 min beside other jobs on a 2-core CPU). The field defaults gave
-    # proxies of 0.53-0.63 and an RL stage that stayed near d = 0.
-    "default": Knobs(model="smollm2-135m-instruct", rm_prompts=400, rm_pairs=[50, 200, 800], rm_epochs=2.0,
+    # proxies of 0.53-0.63 and an RL stage that stayed near d = 0. Since the audited gate, gold decides about
+    # 1 pair in 9 of SmolLM2's samples (run overopt3: 321 of 2,990), ~640 from 400 prompts: hence 400, not 800.
+    "default": Knobs(model="smollm2-135m-instruct", rm_prompts=400, rm_pairs=[50, 150, 400], rm_epochs=2.0,
                      policy_prompts=96, rl_lr=6e-5, rl_steps=30, rl_steps_per_point=5),
     # The tiny random model: every stage runs in seconds; for CI and smoke tests.
     "tiny": Knobs(model="tiny", bf16=False, batch_size=16, max_new_tokens=16, rm_prompts=24, sample_k=2,
@@ -581,8 +582,9 @@ def run(cfg: OveroptConfig) -> dict:
     prefs = stages.run("label", lambda: label_pairs(cands["candidates"], prompts, out, k))
     if sizes[-1] > prefs["train_pairs"]:
         raise DataError(f"the gold rater decided only {prefs['train_pairs']} training pairs (ties are dropped; "
-                        f"{prefs['eval_pairs']} more are held out) but rm_pairs asks for {sizes[-1]}: lower rm_pairs, "
-                        "or raise rm_prompts / sample_k (in a new --out directory)")
+                        f"{prefs['eval_pairs']} more are held out) but rm_pairs asks for {sizes[-1]}: rerun with rm_pairs up "
+                        f"to {prefs['train_pairs']} in this directory (its samples and labels are kept), or raise "
+                        "rm_prompts / sample_k in a new --out directory")
     proxies = {}
     for n in sizes:
         proxies[n] = stages.run(f"rm-{n}", lambda n=n: train_proxy(policy, prefs, n, out, k, p))

@@ -236,3 +236,33 @@ def test_bad_option_on_the_command_line_is_a_clear_error(tmp_path):
     r = postlab("overopt", "--preset", "tiny", "--out", tmp_path / "x", "rm_pairs=[16,4]")
     assert r.returncode == 2 and "rm_pairs" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_too_few_decided_pairs_is_a_clear_error_and_a_lower_rm_pairs_reuses_the_samples(tiny_run, tmp_path):
+    """The default preset asked for an 800-pair proxy while the audited gold rater decides about 1 pair in 9 of
+    SmolLM2's samples (~590 from its 400 prompts): the run stopped after sampling, telling the user to start over
+    in a new directory. Lowering rm_pairs in the same directory keeps the samples and the labels."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    for stale in ("rm", "bon", "rl"):
+        shutil.rmtree(out / stale)
+    for f in (out / "stages").glob("[rb]*-*.json"):
+        f.unlink()
+    decided = json.loads((out / "stages" / "label.json").read_text())["result"]["train_pairs"]
+    r = postlab("overopt", "--preset", "tiny", "--out", out, "progress=false", f"rm_pairs=[4,{decided + 1}]")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"decided only {decided} training pairs" in r.stderr
+    assert f"rm_pairs up to {decided}" in r.stderr and "samples and labels are kept" in r.stderr
+    again = postlab("overopt", "--preset", "tiny", "--out", out, "progress=false", f"rm_pairs=[4,{decided}]")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "[3/10 sample] done already" in again.stderr and "[4/10 label] done already" in again.stderr
+
+
+def test_the_default_preset_asks_for_no_more_pairs_than_smollm2s_samples_give():
+    """Run overopt3 (docs/results.md): gold decided 321 of the 2,990 pairs it compared of SmolLM2's samples on 200 prompts. At
+    that rate the default preset's 400 prompts give ~640; its largest proxy must leave room for the held-out ones."""
+    default = load_config(OveroptConfig, None, ["preset=default"]).knobs()
+    expected = default.rm_prompts * default.pairs_per_prompt * 321 / 2990
+    assert default.rm_pairs[-1] <= 0.75 * expected
