@@ -41,6 +41,7 @@ from postlab.evals.metrics import mean_se
 from postlab.utils.io import atomic_write_text
 
 SUITE = "spec"
+MIN_EVAL_PROMPTS = 10  # fewer held-out prompts than this and print_results says the proxies' accuracy is uninformative
 HELD_OUT_PROMPTS = 0.15  # fraction of the labelled prompts whose pairs measure every proxy's accuracy
 FORMS = {"bon": "d(alpha - beta*d)", "rl": "d(alpha - beta*log d)"}
 
@@ -286,7 +287,8 @@ def label_pairs(candidates: str, prompts: dict, out: Path, k: Knobs) -> dict:
     write(data / "prefs_train.jsonl", train)
     write(data / "prefs_eval.jsonl", held)
     return {"label": stats, "train_file": str(data / "prefs_train.jsonl"), "train_pairs": len(train),
-            "eval_file": str(data / "prefs_eval.jsonl"), "eval_pairs": len(held)}
+            "eval_file": str(data / "prefs_eval.jsonl"), "eval_pairs": len(held),
+            "train_prompts": len({p.prompt_id for p in train}), "eval_prompts": len({p.prompt_id for p in held})}
 
 
 def train_proxy(policy: str, prefs: dict, n_pairs: int, out: Path, k: Knobs, progress: bool) -> dict:
@@ -447,7 +449,8 @@ def probed(k: Knobs) -> bool:
 # --- results ---
 
 
-def build_results(k: Knobs, proxies: dict[int, dict], bons: dict[int, dict], rls: dict[int, dict]) -> dict:
+def build_results(k: Knobs, proxies: dict[int, dict], bons: dict[int, dict], rls: dict[int, dict],
+                  prefs: dict | None = None) -> dict:
     curves, fits = [], []
     for method, runs in (("bon", bons), ("rl", rls)):
         for n_pairs, res in runs.items():
@@ -466,6 +469,8 @@ def build_results(k: Knobs, proxies: dict[int, dict], bons: dict[int, dict], rls
         "proxies": [{"pairs": n, **{key: p.get(key) for key in ("model", "train_pairs", "eval_pairs",
                                                                  "accuracy_vs_labels", "accuracy_vs_gold", "steps")}}
                     for n, p in proxies.items()],
+        # the prompts the proxies' pairs come from: a held-out accuracy over a handful of prompts says little
+        "label": {key: (prefs or {}).get(key) for key in ("train_pairs", "eval_pairs", "train_prompts", "eval_prompts")},
         "curves": curves, "fits": fits, "knobs": k.model_dump(mode="json"),
     }
 
@@ -549,6 +554,11 @@ def print_results(results: dict, out: Path) -> None:
         print(f"{c['method']:6s} {c['pairs']:5d} {num(acc.get(c['pairs']), 8, 3)} {max(c['sqrt_kl']):6.2f} "
               f"{max(c['gold']):+8.3f} {c['gold'][-1]:+8.3f} {c['proxy'][-1]:+9.3f} {num(f['alpha'], 8, 3)} "
               f"{num(f['beta'], 8, 3)} {num(f['r2'], 5, 2)} {num(f['d_peak'], 6, 2)}")
+    held = results.get("label", {}).get("eval_prompts")
+    if held is not None and held < MIN_EVAL_PROMPTS:
+        print(f"\nnote: the proxies' accuracy against gold is measured on pairs of {held} held-out prompts only, too "
+              "few to rank them; gold tells few samples of this π_init apart (it ties the rest). A policy whose "
+              "samples pass some checks (e.g. model=RUN/sft/model) or more rm_prompts give more.")
     print(f"\nresults: {out / 'overopt.json'}\nplots:   {out / 'bon.png'}, {out / 'rl.png'}, {out / 'gold.png'}")
 
 
@@ -602,7 +612,7 @@ def run(cfg: OveroptConfig) -> dict:
     from postlab.run import finite
 
     timings = stages.timings()
-    results = finite({**build_results(k, proxies, bons, rls),
+    results = finite({**build_results(k, proxies, bons, rls, prefs),
                       "timings_s": {**timings, "total": round(sum(timings.values()), 2)}})
     results["plots"] = plot(results, out)
     atomic_write_text(out / "overopt.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")

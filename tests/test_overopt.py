@@ -187,6 +187,11 @@ def test_tiny_preset_writes_curves_fits_and_plots(tiny_run):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob("*/*/checkpoints"))  # finished stages keep their models, not optimizer state
     assert "[13/13 rl-16] running" in r.stderr and "gold and proxy gain over π_init" in r.stdout
+    # the held-out prompts behind the proxies' accuracy are counted, and too few of them are said to be too few
+    label = res["label"]
+    assert label["eval_pairs"] == res["proxies"][0]["eval_pairs"] and 0 < label["eval_prompts"] <= label["eval_pairs"]
+    assert label["train_prompts"] >= 1 and label["train_pairs"] >= 16
+    assert (f"held-out prompts only" in r.stdout) == (label["eval_prompts"] < 10)
 
 
 def test_rerun_skips_finished_stages(tiny_run):
