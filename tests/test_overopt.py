@@ -191,7 +191,7 @@ def test_tiny_preset_writes_curves_fits_and_plots(tiny_run):
     label = res["label"]
     assert label["eval_pairs"] == res["proxies"][0]["eval_pairs"] and 0 < label["eval_prompts"] <= label["eval_pairs"]
     assert label["train_prompts"] >= 1 and label["train_pairs"] >= 16
-    assert (f"held-out prompts only" in r.stdout) == (label["eval_prompts"] < 10)
+    assert ("held-out prompts only" in r.stdout) == (label["eval_prompts"] < 10)
 
 
 def test_rerun_skips_finished_stages(tiny_run):
@@ -245,7 +245,7 @@ def test_bad_option_on_the_command_line_is_a_clear_error(tmp_path):
 
 def test_too_few_decided_pairs_is_a_clear_error_and_a_lower_rm_pairs_reuses_the_samples(tiny_run, tmp_path):
     """The default preset asked for an 800-pair proxy while the audited gold rater decides about 1 pair in 9 of
-    SmolLM2's samples (~590 from its 400 prompts): the run stopped after sampling, telling the user to start over
+    SmolLM2's samples (~640 from its 400 prompts, ~590 of them for training): the run stopped after sampling, telling the user to start over
     in a new directory. Lowering rm_pairs in the same directory keeps the samples and the labels."""
     import shutil
 
