@@ -152,3 +152,15 @@ def test_a_run_behind_its_pace_cuts_only_knobs_of_stages_still_to_run_and_a_reru
             break
         k_again = pace(k_again, name, rerun, again, say=False)
     assert k_again == k and again["changes"] == scaled["changes"]
+
+
+def test_fresh_demonstrations_join_the_train_splits_in_the_sft_data_and_its_work(tmp_path):
+    k = preset.PRESETS["reasoning-tiny"].model_copy(update={"sft_demos": 4, "sft_fresh_demos": 6})
+    data = preset.sft_data(tmp_path, k)
+    rows = [json.loads(line) for line in open(data["file"])]
+    assert data["conversations"] == 10 and [r["id"].split("-")[1] for r in rows] == ["train"] * 4 + ["fresh0"] * 6
+    test_prompts = {it.messages[0]["content"] for it in load_suite("reasoning", split="test")}
+    assert not test_prompts & {r["messages"][0]["content"] for r in rows}
+    assert preset.work(k, "sft") == 10 * k.sft_epochs
+    firsts = preset.first_stages(k)
+    assert list(stale_stages(["sft_fresh_demos"], preset.stage_names(k), firsts))[0] == "sft_data"

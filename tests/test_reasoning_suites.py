@@ -526,3 +526,27 @@ def test_the_mixed_suite_alternates_arith_and_countdown_and_keeps_their_splits()
         assert [it.category for it in mixed[:6]] == ["arith", "countdown"] * 3  # the first N hold both
     demos = reasoning.worked_demos("reasoning")
     assert [d["id"] for d in demos] == [it.id for it in load_suite("reasoning", split="train")]
+
+
+def test_fresh_problems_are_distinct_train_level_and_never_a_prompt_of_either_split(problems):
+    for name in reasoning.SUITES:
+        fresh = reasoning.fresh_problems(name, 300)
+        prompts = [p.item.messages[0]["content"] for p in fresh]
+        assert len(fresh) == 300 and len(set(prompts)) == 300
+        assert not set(prompts) & {p.item.messages[0]["content"] for p in problems[name]}
+        assert {p.item.level for p in fresh} <= set(reasoning.TRAIN_LEVELS[name])
+        for p in fresh:
+            for c in p.item.checks:  # each worked solution reaches the item's answer, in the documented format
+                assert _passes(c.id, c.kwargs, p.solution()), (p.item.id, p.solution())
+        assert [p.item.id for p in reasoning.fresh_problems(name, 300)] == [p.item.id for p in fresh]
+        assert prompts != [p.item.messages[0]["content"] for p in reasoning.fresh_problems(name, 300, seed=1)]
+
+
+def test_fresh_problems_keep_the_train_splits_level_shares_and_pass_on_what_a_small_level_lacks():
+    fresh = reasoning.fresh_problems("countdown", 300)
+    assert sorted(Counter(p.item.level for p in fresh).values()) == [100, 100, 100]
+    arith = reasoning.fresh_problems("arith", 2000)  # level 1 (two one-digit operands) has ~250 prompts in all
+    by_level = Counter(p.item.level for p in arith)
+    assert len(arith) == 2000 and by_level[1] < 500 and by_level[2] > 500 and sum(by_level.values()) == 2000
+    mixed = reasoning.fresh_demos("reasoning", 7)
+    assert [d["id"].split("-")[0] for d in mixed] == ["arith", "countdown"] * 3 + ["arith"]

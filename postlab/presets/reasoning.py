@@ -37,7 +37,7 @@ from postlab.rollout import SamplingParams
 from postlab.run import (Stages, _Stop, announce, budget_plan, in_run_directory, preset_paced, replay_pace, run_paced,
                          start_run, stopped)
 from postlab.run_state import invalidate_changed_stages
-from postlab.tasks.reasoning import worked_demos
+from postlab.tasks.reasoning import fresh_demos, worked_demos
 from postlab.tasks.suite import load_suite
 from postlab.utils.io import atomic_write_text, finite
 
@@ -55,7 +55,8 @@ class Knobs(Section):
     eval_limit: int | None = Field(150, ge=1, description="test items per eval (the first N of the split: both suites in equal shares, every level; null = all 300)")
     eval_max_new_tokens: int = Field(256, ge=1, description="response cap in evals (greedy; arith's column work takes ~140 tokens at level 4, ~210 at 5, ~280 at 6)")
     batch_size: int = Field(64, ge=1, description="prompts generated together in evals")
-    sft_demos: int | None = Field(None, ge=1, description="worked-solution demonstrations (the first N of the train split; null = all 620)")
+    sft_demos: int | None = Field(None, ge=1, description="worked-solution demonstrations from the train split (the first N; null = all 620)")
+    sft_fresh_demos: int = Field(0, ge=0, description="more worked-solution demonstrations, drawn anew at the train levels (distinct, none a prompt of either split: postlab.tasks.reasoning.fresh_problems), fine-tuned on beside the train split's; 320 fresh arith demonstrations seen once instead of the split's seen twice scored -1.3 ± 1.6 points: docs/results.md)")
     sft_lr: float = Field(5e-5, gt=0, description="SFT peak learning rate")
     sft_epochs: float = Field(2.0, gt=0, description="SFT passes over the demonstrations")
     sft_batch_size: int = Field(8, ge=1, description="SFT conversations per step")
@@ -147,7 +148,7 @@ def first_stages(k: Knobs) -> dict[str, str | None]:
     rl = next(n for n in stage_names(k) if n.startswith("rl"))
     firsts = {"model": "fetch", "bf16": "baseline", "budget_minutes": None, "seeds": None, "controls": None,
               "first_seed": rl, "eval_limit": "baseline",
-              "eval_max_new_tokens": "baseline", "batch_size": "baseline", "sft_demos": "sft_data", "star_rounds": "star",
+              "eval_max_new_tokens": "baseline", "batch_size": "baseline", "sft_demos": "sft_data", "sft_fresh_demos": "sft_data", "star_rounds": "star",
               "star_prompts": "star", "star_k": "star", "test_time_samples": "test_time", "test_time_limit": "test_time",
               "test_time_temperature": "test_time"}
     return {name: firsts.get(name, "sft" if name.startswith("sft") or name == "max_seq_len" else rl)
@@ -196,7 +197,7 @@ def by_suite_level(samples: str) -> dict[str, dict[str, dict]]:
 
 
 def sft_data(out: Path, k: Knobs) -> dict:
-    rows = worked_demos(SUITE)[: k.sft_demos]
+    rows = worked_demos(SUITE)[: k.sft_demos] + fresh_demos(SUITE, k.sft_fresh_demos)
     path = out / "data" / "sft.jsonl"
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return {"file": str(path), "conversations": len(rows)}
@@ -317,7 +318,7 @@ def _sizes() -> tuple[int, int]:
 def work(k: Knobs, stage: str) -> float:
     """Work of a stage in units proportional to its time (the RL arms and their evals as `rl`, `rl_eval`)."""
     items = min(k.eval_limit or _sizes()[0], _sizes()[0])
-    demos = min(k.sft_demos or _sizes()[1], _sizes()[1])
+    demos = min(k.sft_demos or _sizes()[1], _sizes()[1]) + k.sft_fresh_demos
     return {"baseline": items * k.eval_max_new_tokens, "sft_eval": items * k.eval_max_new_tokens,
             "rl_eval": items * k.eval_max_new_tokens, "sft": demos * k.sft_epochs,
             "star": k.star_rounds * k.star_prompts * k.star_k * k.rl_max_new_tokens, "rl": k.rl_steps * k.rl_prompts_per_step * k.rl_k * k.rl_max_new_tokens,

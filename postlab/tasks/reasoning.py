@@ -21,7 +21,8 @@ both splits. Checks (``postlab.spec.reasoning``): ``reasoning:final_answer`` for
 GSM8K-format rows (``{"question", "answer"}``, the answer ending in ``#### N``) load as items of
 category ``gsm8k`` (``gsm8k_item``; ``load_suite`` detects the shape).
 
-Demonstrations: ``worked_demos(name)`` gives SFT rows, ``write_demos(name, path)`` writes them as JSONL;
+Demonstrations: ``worked_demos(name)`` gives SFT rows, ``fresh_demos(name, n)`` n more drawn anew at the train
+levels (``fresh_problems``), ``write_demos(name, path)`` writes them as JSONL;
 ``python -m postlab.tasks.reasoning arith --out arith_demos.jsonl``.
 """
 
@@ -361,6 +362,50 @@ def worked_demos(name: str, split: str = "train") -> list[dict]:
         return [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
     return [{"id": p.item.id, "messages": [*p.item.messages, {"role": "assistant", "content": p.solution()}]}
             for p in build_problems(name) if p.item.split == split]
+
+
+def fresh_problems(name: str, n: int, seed: int = 0) -> list[Problem]:
+    """`n` more train-level problems of built-in suite `name`, drawn anew from a seed of their own (in the
+    train split's level proportions; a level whose prompts run out, as arith level 1's ~250 do, passes its
+    share to the next): distinct from each other and from every prompt of either split, so that SFT can see
+    each demonstration once instead of the split's few hundred several times, and no test prompt is taught.
+    Items are of split ``train``, ids ``<suite>-fresh<seed>-<i>``, order shuffled. Deterministic in (name,
+    n, seed)."""
+    if name not in _GENERATORS:
+        raise KeyError(f"unknown reasoning suite {name!r}; one of {', '.join(SUITES)}")
+    seen = {p.item.messages[-1]["content"] for p in build_problems(name)}
+    train = COUNTS[name]["train"]
+    quota = {level: n * count // sum(train.values()) for level, count in train.items()}
+    quota[max(train)] += n - sum(quota.values())
+    rng = random.Random(f"{SEED}-{name}-fresh-{seed}")
+    drawn: list[tuple[int, _Draw]] = []
+    for level in sorted(train):
+        for _ in range(200 * quota[level] + 1000):
+            if quota[level] == 0:
+                break
+            draw = _GENERATORS[name](rng, level)
+            if draw is not None and draw.question not in seen:
+                seen.add(draw.question)
+                drawn.append((level, draw))
+                quota[level] -= 1
+        if quota[level] and level != max(train):
+            quota[min(lv for lv in train if lv > level)] += quota[level]
+        elif quota[level]:
+            raise DataError(f"{name}: could not draw {n} distinct fresh items at levels {sorted(train)}")
+    rng.shuffle(drawn)
+    return [Problem(make_item(f"{name}-fresh{seed}-{i:05d}", [{"role": "user", "content": d.question}], name, "train",
+                              d.checks, level=level), d.steps, d.answer)
+            for i, (level, d) in enumerate(drawn)]
+
+
+def fresh_demos(name: str, n: int, seed: int = 0) -> list[dict]:
+    """SFT rows like ``worked_demos``' for ``fresh_problems(name, n, seed)``; ``reasoning``: both of its suites
+    (n split between them), alternating."""
+    if name == "reasoning":
+        parts = [fresh_demos(s, n // len(MIXED) + (i < n % len(MIXED)), seed) for i, s in enumerate(MIXED)]
+        return [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
+    return [{"id": p.item.id, "messages": [*p.item.messages, {"role": "assistant", "content": p.solution()}]}
+            for p in fresh_problems(name, n, seed)]
 
 
 def write_demos(name: str, path: str | Path, split: str = "train") -> int:
