@@ -6,6 +6,7 @@ preset's SFT passes over them twice. The generators can draw as many distinct tr
     python scripts/reasoning_data_experiment.py --out DIR [--suite arith] [--fresh 320]
     # DIR/epochs.jsonl: the train split's demonstrations (SFT 2 epochs)
     # DIR/fresh.jsonl:  the same, then as many fresh train-level ones (SFT 1 epoch: the same steps)
+    # DIR/local.jsonl:  the train split's in the variant format of scripts/arith_local_format.py (SFT 2 epochs)
 
 then, for each F in epochs (optim.epochs=2) and fresh (optim.epochs=1):
 
@@ -24,6 +25,8 @@ from pathlib import Path
 
 from postlab.tasks.reasoning import fresh_demos, worked_demos
 
+import arith_local_format
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -37,7 +40,9 @@ def main() -> None:
     extra = fresh_demos(args.suite, args.fresh)
     mixed = train + extra
     random.Random(0).shuffle(mixed)
-    for name, rows in (("epochs", train), ("fresh", mixed)):
+    arith_local_format.install()
+    local = worked_demos(args.suite)
+    for name, rows in (("epochs", train), ("fresh", mixed), ("local", local)):
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(f"{out / name}.jsonl: {len(rows)} demonstrations")
 
