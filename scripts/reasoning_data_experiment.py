@@ -1,5 +1,5 @@
-"""Fresh demonstrations or more epochs? The experiment behind docs/results.md ("Reasoning: distinct worked
-solutions instead of a second epoch"). The arith train split has 320 items (80 at each of levels 1-4) and the
+"""Fresh demonstrations or more epochs? The data of the experiment in docs/results.md ("Reasoning: distinct
+demonstrations, a higher learning rate, or a tidier column format?"). The arith train split has 320 items (80 at each of levels 1-4) and the
 preset's SFT passes over them twice. The generators can draw as many distinct train-level items as wanted
 (none of them a prompt of either split), so the same number of SFT steps can see each demonstration once:
 
@@ -8,7 +8,7 @@ preset's SFT passes over them twice. The generators can draw as many distinct tr
     # DIR/fresh.jsonl:  the same, then as many fresh train-level ones (SFT 1 epoch: the same steps)
     # DIR/local.jsonl:  the train split's in the variant format of scripts/arith_local_format.py (SFT 2 epochs)
 
-then, for each F in epochs (optim.epochs=2) and fresh (optim.epochs=1):
+then, for each F in epochs and local (E = 2) and fresh (E = 1), and for epochs again with optim.lr=2e-4:
 
     postlab sft model=smollm2-135m-instruct out_dir=DIR/F data.train_file=DIR/F.jsonl data.eval_fraction=0 \
         data.max_seq_len=384 optim.lr=5e-5 optim.epochs=E optim.batch_size=8 optim.warmup_steps=5

@@ -358,10 +358,17 @@ def worked_demos(name: str, split: str = "train") -> list[dict]:
     its suites, alternating): the assistant turn is the worked solution, one intermediate step per line,
     ending in "Answer: ..."."""
     if name == "reasoning":
-        parts = [worked_demos(n, split) for n in MIXED]
-        return [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
-    return [{"id": p.item.id, "messages": [*p.item.messages, {"role": "assistant", "content": p.solution()}]}
-            for p in build_problems(name) if p.item.split == split]
+        return _alternating([worked_demos(n, split) for n in MIXED])
+    return [_demo(p) for p in build_problems(name) if p.item.split == split]
+
+
+def _demo(p: Problem) -> dict:
+    return {"id": p.item.id, "messages": [*p.item.messages, {"role": "assistant", "content": p.solution()}]}
+
+
+def _alternating(parts: list[list[dict]]) -> list[dict]:
+    """The parts' rows taken in turn, one from each, until all are used."""
+    return [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
 
 
 def fresh_problems(name: str, n: int, seed: int = 0) -> list[Problem]:
@@ -371,9 +378,7 @@ def fresh_problems(name: str, n: int, seed: int = 0) -> list[Problem]:
     each demonstration once instead of the split's few hundred several times, and no test prompt is taught.
     Items are of split ``train``, ids ``<suite>-fresh<seed>-<i>``, order shuffled. Deterministic in (name,
     n, seed)."""
-    if name not in _GENERATORS:
-        raise KeyError(f"unknown reasoning suite {name!r}; one of {', '.join(SUITES)}")
-    seen = {p.item.messages[-1]["content"] for p in build_problems(name)}
+    seen = {p.item.messages[-1]["content"] for p in build_problems(name)}  # (an unknown name raises here)
     train = COUNTS[name]["train"]
     quota = {level: n * count // sum(train.values()) for level, count in train.items()}
     quota[max(train)] += n - sum(quota.values())
@@ -402,10 +407,8 @@ def fresh_demos(name: str, n: int, seed: int = 0) -> list[dict]:
     """SFT rows like ``worked_demos``' for ``fresh_problems(name, n, seed)``; ``reasoning``: both of its suites
     (n split between them), alternating."""
     if name == "reasoning":
-        parts = [fresh_demos(s, n // len(MIXED) + (i < n % len(MIXED)), seed) for i, s in enumerate(MIXED)]
-        return [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
-    return [{"id": p.item.id, "messages": [*p.item.messages, {"role": "assistant", "content": p.solution()}]}
-            for p in fresh_problems(name, n, seed)]
+        return _alternating([fresh_demos(s, n // len(MIXED) + (i < n % len(MIXED)), seed) for i, s in enumerate(MIXED)])
+    return [_demo(p) for p in fresh_problems(name, n, seed)]
 
 
 def write_demos(name: str, path: str | Path, split: str = "train") -> int:
