@@ -96,7 +96,9 @@ def test_tiny_run_end_to_end_then_a_changed_rl_knob_redoes_only_rl_and_later(tmp
     assert {"random_reward", "format_reward"} == set(s["controls"])
     assert all("gain" in c for c in s["controls"].values())
     assert 0.0 <= s["test_time"]["pass_at_1"] <= 1.0 and "maj_at_4" in s["test_time"]
-    assert (out / "report.html").read_text().count("<img") >= 3
+    v = s["test_time"]["vote_census"]  # maj@4 − pass@1 decomposed, exactly (tests/test_test_time.py)
+    assert s["test_time"]["maj_at_4"] - s["test_time"]["pass_at_1"] == pytest.approx(v["gain"] - v["loss"])
+    assert (out / "report.html").read_text().count("<img") >= 3 and "voting: maj@4" in (out / "report.html").read_text()
     sft_mtime = (out / "stages" / "sft.json").stat().st_mtime
     again = subprocess.run(cmd + ["rl_steps=3"], check=True, capture_output=True, text=True, timeout=600)
     assert "redoing rl:" in again.stderr and "redoing sft:" not in again.stderr

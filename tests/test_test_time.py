@@ -132,6 +132,28 @@ def test_ks_and_summary_by_hand():
     assert set(out) >= {"pass_at_k_se", "maj_at_k_se", "bon_at_k_se"}
 
 
+def test_vote_census_by_hand():
+    """Four items of 4 samples: never right, always right, a vote won at p = 3/4 (+1/4) and a vote lost at
+    p = 1/4 to a wrong answer given twice (−1/4): maj@4 − pass@1 = (1/4 − 1/4) / 4 = 0, ceiling (1/4 + 3/4) / 4."""
+    answers = [[2, 3, None, 5], [1, 1, 1, 1], [1, 1, 1, 7], [1, 2, 2, 9]]
+    correct = [[False] * 4, [True] * 4, [True, True, True, False], [True, False, False, False]]
+    v = tt.vote_census(answers, correct)
+    assert (v["never_frac"], v["always_frac"], v["won_frac"], v["lost_frac"]) == (0.25, 0.25, 0.25, 0.25)
+    assert v["gain"] == pytest.approx(0.25 / 4) and v["loss"] == pytest.approx(0.25 / 4)
+    assert v["ceiling"] == pytest.approx((0.25 + 0.75) / 4)
+    assert v["lost_right_share"] == pytest.approx(0.25) and v["lost_top_wrong_share"] == pytest.approx(0.5)
+    # the decomposition is exact: maj@N − pass@1 = gain − loss, and the ceiling is pass@N − pass@1
+    items = [make_item(f"q{i}", [{"role": "user", "content": f"q{i}"}], "arith", "test",
+                       [("reasoning:final_answer", {"answer": 1})], level=1) for i in range(4)]
+    out = tt.summarize(items, correct, answers)
+    assert out["maj_at_k"]["4"] - out["pass_at_k"]["1"] == pytest.approx(v["gain"] - v["loss"])
+    assert out["pass_at_k"]["4"] - out["pass_at_k"]["1"] == pytest.approx(v["ceiling"])
+    assert out["vote_census"] == v and "lost_right_share" not in tt.vote_census([[1, 1]], [[True, True]])
+    assert "0.062 won − 0.062 lost, at most pass@4 − pass@1 = 0.250" in tt.format_test_time(out)
+    with pytest.raises(ValueError, match="same items"):
+        tt.vote_census([[1]], [])
+
+
 def test_config_checks_and_command_line_fields(tmp_path):
     cfg = load_config(EvalConfig, None, ["samples=4", "sampling.temperature=1.0", "budgets=[64,128]"])
     assert cfg.samples == 4 and cfg.budgets == [64, 128] and EvalConfig().samples is None

@@ -12,7 +12,9 @@ is *correct* when its gold score is 1 (every check passed). For k = 1, 2, 4, …
   otherwise ``MAX_SUBSETS`` subsets drawn uniformly with a fixed seed). Only items whose answer has a
   parser (the reasoning checks of postlab/spec/reasoning.py) count; ``maj_at_k_n`` says how many;
 - ``bon_at_k`` (with ``rm=``): whether the reward model's favourite of k samples is correct, the exact
-  expectation over k-subsets from postlab/train/bon.py (``best_of_n_expectation``).
+  expectation over k-subsets from postlab/train/bon.py (``best_of_n_expectation``);
+- ``vote_census``: why maj@N is where it is against pass@1 (``vote_census``: which items voting wins, which it
+  loses, and its ceiling pass@N − pass@1).
 
 Every figure has a standard error over items beside it (``<key>_se``). With ``budgets=[...]`` the
 items are answered once per cap on new tokens (the configured decoding, one response each) and
@@ -94,6 +96,46 @@ def maj_at_k(answers: Sequence[Hashable | None], correct: Sequence[bool], k: int
     return sum(majority_correct([answers[i] for i in s], [correct[i] for i in s]) for s in subsets) / total
 
 
+def vote_census(answers: list[Sequence[Hashable | None]], correct: list[Sequence[bool]]) -> dict:
+    """Where maj@N − pass@1 comes from, over items with N samples each (p_i = c_i / N its share of correct
+    samples, m_i = ``majority_correct`` of all N). Per item m_i − p_i is 0 when p_i is 0 or 1, 1 − p_i when
+    0 < p_i < 1 and the vote is right ("won"), −p_i when it is wrong ("lost"), so
+
+        maj@N − pass@1 = (Σ_won (1 − p_i) − Σ_lost p_i) / n  ≤  Σ_mixed (1 − p_i) / n = pass@N − pass@1,
+
+    the ceiling voting reaches when every item with a right sample is won. Returned: the share of items
+    never right, always right, won and lost; ``gain`` and ``loss`` (the two sums over n), ``ceiling``; and on
+    the lost items the mean share of the right answer against the commonest wrong answer's
+    (``lost_right_share``, ``lost_top_wrong_share``: is the right answer outvoted by one wrong answer, or scattered?)."""
+    n = len(correct)
+    if n == 0 or len(answers) != n:
+        raise ValueError(f"need answers and correct for the same items, got {len(answers)} and {n}")
+    counts = dict.fromkeys(("never", "always", "won", "lost"), 0)
+    gain = loss = ceiling = 0.0
+    right_share, wrong_share = [], []
+    for ans, ok in zip(answers, correct):
+        p = sum(ok) / len(ok)
+        if p == 0 or p == 1:
+            counts["never" if p == 0 else "always"] += 1
+            continue
+        ceiling += 1 - p
+        if majority_correct(ans, ok):
+            counts["won"] += 1
+            gain += 1 - p
+        else:
+            counts["lost"] += 1
+            loss += p
+            wrong = Counter(a for a, good in zip(ans, ok) if not good and a is not None)
+            right_share.append(p)
+            wrong_share.append(max(wrong.values()) / len(ok) if wrong else 0.0)
+    out = {f"{k}_frac": v / n for k, v in counts.items()}
+    out |= {"gain": gain / n, "loss": loss / n, "ceiling": ceiling / n}
+    if right_share:
+        out |= {"lost_right_share": sum(right_share) / len(right_share),
+                "lost_top_wrong_share": sum(wrong_share) / len(wrong_share)}
+    return out
+
+
 def _countdown_value(response: str, numbers: list[int]) -> int | None:
     """The value of the final expression when it follows the puzzle's rules with these numbers, else None."""
     text = final_answer_expression(response)
@@ -141,7 +183,8 @@ def summarize(items: list[Item], correct: list[list[bool]], answers: list[list[H
     voting = [i for i, it in enumerate(items) if has_parser(it)]
     if voting:
         curve, se = _curve({k: [maj_at_k(answers[i], correct[i], k) for i in voting] for k in ks})
-        out |= {"maj_at_k": curve, "maj_at_k_se": se, "maj_at_k_n": len(voting)}
+        out |= {"maj_at_k": curve, "maj_at_k_se": se, "maj_at_k_n": len(voting),
+                "vote_census": vote_census([answers[i] for i in voting], [correct[i] for i in voting])}
     if rm_scores is not None:
         curve, se = _curve({k: [best_of_n_expectation(r, [float(x) for x in c], k) for r, c in zip(rm_scores, correct)]
                             for k in ks})
@@ -194,6 +237,13 @@ def plot(test_time: dict, path, title: str = "") -> None:
     plt.close(fig)
 
 
+def vote_line(v: dict, n: int) -> str:
+    """Why maj@n sits where it does against pass@1 (``vote_census``), in one line."""
+    return (f"voting: maj@{n} − pass@1 = {v['gain']:.3f} won − {v['loss']:.3f} lost, at most pass@{n} − pass@1 = "
+            f"{v['ceiling']:.3f}; items never right {v['never_frac']:.0%}, always right {v['always_frac']:.0%}, "
+            f"vote won {v['won_frac']:.0%}, lost {v['lost_frac']:.0%}")
+
+
 def format_test_time(test_time: dict) -> str:
     lines = []
     if "samples" in test_time:
@@ -202,6 +252,8 @@ def format_test_time(test_time: dict) -> str:
         if key in test_time:
             lines.append(f"  {label:10s} " + "  ".join(f"k={k} {v:.3f} ± {test_time[key + '_se'][k]:.3f}"
                                                       for k, v in test_time[key].items()))
+    if "vote_census" in test_time:
+        lines.append("  " + vote_line(test_time["vote_census"], test_time["samples"]))
     if "budget" in test_time:
         lines.append("  budget     " + "  ".join(f"{b} tok {v:.3f} ± {test_time['budget_se'][b]:.3f}"
                                                for b, v in test_time["budget"].items()))

@@ -283,7 +283,8 @@ def test_time(model: str, out: Path, k: Knobs, progress: bool) -> dict:
     return {"model": model, "items": k.test_time_limit, "samples": k.test_time_samples,
             "temperature": k.test_time_temperature, "pass_at_1": tt["pass_at_k"]["1"],
             f"maj_at_{n}": tt["maj_at_k"][n], "pass_at_k": tt["pass_at_k"], "pass_at_k_se": tt["pass_at_k_se"],
-            "maj_at_k": tt["maj_at_k"], "maj_at_k_se": tt["maj_at_k_se"], "plot": tt["plot"], "results": cfg.out}
+            "maj_at_k": tt["maj_at_k"], "maj_at_k_se": tt["maj_at_k_se"], "vote_census": tt["vote_census"],
+            "plot": tt["plot"], "results": cfg.out}
 
 
 # --- machine, budget and summary ---
@@ -452,6 +453,10 @@ def print_summary(s: dict) -> None:
     n = tt["samples"]
     print(f"test time ({tt['items']} items, {n} samples at T={tt['temperature']}): pass@1 {tt['pass_at_1']:.3f}, "
           f"maj@{n} {tt[f'maj_at_{n}']:.3f}, pass@{n} {tt['pass_at_k'][str(n)]:.3f}")
+    if "vote_census" in tt:
+        from postlab.evals.test_time import vote_line
+
+        print(vote_line(tt["vote_census"], n))
     print(f"total {s['timings_s']['total'] / 60:.1f} min (predicted {s['scaled']['predicted_minutes']:.1f}); "
           f"machine: {s['machine'].get('cpu') or s['machine'].get('device_name')}, dtype {s['machine']['dtype']}")
 

@@ -57,7 +57,7 @@ def plot_arms(curves: dict[str, list[dict]]) -> str | None:
 
 def build_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from the run's summary.json and files; returns its path."""
-    from postlab.evals.test_time import figure
+    from postlab.evals.test_time import figure, vote_line
 
     run_dir = Path(run_dir)
     s = json.loads((run_dir / "summary.json").read_text())
@@ -110,7 +110,8 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append("<h2>Test-time compute (the RL policy)</h2>")
     n = tt["samples"]
     parts.append(f"<p class='note'>{tt['items']} test items, {n} samples each at temperature {tt['temperature']}: "
-                 f"pass@1 {tt['pass_at_1']:.3f}, maj@{n} {tt[f'maj_at_{n}']:.3f}, pass@{n} {tt['pass_at_k'][str(n)]:.3f}.</p>")
+                 f"pass@1 {tt['pass_at_1']:.3f}, maj@{n} {tt[f'maj_at_{n}']:.3f}, pass@{n} {tt['pass_at_k'][str(n)]:.3f}."
+                 + (f" {_esc(vote_line(tt['vote_census'], n))}." if "vote_census" in tt else "") + "</p>")
     ks = sorted(tt["pass_at_k"], key=int)
     parts.append(_img(_png(figure({"ks": ks, **{x: tt[x] for x in ("pass_at_k", "pass_at_k_se", "maj_at_k", "maj_at_k_se")}})),
                       "accuracy against k samples per item (pass@k: any of k right; maj@k: the majority answer right)"))
