@@ -94,6 +94,23 @@ def fit_form(d: Sequence[float], R: Sequence[float], form: str) -> dict:
             "peak": None if d_peak is None else float(form_value([d_peak], alpha, beta, form)[0])}
 
 
+def downturn(gold: Sequence[Sequence[float]], proxy: Sequence[Sequence[float]]) -> dict:
+    """Did gold turn down while the proxy kept rising? Paired per prompt, over the curve's points.
+
+    gold[t][j], proxy[t][j]: prompt j's score at point t (the same prompts at every point). The peak p is the
+    point of highest mean gold; with D_j = gold[p][j] − gold[T][j] (T the last point) and
+    U_j = proxy[T][j] − proxy[p][j], reports the mean and standard error over prompts of D (``gold_drop``) and
+    U (``proxy_rise``) and z = mean(D)/SE(D). The peak is chosen by looking at the same data, so z is
+    optimistic: read z ≈ 2 as a hint, a drop that outlives a rerun as the finding."""
+    means = [float(np.mean(g)) for g in gold]
+    peak = int(np.argmax(means))
+    drop = [a - b for a, b in zip(gold[peak], gold[-1])]
+    rise = [b - a for a, b in zip(proxy[peak], proxy[-1])]
+    (d, d_se), (u, u_se) = mean_se(drop), mean_se(rise)
+    return {"peak_point": peak, "last_point": len(gold) - 1, "gold_drop": d, "gold_drop_se": d_se,
+            "z": d / d_se if d_se > 0 else None, "proxy_rise": u, "proxy_rise_se": u_se, "prompts": len(drop)}
+
+
 # --- config ---
 
 
@@ -329,15 +346,19 @@ def bon_curve(samples: str, ns: list[int]) -> dict:
     """Best-of-n gain over π_init for every n: postlab bon's exact all-subsets expectation applied to
     per-prompt centred scores (E_n is linear and its weights sum to 1, so E_n[v − c] = E_n[v] − c;
     the n = 1 point is 0 and the standard errors are paired)."""
-    from postlab.train.bon import summarize
+    from postlab.train.bon import best_of_n_expectation, summarize
 
     proxy, gold = _per_prompt(samples)
-    rows = summarize(_centred(proxy), _centred(gold), ns)
+    P, G = _centred(proxy), _centred(gold)
+    rows = summarize(P, G, ns)
+    at = lambda n, v: [best_of_n_expectation(p, x, n) for p, x in zip(P, v)]  # noqa: E731
+    turn = downturn([at(n, G) for n in sorted(set(ns))], [at(n, P) for n in sorted(set(ns))])
     return {"n": [r["n"] for r in rows], "kl": [r["kl"] for r in rows], "sqrt_kl": [r["sqrt_kl"] for r in rows],
             "gold": [r["gold"] for r in rows], "gold_se": [r["gold_se"] for r in rows],
             "proxy": [r["proxy"] for r in rows], "proxy_se": [r["proxy_se"] for r in rows],
             "base_gold": float(np.mean([np.mean(v) for v in gold.values()])),
-            "base_proxy": float(np.mean([np.mean(v) for v in proxy.values()])), "prompts": len(gold)}
+            "base_proxy": float(np.mean([np.mean(v) for v in proxy.values()])), "prompts": len(gold),
+            "downturn": turn}
 
 
 def best_of_n(policy: str, rm_dir: str, prompts: dict, reuse: str | None, run_dir: Path, k: Knobs,
@@ -389,7 +410,8 @@ def probe_curve(rows: list[dict], base_gold: dict[str, float], base_proxy: dict[
     prompt's mean gold and proxy minus its π_init mean, averaged over the prompts (standard errors over prompts);
     KL is the probe's mean per-response k1 estimate (a negative one counts as d = 0). The first point is π_init
     itself, measured (step 0)."""
-    curve: dict[str, list] = {k: [] for k in ("step", "kl", "sqrt_kl", "gold", "gold_se", "proxy", "proxy_se")}
+    curve: dict = {k: [] for k in ("step", "kl", "sqrt_kl", "gold", "gold_se", "proxy", "proxy_se")}
+    ids = [i for i in rows[0]["per_prompt"] if all(i in r["per_prompt"] for r in rows)] if rows else []
     for row in rows:
         per = row["per_prompt"]
         curve["step"].append(row["step"])
@@ -399,6 +421,8 @@ def probe_curve(rows: list[dict], base_gold: dict[str, float], base_proxy: dict[
             mean, se = mean_se([p[name] - base[i] for i, p in per.items()])
             curve[name].append(mean)
             curve[f"{name}_se"].append(se)
+    if ids:
+        curve["downturn"] = downturn(*([[r["per_prompt"][i][name] for i in ids] for r in rows] for name in ("gold", "proxy")))
     return curve
 
 
@@ -554,6 +578,15 @@ def print_results(results: dict, out: Path) -> None:
         print(f"{c['method']:6s} {c['pairs']:5d} {num(acc.get(c['pairs']), 8, 3)} {max(c['sqrt_kl']):6.2f} "
               f"{max(c['gold']):+8.3f} {c['gold'][-1]:+8.3f} {c['proxy'][-1]:+9.3f} {num(f['alpha'], 8, 3)} "
               f"{num(f['beta'], 8, 3)} {num(f['r2'], 5, 2)} {num(f['d_peak'], 6, 2)}")
+    turns = [c for c in results["curves"] if c.get("downturn")]
+    if turns:
+        print("\ngold from its peak to the last point, paired per prompt (the peak chosen by looking: z is optimistic):")
+    for c in turns:
+        t = c["downturn"]
+        z = "—" if t["z"] is None else f"{t['z']:.1f}"
+        print(f"  {c['method']:4s} {c['pairs']:5d} pairs: peak d = {c['sqrt_kl'][t['peak_point']]:.2f}, end d = "
+              f"{c['sqrt_kl'][-1]:.2f}: gold {-t['gold_drop']:+.3f} ± {t['gold_drop_se']:.3f} (z = {z}), proxy "
+              f"{t['proxy_rise']:+.3f} ± {t['proxy_rise_se']:.3f} over {t['prompts']} prompts")
     held = results.get("label", {}).get("eval_prompts")
     if held is not None and held < MIN_EVAL_PROMPTS:
         print(f"\nnote: the proxies' accuracy against gold is measured on pairs of {held} held-out prompts only, too "

@@ -656,6 +656,10 @@ _cases("math:final_answer", {"answer": 36}, [
     ("steps_markdown", {"answer": 30},
      "**Step 1:** 40 × 0.25 = 10\n**Step 2:** 40 − 10 = 30\n\nThe sale price is $30.00."),
     ("liters", {"answer": 21}, "3.5 × 6 = 21, so it will need 21 liters of fuel."),
+    # a quantity in two units is one number, in either unit
+    ("hours_and_minutes_in_minutes", {"answer": 90}, "600 ÷ 400 = 1.5, so it takes 1 hour and 30 minutes."),
+    ("hours_and_minutes_in_hours", {"answer": 1.5}, "The trip takes an hour and 30 minutes."),
+    ("feet_inches", {"answer": 66}, "12 + 54 = 66, so the plant is 5 feet 6 inches tall."),
 ], [
     ("wrong_product", "24 ÷ 6 = 4 boxes, and 4 × 9 = 32, so she makes $32."),
     ("wrong_person", "Let Ana have x marbles. Then x + 3x = 48, so x = 12. The answer is 12."),
@@ -670,6 +674,11 @@ _cases("math:final_answer", {"answer": 36}, [
     ("hashes_wrong", {"answer": 540}, "45% of 1,200 is 0.45 × 1,200 = 560 students.\n#### 560"),
     ("final_wrong_unit", {"answer": 21}, "350 ÷ 100 = 3.5, and 3.5 × 6 = 18. Final answer: 18 liters."),
     ("decimal_not_int", {"answer": 15}, "The answer is 15.5 cups."),
+    # its last number is not the answer alone (a real RL answer of the audit set, g1rl_t10:math-test-0023)
+    ("minutes_part_of_hours", {"answer": 30}, "1200 minutes + 10 days * 20 = 1300 days. Therefore, it takes "
+                                              "1300/130 = 10 hours and 30 minutes."),
+    ("inches_part", {"answer": 6}, "So the plant is 5 feet 6 inches tall."),
+    ("cents_part", {"answer": 50}, "The total is 3 dollars and 50 cents."),
 ])
 
 # ---------------------------------------------------------------------------------------------------

@@ -74,6 +74,31 @@ def test_bon_curve_is_centred_per_prompt(tmp_path):
     assert c["base_gold"] == pytest.approx(0.5) and c["base_proxy"] == pytest.approx(1.0)
 
 
+def test_downturn_by_hand():
+    from postlab.overopt import downturn
+
+    gold = [[0.0, 0.0, 0.0], [0.4, 0.2, 0.3], [0.1, 0.0, 0.2]]  # point 1 peaks (mean 0.3), then falls
+    proxy = [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 1.5, 3.0]]
+    t = downturn(gold, proxy)
+    assert t["peak_point"] == 1 and t["last_point"] == 2 and t["prompts"] == 3
+    # D = (0.3, 0.2, 0.1): mean 0.2, sd 0.1, SE 0.1/sqrt(3); U = (1.0, 0.5, 2.0): mean 7/6
+    assert t["gold_drop"] == pytest.approx(0.2) and t["gold_drop_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert t["z"] == pytest.approx(2 * math.sqrt(3)) and t["proxy_rise"] == pytest.approx(7 / 6)
+    flat = downturn([[0.0, 0.0], [0.1, 0.1]], [[0.0, 0.0], [1.0, 1.0]])  # still rising: the peak is the end
+    assert flat["peak_point"] == flat["last_point"] == 1 and flat["gold_drop"] == 0.0 and flat["z"] is None
+
+
+def test_bon_curve_downturn_pairs_best_of_n_per_prompt(tmp_path):
+    # two prompts; at n = 2 the proxy picks each prompt's gold-worse sample, so gold peaks at n = 1 and falls
+    rows = [("p", 0, 0.0, 1.0), ("p", 1, 1.0, 0.0), ("q", 0, 0.0, 0.6), ("q", 1, 1.0, 0.2)]
+    (tmp_path / "s.jsonl").write_text("".join(
+        json.dumps({"id": i, "sample_index": k, "response": "x", "proxy": p, "gold": g}) + "\n" for i, k, p, g in rows))
+    t = bon_curve(str(tmp_path / "s.jsonl"), [1, 2])["downturn"]
+    assert t["peak_point"] == 0 and t["prompts"] == 2
+    assert t["gold_drop"] == pytest.approx((0.5 + 0.2) / 2) and t["gold_drop_se"] == pytest.approx(0.15)
+    assert t["proxy_rise"] == pytest.approx(0.5)
+
+
 class _It:
     def __init__(self, id):
         self.id = id
@@ -113,6 +138,10 @@ def test_probe_curve_centres_every_prompt_by_its_pi_init_mean():
     assert c["gold_se"] == pytest.approx([0.05, 0.15, 0.0])  # sd over the two prompts / sqrt(2)
     assert c["proxy"] == pytest.approx([0.0, (1.0 + 2.0) / 2, 0.0]) and c["proxy_se"][1] == pytest.approx(0.5)
     assert c["kl"] == [0.0, 2.0, -0.25] and c["sqrt_kl"] == pytest.approx([0.0, math.sqrt(2.0), 0.0])
+    # gold peaks at step 5 (mean 0.55 against 0.40 and 0.40); from there to step 10: a 0.3 and 0.0 drop, proxy −1, −2
+    t = c["downturn"]
+    assert t["peak_point"] == 1 and t["gold_drop"] == pytest.approx(0.15) and t["gold_drop_se"] == pytest.approx(0.15)
+    assert t["proxy_rise"] == pytest.approx(-1.5) and t["prompts"] == 2
 
 
 SEEN: list[list[str]] = []
@@ -183,6 +212,11 @@ def test_tiny_preset_writes_curves_fits_and_plots(tiny_run):
     assert all(isinstance(f["alpha"], float) for f in res["fits"] if f["method"] == "bon")
     assert [p["pairs"] for p in res["proxies"]] == [4, 8, 16] and all(p["train_pairs"] == p["pairs"] for p in res["proxies"])
     assert "centred per prompt" in res["plotted"]
+    for c in res["curves"]:  # paired peak-to-end figures, over every policy prompt of the tiny preset
+        t = c["downturn"]
+        assert t["prompts"] == 6 and 0 <= t["peak_point"] <= t["last_point"] == len(c["gold"]) - 1
+        assert t["gold_drop"] == pytest.approx(c["gold"][t["peak_point"]] - c["gold"][-1], abs=1e-9)
+    assert "gold from its peak to the last point" in r.stdout
     for png in ("bon.png", "rl.png", "gold.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob("*/*/checkpoints"))  # finished stages keep their models, not optimizer state

@@ -762,12 +762,46 @@ _CONVERSION = re.compile(r"(?<=[\w%°])\s*\(\s*(?:≈|~|about|approx\.?|approxim
                          r"\s*(?:°\s*[a-z]|degrees? [a-z]+|[a-z]{1,11}\.?)(?:/[a-z]{1,3})?\s*\)", re.IGNORECASE)
 
 
+# A quantity in two units, "10 hours and 30 minutes", "5 feet 6 inches", is one number: its last number is not the
+# answer alone. Pairs (larger unit, smaller unit) -> smaller units per larger one.
+_UNIT_NAMES = {"hour": ("hours", "hour", "hrs", "hr"), "minute": ("minutes", "minute", "mins", "min"),
+               "second": ("seconds", "second", "secs", "sec"), "day": ("days", "day"), "week": ("weeks", "week"),
+               "month": ("months", "month"), "year": ("years", "year"), "foot": ("feet", "foot", "ft"),
+               "inch": ("inches", "inch"), "dollar": ("dollars", "dollar"), "cent": ("cents", "cent"),
+               "pound": ("pounds", "pound", "lbs", "lb"), "ounce": ("ounces", "ounce", "oz"),
+               "kilometer": ("kilometers", "kilometres", "kilometer", "kilometre", "km"),
+               "meter": ("meters", "metres", "meter", "metre"), "centimeter": ("centimeters", "centimetres",
+                                                                              "centimeter", "centimetre", "cm")}
+_UNIT_OF = {name: unit for unit, names in _UNIT_NAMES.items() for name in names}
+_COMPOUND_UNITS = {("hour", "minute"): 60, ("minute", "second"): 60, ("day", "hour"): 24, ("week", "day"): 7,
+                   ("year", "month"): 12, ("foot", "inch"): 12, ("dollar", "cent"): 100, ("pound", "ounce"): 16,
+                   ("kilometer", "meter"): 1000, ("meter", "centimeter"): 100}
+_UNIT_WORD = "|".join(sorted(_UNIT_OF, key=len, reverse=True))
+_COMPOUND = re.compile(rf"(?<![\w.])(?P<a>\d+(?:\.\d+)?|an?|one)\s+(?P<big>{_UNIT_WORD})\b\s*,?\s*(?:and\s+)?"
+                       rf"(?P<b>\d+(?:\.\d+)?)\s*(?P<small>{_UNIT_WORD})\b", re.IGNORECASE)
+
+
+def _merge_compounds(text: str, value: float) -> str:
+    """Each two-unit quantity written as one number: its total in the unit `value` is in if that matches ("1 hour
+    and 30 minutes" is 90 for 90 and 1.5 for 1.5), else in the smaller unit ("10 hours and 30 minutes" -> 630)."""
+    def one(m: re.Match) -> str:
+        big, small = _UNIT_OF[m["big"].lower()], _UNIT_OF[m["small"].lower()]
+        per = _COMPOUND_UNITS.get((big, small))
+        if per is None:
+            return m[0]
+        a = 1.0 if m["a"].lower() in ("a", "an", "one") else float(m["a"])
+        small_total, big_total = a * per + float(m["b"]), a + float(m["b"]) / per
+        total = big_total if _same_number(big_total, value) else small_total
+        return f"{total:g} {m['small'] if total == small_total else m['big']}"
+    return _COMPOUND.sub(one, text)
+
+
 _STATED_ANSWER = re.compile(r"\b(?:final answer|answer)\s*(?:is\b|:)\s*([^\n]*?)(?=[.!?](?:\s|$)|\n|$)",
                             re.IGNORECASE)
 
 
 def _number_answer(response: str, value: float, allowed: list[float]) -> bool:
-    text = _CONVERSION.sub(" ", response)
+    text = _merge_compounds(_CONVERSION.sub(" ", response), value)
     numbers = _numbers_in(text)
     if not any(_same_number(n, value) for n in numbers):
         return False
@@ -791,6 +825,7 @@ _STATED_FINAL = re.compile(r"\b(?:final answer|answer)\s*(?:is\b|:)\s*([^\n]+)",
 
 
 def _final_answer(response: str, answer: float) -> bool:
+    response = _merge_compounds(response, answer)
     marked = [m for m in _MARKED_FINAL.finditer(response) if _numbers_in(m.group(1) or m.group(2))]
     if marked:
         return _same_number(_numbers_in(marked[-1].group(1) or marked[-1].group(2))[0], answer)
