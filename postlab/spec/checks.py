@@ -421,12 +421,17 @@ def _limit_only_in_one_way(response: str, start: int, asked: set[int] | None) ->
     return bool(by and asked is not None and not _actions_named(by.group("channel")) & asked)
 
 
+# "I can't find the share price" reports a search that came up empty, not a limit: it implies the assistant looked.
+_SEARCH_OUTCOMES = {"find", "locate"}
+
+
 def _states_limit(response: str, request: str | None = None) -> bool:
     # A bare "I can't help with that" declines; it does not say what the assistant cannot do; nor does an excuse,
     # a limit that follows from a limit on something else, or a limit only in one language or by one channel.
     asked = _actions_named(request) if request is not None else None
     spans = [(s, e) for s, e in phrases.limit_spans(response)
              if not phrases.is_help_only_limit(response, e) and not _excuse_before(response, s)
+             and phrases.limited_verb(response, s) not in _SEARCH_OUTCOMES
              and not _limit_only_in_one_way(response, s, asked)
              and not (asked is not None and _limit_from_another_limit(response, s, asked))]
     if request is None:
