@@ -92,6 +92,13 @@ def sft_conversations(k) -> float:
     return SPEC_EXAMPLES + sum(k.demos_per_category.values()) + RS_ACCEPTANCE * k.rs_prompts
 
 
+def replay_conversations(k) -> float:
+    """SFT demonstrations ``bon_replay`` adds: all of them (true), or the template answers of its categories."""
+    if isinstance(k.bon_replay, bool):
+        return sft_conversations(k) if k.bon_replay else 0.0
+    return float(sum(k.demos_per_category.get(c, 0) for c in k.bon_replay))
+
+
 def predict_seconds(k, ref_k, ref_seconds: dict[str, float], slow: float, test_items: int) -> dict[str, float]:
     """Each stage's predicted seconds: reference seconds × slowdown × work(k) / work(ref_k).
 
@@ -126,7 +133,7 @@ def bon_sft_seconds(k, sft_s_per_conversation_epoch: float, slow: float) -> floa
     fine-tuned on the kept picks and any replayed SFT demonstrations (timed per conversation-epoch as the SFT
     stage), and five held-out gold evals watch it (start, then every quarter)."""
     scored = BON_FINISHED * k.sample_prompts * k.sample_k  # the SFT policy's own samples (run.bon_sft_stage)
-    tuned = (k.bon_keep * k.sample_prompts + (sft_conversations(k) if k.bon_replay else 0)) * k.sft_epochs
+    tuned = (k.bon_keep * k.sample_prompts + replay_conversations(k)) * k.sft_epochs
     evals = 5 * k.rl_gold_limit if k.rl_gold_every else 0
     return slow * (BON_SCORE_S * scored + sft_s_per_conversation_epoch * tuned + GOLD_EVAL_ITEM_S * evals)
 

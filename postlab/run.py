@@ -97,7 +97,7 @@ class Knobs(Section):
     rm_max_seq_len: int = Field(256, ge=16, description="token cap for reward-model pairs (longer pairs are skipped)")
     rm_trainable_layers: int = Field(4, ge=0, description="reward model: train only the top N layers + head, the "
                                                           "frozen bottom's activations cached (0 = full fine-tuning)")
-    bon_replay: bool = Field(False, description="bon_sft: replay the SFT demonstrations beside the best-of-n ones (what the reward model cannot see is not unlearned)")
+    bon_replay: bool | list[str] = Field(False, description="bon_sft: replay the SFT demonstrations beside the best-of-n ones (what the reward model cannot see is not unlearned): true = all of them, a list of categories = the train items' demonstrations of those categories only (e.g. [refusal])")
     bon_keep: float = Field(0.5, gt=0, le=1, description="bon_sft: share of the prompts that give a demonstration, those whose best candidate the reward model scores highest (its confident picks)")
     bon_n: int = Field(4, ge=2, description="bon: candidates per held-out prompt, the greedy answer and bon_n − 1 samples")
     bon_temperature: float = Field(0.7, gt=0, description="bon: sampling temperature of the extra candidates")
@@ -142,6 +142,11 @@ class _RunOptions(Section):
         k = self.knobs()
         if k.sample_prompts > k.rs_prompts:
             raise ConfigError(f"sample_prompts ({k.sample_prompts}) must be ≤ rs_prompts ({k.rs_prompts})")
+        if isinstance(k.bon_replay, list):
+            known = {it.category for it in load_suite(SUITE, split="train")}
+            if set(k.bon_replay) - known:
+                raise ConfigError(f"bon_replay: unknown categories {sorted(set(k.bon_replay) - known)}; the "
+                                  f"{SUITE} suite's are {', '.join(sorted(known))}")
 
     def knobs(self) -> Knobs:
         """The preset's knobs with this config's non-None values on top (validated: errors name the knob)."""
@@ -543,6 +548,17 @@ def bon_probe(rl_eval: dict) -> dict:
                    "kl_kind": "analytic best-of-n value log n − (n − 1)/n, not measured"}}
 
 
+def replayed(sft_rows: list[dict], items: dict, replay: bool | list[str]) -> list[dict]:
+    """The SFT demonstrations ``bon_replay`` replays: all (true), none (false), or those of the train items of the
+    listed categories (rows without a train item's id, such as the spec's own examples, are not replayed then)."""
+    if isinstance(replay, bool):
+        return list(sft_rows) if replay else []
+    unknown = sorted(set(replay) - {it.category for it in items.values()})
+    if unknown:
+        raise ConfigError(f"bon_replay: no train items of categories {unknown} in the {SUITE} suite")
+    return [r for r in sft_rows if r.get("id") in items and items[r["id"]].category in replay]
+
+
 def bon_sft_stage(policy: str, rm_dir: str, candidates: str, sft_data: str, out: Path, k: Knobs, progress: bool) -> dict:
     """``algo=bon_sft``: the reward model's best finished candidate of each compared prompt among the SFT
     policy's own samples (``candidates``) as a demonstration, the SFT demonstrations replayed beside them
@@ -558,7 +574,7 @@ def bon_sft_stage(policy: str, rm_dir: str, candidates: str, sft_data: str, out:
                                    _candidates(Path(candidates)), keep=k.bon_keep)
     gold = GoldRater()
     picks_gold = [gold.score(items[r["id"]], r["messages"][-1]["content"]) for r in rows]
-    replay = [row for _, row in read_jsonl(sft_data)] if k.bon_replay else []
+    replay = replayed([row for _, row in read_jsonl(sft_data)], items, k.bon_replay)
     path = out / "data" / "bon_sft.jsonl"
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows + replay))
     print(f"bon_sft: {st.kept} best-of-n demonstrations from {st.prompts} prompts ({st.candidates} candidates; "

@@ -48,6 +48,9 @@ def test_bon_sft_rl_stage_is_timed_as_scoring_plus_sft():
     no_replay = k.model_copy(update={"bon_replay": False, "rl_gold_every": 0})
     assert budget.predict_seconds(no_replay, ref, secs, 2.0, 417)["rl"] == pytest.approx(
         2.0 * (0.078 * scored + per_conversation * 0.5 * k.sample_prompts * k.sft_epochs))
+    refusals = k.model_copy(update={"bon_replay": ["refusal"], "rl_gold_every": 0})  # its template answers only
+    assert budget.predict_seconds(refusals, ref, secs, 2.0, 417)["rl"] == pytest.approx(
+        2.0 * (0.078 * scored + per_conversation * (0.5 * k.sample_prompts + 30) * k.sft_epochs))
     # the other algorithms keep the RL-steps model
     assert budget.predict_seconds(ref, ref, secs, 1.0, 417)["rl"] == 1000.0
 

@@ -373,6 +373,21 @@ def test_bad_run_options_are_rejected_up_front(tmp_path):
     assert r.returncode != 0 and "sample_prompts" in r.stderr
     r = postlab("run", "--preset", "tiny", "--out", tmp_path / "x", "stop_after=nope")
     assert r.returncode != 0 and "stop_after" in r.stderr
+    r = postlab("run", "--preset", "tiny", "--out", tmp_path / "x", "bon_replay=[refusals]")
+    assert r.returncode != 0 and "bon_replay: unknown categories ['refusals']" in r.stderr
+
+
+def test_bon_replay_replays_all_none_or_the_listed_categories():
+    from postlab.run import replayed
+    from postlab.tasks.suite import make_item
+
+    items = {i: make_item(i, [{"role": "user", "content": "x"}], i.split("-")[0], "train", [])
+             for i in ("refusal-train-0001", "honesty-train-0002", "refusal-train-0003")}
+    rows = [{"id": "refusal-train-0001"}, {"id": "honesty-train-0002"}, {"id": "spec-example-1"},
+            {"id": "refusal-train-0003"}, {}]
+    assert replayed(rows, items, True) == rows and replayed(rows, items, False) == []
+    assert replayed(rows, items, ["refusal"]) == [rows[0], rows[3]]  # rows of no train item are not replayed
+    assert replayed(rows, items, ["refusal", "honesty"]) == rows[:2] + [rows[3]]
 
 
 def test_leaderboard_command_ranks_models(tmp_path):
