@@ -3,7 +3,7 @@
 import pytest
 
 from postlab.tasks.suite import make_item
-from postlab.train.bon_sft import select_best
+from postlab.train.bon_sft import pick_quality, select_best
 
 
 def _items(*ids):
@@ -41,3 +41,29 @@ def test_keep_takes_the_prompts_with_the_highest_best_reward():
 def test_ties_go_to_the_earliest_candidate():
     rows, _ = select_best(lambda m, t: [1.0] * len(t), _items("p"), {"p": [("first", "stop"), ("second", "stop")]})
     assert rows[0]["messages"][-1]["content"] == "first"
+
+
+def test_pick_quality_by_hand():
+    items = {"p": make_item("p", [{"role": "user", "content": "q p"}], "honesty", "train", []),
+             "q": make_item("q", [{"role": "user", "content": "q q"}], "refusal", "train", []),
+             "r": make_item("r", [{"role": "user", "content": "q r"}], "refusal", "train", [])}
+    grade = lambda item, text: {"good": 1.0, "half": 0.5}.get(text, 0.0)  # noqa: E731
+    cands = {"p": [("good", "stop"), ("bad", "stop"), ("good", "stop"), ("half", "length")],  # scored: good, bad
+             "q": [("half", "stop"), ("bad", "stop"), ("good", "stop")],
+             "r": [("bad", "stop"), ("bad", "stop")]}  # nothing to gain here
+    rows = [{"id": "p", "messages": [{"role": "assistant", "content": "good"}]},
+            {"id": "q", "messages": [{"role": "assistant", "content": "half"}]},
+            {"id": "r", "messages": [{"role": "assistant", "content": "bad"}]}]
+    got = pick_quality(rows, items, cands, grade)
+    # picks (1 + 0.5 + 0) / 3; samples (0.5 + 0.5 + 0) / 3; oracle (1 + 1 + 0) / 3; lift (1.5 − 1) / (2 − 1)
+    assert got["picks"] == 3 and got["gold_of_picks"] == pytest.approx(0.5)
+    assert got["gold_of_samples"] == pytest.approx(1 / 3) and got["gold_of_oracle"] == pytest.approx(2 / 3)
+    assert got["share_of_lift"] == pytest.approx(0.5)
+    assert got["by_category"]["honesty"] == {"picks": 1, "gold_of_picks": 1.0, "gold_of_samples": 0.5,
+                                             "gold_of_oracle": 1.0, "share_of_lift": 1.0}
+    ref = got["by_category"]["refusal"]
+    assert ref["picks"] == 2 and ref["gold_of_picks"] == 0.25 and ref["gold_of_samples"] == 0.25
+    assert ref["gold_of_oracle"] == 0.5 and ref["share_of_lift"] == 0.0
+    # a category where every candidate grades alike has no lift to share
+    assert pick_quality(rows[2:], items, cands, grade)["share_of_lift"] is None
+    assert pick_quality([], items, cands, grade)["gold_of_picks"] is None

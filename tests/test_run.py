@@ -229,6 +229,12 @@ def test_other_rl_algorithms_slot_into_the_recipe(tiny_run, tmp_path, algo):
                 if r.get("policy") == "base"]
         assert base and train["candidates_scored"] <= len(own)
         assert f"the reward model's best finished candidate of {len(picks)} of" in (out / "report.html").read_text()
+        # the picks against a random pick and gold's own pick among the same candidates, per category too
+        assert train["gold_of_samples"] <= train["gold_of_oracle"] and train["gold_of_picks"] <= train["gold_of_oracle"]
+        by = train["picks_by_category"]
+        assert sum(q["picks"] for q in by.values()) == len(picks)
+        assert set(by) == {r["id"].split("-")[0] for r in picks}
+        assert "for gold's own pick" in (out / "report.html").read_text()
 
 
 def test_report_command_rebuilds_the_page(tiny_run, tmp_path):

@@ -462,8 +462,16 @@ def build_report(run_dir: str | Path) -> Path:
                      f"{_fmt(train['demonstrations'])} of {_fmt(train.get('prompts'))} compared prompts, among the "
                      f"SFT policy's own samples ({_fmt(train.get('candidates_scored'))} scored; mean reward of the picks "
                      f"{_num(train.get('mean_reward_best'), '+.2f')} against {_num(train.get('mean_reward_all'), '+.2f')} "
-                     f"for all; gold of the picks {_num(train.get('gold_of_picks'), '.2f')}, recorded, not used), "
-                     f"{_fmt(train.get('replayed'))} SFT demonstrations replayed, {_fmt(train.get('steps'))} steps.</p>")
+                     f"for all), {_fmt(train.get('replayed'))} SFT demonstrations replayed, {_fmt(train.get('steps'))} "
+                     f"steps. Gold of the picks (recorded, not used) {_num(train.get('gold_of_picks'), '.3f')}, against "
+                     f"{_num(train.get('gold_of_samples'), '.3f')} for a random pick among the same candidates and "
+                     f"{_num(train.get('gold_of_oracle'), '.3f')} for gold's own pick: the reward model delivered "
+                     f"{_num(100 * train['share_of_lift'] if train.get('share_of_lift') is not None else None, '.0f')}% "
+                     f"of the lift there was to take.</p>")
+        if train.get("picks_by_category"):
+            parts.append(_table(["category", "picks", "gold of the picks", "random pick", "gold's pick"],
+                                [[c, _fmt(q["picks"]), _num(q["gold_of_picks"], ".2f"), _num(q["gold_of_samples"], ".2f"),
+                                  _num(q["gold_of_oracle"], ".2f")] for c, q in train["picks_by_category"].items()]))
     parts.append(_hacking_section(run_dir / "rl"))
 
     lb = st["leaderboard"]

@@ -36,6 +36,11 @@ class BestStats:
     mean_reward: float  # mean r over every candidate scored
 
 
+def scorable(cands: list[tuple[str, str | None]]) -> list[str]:
+    """The candidates worth scoring: finished (not cut off at the token cap), non-empty, distinct, in order."""
+    return list(dict.fromkeys(t.strip() for t, reason in cands if reason != "length" and t.strip()))
+
+
 def select_best(score: Score, items: dict[str, Item], candidates: dict[str, list[tuple[str, str | None]]], *,
                 keep: float = 1.0) -> tuple[list[dict], BestStats]:
     """The reward model's best finished candidate of each prompt as a chat demonstration.
@@ -52,7 +57,7 @@ def select_best(score: Score, items: dict[str, Item], candidates: dict[str, list
     for pid, cands in candidates.items():
         if pid not in items:
             continue
-        seen = list(dict.fromkeys(t.strip() for t, reason in cands if reason != "length" and t.strip()))
+        seen = scorable(cands)
         pids += [pid] * len(seen)
         texts += seen
     rewards = score([items[p].messages for p in pids], texts) if texts else []
@@ -69,3 +74,34 @@ def select_best(score: Score, items: dict[str, Item], candidates: dict[str, list
                       mean_best=sum(kept) / len(kept) if kept else 0.0,
                       mean_reward=sum(rewards) / len(rewards) if rewards else 0.0)
     return rows, stats
+
+
+def pick_quality(rows: list[dict], items: dict[str, Item], candidates: dict[str, list[tuple[str, str | None]]],
+                 grade: Callable[[Item, str], float]) -> dict:
+    """How good the picks are, by a ruler the reward model never saw (gold): on the picked prompts P,
+
+        picks   = mean_{x∈P} g(x, y*(x))
+        samples = mean_{x∈P} mean_i g(x, y_i)      (a random pick among the same candidates)
+        oracle  = mean_{x∈P} max_i g(x, y_i)       (the ruler's own pick)
+
+    over the candidates select_best scores (finished, non-empty, distinct). (picks − samples) / (oracle − samples)
+    is the share of the attainable lift the reward model delivered. Returned overall and per item category."""
+    per: dict[str, list[tuple[float, float, float]]] = {}
+    for row in rows:
+        pid = row["id"]
+        texts = scorable(candidates[pid])
+        golds = [grade(items[pid], t) for t in texts]
+        pick = grade(items[pid], row["messages"][-1]["content"])
+        per.setdefault(items[pid].category, []).append((pick, sum(golds) / len(golds), max(golds)))
+
+    def summary(xs: list[tuple[float, float, float]]) -> dict:
+        picks, samples, oracle = (sum(x[i] for x in xs) / len(xs) for i in range(3))
+        lift = (picks - samples) / (oracle - samples) if oracle > samples else None
+        return {"picks": len(xs), "gold_of_picks": picks, "gold_of_samples": samples, "gold_of_oracle": oracle,
+                "share_of_lift": lift}
+
+    everything = [x for xs in per.values() for x in xs]
+    if not everything:
+        return {"picks": 0, "gold_of_picks": None, "gold_of_samples": None, "gold_of_oracle": None,
+                "share_of_lift": None, "by_category": {}}
+    return {**summary(everything), "by_category": {c: summary(xs) for c, xs in sorted(per.items())}}
