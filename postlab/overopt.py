@@ -361,6 +361,36 @@ def bon_curve(samples: str, ns: list[int]) -> dict:
             "downturn": turn}
 
 
+def proxy_gaps(samples: dict[int, str], ns: list[int]) -> list[dict]:
+    """The test that chooses nothing: best-of-n under the largest proxy against each smaller one, on the same
+    samples (every proxy after the first rescores the first one's draw), paired per prompt at every n.
+
+    For proxies a (largest) and b: Δ_j(n) = E_n[g | a](j) − E_n[g | b](j), prompt j's gold of best-of-n chosen by a
+    minus chosen by b; mean ± SE over prompts. No peak or point is picked from the data; a gap that opens as n
+    grows is the smaller proxy's over-optimisation (Gao et al. 2022: smaller reward models peak earlier and lower)."""
+    from postlab.train.bon import best_of_n_expectation
+
+    sizes = sorted(samples)
+    per = {s: _per_prompt(samples[s]) for s in sizes}
+    ids = sorted(per[sizes[-1]][1])
+    if any(sorted(per[s][1]) != ids or any(per[s][1][i] != per[sizes[-1]][1][i] for i in ids) for s in sizes):
+        raise DataError(f"proxy_gaps: the proxies' best-of-n samples differ ({', '.join(samples.values())}); "
+                        "the comparison needs one draw scored by every proxy")
+
+    def at(s: int, n: int) -> list[float]:
+        proxy, gold = per[s]
+        return [best_of_n_expectation(proxy[i], gold[i], n) for i in ids]
+
+    gaps = []
+    for small in sizes[:-1]:
+        rows = []
+        for n in sorted(set(ns)):
+            gap, se = mean_se([a - b for a, b in zip(at(sizes[-1], n), at(small, n))])
+            rows.append({"n": n, "gold_gap": gap, "gold_gap_se": se})
+        gaps.append({"pairs": sizes[-1], "against": small, "prompts": len(ids), "rows": rows})
+    return gaps
+
+
 def best_of_n(policy: str, rm_dir: str, prompts: dict, reuse: str | None, run_dir: Path, k: Knobs,
               progress: bool) -> dict:
     """postlab bon against one proxy; the first proxy's run draws the samples, later ones rescore them."""
@@ -587,6 +617,11 @@ def print_results(results: dict, out: Path) -> None:
         print(f"  {c['method']:4s} {c['pairs']:5d} pairs: peak d = {c['sqrt_kl'][t['peak_point']]:.2f}, end d = "
               f"{c['sqrt_kl'][-1]:.2f}: gold {-t['gold_drop']:+.3f} ± {t['gold_drop_se']:.3f} (z = {z}), proxy "
               f"{t['proxy_rise']:+.3f} ± {t['proxy_rise_se']:.3f} over {t['prompts']} prompts")
+    if results.get("bon_proxy_gaps"):
+        print("\nbest-of-n, the largest proxy against each smaller one on the same samples (gold, paired per prompt):")
+    for g in results.get("bon_proxy_gaps", []):
+        cells = ", ".join(f"n={r['n']} {r['gold_gap']:+.3f} ± {r['gold_gap_se']:.3f}" for r in g["rows"] if r["n"] > 1)
+        print(f"  {g['pairs']} − {g['against']} pairs: {cells}")
     held = results.get("label", {}).get("eval_prompts")
     if held is not None and held < MIN_EVAL_PROMPTS:
         print(f"\nnote: the proxies' accuracy against gold is measured on pairs of {held} held-out prompts only, too "
@@ -645,7 +680,8 @@ def run(cfg: OveroptConfig) -> dict:
     from postlab.run import finite
 
     timings = stages.timings()
-    results = finite({**build_results(k, proxies, bons, rls, prefs),
+    gaps = proxy_gaps({n: bons[n]["samples"] for n in sizes}, sorted({1, *k.bon_n})) if len(sizes) > 1 else []
+    results = finite({**build_results(k, proxies, bons, rls, prefs), "bon_proxy_gaps": gaps,
                       "timings_s": {**timings, "total": round(sum(timings.values()), 2)}})
     results["plots"] = plot(results, out)
     atomic_write_text(out / "overopt.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")

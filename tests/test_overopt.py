@@ -99,6 +99,34 @@ def test_bon_curve_downturn_pairs_best_of_n_per_prompt(tmp_path):
     assert t["proxy_rise"] == pytest.approx(0.5)
 
 
+def test_proxy_gaps_pair_the_proxies_picks_on_the_same_samples(tmp_path):
+    from postlab.errors import DataError
+    from postlab.overopt import proxy_gaps
+
+    gold = {"p": [1.0, 0.0], "q": [0.6, 0.2]}
+
+    def write(name, proxy):
+        (tmp_path / name).write_text("".join(
+            json.dumps({"id": i, "sample_index": k, "response": "x", "proxy": proxy[i][k], "gold": g}) + "\n"
+            for i in gold for k, g in enumerate(gold[i])))
+        return str(tmp_path / name)
+
+    big = write("big.jsonl", {"p": [1.0, 0.0], "q": [0.0, 1.0]})  # picks p's better and q's worse sample
+    small = write("small.jsonl", {"p": [0.0, 1.0], "q": [0.0, 1.0]})  # picks both worse samples
+    (g,) = proxy_gaps({450: big, 50: small}, [1, 2])
+    assert g["pairs"] == 450 and g["against"] == 50 and g["prompts"] == 2
+    one, two = g["rows"]
+    assert one == {"n": 1, "gold_gap": 0.0, "gold_gap_se": 0.0}  # n = 1 is a random sample under either proxy
+    # n = 2: p 1.0 − 0.0, q 0.2 − 0.2: Δ = (1, 0), mean 0.5, SE 0.5
+    assert two["n"] == 2 and two["gold_gap"] == pytest.approx(0.5) and two["gold_gap_se"] == pytest.approx(0.5)
+    other = {"p": [0.0, 1.0], "q": [0.6, 0.2]}
+    (tmp_path / "other.jsonl").write_text("".join(
+        json.dumps({"id": i, "sample_index": k, "response": "x", "proxy": 0.0, "gold": v}) + "\n"
+        for i in other for k, v in enumerate(other[i])))
+    with pytest.raises(DataError, match="samples differ"):
+        proxy_gaps({450: big, 50: str(tmp_path / "other.jsonl")}, [1, 2])
+
+
 class _It:
     def __init__(self, id):
         self.id = id
@@ -217,6 +245,15 @@ def test_tiny_preset_writes_curves_fits_and_plots(tiny_run):
         assert t["prompts"] == 6 and 0 <= t["peak_point"] <= t["last_point"] == len(c["gold"]) - 1
         assert t["gold_drop"] == pytest.approx(c["gold"][t["peak_point"]] - c["gold"][-1], abs=1e-9)
     assert "gold from its peak to the last point" in r.stdout
+    # best-of-n under the largest proxy against each smaller one, paired on the same samples at every n
+    gaps = res["bon_proxy_gaps"]
+    assert [(g["pairs"], g["against"]) for g in gaps] == [(16, 4), (16, 8)]
+    bon = {c["pairs"]: c for c in res["curves"] if c["method"] == "bon"}
+    for g in gaps:
+        assert [row["n"] for row in g["rows"]] == [1, 2, 4, 8] and g["prompts"] == 6
+        for row, a, b in zip(g["rows"], bon[16]["gold"], bon[g["against"]]["gold"]):
+            assert row["gold_gap"] == pytest.approx(a - b, abs=1e-9)  # the curves' difference, now with its paired SE
+    assert "the largest proxy against each smaller one" in r.stdout
     for png in ("bon.png", "rl.png", "gold.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob("*/*/checkpoints"))  # finished stages keep their models, not optimizer state
