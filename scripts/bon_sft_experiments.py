@@ -12,24 +12,25 @@ on a finished run's SFT policy, candidates and reward model (``RUN/sft/model``, 
         with --picks-only it prints the picks' gold (overall and by quartile of their reward) and stops.
         --candidates FILE picks among other candidates than the run's compared ones (`postlab sample` rows,
         e.g. the SFT policy's samples on train prompts that neither SFT nor the reward model saw).
+        --split test picks among samples of the *test* prompts (`postlab sample suite=spec split=test`): a
+        diagnostic, never a result, since the eval then grades answers to prompts the policy was trained on. With
+        --select gold it asks whether fine-tuning on good answers moves the greedy answers of the very prompts they
+        answer (the update, with no transfer from train to test templates needed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
-from postlab.evals import harness
-from postlab.evals.metrics import paired_difference, sample_scores
 from postlab.raters.gold import GoldRater
-from postlab.rollout import SamplingParams
 from postlab.run import _candidates
 from postlab.tasks.suite import load_suite
 from postlab.train import sft
 from postlab.train.bon_sft import select_best
-from postlab.train.common import CheckpointConfig, OptimConfig
+
+from experiment_common import NO_CHECKPOINTS, evaluate_against_sft, experiment_optim, gold_scorer, rm_scorer  # scripts/ is on sys.path when a script runs
 
 
 def main() -> None:
@@ -44,34 +45,17 @@ def main() -> None:
     ap.add_argument("--picks-only", action="store_true", help="print the picks' gold and stop (no fine-tuning)")
     ap.add_argument("--scores", help="JSON file memoising the reward model's scores across reruns")
     ap.add_argument("--candidates", help="candidates JSONL to pick from (default: RUN/data/candidates.jsonl)")
+    ap.add_argument("--split", choices=["train", "test"], default="train",
+                    help="the split the candidates' prompts come from (test: the in-distribution diagnostic)")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    items = {it.id: it for it in load_suite("spec", split="train")}
+    items = {it.id: it for it in load_suite("spec", split=args.split)}
     cands = _candidates(Path(args.candidates) if args.candidates else run / "data" / "candidates.jsonl")
     gold = GoldRater()
     rows = []
     if args.select != "none":
-        if args.select == "rm":
-            from postlab.raters.reward_model import RewardModelRater
-
-            rater = RewardModelRater(str(run / "rm" / "model"), bf16=True)
-            cache = Path(args.scores) if args.scores else None
-            memo = json.loads(cache.read_text()) if cache and cache.exists() else {}
-
-            def score(messages, texts):  # memoised by (prompt, text) in --scores, so a rerun skips the RM
-                keys = [json.dumps([m, t]) for m, t in zip(messages, texts)]
-                todo = [i for i, key in enumerate(keys) if key not in memo]
-                for i, r in zip(todo, rater.score_texts([messages[i] for i in todo], [texts[i] for i in todo])):
-                    memo[keys[i]] = r
-                if cache and todo:
-                    cache.write_text(json.dumps(memo))
-                return [memo[key] for key in keys]
-        else:  # the oracle: gold scores the candidates (select_best passes each item's own messages)
-            by_prompt = {json.dumps(it.messages, sort_keys=True): it for it in items.values()}
-
-            def score(messages, texts):
-                return [gold.score(by_prompt[json.dumps(m, sort_keys=True)], t) for m, t in zip(messages, texts)]
+        score = rm_scorer(run, args.scores) if args.select == "rm" else gold_scorer(items)
         rows, st = select_best(score, items, cands, keep=args.keep)
         picks_gold = [gold.score(items[r["id"]], r["messages"][-1]["content"]) for r in rows]
         print(f"{st.kept} picks of {st.prompts} prompts ({st.candidates} candidates); gold of the picks "
@@ -88,22 +72,8 @@ def main() -> None:
     sft.train(sft.SFTConfig(
         model=str(run / "sft" / "model"), out_dir=str(out / "sft"),
         data=sft.SFTDataConfig(train_file=str(data), eval_fraction=0.0, max_seq_len=384),
-        optim=OptimConfig(lr=args.lr, epochs=args.epochs, batch_size=8, warmup_steps=5, bf16="auto",
-                          group_by_length=True),
-        checkpoint=CheckpointConfig(save_every=1000, resume=False, progress=False)))
-    res = harness.evaluate(harness.EvalConfig(
-        model=str(out / "sft" / "model"), suite="spec", split="test", out=str(out / "eval.json"), batch_size=64,
-        overwrite=True,
-        dtype="auto", progress=False, sampling=SamplingParams(temperature=0.0, max_new_tokens=160, seed=0)))
-    before, after = sample_scores(run / "eval" / "sft.samples.jsonl"), sample_scores(res["samples"])
-    mean, se, n = paired_difference(after, before)
-    print(f"held-out gold: SFT {sum(before.values()) / len(before):.3f} -> {res['overall']:.3f}; paired "
-          f"{100 * mean:+.1f} ± {100 * se:.1f} points on {n} items")
-    cats: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for i in after:
-        cats[i.split("-")[0]].append((before[i], after[i]))
-    print("  " + "  ".join(f"{c} {sum(b for b, _ in v) / len(v):.2f}->{sum(a for _, a in v) / len(v):.2f}"
-                           for c, v in sorted(cats.items())))
+        optim=experiment_optim(args.lr, args.epochs), checkpoint=NO_CHECKPOINTS))
+    evaluate_against_sft(run, out / "sft" / "model", out)
 
 
 if __name__ == "__main__":
