@@ -42,6 +42,9 @@ def main() -> None:
     for path in args.others:
         after = grade(path, items, gold)
         common = sorted(set(after) & set(before))
+        if not common:
+            print(f"{path}: no prompt in common with {args.reference}")
+            continue
         mean, se, n = paired_difference({i: after[i] for i in common}, {i: before[i] for i in common})
         print(f"{path}: {sum(before[i] for i in common) / n:.3f} -> {sum(after[i] for i in common) / n:.3f}; "
               f"paired {100 * mean:+.1f} ± {100 * se:.1f} points on {n} prompts")
