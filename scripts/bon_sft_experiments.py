@@ -73,7 +73,12 @@ def main() -> None:
         model=str(run / "sft" / "model"), out_dir=str(out / "sft"),
         data=sft.SFTDataConfig(train_file=str(data), eval_fraction=0.0, max_seq_len=384),
         optim=experiment_optim(args.lr, args.epochs), checkpoint=NO_CHECKPOINTS))
-    evaluate_against_sft(run, out / "sft" / "model", out)
+    groups = None
+    if args.split == "test":  # the diagnostic: the trained prompts, the other sampled ones, the never-sampled ones
+        picked = {r["id"] for r in rows if r.get("source") == "best_of_n"}
+        groups = {"picked prompts": picked, "sampled, not picked": set(cands) - picked,
+                  "never sampled": set(items) - set(cands)}
+    evaluate_against_sft(run, out / "sft" / "model", out, groups)
 
 
 if __name__ == "__main__":

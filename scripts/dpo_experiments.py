@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from postlab.raters.gold import GoldRater
@@ -58,6 +59,10 @@ def main() -> None:
           f"{sum(g_c) / max(1, len(g_c)):.3f}, rejected {sum(g_r) / max(1, len(g_r)):.3f}, gold agrees on "
           f"{sum(c > r for c, r in zip(g_c, g_r))}, disagrees on {sum(c < r for c, r in zip(g_c, g_r))}; words chosen "
           f"{words([p.chosen for p in pairs]):.1f}, rejected {words([p.rejected for p in pairs]):.1f}")
+    limit = re.compile(r"can.t|cannot|not able|unable|won.t", re.I)  # an opening that states a limit or refuses
+    opens = lambda texts: sum(bool(limit.search(t[:60])) for t in texts)  # noqa: E731
+    print(f"open with a limit (first 60 characters): chosen {opens([p.chosen for p in pairs])}, rejected "
+          f"{opens([p.rejected for p in pairs])}")
     if not pairs:
         raise SystemExit(f"no pairs: no prompt of {args.candidates or run / 'data' / 'sft_candidates.jsonl'} has two "
                          f"finished candidates that {args.select} scores apart")

@@ -55,9 +55,9 @@ def gold_scorer(items: dict[str, Item]):
     return score
 
 
-def evaluate_against_sft(run: Path, model: Path, out: Path) -> dict:
+def evaluate_against_sft(run: Path, model: Path, out: Path, groups: dict[str, set[str]] | None = None) -> dict:
     """Greedy eval of ``model`` (160 new tokens, like the run's) into ``out/eval.json``; prints and returns the
-    paired difference to RUN's SFT policy."""
+    paired difference to RUN's SFT policy, and prints it on each of ``groups`` (name -> item ids) too."""
     res = harness.evaluate(harness.EvalConfig(
         model=str(model), suite="spec", split="test", out=str(out / "eval.json"), batch_size=64, overwrite=True,
         dtype="auto", progress=False, sampling=SamplingParams(temperature=0.0, max_new_tokens=160, seed=0)))
@@ -70,4 +70,7 @@ def evaluate_against_sft(run: Path, model: Path, out: Path) -> dict:
         cats[i.split("-")[0]].append((before[i], after[i]))
     print("  " + "  ".join(f"{c} {sum(b for b, _ in v) / len(v):.2f}->{sum(a for _, a in v) / len(v):.2f}"
                            for c, v in sorted(cats.items())))
+    for name, ids in (groups or {}).items():
+        m, s, k = paired_difference({i: after[i] for i in ids if i in after}, before)
+        print(f"  {name}: paired {100 * m:+.1f} ± {100 * s:.1f} points on {k} items")
     return {"overall": res["overall"], "paired": mean, "paired_se": se, "items": n}
