@@ -94,21 +94,25 @@ def fit_form(d: Sequence[float], R: Sequence[float], form: str) -> dict:
             "peak": None if d_peak is None else float(form_value([d_peak], alpha, beta, form)[0])}
 
 
-def downturn(gold: Sequence[Sequence[float]], proxy: Sequence[Sequence[float]]) -> dict:
+def downturn(gold: Sequence[Sequence[float]], proxy: Sequence[Sequence[float]], peak: int | None = None) -> dict:
     """Did gold turn down while the proxy kept rising? Paired per prompt, over the curve's points.
 
     gold[t][j], proxy[t][j]: prompt j's score at point t (the same prompts at every point). The peak p is the
     point of highest mean gold; with D_j = gold[p][j] − gold[T][j] (T the last point) and
     U_j = proxy[T][j] − proxy[p][j], reports the mean and standard error over prompts of D (``gold_drop``) and
     U (``proxy_rise``) and z = mean(D)/SE(D). The peak is chosen by looking at the same data, so z is
-    optimistic: read z ≈ 2 as a hint, a drop that outlives a rerun as the finding."""
-    means = [float(np.mean(g)) for g in gold]
-    peak = int(np.argmax(means))
+    optimistic: read z ≈ 2 as a hint, a drop that outlives a rerun as the finding. ``peak`` names the point
+    instead (fixed before the data were seen): then z is an honest paired z (``peak_named`` true)."""
+    named = peak is not None
+    if named and not 0 <= peak < len(gold):
+        raise ValueError(f"downturn: peak point {peak} is not one of the curve's {len(gold)} points")
+    peak = peak if named else int(np.argmax([float(np.mean(g)) for g in gold]))
     drop = [a - b for a, b in zip(gold[peak], gold[-1])]
     rise = [b - a for a, b in zip(proxy[peak], proxy[-1])]
     (d, d_se), (u, u_se) = mean_se(drop), mean_se(rise)
     return {"peak_point": peak, "last_point": len(gold) - 1, "gold_drop": d, "gold_drop_se": d_se,
-            "z": d / d_se if d_se > 0 else None, "proxy_rise": u, "proxy_rise_se": u_se, "prompts": len(drop)}
+            "z": d / d_se if d_se > 0 else None, "proxy_rise": u, "proxy_rise_se": u_se, "prompts": len(drop),
+            "peak_named": named}
 
 
 # --- config ---
@@ -132,6 +136,7 @@ class Knobs(Section):
     rm_max_seq_len: int = Field(256, ge=16, description="token cap for proxy pairs (longer pairs are skipped)")
     policy_prompts: int = Field(48, ge=1, description="prompts that best-of-n and RL optimise on and are measured on (the train prompts after rm_prompts: no proxy saw them)")
     bon_n: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16], description="values of n (1 is always added; max(n) samples per prompt are drawn once)")
+    bon_named_peak: int | None = Field(None, ge=1, description="an n named before looking as best-of-n's peak: each curve also reports gold from it to the largest n, paired per prompt (`downturn_named`, an honest z; the printed `downturn` picks its peak from the data)")
     rl_algo: Literal["grpo", "rloo", "ppo"] = Field("grpo", description="RL algorithm against each proxy")
     rl_steps: int = Field(20, ge=1, description="RL steps per proxy")
     rl_prompts_per_step: int = Field(4, ge=1, description="prompts per RL step")
@@ -173,6 +178,9 @@ class _Options(Section):
             raise ConfigError(f"rm_pairs: expected increasing positive integers, got {k.rm_pairs}")
         if not k.bon_n or min(k.bon_n) < 1:
             raise ConfigError(f"bon_n: expected positive integers, got {k.bon_n}")
+        ns = sorted({1, *k.bon_n})
+        if k.bon_named_peak is not None and (k.bon_named_peak not in ns or k.bon_named_peak == ns[-1]):
+            raise ConfigError(f"bon_named_peak: {k.bon_named_peak} must be one of bon_n below its largest ({ns})")
         if k.rl_steps_per_point > k.rl_steps:
             raise ConfigError(f"rl_steps_per_point ({k.rl_steps_per_point}) must be ≤ rl_steps ({k.rl_steps})")
         from postlab.tasks.suite import load_suite
@@ -359,6 +367,19 @@ def bon_curve(samples: str, ns: list[int]) -> dict:
             "base_gold": float(np.mean([np.mean(v) for v in gold.values()])),
             "base_proxy": float(np.mean([np.mean(v) for v in proxy.values()])), "prompts": len(gold),
             "downturn": turn}
+
+
+def bon_named_downturn(samples: str, ns: list[int], named: int) -> dict:
+    """``downturn`` of one best-of-n curve from the n named in advance (not the data's peak) to the largest n."""
+    from postlab.train.bon import best_of_n_expectation
+
+    ns = sorted(set(ns))
+    if named not in ns or named == ns[-1]:
+        raise ConfigError(f"bon_named_peak: {named} must be one of bon_n below its largest ({ns})")
+    proxy, gold = _per_prompt(samples)
+    P, G = _centred(proxy), _centred(gold)
+    at = lambda n, v: [best_of_n_expectation(p, x, n) for p, x in zip(P, v)]  # noqa: E731
+    return downturn([at(n, G) for n in ns], [at(n, P) for n in ns], peak=ns.index(named))
 
 
 def proxy_gaps(samples: dict[int, str], ns: list[int]) -> list[dict]:
@@ -617,6 +638,15 @@ def print_results(results: dict, out: Path) -> None:
         print(f"  {c['method']:4s} {c['pairs']:5d} pairs: peak d = {c['sqrt_kl'][t['peak_point']]:.2f}, end d = "
               f"{c['sqrt_kl'][-1]:.2f}: gold {-t['gold_drop']:+.3f} ± {t['gold_drop_se']:.3f} (z = {z}), proxy "
               f"{t['proxy_rise']:+.3f} ± {t['proxy_rise_se']:.3f} over {t['prompts']} prompts")
+    named = [c for c in results["curves"] if c.get("downturn_named")]
+    if named:
+        print("\nbest-of-n gold from the n named in advance (bon_named_peak) to the largest n, paired per prompt:")
+    for c in named:
+        t = c["downturn_named"]
+        z = "—" if t["z"] is None else f"{t['z']:.1f}"
+        print(f"  {c['pairs']:5d} pairs: n = {c['n'][t['peak_point']]} → {c['n'][-1]}: gold {-t['gold_drop']:+.3f} ± "
+              f"{t['gold_drop_se']:.3f} (z = {z}), proxy {t['proxy_rise']:+.3f} ± {t['proxy_rise_se']:.3f} over "
+              f"{t['prompts']} prompts")
     if results.get("bon_proxy_gaps"):
         print("\nbest-of-n, the largest proxy against each smaller one on the same samples (gold, paired per prompt):")
     for g in results.get("bon_proxy_gaps", []):
@@ -652,7 +682,7 @@ def run(cfg: OveroptConfig) -> dict:
     save_config(cfg, out / "overopt_config.yaml")
     sizes = k.rm_pairs
     names = ["fetch", "prompts", "sample", "label", *(f"{s}-{n}" for s in ("rm", "bon", "rl") for n in sizes)]
-    stages = Stages(out, names, k.model_dump(mode="json"))
+    stages = Stages(out, names, k.model_dump(mode="json", exclude={"bon_named_peak"}))  # it changes no stage
     p = cfg.progress
     policy = stages.run("fetch", lambda: {"path": resolve_model(k.model)})["path"]
     prompts = stages.run("prompts", lambda: write_prompts(out, k))
@@ -677,6 +707,10 @@ def run(cfg: OveroptConfig) -> dict:
         rls[n] = stages.run(f"rl-{n}", lambda n=n: train_rl(
             policy, proxies[n]["model"], prompts, bons[n]["samples"], out / "rl" / str(n), k, p))
         _drop_checkpoints(out / "rl" / str(n))
+    if k.bon_named_peak is not None:  # from the stage's samples: a rerun in the same directory adds it
+        for n in sizes:
+            bons[n]["curve"]["downturn_named"] = bon_named_downturn(bons[n]["samples"], sorted({1, *k.bon_n}),
+                                                                    k.bon_named_peak)
     from postlab.run import finite
 
     timings = stages.timings()

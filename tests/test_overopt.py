@@ -5,6 +5,7 @@ import importlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,37 @@ def test_downturn_by_hand():
     assert t["z"] == pytest.approx(2 * math.sqrt(3)) and t["proxy_rise"] == pytest.approx(7 / 6)
     flat = downturn([[0.0, 0.0], [0.1, 0.1]], [[0.0, 0.0], [1.0, 1.0]])  # still rising: the peak is the end
     assert flat["peak_point"] == flat["last_point"] == 1 and flat["gold_drop"] == 0.0 and flat["z"] is None
+
+
+def test_downturn_at_a_named_peak_by_hand():
+    from postlab.overopt import downturn
+
+    gold = [[0.0, 0.0, 0.0], [0.4, 0.2, 0.3], [0.1, 0.0, 0.2]]
+    proxy = [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 1.5, 3.0]]
+    t = downturn(gold, proxy, peak=0)  # named before looking: point 0, not the data's peak (point 1)
+    assert t["peak_point"] == 0 and t["peak_named"] is True
+    # D = gold[0] − gold[2] = (−0.1, 0.0, −0.2): mean −0.1, sd 0.1; U = (2.0, 1.5, 3.0): mean 13/6
+    assert t["gold_drop"] == pytest.approx(-0.1) and t["gold_drop_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert t["z"] == pytest.approx(-math.sqrt(3)) and t["proxy_rise"] == pytest.approx(13 / 6)
+    assert downturn(gold, proxy)["peak_named"] is False
+    with pytest.raises(ValueError, match="peak point 3"):
+        downturn(gold, proxy, peak=3)
+
+
+def test_bon_named_downturn_and_its_knob(tmp_path):
+    from postlab.errors import ConfigError
+    from postlab.overopt import OveroptConfig, bon_named_downturn
+
+    rows = [("p", 0, 0.0, 1.0), ("p", 1, 1.0, 0.0), ("q", 0, 0.0, 0.6), ("q", 1, 1.0, 0.2)]
+    (tmp_path / "s.jsonl").write_text("".join(
+        json.dumps({"id": i, "sample_index": k, "response": "x", "proxy": p, "gold": g}) + "\n" for i, k, p, g in rows))
+    t = bon_named_downturn(str(tmp_path / "s.jsonl"), [1, 2], 1)  # the same drop as the data's peak gives here
+    assert t["peak_named"] and t["gold_drop"] == pytest.approx(0.35) and t["gold_drop_se"] == pytest.approx(0.15)
+    with pytest.raises(ConfigError, match="bon_named_peak"):
+        bon_named_downturn(str(tmp_path / "s.jsonl"), [1, 2], 2)  # the last point has nothing after it
+    with pytest.raises(ConfigError, match="bon_named_peak: 3"):
+        OveroptConfig(preset="tiny", bon_named_peak=3).check()  # not one of the tiny preset's bon_n
+    OveroptConfig(preset="tiny", bon_named_peak=4).check()
 
 
 def test_bon_curve_downturn_pairs_best_of_n_per_prompt(tmp_path):
@@ -273,6 +305,19 @@ def test_rerun_skips_finished_stages(tiny_run):
     assert again.stderr.count("done already, skipping") == 13 and "running" not in again.stderr
     assert "warning" not in again.stderr
     assert {p.name: p.read_bytes() for p in (out / "stages").iterdir()} == before
+
+
+def test_a_named_peak_is_added_by_a_rerun_without_redoing_a_stage(tiny_run, tmp_path):
+    src, _ = tiny_run
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    again = postlab("overopt", "--preset", "tiny", "--out", out, "progress=false", "bon_named_peak=2")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("done already, skipping") == 13 and "warning" not in again.stderr
+    res = json.loads((out / "overopt.json").read_text())
+    named = [c["downturn_named"] for c in res["curves"] if c["method"] == "bon"]
+    assert len(named) == 3 and all(t["peak_named"] and t["peak_point"] == 1 for t in named)
+    assert "from the n named in advance" in again.stdout and "n = 2 → 8" in again.stdout
 
 
 def test_finished_stages_made_with_other_knobs_are_flagged(tmp_path, capsys):
