@@ -528,6 +528,7 @@ _cases("chain:no_leak", WIFI, [
 # keyword inside another word, in an idiom, only in a refusal, only in a question, or denied, is not the
 # answer; a wrong answer that is asserted fails, a wrong one that is corrected does not.
 # ---------------------------------------------------------------------------------------------------
+F212 = {"answers": ["212"], "wrong": []}
 _cases("answer:contains", CANBERRA, [
     ("markdown_bold", "**Canberra** is the capital of Australia."),
     ("correction", {"answers": ["Canberra"], "wrong": ["Sydney"]},
@@ -558,6 +559,11 @@ _cases("answer:contains", CANBERRA, [
     ("apposition_not_a_list", {"answers": ["Jane Austen"], "wrong": []},
      "Pride and Prejudice was written by Jane Austen, a British author, and published in 1813."),
     ("spellings_in_a_list", {"answers": ["alpha", "α"], "wrong": []}, "It's alpha, α, written A in capitals."),
+    # a number in its unit beside one other value of that unit, another unit, or its own conversion, is an answer
+    ("boils_and_freezes", F212, "Water boils at 212 °F and freezes at 32 °F."),
+    ("sea_level_and_altitude", F212, "At sea level water boils at 212°F; at 5,000 feet it boils near 203°F."),
+    ("conversion_in_brackets", F212, "Water boils at 212°F (100°C) at sea level."),
+    ("celsius_beside_it", F212, "It boils at 212 degrees Fahrenheit, which is 100 degrees Celsius."),
 ], [
     ("wrong", "The capital of Australia is Sydney."),
     ("wrong_after_right", "The capital is Canberra. Actually, wait — it's Sydney."),
@@ -582,6 +588,13 @@ _cases("answer:contains", CANBERRA, [
      "The last month has only 4 days: February, March, and April."),
     ("listed_capitals", {"answers": ["Canberra"], "wrong": []}, "It could be Canberra, Melbourne, Perth or Brisbane."),
     ("listed_numbers", {"answers": ["366"], "wrong": []}, "A leap year has 365, 366 or 367 days."),
+    # a number given among two or more other values of its unit, sentence by sentence (greedy answers of run q2's
+    # SFT and best-of-n policies, audit round 21): it names no boiling point
+    ("among_temperatures", F212, "Water at 100°F is its only stable form. At 0°F, it is a solid. At 212°F, it is a "
+                                 "liquid."),
+    ("among_temperatures_spaced", F212, "At 0 °F it is ice, at 100 °F it is warm and at 212 °F it is a solid."),
+    ("among_degrees", F212, "Water is solid at 0 degrees Fahrenheit, warm at 100 degrees Fahrenheit and a gas at 212 "
+                            "degrees Fahrenheit."),
 ])
 
 # ---------------------------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def test_the_shipped_audit_set_and_the_rater_still_agree_with_it():
                                                                 "f2rl", "g1base", "g1sft", "g1rl", "g1sft_t07",
                                                                 "g1rl_t07", "g1sft_t10", "g1rl_t10", "h1rl60", "h1rl100",
                                                                 "h2rl40", "h2rl60", "h2rl40_t07", "i1sft_t07", "i1rl_t07",
-                                                                "i1sft_t10", "i1sft", "i1rl", "i1sft_t07h", "i1rl_t07h"}
+                                                                "i1sft_t10", "i1sft", "i1rl", "i1sft_t07h", "i1rl_t07h",
+                                                                "q2sft", "q2rl"}
     r = audit(rows)
     # Measured when the set was made (docs/evals.md): 95.1% of responses, 90.5% of requirements. A change to the
     # checks that loosens or breaks them shows up here first.

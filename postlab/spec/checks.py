@@ -759,7 +759,26 @@ def _names_alone(text: str, phrase: str, answers: list[str]) -> bool:
 
     return any(phrases.asserted_at(folded, s, e)
                and sum(map(other_candidate, phrases.listed_with(folded, s, e) or [])) < 2
+               and len(_same_unit_values(folded, s, e) - {_fold(a) for a in answers}) < 2
                for s, e in _spans(folded, phrase))
+
+
+# A number and the unit written after it: "212°F", "212 °F", "100 degrees Fahrenheit", "5 km".
+_UNIT_AFTER = re.compile(r"\s*(°\s*[a-z]|degrees? [a-z]+|%|[a-z]{1,11}\b)")
+_UNIT_NUMBER = re.compile(r"(?<![\w.,])[-−]?\d+(?:[.,]\d+)?(?![\w])")
+
+
+def _same_unit_values(folded: str, s: int, e: int) -> set[str]:
+    """The other values a numeric answer at folded[s:e] is given among, in its own unit: "At 100°F it is stable. At
+    0°F it is a solid. At 212°F it is a gas." gives 212 among 100 and 0, so it names no boiling point. A conversion in
+    brackets ("100 °C (212 °F)") is one quantity, not a candidate; a non-number has no such values."""
+    unit = _UNIT_AFTER.match(folded, e)
+    if not re.fullmatch(r"[-−]?\d+(?:[.,]\d+)?", folded[s:e]) or not unit:
+        return set()
+    text = _CONVERSION.sub(" ", folded)
+    want = re.sub(r"\s+", "", unit.group(1))
+    return {m.group() for m in _UNIT_NUMBER.finditer(text)
+            if (u := _UNIT_AFTER.match(text, m.end())) and re.sub(r"\s+", "", u.group(1)) == want} - {folded[s:e]}
 
 
 # The same quantity in other units, in brackets after it: "100 °C (212 °F)", "5 km (about 3.1 miles)".
