@@ -617,6 +617,13 @@ def plot(results: dict, out: Path) -> list[str]:
     return [*written, str(out / "gold.png")]
 
 
+def _drop_text(t: dict) -> str:
+    """One ``downturn`` as printed: gold's change with its SE and z, the proxy's, and over how many prompts."""
+    z = "—" if t["z"] is None else f"{t['z']:.1f}"
+    return (f"gold {-t['gold_drop']:+.3f} ± {t['gold_drop_se']:.3f} (z = {z}), proxy {t['proxy_rise']:+.3f} ± "
+            f"{t['proxy_rise_se']:.3f} over {t['prompts']} prompts")
+
+
 def print_results(results: dict, out: Path) -> None:
     print(f"\n=== postlab overopt: {results['model']} — gold and proxy gain over π_init against d = sqrt(KL) ===")
     print(f"{'method':6s} {'pairs':>5s} {'acc/gold':>8s} {'max d':>6s} {'gold max':>8s} {'gold end':>8s} "
@@ -634,19 +641,14 @@ def print_results(results: dict, out: Path) -> None:
         print("\ngold from its peak to the last point, paired per prompt (the peak chosen by looking: z is optimistic):")
     for c in turns:
         t = c["downturn"]
-        z = "—" if t["z"] is None else f"{t['z']:.1f}"
         print(f"  {c['method']:4s} {c['pairs']:5d} pairs: peak d = {c['sqrt_kl'][t['peak_point']]:.2f}, end d = "
-              f"{c['sqrt_kl'][-1]:.2f}: gold {-t['gold_drop']:+.3f} ± {t['gold_drop_se']:.3f} (z = {z}), proxy "
-              f"{t['proxy_rise']:+.3f} ± {t['proxy_rise_se']:.3f} over {t['prompts']} prompts")
+              f"{c['sqrt_kl'][-1]:.2f}: {_drop_text(t)}")
     named = [c for c in results["curves"] if c.get("downturn_named")]
     if named:
         print("\nbest-of-n gold from the n named in advance (bon_named_peak) to the largest n, paired per prompt:")
     for c in named:
         t = c["downturn_named"]
-        z = "—" if t["z"] is None else f"{t['z']:.1f}"
-        print(f"  {c['pairs']:5d} pairs: n = {c['n'][t['peak_point']]} → {c['n'][-1]}: gold {-t['gold_drop']:+.3f} ± "
-              f"{t['gold_drop_se']:.3f} (z = {z}), proxy {t['proxy_rise']:+.3f} ± {t['proxy_rise_se']:.3f} over "
-              f"{t['prompts']} prompts")
+        print(f"  {c['pairs']:5d} pairs: n = {c['n'][t['peak_point']]} → {c['n'][-1]}: {_drop_text(t)}")
     if results.get("bon_proxy_gaps"):
         print("\nbest-of-n, the largest proxy against each smaller one on the same samples (gold, paired per prompt):")
     for g in results.get("bon_proxy_gaps", []):
