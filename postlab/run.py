@@ -97,6 +97,7 @@ class Knobs(Section):
     rm_max_seq_len: int = Field(256, ge=16, description="token cap for reward-model pairs (longer pairs are skipped)")
     rm_trainable_layers: int = Field(4, ge=0, description="reward model: train only the top N layers + head, the "
                                                           "frozen bottom's activations cached (0 = full fine-tuning)")
+    rm_length_control: bool = Field(False, description="reward model: Bradley–Terry with a learned length term and the reward kept uncorrelated with length (postlab rm length_control; docs/algorithms/reward_model.md), so the panel's taste for longer answers is not in the reward")
     bon_replay: bool | list[str] = Field(False, description="bon_sft: replay the SFT demonstrations beside the best-of-n ones (what the reward model cannot see is not unlearned): true = all of them, a list of categories = the train items' demonstrations of those categories only (e.g. [refusal])")
     bon_keep: float = Field(0.5, gt=0, le=1, description="bon_sft: share of the prompts that give a demonstration, those whose best candidate the reward model scores highest (its confident picks)")
     bon_n: int = Field(4, ge=2, description="bon: candidates per held-out prompt, the greedy answer and bon_n − 1 samples")
@@ -394,7 +395,7 @@ def train_rm(policy: str, prefs: str, candidates: str, out: Path, k: Knobs, prog
 
     cfg = rm.RMConfig(model=policy, out_dir=str(out / "rm"), margin="strength",
                       data=rm.RMDataConfig(train_file=prefs, eval_fraction=k.rm_held_out, max_seq_len=k.rm_max_seq_len),
-                      trainable_layers=k.rm_trainable_layers,
+                      trainable_layers=k.rm_trainable_layers, length_control=k.rm_length_control,
                       optim=OptimConfig(lr=k.rm_lr, epochs=k.rm_epochs, batch_size=8, warmup_steps=5, bf16=k.bf16,
                                         group_by_length=True, seed=k.seed),
                       checkpoint=CheckpointConfig(save_every=50, resume=True, progress=progress))

@@ -50,6 +50,7 @@ FIRST_STAGE: dict[str, str | None] = {
     "rm_epochs": "rm",
     "rm_max_seq_len": "rm",
     "rm_trainable_layers": "rm",
+    "rm_length_control": "rm",
     "bon_replay": "rl",
     "bon_keep": "rl",
     "bon_n": "rl",

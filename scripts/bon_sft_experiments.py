@@ -10,6 +10,7 @@ on a finished run's SFT policy, candidates and reward model (``RUN/sft/model``, 
         --replay) for 2 epochs at lr 2e-5 as `postlab run algo=bon_sft` does, evaluates it greedily on
         the 417 test items and prints the paired difference to RUN's SFT policy, overall and by category;
         with --picks-only it prints the picks' gold (overall and by quartile of their reward) and stops.
+        --rm DIR picks with another reward model (e.g. one retrained on RUN's pairs with other settings).
         --candidates FILE picks among other candidates than the run's compared ones (`postlab sample` rows,
         e.g. the SFT policy's samples on train prompts that neither SFT nor the reward model saw).
         --split test picks among samples of the *test* prompts (`postlab sample suite=spec split=test`): a
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--picks-only", action="store_true", help="print the picks' gold and stop (no fine-tuning)")
     ap.add_argument("--scores", help="JSON file memoising the reward model's scores across reruns")
+    ap.add_argument("--rm", help="another reward model to pick with (default: RUN/rm/model)")
     ap.add_argument("--candidates", help="candidates JSONL to pick from (default: RUN/data/candidates.jsonl)")
     ap.add_argument("--split", choices=["train", "test"], default="train",
                     help="the split the candidates' prompts come from (test: the in-distribution diagnostic)")
@@ -55,7 +57,7 @@ def main() -> None:
     gold = GoldRater()
     rows = []
     if args.select != "none":
-        score = rm_scorer(run, args.scores) if args.select == "rm" else gold_scorer(items)
+        score = rm_scorer(run, args.scores, args.rm) if args.select == "rm" else gold_scorer(items)
         rows, st = select_best(score, items, cands, keep=args.keep)
         picks_gold = [gold.score(items[r["id"]], r["messages"][-1]["content"]) for r in rows]
         print(f"{st.kept} picks of {st.prompts} prompts ({st.candidates} candidates); gold of the picks "

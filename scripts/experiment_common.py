@@ -25,12 +25,12 @@ def experiment_optim(lr: float, epochs: float) -> OptimConfig:
     return OptimConfig(lr=lr, epochs=epochs, batch_size=8, warmup_steps=5, bf16="auto", group_by_length=True)
 
 
-def rm_scorer(run: Path, cache: str | None = None):
-    """``score(messages_list, texts) -> rewards`` by RUN's reward model, memoised by (prompt, text) in the JSON file
-    ``cache`` (if given), so a rerun skips the reward model."""
+def rm_scorer(run: Path, cache: str | None = None, model: str | None = None):
+    """``score(messages_list, texts) -> rewards`` by RUN's reward model (or the one in ``model``), memoised by (prompt,
+    text) in the JSON file ``cache`` (if given), so a rerun skips the reward model."""
     from postlab.raters.reward_model import RewardModelRater
 
-    rater = RewardModelRater(str(run / "rm" / "model"), bf16=True)
+    rater = RewardModelRater(model or str(run / "rm" / "model"), bf16=True)
     path = Path(cache) if cache else None
     memo = json.loads(path.read_text()) if path and path.exists() else {}
 

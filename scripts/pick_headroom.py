@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--split", choices=["train", "test"], default="train")
     ap.add_argument("--run", help="a finished run whose reward model picks too")
     ap.add_argument("--scores", help="JSON file memoising the reward model's scores across reruns")
+    ap.add_argument("--rm", help="with --run: pick with this reward model instead of RUN/rm/model")
     ap.add_argument("--greedy", help="an eval's samples file: the greedy answers' gold beside the picks'")
     ap.add_argument("--all", action="store_true", help="grade every candidate, not only the finished ones")
     args = ap.parse_args()
@@ -47,7 +48,7 @@ def main() -> None:
         greedy = {r["id"]: r["score"] for r in map(json.loads, open(args.greedy, encoding="utf-8")) if r["id"] in golds}
         cols = {"greedy": greedy, **cols}
     if args.run:
-        score = rm_scorer(Path(args.run), args.scores)
+        score = rm_scorer(Path(args.run), args.scores, args.rm)
         rewards = {pid: score([items[pid].messages] * len(ts), ts) for pid, ts in texts.items()}
         words = {pid: [len(t.split()) for t in ts] for pid, ts in texts.items()}
 

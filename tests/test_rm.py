@@ -189,3 +189,95 @@ def test_trainable_layers_config_errors(tmp_path):
         RMConfig(**base, trainable_layers=1, optim={"compile": True}).check()
     with pytest.raises(ConfigError, match="3 is more than the model's 2 layers"):
         train(RMConfig(**base, trainable_layers=3, checkpoint={"progress": False}))
+
+
+def test_length_controlled_bradley_terry_by_hand():
+    from postlab.algos.reward import length_controlled_bt_loss
+
+    zero, ln2 = torch.zeros(2), math.log(2)
+    loss, s = length_controlled_bt_loss(zero, zero, torch.tensor([ln2, 0.0]), torch.tensor([0.0, ln2]), torch.tensor(1.0))
+    # z = β·(ℓ_c − ℓ_r) = ±log 2: σ(log 2) = 2/3, σ(−log 2) = 1/3; a constant reward has no correlation to pay
+    assert loss.item() == pytest.approx(-(math.log(2 / 3) + math.log(1 / 3)) / 2)
+    assert s["length/beta"] == pytest.approx(1.0) and s["length/reward_corr"] == 0.0
+    # r = (1, 0 | 0, 0) and ℓ = (1, 0 | 0, 0) correlate perfectly: ρ² = 1 adds λ = 1
+    r_c, r_r, l_c, l_r = torch.tensor([1.0, 0.0]), zero, torch.tensor([1.0, 0.0]), zero
+    loss, s = length_controlled_bt_loss(r_c, r_r, l_c, l_r, torch.tensor(0.0))
+    bt = bradley_terry_loss(r_c, r_r)[0].item()
+    assert loss.item() == pytest.approx(bt + 1.0) and s["length/reward_corr"] == pytest.approx(1.0)
+    assert length_controlled_bt_loss(r_c, r_r, l_c, l_r, torch.tensor(0.0), decorrelation=0.0)[0].item() == \
+        pytest.approx(bt)
+    m = torch.tensor([0.3, 0.0])
+    assert length_controlled_bt_loss(r_c, r_r, l_c, l_r, torch.tensor(0.0), m, decorrelation=0.0)[0].item() == \
+        pytest.approx(bradley_terry_loss(r_c, r_r, m)[0].item())
+    _, s = length_controlled_bt_loss(r_c[:1], r_r[:1], l_c[:1], l_r[:1], torch.tensor(0.7), total_pairs=2)
+    assert s["length/beta"] == pytest.approx(0.35)  # a micro-batch's share: the step's stats sum to β
+
+
+def test_length_coefficient_grows_when_longer_answers_win():
+    from postlab.algos.reward import length_controlled_bt_loss
+
+    beta = torch.zeros((), requires_grad=True)
+    length_controlled_bt_loss(torch.zeros(3), torch.zeros(3), torch.tensor([1.0, 2.0, 0.5]), torch.zeros(3),
+                              beta)[0].backward()
+    assert beta.grad < 0  # descent raises β: the chosen were the longer
+
+
+def _length_biased_pairs(n, seed, beta=1.0):
+    """Half the pairs differ by a marker ("zebra", length-neutral: both sides get one word); half are ties on
+    content that a length-loving rater decided, for the longer answer with probability σ(β·Δℓ) (gold margin 0)."""
+    rng = random.Random(seed)
+    words = "apple river stone cloud table green quick paper music light".split()
+    say = lambda k: " ".join(rng.choice(words) for _ in range(k))  # noqa: E731
+    rows = []
+    for i in range(n):
+        if i % 2:
+            rows.append({"prompt": f"Say something {i % 7}.", "chosen": say(rng.randint(2, 5)) + " zebra",
+                         "rejected": say(rng.randint(3, 6)), "prompt_id": str(i), "gold_margin": 1.0})
+        else:
+            long, short = say(rng.randint(9, 12)), say(rng.randint(1, 2))
+            dl = math.log1p(len(long.split())) - math.log1p(len(short.split()))
+            if rng.random() > 1 / (1 + math.exp(-beta * dl)):
+                long, short = short, long
+            rows.append({"prompt": f"Say something {i % 7}.", "chosen": long, "rejected": short, "prompt_id": str(i),
+                         "gold_margin": 0.0})
+    return rows
+
+
+def test_length_control_moves_the_taste_for_length_out_of_the_reward(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from postlab.raters.reward_model import RewardModelRater
+    from postlab.train.rm import BETA_PARAM, RMConfig, train
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", _length_biased_pairs(384, 0))
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", _length_biased_pairs(64, 1))
+    gaps, results = {}, {}
+    for control in (False, True):
+        out = tmp_path / f"rm_{control}"
+        cfg = RMConfig(model="tiny", out_dir=str(out), length_control=control,
+                       data={"train_file": str(train_file), "eval_file": str(eval_file)},
+                       optim={"lr": 1e-3, "batch_size": 16, "epochs": 3, "bf16": False, "warmup_steps": 0},
+                       checkpoint={"progress": False})
+        results[control] = train(cfg)
+        rater = RewardModelRater(str(out / "model"))
+        prompt = [{"role": "user", "content": "Say something 3."}]
+        longs = ["green quick paper music light apple river stone cloud table",
+                 "river stone cloud table green quick paper music light apple quick"]
+        score = lambda texts: sum(rater.score_texts([prompt] * len(texts), texts)) / len(texts)  # noqa: E731
+        gaps[control] = score(longs) - score(["green quick", "stone"])
+        marker = rater.score_texts([prompt], ["green quick zebra"])[0] - rater.score_texts([prompt], ["green quick table"])[0]
+        assert marker > 0, control  # both learn the marker
+    # the pairs' rater had β = 1 (seeds 0–2 of this data: β̂ 1.2–1.5, the gap 0.96–2.41 → −0.7 to 0.75 at most)
+    assert "length_beta" not in results[False] and results[True]["length_beta"] > 0.5
+    assert abs(gaps[True]) < abs(gaps[False]) / 2, gaps  # the taste for length went to β, not into the reward
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm_True" / "model").state_dict()
+    assert not any(BETA_PARAM in k for k in saved)
+
+
+def test_length_control_config_errors(tmp_path):
+    from postlab.errors import ConfigError
+    from postlab.train.rm import RMConfig
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", _marker_pairs(8, 0))
+    with pytest.raises(ConfigError, match="length_control: not combined with optim.fsdp"):
+        RMConfig(model="tiny", data={"train_file": str(train_file)}, length_control=True, optim={"fsdp": True}).check()

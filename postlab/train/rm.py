@@ -24,7 +24,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from postlab.algos.reward import bradley_terry_loss
+import math
+
+from postlab.algos.reward import bradley_terry_loss, length_controlled_bt_loss
 from postlab.config import Section
 from postlab.data.preferences import PreferencePair, encode_response, load_preferences
 from postlab.data.split import split_holdout
@@ -66,6 +68,7 @@ class RMConfig(Section):
     data: RMDataConfig
     margin: Literal["none", "strength"] = Field("none", description="BT margin term: none, or from the strength label (slightly 0 / better 0.5 / much 1)")
     clear_margin: float = Field(0.3, gt=0, le=1, description="gold margin at or above which a held-out pair counts for accuracy_vs_gold")
+    length_control: bool = Field(False, description="Bradley–Terry with a length term (algos.reward.length_controlled_bt_loss): a learned β takes the raters' taste for length and the reward is kept uncorrelated with length in each batch, so it scores the rest; β is reported as length_beta and is not part of the saved model")
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-5, batch_size=8, epochs=1.0, warmup_steps=5),
                                description="optimiser and loop (batch_size counts pairs)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters (the score head trains fully)")
@@ -78,6 +81,8 @@ class RMConfig(Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="eval, checkpoints, logging")
 
     def check(self) -> None:
+        if self.length_control and self.optim.fsdp:
+            raise ConfigError("length_control: not combined with optim.fsdp (its β is one unsharded scalar)")
         super().check()
         if self.trainable_layers and self.lora.enabled:
             raise ConfigError("trainable_layers: choose either trainable_layers or lora.enabled=true, not both")
@@ -91,6 +96,8 @@ class PairBatch:
     attention_mask: torch.Tensor  # (2B, T)
     margin: torch.Tensor  # (B,) BT margin per pair
     gold_margin: torch.Tensor  # (B,) gold(chosen) − gold(rejected); NaN when unknown
+    length_chosen: torch.Tensor | None = None  # (B,) log(1 + words) of each chosen response
+    length_rejected: torch.Tensor | None = None  # (B,) and of each rejected one
 
 
 def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,6 +116,18 @@ def _accuracy_vs_gold(diff: torch.Tensor, gold: torch.Tensor, clear: float) -> t
     return (float(((diff[keep] > 0) == (gold[keep] > 0)).float().mean()) if n else float("nan")), n
 
 
+# length_control's β is stored as BETA_SCALE · b: one scalar that every pair informs, it would crawl at the head's
+# learning rate (Adam moves a parameter about lr per step: 3e-4 × 100 steps against a β near 0.3).
+BETA_SCALE = 100.0
+BETA_PARAM = "rm_length_beta"
+
+
+def length_beta(model) -> torch.Tensor | None:
+    """length_control's β (0-dim), or None when the model has none."""
+    b = getattr(model, BETA_PARAM, None)
+    return None if b is None else b * BETA_SCALE
+
+
 @dataclass
 class RewardObjective:
     pad_id: int
@@ -117,7 +136,9 @@ class RewardObjective:
     def collate(self, examples: list[dict]) -> PairBatch:
         ids, mask = _pad([e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples], self.pad_id)
         return PairBatch(ids, mask, torch.tensor([e["margin"] for e in examples], dtype=torch.float32),
-                         torch.tensor([e["gold_margin"] for e in examples], dtype=torch.float32))
+                         torch.tensor([e["gold_margin"] for e in examples], dtype=torch.float32),
+                         torch.tensor([e.get("length_chosen", 0.0) for e in examples], dtype=torch.float32),
+                         torch.tensor([e.get("length_rejected", 0.0) for e in examples], dtype=torch.float32))
 
     def units(self, batch: PairBatch) -> int:
         return batch.margin.numel()
@@ -143,7 +164,12 @@ class RewardObjective:
     def loss(self, model, batch: PairBatch, total_units: int):
         r_c, r_r = self._rewards(model, batch)
         margin = batch.margin.to(r_c.device)
-        return bradley_terry_loss(r_c, r_r, margin if bool(margin.any()) else None, total_units)
+        margin = margin if bool(margin.any()) else None
+        beta = length_beta(model)
+        if beta is not None:
+            return length_controlled_bt_loss(r_c, r_r, batch.length_chosen.to(r_c.device),
+                                             batch.length_rejected.to(r_c.device), beta, margin, total_units)
+        return bradley_terry_loss(r_c, r_r, margin, total_units)
 
     @torch.no_grad()
     def evaluate(self, model, examples: Sequence[dict], batch_size: int) -> dict[str, float]:
@@ -283,13 +309,21 @@ def encode_pairs(tok, pairs: list[PreferencePair], cfg: RMConfig, source: str) -
             continue
         margin = STRENGTH_MARGINS.get(p.strength or "", 0.0) if cfg.margin == "strength" else 0.0
         out.append({"chosen_ids": c, "rejected_ids": r, "margin": margin,
-                    "gold_margin": float("nan") if p.gold_margin is None else p.gold_margin})
+                    "gold_margin": float("nan") if p.gold_margin is None else p.gold_margin,
+                    "length_chosen": _log_length(p.chosen), "length_rejected": _log_length(p.rejected)})
     if skipped:
         print(f"warning: {source}: {skipped} pair(s) longer than data.max_seq_len={cfg.data.max_seq_len} skipped",
               file=sys.stderr)
     if not out:
         raise DataError(f"{source}: no usable preference pairs")
     return out
+
+
+def _log_length(response: str) -> float:
+    """ℓ = log(1 + words), the length the simulated raters' verbosity bias reads (postlab.raters.simulated)."""
+    from postlab.raters.simulated import num_words
+
+    return math.log1p(num_words(response))
 
 
 def split_by_prompt(pairs: list[PreferencePair], fraction: float, seed: int):
@@ -358,6 +392,8 @@ def train(cfg: RMConfig) -> dict:
         print(f"rm: cached the inputs of layer {start} for {cache.num_sequences} distinct sequences "
               f"({cache.h.numel() * 4 / 2**30:.2f} GiB, {cfg.activation_cache})", file=sys.stderr)
         objective = CachedRewardObjective(pad_id=tok.pad_token_id, clear_margin=cfg.clear_margin, cache=cache)
+    if cfg.length_control:
+        model.register_parameter(BETA_PARAM, torch.nn.Parameter(torch.zeros((), device=next(model.parameters()).device)))
     trainable, total = count_parameters(model)
     print(f"rm: {len(examples)} train / {len(eval_examples)} held-out pairs; training {trainable:,} of "
           f"{total:,} parameters", file=sys.stderr)
@@ -368,13 +404,18 @@ def train(cfg: RMConfig) -> dict:
     finally:
         if isinstance(objective, CachedRewardObjective):
             objective.cache.close()
+    beta = length_beta(model)
+    if beta is not None:
+        beta = float(beta.detach())
+        delattr(model, BETA_PARAM)  # not part of the reward model: its head alone is the reward
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     setattr(inner.config, OFFSET_KEY, offset)
     ev = result.eval_metrics
     summary = {"model": str(out / "model"), "train_pairs": len(examples), "eval_pairs": len(eval_examples),
                "accuracy_vs_labels": ev.get("eval_rewards/accuracies"), "accuracy_vs_gold": ev.get("eval_accuracy_vs_gold"),
                "gold_clear_pairs": ev.get("eval_gold_clear_pairs"), "clear_margin": cfg.clear_margin,
-               "eval_loss": ev.get("eval_loss"), "reward_offset": offset, "steps": result.state.step}
+               "eval_loss": ev.get("eval_loss"), "reward_offset": offset, "steps": result.state.step,
+               **({"length_beta": beta} if beta is not None else {})}
     summary = finite(summary)
     full = distributed.full_state_dict(model)  # optim.fsdp: every rank sends its shards to rank 0
     if distributed.is_main():  # under torchrun, rank 0 alone writes
