@@ -236,7 +236,10 @@ def evaluate_test_time(cfg: EvalConfig, items: list[Item]) -> dict:
         if cfg.rm is not None:
             from postlab.raters.reward_model import RewardModelRater
 
-            rm_flat = RewardModelRater(cfg.rm).score_texts([it.messages for it in jobs], [r.text for r in responses])
+            from postlab.models.prepare import pick_device
+
+            rater = RewardModelRater(cfg.rm, device=str(pick_device(cfg.device)), bf16=cfg.dtype == "bf16")
+            rm_flat = rater.score_texts([it.messages for it in jobs], [r.text for r in responses])
             for row, s in zip(rows, rm_flat):
                 row["rm"] = s
         per_item = lambda xs: [xs[i * N:(i + 1) * N] for i in range(len(items))]  # noqa: E731

@@ -23,6 +23,7 @@ from postlab.config import Section
 from postlab.data.jsonl import read_jsonl
 from postlab.errors import ConfigError, DataError
 from postlab.machine import AutoDType
+from postlab.models.prepare import pick_device
 from postlab.evals.generate import generate_responses
 from postlab.evals.harness import load_engine
 from postlab.raters.gold import GoldRater
@@ -155,7 +156,9 @@ def run(cfg: BoNConfig) -> dict:
                                        desc=f"sample {N} per prompt")
         del engine
         texts = [r.text for r in responses]
-    rm = RewardModelRater(cfg.rm)
+    # on the sampling device, and under bf16 autocast when sampling is bf16 (as the reward model trains; twice as fast
+    # as fp32 where bf16 is the faster: 12,288 samples of 64 tokens took over half an hour in fp32 on a 2-core CPU)
+    rm = RewardModelRater(cfg.rm, device=str(pick_device(cfg.device)), bf16=cfg.dtype == "bf16")
     proxy_flat = rm.score_texts([it.messages for it in jobs], texts)
     gold_rater = GoldRater()
     gold_flat = [gold_rater.score(it, t) for it, t in zip(jobs, texts)]
