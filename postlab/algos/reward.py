@@ -19,15 +19,19 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin:
     diff = r_chosen.float() - r_rejected.float()  # (B,)
     z = diff - margin.float() if margin is not None else diff
     loss = -F.logsigmoid(z).sum() / N
-    d = diff.detach()
-    stats = {
+    return loss, _pair_stats(loss, r_chosen, r_rejected, N)
+
+
+def _pair_stats(loss: torch.Tensor, r_chosen: torch.Tensor, r_rejected: torch.Tensor, N: int) -> dict[str, float]:
+    """A micro-batch's contributions to the step means of TRL's reward-trainer metrics."""
+    d = (r_chosen.float() - r_rejected.float()).detach()
+    return {
         "loss": loss.item(),
         "rewards/chosen": r_chosen.detach().float().sum().item() / N,
         "rewards/rejected": r_rejected.detach().float().sum().item() / N,
         "rewards/accuracies": (d > 0).float().sum().item() / N,
         "rewards/margins": d.sum().item() / N,
     }
-    return loss, stats
 
 
 
@@ -56,14 +60,6 @@ def length_controlled_bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, 
     rc, lc = r - r.mean(), ell - ell.mean()
     rho = (rc * lc).sum() / (rc.norm() * lc.norm()).clamp_min(1e-8)  # 0 when either is constant
     loss = -F.logsigmoid(z).sum() / N + decorrelation * (B / N) * rho ** 2
-    d = diff.detach()
-    stats = {
-        "loss": loss.item(),
-        "rewards/chosen": r_chosen.detach().float().sum().item() / N,
-        "rewards/rejected": r_rejected.detach().float().sum().item() / N,
-        "rewards/accuracies": (d > 0).float().sum().item() / N,
-        "rewards/margins": d.sum().item() / N,
-        "length/beta": float(beta.detach()) * B / N,  # a micro-batch's share: the step's stats sum to β
-        "length/reward_corr": float(rho.detach()) * B / N,
-    }
-    return loss, stats
+    return loss, {**_pair_stats(loss, r_chosen, r_rejected, N),
+                  "length/beta": float(beta.detach()) * B / N,  # a micro-batch's share: the step's stats sum to β
+                  "length/reward_corr": float(rho.detach()) * B / N}
