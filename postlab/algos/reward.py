@@ -34,7 +34,6 @@ def _pair_stats(loss: torch.Tensor, r_chosen: torch.Tensor, r_rejected: torch.Te
     }
 
 
-
 def length_controlled_bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, l_chosen: torch.Tensor,
                               l_rejected: torch.Tensor, beta: torch.Tensor, margin: torch.Tensor | None = None,
                               total_pairs: int | None = None, decorrelation: float = 1.0
