@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import sys
 from collections.abc import Sequence
@@ -23,8 +24,6 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-
-import math
 
 from postlab.algos.reward import bradley_terry_loss, length_controlled_bt_loss
 from postlab.config import Section
