@@ -267,7 +267,8 @@ def test_length_control_moves_the_taste_for_length_out_of_the_reward(tmp_path):
         gaps[control] = score(longs) - score(["green quick", "stone"])
         marker = rater.score_texts([prompt], ["green quick zebra"])[0] - rater.score_texts([prompt], ["green quick table"])[0]
         assert marker > 0, control  # both learn the marker
-    # the pairs' rater had β = 1 (seeds 0–2 of this data: β̂ 1.2–1.5, the gap 0.96–2.41 → −0.7 to 0.75 at most)
+    # the pairs' rater had β = 1 (seeds 0–2 of this data: β̂ 1.2–1.5; the long − short gap 0.96–2.41 without
+    # length control, −0.09 to −0.70 with it)
     assert "length_beta" not in results[False] and results[True]["length_beta"] > 0.5
     assert abs(gaps[True]) < abs(gaps[False]) / 2, gaps  # the taste for length went to β, not into the reward
     saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm_True" / "model").state_dict()
