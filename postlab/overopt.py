@@ -354,13 +354,11 @@ def bon_curve(samples: str, ns: list[int]) -> dict:
     """Best-of-n gain over π_init for every n: postlab bon's exact all-subsets expectation applied to
     per-prompt centred scores (E_n is linear and its weights sum to 1, so E_n[v − c] = E_n[v] − c;
     the n = 1 point is 0 and the standard errors are paired)."""
-    from postlab.train.bon import best_of_n_expectation, summarize
+    from postlab.train.bon import summarize
 
     proxy, gold = _per_prompt(samples)
-    P, G = _centred(proxy), _centred(gold)
-    rows = summarize(P, G, ns)
-    at = lambda n, v: [best_of_n_expectation(p, x, n) for p, x in zip(P, v)]  # noqa: E731
-    turn = downturn([at(n, G) for n in sorted(set(ns))], [at(n, P) for n in sorted(set(ns))])
+    rows = summarize(_centred(proxy), _centred(gold), ns)
+    turn = downturn(*_bon_points(samples, ns))
     return {"n": [r["n"] for r in rows], "kl": [r["kl"] for r in rows], "sqrt_kl": [r["sqrt_kl"] for r in rows],
             "gold": [r["gold"] for r in rows], "gold_se": [r["gold_se"] for r in rows],
             "proxy": [r["proxy"] for r in rows], "proxy_se": [r["proxy_se"] for r in rows],
@@ -369,17 +367,23 @@ def bon_curve(samples: str, ns: list[int]) -> dict:
             "downturn": turn}
 
 
-def bon_named_downturn(samples: str, ns: list[int], named: int) -> dict:
-    """``downturn`` of one best-of-n curve from the n named in advance (not the data's peak) to the largest n."""
+def _bon_points(samples: str, ns: list[int]) -> tuple[list[list[float]], list[list[float]]]:
+    """gold[t][j], proxy[t][j]: prompt j's centred best-of-n expectation at the t-th n of sorted(set(ns))."""
     from postlab.train.bon import best_of_n_expectation
 
-    ns = sorted(set(ns))
-    if named not in ns or named == ns[-1]:
-        raise ConfigError(f"bon_named_peak: {named} must be one of bon_n below its largest ({ns})")
     proxy, gold = _per_prompt(samples)
     P, G = _centred(proxy), _centred(gold)
     at = lambda n, v: [best_of_n_expectation(p, x, n) for p, x in zip(P, v)]  # noqa: E731
-    return downturn([at(n, G) for n in ns], [at(n, P) for n in ns], peak=ns.index(named))
+    points = sorted(set(ns))
+    return [at(n, G) for n in points], [at(n, P) for n in points]
+
+
+def bon_named_downturn(samples: str, ns: list[int], named: int) -> dict:
+    """``downturn`` of one best-of-n curve from the n named in advance (not the data's peak) to the largest n."""
+    ns = sorted(set(ns))
+    if named not in ns or named == ns[-1]:
+        raise ConfigError(f"bon_named_peak: {named} must be one of bon_n below its largest ({ns})")
+    return downturn(*_bon_points(samples, ns), peak=ns.index(named))
 
 
 def proxy_gaps(samples: dict[int, str], ns: list[int]) -> list[dict]:
