@@ -14,7 +14,8 @@ from postlab.errors import ConfigError, DataError
 from postlab.evals.generate import read_responses
 from postlab.rollout import TorchEngine
 from postlab.tasks.suite import make_item, write_suite
-from postlab.train.sample import SampleConfig, _model_identity, fingerprint_path, sample
+from postlab.train.sample import SampleConfig, fingerprint_path, sample
+from postlab.utils.journal import model_identity as _model_identity
 
 from conftest import conv, write_jsonl
 

@@ -12,6 +12,7 @@ from postlab.data.jsonl import read_jsonl
 from postlab.errors import DataError
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import Item
+from postlab.utils.journal import BatchJournal
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -24,20 +25,32 @@ class Response:
 
 
 def generate_responses(engine: TorchEngine, items: list[Item], sampling: SamplingParams, *, batch_size: int,
-                       progress: bool = True, desc: str = "eval") -> list[Response]:
+                       progress: bool = True, desc: str = "eval", journal: BatchJournal | None = None) -> list[Response]:
     """One response per item, in item order. Items are batched by prompt length (less padding);
-    with a seed, batch b samples with seed + b, so results do not depend on what else runs."""
+    with a seed, batch b samples with seed + b, so results do not depend on what else runs. With a `journal`,
+    each finished batch is recorded there and batches it already holds are not run again, so an interrupted call
+    rerun with the same journal gives what an uninterrupted one would."""
     prompts = engine.encode_prompts([it.messages for it in items])
     order = sorted(range(len(items)), key=lambda i: -len(prompts[i]))
     out: list[Response | None] = [None] * len(items)
+    done = journal.done if journal is not None else {}
     bar = tqdm(total=len(items), desc=desc, unit="resp", disable=not progress)
     for b, start in enumerate(range(0, len(order), batch_size)):
         idx = order[start : start + batch_size]
-        params = sampling if sampling.seed is None else sampling.model_copy(update={"seed": sampling.seed + b})
-        r = engine.generate_ids([prompts[i] for i in idx], params)
-        lengths, reasons = r.response_lengths.tolist(), r.finish_reasons()
-        for j, i in enumerate(idx):
-            out[i] = Response(r.texts[j].strip(), lengths[j], reasons[j])
+        if b in done:
+            rows = done[b]
+            if [row[0] for row in rows] != idx:
+                raise DataError(f"{journal.path}: batch {b} holds other items than this run's (another run's "
+                                "journal?); delete it to start over")
+        else:
+            params = sampling if sampling.seed is None else sampling.model_copy(update={"seed": sampling.seed + b})
+            r = engine.generate_ids([prompts[i] for i in idx], params)
+            rows = [[i, r.texts[j].strip(), n, why]
+                    for j, (i, n, why) in enumerate(zip(idx, r.response_lengths.tolist(), r.finish_reasons()))]
+            if journal is not None:
+                journal.add(b, rows)
+        for i, text, n, why in rows:
+            out[i] = Response(text, n, why)
         bar.update(len(idx))
     bar.close()
     return out  # type: ignore[return-value]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 from postlab.data.chat import Conversation
 from postlab.data.preferences import encode_response
+from postlab.errors import DataError
 from postlab.models.reward import load_reward_model, reward_offset, rewards
 from postlab.raters.base import Preference
 from postlab.tasks.suite import Item
+from postlab.utils.journal import BatchJournal
 
 
 class RewardModelRater:
@@ -25,24 +28,40 @@ class RewardModelRater:
         self.id = f"rm:{path}"
 
     @torch.no_grad()
-    def score_texts(self, prompts: list[Conversation], responses: list[str]) -> list[float]:
+    def score_texts(self, prompts: list[Conversation], responses: list[str], *, progress: bool = False,
+                    journal: BatchJournal | None = None) -> list[float]:
+        """r(x, y) − offset for each pair, in order. Scored in batches of similar length; with a `journal`, each
+        finished batch is recorded there and batches it holds are not scored again (an interrupted call continues)."""
         seqs = [encode_response(self.tokenizer, p, r) for p, r in zip(prompts, responses)]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths together
         out = [0.0] * len(seqs)
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id
-        for s in range(0, len(order), self.batch_size):
+        done = journal.done if journal is not None else {}
+        bar = tqdm(total=len(seqs), desc="score", unit="resp", disable=not progress)
+        for b, s in enumerate(range(0, len(order), self.batch_size)):
             idx = order[s : s + self.batch_size]
-            T = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), T), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), T), dtype=torch.long)
-            for j, i in enumerate(idx):
-                ids[j, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[j, : len(seqs[i])] = 1
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                scores = rewards(self.model, ids.to(device), mask.to(device)).tolist()
-            for j, r in zip(idx, scores):
-                out[j] = r - self.offset
+            if b in done:
+                if [i for i, _ in done[b]] != idx:
+                    raise DataError(f"{journal.path}: batch {b} holds other responses than this run's (another "
+                                    "run's journal?); delete it to start over")
+                scored = done[b]
+            else:
+                T = max(len(seqs[i]) for i in idx)
+                ids = torch.full((len(idx), T), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), T), dtype=torch.long)
+                for j, i in enumerate(idx):
+                    ids[j, : len(seqs[i])] = torch.tensor(seqs[i])
+                    mask[j, : len(seqs[i])] = 1
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    scored = [[i, r - self.offset] for i, r in zip(idx, rewards(self.model, ids.to(device),
+                                                                                mask.to(device)).tolist())]
+                if journal is not None:
+                    journal.add(b, scored)
+            for i, r in scored:
+                out[i] = r
+            bar.update(len(idx))
+        bar.close()
         return out
 
     def score(self, item: Item, response: str) -> float:

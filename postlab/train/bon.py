@@ -31,6 +31,7 @@ from postlab.raters.reward_model import RewardModelRater
 from postlab.rollout import SamplingParams
 from postlab.tasks.suite import load_suite
 from postlab.utils.io import atomic_write_text
+from postlab.utils.journal import BatchJournal, check_fingerprint, digest, model_identity, write_fingerprint
 
 
 class BoNConfig(Section):
@@ -141,25 +142,57 @@ def reuse_samples(path: str, items, N: int) -> list[str]:
     return texts
 
 
+def draw_fingerprint(cfg: BoNConfig, items, N: int) -> dict:
+    """What the samples depend on: a sampling journal of other settings is not continued."""
+    sampling = {f"sampling.{key}": value for key, value in cfg.sampling.model_dump(mode="json").items()}
+    return {"policy": model_identity(cfg.policy), "samples_per_prompt": N, "batch_size": cfg.batch_size,
+            "device": str(pick_device(cfg.device)),
+            "prompts": f"{cfg.suite}, {len(items)} prompts, sha256 {digest([(it.id, it.messages) for it in items])[:16]}",
+            "dtype": cfg.dtype, **sampling}
+
+
+def score_fingerprint(cfg: BoNConfig, jobs, texts: list[str]) -> dict:
+    """What the proxy scores depend on: a scoring journal of another reward model or other responses is not
+    continued."""
+    return {"rm": model_identity(cfg.rm), "dtype": cfg.dtype, "device": str(pick_device(cfg.device)),
+            "responses": f"{len(texts)}, sha256 {digest([[it.id for it in jobs], texts])[:16]}"}
+
+
+def open_journal(path: Path, fingerprint: dict) -> BatchJournal:
+    """A journal that continues an interrupted run of the same settings (else refused), or a new one."""
+    if path.exists():
+        check_fingerprint(path, fingerprint)
+        print(f"bon: continuing {path}", file=sys.stderr)
+    else:
+        write_fingerprint(path, fingerprint)
+    return BatchJournal(path)
+
+
 def run(cfg: BoNConfig) -> dict:
+    """Sampling and scoring are journalled batch by batch in ``out_dir`` (``samples.journal.jsonl``,
+    ``scores.journal.jsonl``): a rerun of an interrupted run continues it and writes what an uninterrupted one
+    would; the journals go once the results are written."""
     out = Path(cfg.out_dir)
     items = load_suite(cfg.suite, split=None if cfg.split == "all" else cfg.split, limit=cfg.limit)
     if not items:
         raise ConfigError(f"suite {cfg.suite!r} has no items in split {cfg.split!r}")
     N = max(cfg.n)
     jobs = [it for it in items for _ in range(N)]
+    journals = []
     if cfg.samples is not None:
         texts = reuse_samples(cfg.samples, items, N)
     else:
+        journals.append(open_journal(out / "samples.journal.jsonl", draw_fingerprint(cfg, items, N)))
         engine = load_engine(cfg.policy, cfg.dtype, cfg.device)
         responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
-                                       desc=f"sample {N} per prompt")
+                                       desc=f"sample {N} per prompt", journal=journals[-1])
         del engine
         texts = [r.text for r in responses]
     # on the sampling device, and under bf16 autocast when sampling is bf16 (as the reward model trains; twice as fast
     # as fp32 where bf16 is the faster: 12,288 samples of 64 tokens took over half an hour in fp32 on a 2-core CPU)
+    journals.append(open_journal(out / "scores.journal.jsonl", score_fingerprint(cfg, jobs, texts)))
     rm = RewardModelRater(cfg.rm, device=str(pick_device(cfg.device)), bf16=cfg.dtype == "bf16")
-    proxy_flat = rm.score_texts([it.messages for it in jobs], texts)
+    proxy_flat = rm.score_texts([it.messages for it in jobs], texts, progress=cfg.progress, journal=journals[-1])
     gold_rater = GoldRater()
     gold_flat = [gold_rater.score(it, t) for it, t in zip(jobs, texts)]
     proxy = [proxy_flat[i * N : (i + 1) * N] for i in range(len(items))]
@@ -172,6 +205,8 @@ def run(cfg: BoNConfig) -> dict:
         for k, (it, t, p, g) in enumerate(zip(jobs, texts, proxy_flat, gold_flat))))
     atomic_write_text(out / "bon.json", json.dumps(result, indent=2) + "\n")
     plot(rows, out / "bon.png", f"best-of-n on {cfg.suite} ({cfg.split}, {len(items)} prompts)")
+    for journal in journals:
+        journal.remove()
     return result
 
 

@@ -15,7 +15,6 @@ two runs' samples in one file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -33,7 +32,8 @@ from postlab.machine import AutoDType
 from postlab.models.load import load_model_and_tokenizer
 from postlab.models.prepare import pick_device
 from postlab.rollout import SamplingParams, TorchEngine
-from postlab.utils.io import atomic_write_text
+from postlab.utils.journal import check_fingerprint, digest, model_identity, write_fingerprint
+from postlab.utils.journal import fingerprint_file as fingerprint_path
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -89,48 +89,16 @@ def load_prompts(path: str) -> list[tuple[str, list[dict]]]:
     return out
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def _model_identity(model: str) -> str:
-    """A built-in name or hub id as it is; a local directory by the content of its files (so a model
-    retrained in place differs, and a moved run directory does not)."""
-    path = Path(model)
-    if not path.is_dir():
-        return model
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f.relative_to(path).as_posix().encode("utf-8") + b"\0")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-    return f"directory with content sha256 {h.hexdigest()[:16]}"
-
-
 def sample_fingerprint(cfg: SampleConfig, prompts: list[tuple[str, list[dict]]]) -> dict:
     """Everything that decides a candidates file's rows: two runs with equal fingerprints write equal files."""
     sampling = {f"sampling.{key}": value for key, value in cfg.sampling.model_dump(mode="json").items()}
-    return {"model": _model_identity(cfg.model), "k": cfg.k, "batch_size": cfg.batch_size, "dtype": cfg.dtype,
-            **sampling, "prompts": f"{len(prompts)} prompts, sha256 {_digest(prompts)[:16]}"}
-
-
-def fingerprint_path(partial: Path) -> Path:
-    return partial.with_name(partial.name + ".fingerprint.json")
+    return {"model": model_identity(cfg.model), "k": cfg.k, "batch_size": cfg.batch_size, "dtype": cfg.dtype,
+            **sampling, "prompts": f"{len(prompts)} prompts, sha256 {digest(prompts)[:16]}"}
 
 
 def check_resumable(partial: Path, fingerprint: dict) -> None:
     """Refuse to continue ``partial`` unless it was written with this ``fingerprint``."""
-    record = fingerprint_path(partial)
-    start_over = f"delete {partial} (and {record.name}) to start over, or rerun with the settings it was written with"
-    if not record.exists():
-        raise ConfigError(f"{partial}: an interrupted sample file with no record of the model, k, sampling and prompts "
-                          f"that wrote it, so it cannot be continued safely; {start_over}")
-    recorded = json.loads(record.read_text())
-    differ = [f"{key}: {recorded.get(key)!r} then, {value!r} now" for key, value in fingerprint.items()
-              if recorded.get(key) != value]
-    if differ:
-        raise ConfigError(f"{partial}: was written with other settings ({'; '.join(differ)}); {start_over}")
+    check_fingerprint(partial, fingerprint, kind="sample file", what="the model, k, sampling and prompts")
 
 
 def context_length(model) -> int | None:
@@ -187,7 +155,7 @@ def sample(cfg: SampleConfig) -> Path:
         partial.write_text("".join(line + "\n" for line in lines[: done * cfg.batch_size]))
         print(f"sample: resuming after {done} of {len(batches)} batches", file=sys.stderr)
     else:
-        atomic_write_text(fingerprint_path(partial), json.dumps(fingerprint, indent=2) + "\n")
+        write_fingerprint(partial, fingerprint)
     bar = tqdm(total=len(jobs), initial=done * cfg.batch_size, desc="sample", unit="resp", disable=not cfg.progress)
     with open(partial, "a", encoding="utf-8") as f:
         for b in range(done, len(batches)):
