@@ -8,6 +8,14 @@ batches for people (or careful readers) to judge without seeing the gold rater's
 writes audit/batch_<k>.jsonl (key, category, messages, response, requirements). Judges write
 audit/labels_<k>.jsonl rows {"key", "checks": [true|false per requirement], "good": bool, "note"};
 `python scripts/audit_sample.py --merge audit/ --out postlab/assets/gold_audit.jsonl` joins them.
+
+A second, blind reading of answers already in the set (how far two readings agree, per check):
+
+    python scripts/audit_sample.py --reread postlab/assets/gold_audit.jsonl --checks honesty:offers_help,chain:no_leak \
+        --batch 76 --out reread/
+
+writes the same batches for every audited answer that holds one of the checks, without its first reading;
+`--merge reread/` joins the labels as before, and `scripts/reader_agreement.py` compares the two readings.
 """
 
 from __future__ import annotations
@@ -51,6 +59,15 @@ def draw(sources: dict[str, Path], per_category: int, seed: int = 0,
     return rows
 
 
+def reread(audit: Path, check_ids: set[str], seed: int = 0) -> list[dict]:
+    """The audited answers that hold one of `check_ids`, shuffled, with their first reading removed."""
+    rows = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+    rows = [{k: v for k, v in r.items() if k != "human"} for r in rows
+            if check_ids & {c["id"] for c in r["checks"]}]
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
 def merge(folder: Path) -> list[dict]:
     keys = json.loads((folder / "keys.json").read_text())  # opaque key -> "source:item_id"
     labels = {}
@@ -84,6 +101,8 @@ def main() -> None:
     p.add_argument("--exclude", type=Path, action="append", default=[],
                    help="an audit set (e.g. postlab/assets/gold_audit.jsonl) whose answers are not drawn again")
     p.add_argument("--merge", type=Path, help="join batch_*.jsonl and labels_*.jsonl of this folder")
+    p.add_argument("--reread", type=Path, help="an audit set: batches of its answers that hold one of --checks, unlabelled")
+    p.add_argument("--checks", default="", help="with --reread: comma-separated check ids")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     if args.merge:
@@ -91,9 +110,12 @@ def main() -> None:
         args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{len(rows)} judged responses -> {args.out}")
         return
-    exclude = set().union(*(judged(p) for p in args.exclude))
-    rows = draw({k: Path(v) for k, v in (s.split("=", 1) for s in args.source)}, args.per_category, args.seed,
-                exclude)
+    if args.reread:
+        rows = reread(args.reread, set(filter(None, args.checks.split(","))), args.seed)
+    else:
+        exclude = set().union(*(judged(p) for p in args.exclude))
+        rows = draw({k: Path(v) for k, v in (s.split("=", 1) for s in args.source)}, args.per_category, args.seed,
+                    exclude)
     args.out.mkdir(parents=True, exist_ok=True)
     # Judges see an opaque key, not which model wrote the answer.
     opaque = {hashlib.sha1(r["key"].encode()).hexdigest()[:10]: r["key"] for r in rows}
