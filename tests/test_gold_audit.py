@@ -72,3 +72,18 @@ def test_the_shipped_audit_set_and_the_rater_still_agree_with_it():
     assert r["response_agreement"]["value"] >= 0.93
     assert r["overall"]["agreement"]["value"] >= 0.88
     assert r["overall"]["recall"]["value"] >= 0.9
+
+
+def test_the_second_reading_matches_the_audit_set():
+    """postlab/assets/gold_audit_reread.jsonl: a second blind reading of audited answers (docs/evals.md), one verdict
+    per requirement of an answer the set holds."""
+    import json
+
+    from postlab.evals.audit import AUDIT_PATH
+
+    first = {r["key"]: r for r in read_audit(AUDIT_PATH)}
+    second = [json.loads(line) for line in AUDIT_PATH.with_name("gold_audit_reread.jsonl").read_text().splitlines()]
+    assert len(second) >= 600 and len({r["key"] for r in second}) == len(second)
+    for r in second:
+        assert r["key"] in first and len(r["human"]["checks"]) == len(first[r["key"]]["checks"])
+        assert all(isinstance(v, bool) for v in r["human"]["checks"]) and "second reading" in r["human"]["judged_by"]
