@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 from postlab.data.chat import Conversation
 from postlab.data.preferences import encode_response
 from postlab.errors import DataError
-from postlab.models.reward import load_reward_model, reward_offset, rewards
+from postlab.models.reward import load_reward_model, reward_offset, rewards, right_pad
 from postlab.raters.base import Preference
 from postlab.tasks.suite import Item
 from postlab.utils.journal import BatchJournal
@@ -47,12 +47,7 @@ class RewardModelRater:
                                     "run's journal?); delete it to start over")
                 scored = done[b]
             else:
-                T = max(len(seqs[i]) for i in idx)
-                ids = torch.full((len(idx), T), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), T), dtype=torch.long)
-                for j, i in enumerate(idx):
-                    ids[j, : len(seqs[i])] = torch.tensor(seqs[i])
-                    mask[j, : len(seqs[i])] = 1
+                ids, mask = right_pad([seqs[i] for i in idx], pad)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     scored = [[i, r - self.offset] for i, r in zip(idx, rewards(self.model, ids.to(device),
                                                                                 mask.to(device)).tolist())]

@@ -34,6 +34,7 @@ from postlab.models.load import check_model_name
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
 from postlab.models.cpu_attention import use_for_training
 from postlab.models.reward import OFFSET_KEY, backbone_and_head, last_token_index, load_reward_model, rewards
+from postlab.models.reward import right_pad as _pad
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
 from postlab.train.loop import TrainResult, latest_checkpoint, start_run_dir, train_loop
@@ -97,16 +98,6 @@ class PairBatch:
     gold_margin: torch.Tensor  # (B,) gold(chosen) − gold(rejected); NaN when unknown
     length_chosen: torch.Tensor | None = None  # (B,) log(1 + words) of each chosen response
     length_rejected: torch.Tensor | None = None  # (B,) and of each rejected one
-
-
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    T = max(len(r) for r in rows)
-    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), T), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
 
 
 def _accuracy_vs_gold(diff: torch.Tensor, gold: torch.Tensor, clear: float) -> tuple[float, int]:
