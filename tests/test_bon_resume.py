@@ -113,3 +113,37 @@ def test_an_interrupted_bon_continues_to_the_same_results(tmp_path, monkeypatch)
     assert journals == []  # a finished run leaves its results only
     assert not fingerprint_file(out / "samples.journal.jsonl").exists()
     assert json.loads((out / "bon.json").read_text())["results"] == whole["results"]
+
+
+@pytest.mark.parametrize("samples", [None, 2])
+def test_an_interrupted_eval_continues_to_the_same_answers(tmp_path, monkeypatch, samples):
+    """`postlab eval` (greedy, or samples= for test-time compute) journals its generation beside out= too."""
+    from postlab.evals.harness import EvalConfig, evaluate, samples_path
+    from postlab.rollout import TorchEngine
+
+    suite = _suite(tmp_path)
+
+    def cfg(out, **kw):
+        return EvalConfig(model="tiny", suite=str(suite), split="all", out=str(out), batch_size=1, dtype="fp32",
+                          progress=False, samples=samples,
+                          sampling={"max_new_tokens": 6, "seed": 0, "temperature": 0.0 if samples is None else 1.0,
+                                    **kw})
+
+    evaluate(cfg(tmp_path / "whole.json"))
+    out = tmp_path / "cut.json"
+    with monkeypatch.context() as m:
+        _counting(m, TorchEngine, "generate_ids", fail_at=3)  # killed on the 3rd item batch
+        with pytest.raises(Interrupt):
+            evaluate(cfg(out))
+    journal = tmp_path / "cut.journal.jsonl"
+    assert len(journal.read_text().splitlines()) == 2
+    with pytest.raises(ConfigError, match="was written with other settings.*sampling.max_new_tokens: 6 then, 7 now"):
+        evaluate(cfg(out, max_new_tokens=7))
+    with monkeypatch.context() as m:
+        calls = _counting(m, TorchEngine, "generate_ids")
+        evaluate(cfg(out))
+    batches = 3 * (samples or 1)
+    assert len(calls) == batches - 2
+    strip = lambda p: [{k: v for k, v in json.loads(line).items()} for line in p.read_text().splitlines()]  # noqa: E731
+    assert strip(samples_path(out)) == strip(samples_path(tmp_path / "whole.json"))
+    assert not journal.exists() and not fingerprint_file(journal).exists()

@@ -43,6 +43,7 @@ from postlab.raters.gold import GoldRater, GoldResult
 from postlab.rollout import SamplingParams, TorchEngine
 from postlab.tasks.suite import Item, load_suite
 from postlab.utils.io import atomic_write_text
+from postlab.utils.journal import BatchJournal, digest, model_identity, open_journal
 
 
 class EvalConfig(Section):
@@ -89,6 +90,17 @@ class EvalConfig(Section):
 def samples_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".samples.jsonl")
+
+
+def generation_journal(cfg: EvalConfig, items: list[Item], per_item: int) -> BatchJournal:
+    """Where an eval's generation is journalled batch by batch (``<stem>.journal.jsonl`` beside ``out``), so the
+    same command after an interruption continues it; one of other settings is refused."""
+    out = Path(cfg.out)
+    sampling = {f"sampling.{key}": value for key, value in cfg.sampling.model_dump(mode="json").items()}
+    fingerprint = {"model": model_identity(cfg.model), "device": str(pick_device(cfg.device)), "dtype": cfg.dtype,
+                   "batch_size": cfg.batch_size, "per_item": per_item, **sampling,
+                   "items": f"{len(items)}, sha256 {digest([(it.id, it.messages) for it in items])[:16]}"}
+    return open_journal(out.with_name(out.stem + ".journal.jsonl"), fingerprint, "eval")
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) postlab runs from
@@ -196,14 +208,18 @@ def evaluate(cfg: EvalConfig) -> dict:
         responses = read_responses(cfg.responses, items)
         model = cfg.responses
     else:
+        journal = generation_journal(cfg, items, 1)
         engine = load_engine(cfg.model, cfg.dtype, cfg.device)
-        responses = generate_responses(engine, items, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress)
+        responses = generate_responses(engine, items, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
+                                       journal=journal)
         model = cfg.model
     summary, rows = grade(items, responses)
     results = {"model": model, "suite": cfg.suite, "split": cfg.split, **summary,
                "samples": str(samples_path(cfg.out)), "config": cfg.model_dump(mode="json"), "meta": run_meta(cfg)}
     atomic_write_text(samples_path(cfg.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     atomic_write_text(Path(cfg.out), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    if cfg.responses is None:
+        journal.remove()
     return results
 
 
@@ -221,9 +237,10 @@ def evaluate_test_time(cfg: EvalConfig, items: list[Item]) -> dict:
 
         responses = [Response(text) for text in reuse_samples(cfg.responses, items, N)]
     else:
+        journal = generation_journal(cfg, items, N)
         engine = load_engine(cfg.model, cfg.dtype, cfg.device)
         responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
-                                       desc=f"sample {N} per item" if N > 1 else "eval")
+                                       desc=f"sample {N} per item" if N > 1 else "eval", journal=journal)
     summary, rows = grade(items, responses[::N])
     section: dict = {}
     if cfg.samples is not None:
@@ -265,6 +282,8 @@ def evaluate_test_time(cfg: EvalConfig, items: list[Item]) -> dict:
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     tt.plot(section, plot_path, f"{model} on {cfg.suite} ({cfg.split}, {len(items)} items)")
     atomic_write_text(Path(cfg.out), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    if cfg.responses is None:
+        journal.remove()
     return results
 
 

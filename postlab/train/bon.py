@@ -31,7 +31,7 @@ from postlab.raters.reward_model import RewardModelRater
 from postlab.rollout import SamplingParams
 from postlab.tasks.suite import load_suite
 from postlab.utils.io import atomic_write_text
-from postlab.utils.journal import BatchJournal, check_fingerprint, digest, model_identity, write_fingerprint
+from postlab.utils.journal import digest, model_identity, open_journal
 
 
 class BoNConfig(Section):
@@ -158,16 +158,6 @@ def score_fingerprint(cfg: BoNConfig, jobs, texts: list[str]) -> dict:
             "responses": f"{len(texts)}, sha256 {digest([[it.id for it in jobs], texts])[:16]}"}
 
 
-def open_journal(path: Path, fingerprint: dict) -> BatchJournal:
-    """A journal that continues an interrupted run of the same settings (else refused), or a new one."""
-    if path.exists():
-        check_fingerprint(path, fingerprint)
-        print(f"bon: continuing {path}", file=sys.stderr)
-    else:
-        write_fingerprint(path, fingerprint)
-    return BatchJournal(path)
-
-
 def run(cfg: BoNConfig) -> dict:
     """Sampling and scoring are journalled batch by batch in ``out_dir`` (``samples.journal.jsonl``,
     ``scores.journal.jsonl``): a rerun of an interrupted run continues it and writes what an uninterrupted one
@@ -182,7 +172,7 @@ def run(cfg: BoNConfig) -> dict:
     if cfg.samples is not None:
         texts = reuse_samples(cfg.samples, items, N)
     else:
-        journals.append(open_journal(out / "samples.journal.jsonl", draw_fingerprint(cfg, items, N)))
+        journals.append(open_journal(out / "samples.journal.jsonl", draw_fingerprint(cfg, items, N), "bon"))
         engine = load_engine(cfg.policy, cfg.dtype, cfg.device)
         responses = generate_responses(engine, jobs, cfg.sampling, batch_size=cfg.batch_size, progress=cfg.progress,
                                        desc=f"sample {N} per prompt", journal=journals[-1])
@@ -190,7 +180,7 @@ def run(cfg: BoNConfig) -> dict:
         texts = [r.text for r in responses]
     # on the sampling device, and under bf16 autocast when sampling is bf16 (as the reward model trains; twice as fast
     # as fp32 where bf16 is the faster: 12,288 samples of 64 tokens took over half an hour in fp32 on a 2-core CPU)
-    journals.append(open_journal(out / "scores.journal.jsonl", score_fingerprint(cfg, jobs, texts)))
+    journals.append(open_journal(out / "scores.journal.jsonl", score_fingerprint(cfg, jobs, texts), "bon"))
     rm = RewardModelRater(cfg.rm, device=str(pick_device(cfg.device)), bf16=cfg.dtype == "bf16")
     proxy_flat = rm.score_texts([it.messages for it in jobs], texts, progress=cfg.progress, journal=journals[-1])
     gold_rater = GoldRater()

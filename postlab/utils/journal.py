@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,15 @@ class BatchJournal:
         self.close()
         self.path.unlink(missing_ok=True)
         fingerprint_file(self.path).unlink(missing_ok=True)
+
+
+def open_journal(path: Path, fingerprint: dict, who: str) -> BatchJournal:
+    """The journal at ``path``: an interrupted run's, continued when it was written with this ``fingerprint``
+    (else refused), or a new one with the fingerprint recorded beside it. ``who`` names the command in the note."""
+    path = Path(path)
+    if path.exists():
+        check_fingerprint(path, fingerprint)
+        print(f"{who}: continuing the interrupted run journalled in {path}", file=sys.stderr)
+    else:
+        write_fingerprint(path, fingerprint)
+    return BatchJournal(path)
