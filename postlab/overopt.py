@@ -240,6 +240,9 @@ class Stages:
         print(f"{tag} finished in {seconds / 60:.1f} min", file=sys.stderr)
         return result
 
+    def done(self, name: str) -> bool:
+        return (self.dir / f"{name}.json").exists()
+
     def timings(self) -> dict[str, float]:
         return {n: json.loads((self.dir / f"{n}.json").read_text())["seconds"] for n in self.names
                 if (self.dir / f"{n}.json").exists()}
@@ -416,17 +419,22 @@ def proxy_gaps(samples: dict[int, str], ns: list[int]) -> list[dict]:
     return gaps
 
 
+def _bon_config(policy: str, rm_dir: str, prompts: dict, reuse: str | None, run_dir: Path, k: Knobs, progress: bool):
+    from postlab.train import bon
+
+    return bon.BoNConfig(policy=policy, rm=rm_dir, suite=prompts["policy"], split="train", n=sorted({1, *k.bon_n}),
+                         out_dir=str(run_dir), samples=reuse, batch_size=k.batch_size,
+                         dtype="bf16" if k.bf16 else "fp32", sampling=_sampling(k), progress=progress)
+
+
 def best_of_n(policy: str, rm_dir: str, prompts: dict, reuse: str | None, run_dir: Path, k: Knobs,
               progress: bool) -> dict:
     """postlab bon against one proxy; the first proxy's run draws the samples, later ones rescore them."""
     from postlab.train import bon
 
-    ns = sorted({1, *k.bon_n})
-    cfg = bon.BoNConfig(policy=policy, rm=rm_dir, suite=prompts["policy"], split="train", n=ns, out_dir=str(run_dir),
-                        samples=reuse, batch_size=k.batch_size, dtype="bf16" if k.bf16 else "fp32",
-                        sampling=_sampling(k), progress=progress)
+    cfg = _bon_config(policy, rm_dir, prompts, reuse, run_dir, k, progress)
     bon.run(cfg)
-    return {"samples": str(run_dir / "samples.jsonl"), "curve": bon_curve(str(run_dir / "samples.jsonl"), ns)}
+    return {"samples": str(run_dir / "samples.jsonl"), "curve": bon_curve(str(run_dir / "samples.jsonl"), cfg.n)}
 
 
 def rl_curve(metrics: list[dict], batch_at: Callable[[int], list], base_gold: dict[str, float],
@@ -706,6 +714,12 @@ def run(cfg: OveroptConfig) -> dict:
     bons, first = {}, out / "bon" / str(sizes[0]) / "samples.jsonl"
     for n in sizes:
         reuse = None if n == sizes[0] else str(first)
+        rest = [m for m in sizes[1:] if not stages.done(f"bon-{m}")]
+        if len(rest) > 1 and n == rest[0]:  # the later proxies rescore the first's samples together (shared layers)
+            from postlab.train import bon
+
+            bon.score_reused([_bon_config(policy, proxies[m]["model"], prompts, reuse, out / "bon" / str(m), k, p)
+                              for m in rest])
         bons[n] = stages.run(f"bon-{n}", lambda n=n, reuse=reuse: best_of_n(
             policy, proxies[n]["model"], prompts, reuse, out / "bon" / str(n), k, p))
     rls = {}

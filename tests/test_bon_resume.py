@@ -147,3 +147,73 @@ def test_an_interrupted_eval_continues_to_the_same_answers(tmp_path, monkeypatch
     strip = lambda p: [{k: v for k, v in json.loads(line).items()} for line in p.read_text().splitlines()]  # noqa: E731
     assert strip(samples_path(out)) == strip(samples_path(tmp_path / "whole.json"))
     assert not journal.exists() and not fingerprint_file(journal).exists()
+
+
+def _proxy_beside(rm: str, out, layers_changed: int, seed: int) -> str:
+    """A copy of the reward model at `rm` with its top `layers_changed` layers and head perturbed: a second proxy
+    sharing the bottom layers, as overopt's proxies trained from one policy do."""
+    import torch
+
+    from postlab.models.reward import load_reward_model
+
+    model, tok = load_reward_model(rm)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.model.layers[len(model.model.layers) - layers_changed:]:
+            for p in layer.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        model.score.weight.add_(0.5 * torch.randn(model.score.weight.shape, generator=g))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def test_proxies_sharing_bottom_layers_score_as_each_alone(tmp_path):
+    import torch
+
+    from postlab.models.reward import load_reward_model, rewards, rewards_sharing_bottom, right_pad, shared_bottom
+
+    suite = _suite(tmp_path)
+    rm = _rm(tmp_path, suite)
+    other = _proxy_beside(rm, tmp_path / "other", layers_changed=1, seed=1)
+    a, tok = load_reward_model(rm)
+    b, _ = load_reward_model(other)
+    L = len(a.model.layers)
+    assert shared_bottom([a, b]) == L - 1 and shared_bottom([a, a]) == L and shared_bottom([a]) == 0
+    ids, mask = right_pad([[5, 6, 7, 8], [9, 10], [11, 12, 13]], tok.pad_token_id)
+    with torch.no_grad():
+        together = rewards_sharing_bottom([a, b], L - 1, ids, mask)
+        alone = [rewards(a, ids, mask), rewards(b, ids, mask)]
+    for t, s in zip(together, alone):
+        assert torch.equal(t, s)  # the same operations on the same numbers
+    assert not torch.allclose(together[0], together[1])  # two different proxies
+    with torch.no_grad():
+        b.model.embed_tokens.weight.add_(1.0)
+    assert shared_bottom([a, b]) == 0
+
+
+def test_bon_runs_rescoring_one_draw_together_match_each_alone(tmp_path, monkeypatch):
+    import postlab.raters.reward_model as rm_module
+    import postlab.train.bon as bon
+
+    suite = _suite(tmp_path)
+    rm = _rm(tmp_path, suite)
+    others = [_proxy_beside(rm, tmp_path / f"p{i}", layers_changed=1, seed=i) for i in (1, 2)]
+    monkeypatch.setattr(bon, "RewardModelRater", functools.partial(rm_module.RewardModelRater, batch_size=4))
+
+    def cfg(rm_dir, out, samples=None):
+        return bon.BoNConfig(policy="tiny", rm=rm_dir, suite=str(suite), split="all", n=[1, 2, 4], out_dir=str(out),
+                             dtype="fp32", batch_size=2, progress=False, samples=samples,
+                             sampling={"max_new_tokens": 6, "seed": 0})
+
+    bon.run(cfg(rm, tmp_path / "first"))
+    drawn = str(tmp_path / "first" / "samples.jsonl")
+    alone = [bon.run(cfg(o, tmp_path / f"alone{i}", drawn)) for i, o in enumerate(others)]
+    bon.score_reused([cfg(o, tmp_path / f"together{i}", drawn) for i, o in enumerate(others)])
+    with monkeypatch.context() as m:  # the runs find every batch scored in their journals
+        scored = _counting(m, rm_module, "rewards")
+        together = [bon.run(cfg(o, tmp_path / f"together{i}", drawn)) for i, o in enumerate(others)]
+    assert len(scored) == 0
+    assert [t["results"] for t in together] == [s["results"] for s in alone]  # the same passes: bit for bit
+    with pytest.raises(ConfigError, match="differ in more than rm"):
+        bon.score_reused([cfg(others[0], tmp_path / "x0", drawn), cfg(others[1], tmp_path / "x1", None)])

@@ -10,6 +10,8 @@ reward differences are the same either way).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from postlab.errors import ModelError
@@ -42,6 +44,56 @@ def load_reward_model(name: str, dtype: torch.dtype = torch.float32):
     model.config.pad_token_id = tok.pad_token_id
     disable_dropout(model)
     return model, tok
+
+
+def layer_view(body, layers: torch.nn.ModuleList, norm: torch.nn.Module):
+    """The backbone running only ``layers`` then ``norm``, sharing their weights. A shallow copy
+    with its own module table, so the backbone's own forward still builds the attention mask,
+    position ids and rotary embeddings (for any transformers version); fed ``inputs_embeds``, it
+    starts from given hidden states instead of the embeddings."""
+    view = copy.copy(body)
+    view._modules = {**body._modules, "layers": layers, "norm": norm}
+    return view
+
+
+def shared_bottom(models) -> int:
+    """How many bottom layers (with the embeddings) the reward models share weight for weight, as proxies trained
+    from one policy with only their top layers do; 0 when they share no layer or are not plain models (peft)."""
+    if len(models) < 2 or any(hasattr(m, "get_base_model") for m in models):
+        return 0
+    bodies = [getattr(m, "model", None) for m in models]
+    if not all(hasattr(b, "layers") and hasattr(b, "embed_tokens") for b in bodies) or \
+            any(len(b.layers) != len(bodies[0].layers) for b in bodies):
+        return 0
+
+    def same(modules) -> bool:
+        first = dict(modules[0].named_parameters())
+        return all(dict(mod.named_parameters()).keys() == first.keys() and
+                   all(torch.equal(p, first[name]) for name, p in mod.named_parameters()) for mod in modules[1:])
+
+    if not same([b.embed_tokens for b in bodies]):
+        return 0
+    shared = 0
+    while shared < len(bodies[0].layers) and same([b.layers[shared] for b in bodies]):
+        shared += 1
+    return shared
+
+
+def rewards_sharing_bottom(models, start: int, input_ids: torch.Tensor,
+                           attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """``rewards`` of each model, with the ``start`` bottom layers they share (``shared_bottom``) run once, from the
+    first model: (B, T) -> one (B,) float32 per model, equal to each model's own ``rewards``."""
+    body = models[0].model
+    position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+    h_s = layer_view(body, body.layers[:start], torch.nn.Identity())(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state  # (B, T, H)
+    idx = last_token_index(attention_mask)
+    out = []
+    for m in models:
+        top = layer_view(m.model, m.model.layers[start:], m.model.norm)
+        h = top(inputs_embeds=h_s, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        out.append(m.score(h[torch.arange(h.size(0), device=h.device), idx]).squeeze(-1).float())
+    return out
 
 
 def backbone_and_head(model):

@@ -27,7 +27,7 @@ from postlab.models.prepare import pick_device
 from postlab.evals.generate import generate_responses
 from postlab.evals.harness import load_engine
 from postlab.raters.gold import GoldRater
-from postlab.raters.reward_model import RewardModelRater
+from postlab.raters.reward_model import RewardModelRater, score_together
 from postlab.rollout import SamplingParams
 from postlab.tasks.suite import load_suite
 from postlab.utils.io import atomic_write_text
@@ -156,6 +156,30 @@ def score_fingerprint(cfg: BoNConfig, jobs, texts: list[str]) -> dict:
     continued."""
     return {"rm": model_identity(cfg.rm), "dtype": cfg.dtype, "device": str(pick_device(cfg.device)),
             "responses": f"{len(texts)}, sha256 {digest([[it.id for it in jobs], texts])[:16]}"}
+
+
+def score_reused(cfgs: list[BoNConfig]) -> None:
+    """Proxy-score one earlier run's samples for several bon runs at once (each cfg's ``samples`` the same file, its
+    ``rm`` its own): the bottom layers the reward models share run once per batch (``score_together``), and each
+    run's scores go to its scoring journal, where its own ``run`` then finds them all."""
+    first = cfgs[0]
+    same = ("samples", "suite", "split", "limit", "n", "dtype", "device", "progress")
+    for c in cfgs[1:]:
+        if any(getattr(c, f) != getattr(first, f) for f in same):
+            raise ConfigError(f"score_reused: the runs differ in more than rm and out_dir (compared: {', '.join(same)})")
+    if first.samples is None:
+        raise ConfigError("score_reused: the runs must rescore an earlier run's samples (samples=)")
+    items = load_suite(first.suite, split=None if first.split == "all" else first.split, limit=first.limit)
+    N = max(first.n)
+    jobs = [it for it in items for _ in range(N)]
+    texts = reuse_samples(first.samples, items, N)
+    journals = [open_journal(Path(c.out_dir) / "scores.journal.jsonl", score_fingerprint(c, jobs, texts), "bon")
+                for c in cfgs]
+    device = str(pick_device(first.device))
+    raters = [RewardModelRater(c.rm, device=device, bf16=c.dtype == "bf16") for c in cfgs]
+    score_together(raters, [it.messages for it in jobs], texts, progress=first.progress, journals=journals)
+    for journal in journals:
+        journal.close()
 
 
 def run(cfg: BoNConfig) -> dict:

@@ -12,7 +12,6 @@ layers below it (``LayerInputCache``), and every step runs only the top N layers
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import random
@@ -34,6 +33,7 @@ from postlab.models.load import check_model_name
 from postlab.models.prepare import apply_lora, count_parameters, pick_device, save_final_model
 from postlab.models.cpu_attention import use_for_training
 from postlab.models.reward import OFFSET_KEY, backbone_and_head, last_token_index, load_reward_model, rewards
+from postlab.models.reward import layer_view
 from postlab.models.reward import right_pad as _pad
 from postlab.train import distributed
 from postlab.train.common import DEVICE_HELP, CheckpointConfig, Device, LoraConfig, OptimConfig
@@ -179,16 +179,6 @@ class RewardObjective:
         acc_gold, n_gold = _accuracy_vs_gold(torch.cat(diffs), torch.cat(golds), self.clear_margin)
         return {**{f"eval_{k}": v for k, v in sums.items()}, "eval_accuracy_vs_gold": acc_gold,
                 "eval_gold_clear_pairs": n_gold}
-
-
-def layer_view(body, layers: torch.nn.ModuleList, norm: torch.nn.Module):
-    """The backbone running only ``layers`` then ``norm``, sharing their weights. A shallow copy
-    with its own module table, so the backbone's own forward still builds the attention mask,
-    position ids and rotary embeddings (for any transformers version); fed ``inputs_embeds``, it
-    starts from given hidden states instead of the embeddings."""
-    view = copy.copy(body)
-    view._modules = {**body._modules, "layers": layers, "norm": norm}
-    return view
 
 
 def freeze_bottom(model, trainable_layers: int) -> int:
