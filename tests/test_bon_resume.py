@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from postlab.errors import ConfigError, DataError
+from postlab.errors import ConfigError, DataError, ModelError
 from postlab.tasks.suite import make_item, write_suite
 from postlab.utils.journal import BatchJournal, fingerprint_file
 
@@ -23,6 +23,11 @@ def test_journal_keeps_whole_lines_and_names_a_bad_one(tmp_path):
     assert again.done == {0: [[3, "a"]], 1: [[1, "b\u2028c"]]}
     again.close()
     assert path.read_text(encoding="utf-8").count("\n") == 2 and not path.read_text().endswith('"res')
+    fresh = BatchJournal(tmp_path / "new.jsonl", {"k": 1})  # nothing is written before the first batch
+    assert not (tmp_path / "new.jsonl").exists() and not fingerprint_file(tmp_path / "new.jsonl").exists()
+    fresh.add(0, "x")
+    fresh.close()
+    assert json.loads(fingerprint_file(tmp_path / "new.jsonl").read_text()) == {"k": 1}
     path.write_text('{"batch": 0, "result": 1}\nnot json\n{"batch": 1, "result": 2}\n')
     with pytest.raises(DataError, match=r"j\.jsonl:2: not a journal line"):
         BatchJournal(path)
@@ -131,6 +136,9 @@ def test_an_interrupted_eval_continues_to_the_same_answers(tmp_path, monkeypatch
 
     evaluate(cfg(tmp_path / "whole.json"))
     out = tmp_path / "cut.json"
+    with pytest.raises(ModelError, match="no such directory"):  # a model that does not load leaves no journal to refuse the corrected rerun
+        evaluate(cfg(out).model_copy(update={"model": str(tmp_path / "no-such-model")}))
+    assert not any("journal" in p.name for p in tmp_path.iterdir())
     with monkeypatch.context() as m:
         _counting(m, TorchEngine, "generate_ids", fail_at=3)  # killed on the 3rd item batch
         with pytest.raises(Interrupt):

@@ -64,11 +64,14 @@ class BatchJournal:
     """Batch index -> its result, kept in a JSONL file of ``{"batch": b, "result": ...}`` lines.
 
     Opening keeps the whole lines and cuts a half-written last one (a kill mid-write); `add` appends and flushes,
-    so at most the batch being run is lost."""
+    so at most the batch being run is lost. A new journal writes nothing (nor its ``fingerprint``) before its
+    first batch: a run that fails before it leaves nothing behind."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, fingerprint: dict | None = None):
         self.path = Path(path)
         self.done: dict[int, Any] = {}
+        self._fingerprint = fingerprint
+        self._file = None
         if self.path.exists():
             lines = self.path.read_text(encoding="utf-8").split("\n")[:-1]  # the part after the last "\n" is cut
             for lineno, line in enumerate(lines, 1):
@@ -79,16 +82,21 @@ class BatchJournal:
                     raise DataError(f"{self.path}:{lineno}: not a journal line ({e}); delete the file to start "
                                     "over") from None
             self.path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
 
     def add(self, batch: int, result: Any) -> None:
+        if self._file is None:
+            if self._fingerprint is not None and not self.path.exists():
+                write_fingerprint(self.path, self._fingerprint)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
         self._file.write(json.dumps({"batch": batch, "result": result}, ensure_ascii=False) + "\n")
         self._file.flush()
         self.done[batch] = result
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def remove(self) -> None:
         """The loop finished and its output is written: the journal and its fingerprint go."""
@@ -104,6 +112,5 @@ def open_journal(path: Path, fingerprint: dict, who: str) -> BatchJournal:
     if path.exists():
         check_fingerprint(path, fingerprint)
         print(f"{who}: continuing the interrupted run journalled in {path}", file=sys.stderr)
-    else:
-        write_fingerprint(path, fingerprint)
-    return BatchJournal(path)
+        return BatchJournal(path)
+    return BatchJournal(path, fingerprint)
