@@ -33,16 +33,11 @@ def generate_responses(engine: TorchEngine, items: list[Item], sampling: Samplin
     prompts = engine.encode_prompts([it.messages for it in items])
     order = sorted(range(len(items)), key=lambda i: -len(prompts[i]))
     out: list[Response | None] = [None] * len(items)
-    done = journal.done if journal is not None else {}
     bar = tqdm(total=len(items), desc=desc, unit="resp", disable=not progress)
     for b, start in enumerate(range(0, len(order), batch_size)):
         idx = order[start : start + batch_size]
-        if b in done:
-            rows = done[b]
-            if [row[0] for row in rows] != idx:
-                raise DataError(f"{journal.path}: batch {b} holds other items than this run's (another run's "
-                                "journal?); delete it to start over")
-        else:
+        rows = journal.recorded(b, idx) if journal is not None else None
+        if rows is None:
             params = sampling if sampling.seed is None else sampling.model_copy(update={"seed": sampling.seed + b})
             r = engine.generate_ids([prompts[i] for i in idx], params)
             rows = [[i, r.texts[j].strip(), n, why]

@@ -7,7 +7,6 @@ from tqdm.auto import tqdm
 
 from postlab.data.chat import Conversation
 from postlab.data.preferences import encode_response
-from postlab.errors import DataError
 from postlab.models.reward import (load_reward_model, reward_offset, rewards, rewards_sharing_bottom, right_pad,
                                    shared_bottom)
 from postlab.raters.base import Preference
@@ -64,14 +63,11 @@ def score_together(raters: list[RewardModelRater], prompts: list[Conversation], 
         idx = order[s : s + first.batch_size]
         todo = []
         for k, journal in enumerate(journals):
-            if journal is not None and b in journal.done:
-                if [i for i, _ in journal.done[b]] != idx:
-                    raise DataError(f"{journal.path}: batch {b} holds other responses than this run's (another "
-                                    "run's journal?); delete it to start over")
-                for i, r in journal.done[b]:
-                    out[k][i] = r
-            else:
+            rows = journal.recorded(b, idx) if journal is not None else None
+            if rows is None:
                 todo.append(k)
+            for i, r in rows or []:
+                out[k][i] = r
         if todo:
             ids, mask = right_pad([seqs[i] for i in idx], first.tokenizer.pad_token_id)
             ids, mask = ids.to(device), mask.to(device)

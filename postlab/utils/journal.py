@@ -83,6 +83,15 @@ class BatchJournal:
                                     "over") from None
             self.path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
+    def recorded(self, batch: int, keys: list) -> list | None:
+        """The recorded rows of ``batch`` (each row's first element its key), or None when it was not run; a batch
+        recorded with other keys is refused (another run's journal)."""
+        rows = self.done.get(batch)
+        if rows is not None and [row[0] for row in rows] != keys:
+            raise DataError(f"{self.path}: batch {batch} holds other rows than this run's (another run's journal?); "
+                            "delete it to start over")
+        return rows
+
     def add(self, batch: int, result: Any) -> None:
         if self._file is None:
             if self._fingerprint is not None and not self.path.exists():
