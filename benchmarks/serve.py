@@ -9,7 +9,8 @@ client alone (single-stream tokens/s) per server. The last lines are the ratios:
     serve continuous vs dynamic: X.XX (tokens/s), p50 latency X.XX
     serve batching speedup: X.XX (continuous tokens/s / batching off)
 
-Mode ``packed`` is continuous batching with one-request decode steps kept on the batch's oneDNN-packed
+Mode ``compiled`` is continuous batching with one-request steps compiled by inductor (``--single-row-layout
+compiled``; the server compiles before it answers). Mode ``packed`` is continuous batching with one-request decode steps kept on the batch's oneDNN-packed
 weights (``--single-row-layout packed``), to compare with the default's measured choice (``single stream,
 one-row layout auto / packed``).
 
@@ -52,6 +53,7 @@ LLAMA_CPP_SAMPLING = {"repeat_penalty": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 
 MODES = {  # mode -> postlab.serve.serve() arguments beside the model
     "continuous": {"continuous": True},  # one-row steps on the layout measured faster at start (the default)
     "packed": {"continuous": True, "single_row": "packed"},  # continuous, one-row steps on the batch's packed weights
+    "compiled": {"continuous": True, "single_row": "compiled"},  # continuous, one-row steps compiled by inductor
     "dynamic": {"continuous": False},
     "off": {"max_batch": 1},
 }
@@ -176,7 +178,7 @@ def bench_round(mode: str, base: str, pid: int, args) -> tuple[Result, Result | 
     """(loaded, single stream or None) for one server."""
     loaded = measure(base, mode, args, args.clients, args.requests, pid)
     single = measure(base, mode, args, 1, args.single_requests, pid) \
-        if mode in ("continuous", "packed") or mode.startswith("llama.cpp") else None
+        if mode in ("continuous", "packed", "compiled") or mode.startswith("llama.cpp") else None
     return loaded, single
 
 
@@ -240,7 +242,8 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=32, help="batch size limit with batching on")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="continuous,dynamic,off", help="comma-separated: continuous, packed (continuous "
-                   "with one-row steps on the packed weights, not the layout measured faster), dynamic, off")
+                   "with one-row steps on the packed weights, not the layout measured faster), compiled (continuous "
+                   "with one-row steps compiled by inductor), dynamic, off")
     p.add_argument("--threads", type=int, default=None, help="threads per server (postlab: OMP_NUM_THREADS, "
                                                               "llama.cpp: --n_threads); default: OMP_NUM_THREADS, else every "
                                                               "core (the tiny model: 1)")
@@ -294,11 +297,13 @@ def main() -> None:
         c, d = median_round(rounds, "continuous", False), median_round(rounds, "dynamic", False)
         print(f"serve continuous vs dynamic: {ratio(rounds, ('continuous', 0), ('dynamic', 0))} (tokens/s), "
               f"p50 latency {c.quantile(0.5) / d.quantile(0.5):.2f}")
-    for mode in args.gguf_of:
-        if "continuous" not in modes:
-            break
-        print(f"single stream postlab / {mode}: {ratio(rounds, ('continuous', 1), (mode, 1))}")
-        print(f"postlab batched / {mode} single stream: {ratio(rounds, ('continuous', 0), (mode, 1))}")
+    for ours in ("continuous", "compiled"):
+        for mode in args.gguf_of if ours in modes else ():
+            tag = "" if ours == "continuous" else f" ({ours})"
+            print(f"single stream postlab{tag} / {mode}: {ratio(rounds, (ours, 1), (mode, 1))}")
+            print(f"postlab batched{tag} / {mode} single stream: {ratio(rounds, (ours, 0), (mode, 1))}")
+    if "continuous" in modes and "compiled" in modes:
+        print(f"single stream, one-row layout compiled / auto: {ratio(rounds, ('compiled', 1), ('continuous', 1))}")
     if "continuous" in modes and "packed" in modes:
         print(f"single stream, one-row layout auto / packed: {ratio(rounds, ('continuous', 1), ('packed', 1))}")
     if "continuous" in modes and "off" in modes:

@@ -11,7 +11,7 @@ completion tokens / wall time including the prompt's prefill; ``--reps`` passes 
 warm-up; the median pass is shown. llama.cpp's own sampling defaults (repeat penalty, top-k, min-p) are off.
 
     .venv/bin/python benchmarks/single_stream.py --model smollm2-135m-instruct [--dtype float32|bfloat16]
-        [--single-row-layout auto|packed|plain] [--llama-cpp-python ~/llvenv/bin/python --llama-cpp-gguf F.gguf ...]
+        [--single-row-layout auto|packed|plain|compiled] [--llama-cpp-python ~/llvenv/bin/python --llama-cpp-gguf F.gguf ...]
 
 Prints tok/s per engine, the tokens each wrote, then `single stream postlab / llama.cpp <precision>`.
 """
@@ -56,6 +56,7 @@ def postlab_passes(args) -> list[tuple[int, float]]:
     model, tok = load_model_and_tokenizer(args.model, dtype={"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype])
     engine = TorchEngine(model=model, tokenizer=tok, single_row=args.single_row_layout)
     print(f"postlab one-row layout: {engine.choose_single_row(1)}", flush=True)
+    engine.warm_up()  # the compiled layout compiles here, not in the timed passes
     params = SamplingParams(temperature=0, max_new_tokens=args.max_tokens)
     prompts = engine.encode_prompts([[{"role": "user", "content": p}] for p in PROMPTS])
     passes = []
@@ -85,7 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--single-row-layout", default="auto", choices=["auto", "packed", "plain"])
+    p.add_argument("--single-row-layout", default="auto", choices=["auto", "packed", "plain", "compiled"])
     p.add_argument("--max-tokens", type=int, default=96)
     p.add_argument("--reps", type=int, default=3, help="passes over the 4 prompts; the first is a warm-up")
     p.add_argument("--threads", type=int, default=None, help="threads per engine (default: OMP_NUM_THREADS, else every core)")

@@ -586,7 +586,9 @@ def serve(
                                           "(each holds a copy of the model's weights)"),
     single_row_layout: str = typer.Option("auto", "--single-row-layout", help="weights of decode steps with one "
                                           "request running, on a CPU: packed (oneDNN, the batch's) | plain (a second "
-                                          "copy, BLAS) | auto (the faster, measured at start)"),
+                                          "copy, BLAS) | auto (the faster, measured at start) | compiled "
+                                          "(a step compiled by inductor before serving: needs g++; fastest on "
+                                          "the CPUs measured, docs/benchmarks.md)"),
 ) -> None:
     from postlab.serve import serve as run_server
 

@@ -12,7 +12,7 @@ from transformers import DynamicCache
 
 from postlab.data.chat import Conversation
 from postlab.models.attention import varying_shape_attention
-from postlab.rollout import llama_decode, static_decode
+from postlab.rollout import compiled_step, llama_decode, static_decode
 from postlab.rollout.sampling import SamplingParams, choose_tokens, choose_tokens_per_row
 from postlab.rollout.types import Rollout
 
@@ -37,7 +37,7 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
-SINGLE_ROW_LAYOUTS = ("packed", "plain", "auto")
+SINGLE_ROW_LAYOUTS = ("packed", "plain", "auto", "compiled")
 
 
 def choose_single_row_layout(packed_ms: float, plain_ms: float, *, margin: float = 0.05) -> str:
@@ -61,9 +61,14 @@ class TorchEngine:
         ``single_row``: the weight layout of lean decode steps that run one row (a server answering one
         request): "packed" (the batch's oneDNN-packed weights), "plain" (a second, row-major copy: a
         matrix-vector product through BLAS, faster on some CPUs) or "auto" (whichever ``choose_single_row``
-        measures faster here). Only CPUs with oneDNN have two layouts; elsewhere every choice is the one."""
+        measures faster here). Only CPUs with oneDNN have two layouts; elsewhere every choice is the one. Or
+        "compiled": one-row steps through a step compiled by inductor (``compiled_step.py``; Llama-style models, a
+        C++ compiler on the PATH; the first one-row step compiles it, about a minute on a 2-core CPU)."""
         if single_row not in SINGLE_ROW_LAYOUTS:
             raise ValueError(f"single_row must be one of {', '.join(SINGLE_ROW_LAYOUTS)}, got {single_row!r}")
+        if single_row == "compiled" and not compiled_step.compiler_available():
+            raise ValueError("single_row='compiled' needs a C++ compiler (g++ or clang++) on the PATH for inductor; "
+                             "install one, or use 'auto'")
         self.single_row = single_row
         self._single_row_choice: dict | None = None
         self.model = model
@@ -74,6 +79,7 @@ class TorchEngine:
         self.last_decode: str | None = None  # how the last generate call decoded: "eager", "static" or "cuda_graph"
         self.fast_decode = fast_decode  # lean decode step for Llama-style models (llama_decode.py)
         self._weights: dict[bool | None, tuple[tuple, llama_decode.DecodeWeights]] = {}  # by DecodeWeights' `packed`
+        self._row_step: tuple[tuple, compiled_step.CompiledRowStep] | None = None  # single_row="compiled"
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
         self.stop_ids = torch.tensor(sorted(set(stop_token_ids or [tokenizer.eos_token_id])), dtype=torch.long)
@@ -91,6 +97,7 @@ class TorchEngine:
         """Drop the cached decode weights: they may alias the model's own tensors, which a sharded model
         frees when it reshards (``distributed.unsharded``); the next generate rebuilds them."""
         self._weights = {}
+        self._row_step = None
 
     def _two_layouts(self) -> bool:
         param = next(self.model.parameters())
@@ -103,7 +110,9 @@ class TorchEngine:
         interleaved tries each), and ``layout``, plain only when it is at least 5% faster. Otherwise the
         configured layout, unmeasured; ``layouts`` is 1 where the weights have one layout (then "packed")."""
         if self._single_row_choice is None:
-            if not self._two_layouts():  # a GPU, no oneDNN, or the generic decode path: one layout
+            if self._compiles_rows():
+                self._single_row_choice = {"layout": "compiled", "measured": False, "layouts": 2}
+            elif not self._two_layouts():  # a GPU, no oneDNN, or the generic decode path: one layout
                 self._single_row_choice = {"layout": "packed", "measured": False, "layouts": 1}
             elif self.single_row != "auto":
                 self._single_row_choice = {"layout": self.single_row, "measured": False, "layouts": 2}
@@ -125,6 +134,27 @@ class TorchEngine:
         if not self._two_layouts() or self.choose_single_row(batch_hint)["layout"] != "plain":
             return None
         return self._decode_weights(1, packed=False)
+
+    def _compiles_rows(self) -> bool:
+        """single_row="compiled" on a Llama-style model on the CPU (elsewhere the configured layouts apply)."""
+        return self.single_row == "compiled" and self.supports_sessions() and \
+            next(self.model.parameters()).device.type == "cpu"
+
+    def row_step(self) -> compiled_step.CompiledRowStep | None:
+        """The compiled one-row step where ``single_row`` is "compiled" (rebuilt, and compiled again, only when the
+        model's parameters changed: meant for serving, not for sampling between training steps), else None."""
+        if not self._compiles_rows():
+            return None
+        key = llama_decode.DecodeWeights.version_key(self.model)
+        if self._row_step is None or self._row_step[0] != key:
+            self._row_step = (key, compiled_step.CompiledRowStep(self.model, self.decode_dtype))
+        return self._row_step[1]
+
+    def warm_up(self) -> None:
+        """Compile what the first request would otherwise wait for (the compiled one-row step): one short greedy
+        decode of a short prompt (of more than one token: a length-1 dimension would be compiled for apart)."""
+        if self.row_step() is not None:
+            self.generate_ids([[self.pad_id] * 4], SamplingParams(temperature=0, max_new_tokens=3, stop_at_eos=False))
 
     def supports_sessions(self) -> bool:
         """Whether ``session()`` works here: continuous decoding runs on the lean Llama decode path only."""
@@ -184,9 +214,13 @@ class TorchEngine:
         positions = (prompt_mask.sum(dim=1) - 1).to(device)  # (B,) position of each row's last prompt token
         was_training = self.model.training
         self.model.eval()
-        fast, cache, single = None, None, None
+        fast, cache, single, row_step = None, None, None, None
         if self.fast_decode and llama_decode.supports(self.model):
-            fast = llama_decode.LlamaDecoder(self._decode_weights(B), batch=B, max_len=P + R)
+            row_step = self.row_step()
+            # With a compiled one-row step the packed weights serve prefills and batches: packed for 16 rows, which
+            # runs a prompt's prefill faster than packing for one (73 against 88 ms for 42 tokens, fp32, 2 cores).
+            hint = B if row_step is None else max(B, 16)
+            fast = llama_decode.LlamaDecoder(self._decode_weights(hint), batch=B, max_len=P + R)
             batch_weights, single = fast.w, self.single_row_weights(B)
             logits = fast.prefill(prompt_ids.to(device), prompt_mask.to(device))  # (B, V)
             if on_step is None and (self.static_decode or (self.static_decode is None and device.type == "cuda")):
@@ -233,7 +267,9 @@ class TorchEngine:
                 break
             attn[:, P + t] = 1
             positions = positions + 1
-            if fast is not None:
+            if fast is not None and row_step is not None and tok.numel() == 1:
+                logits = row_step.step_into(fast.k[:, 0], fast.v[:, 0], P + t, tok, positions, attn[0, : P + t].bool())
+            elif fast is not None:
                 if single is not None:
                     fast.w = single if tok.numel() == 1 else batch_weights
                 logits = fast.step(tok, positions, P + t, attn[:, : P + t + 1].bool())
@@ -298,6 +334,7 @@ class DecodeSession:
         self.engine = engine
         self.weights = engine._decode_weights(batch_hint)
         self.single_weights = engine.single_row_weights(batch_hint)  # for steps with one running row, or None
+        self.row_step = engine.row_step()  # or a compiled step for them
         self.single_row_steps = 0
         self.device = self.weights.embed.device
         self.batch_hint, self.spare_columns = batch_hint, spare_columns
@@ -339,11 +376,16 @@ class DecodeSession:
             if b:
                 self.mask[:b, self.slot] = True
                 positions = torch.tensor([r.prompt_len + r.drawn - 1 for r in self.rows], device=self.device)
-                self.decoder.k, self.decoder.v = self.k[:, :b], self.v[:, :b]
-                single = b == 1 and self.single_weights is not None
-                self.decoder.w = self.single_weights if single else self.weights
-                self.single_row_steps += single
-                parts.append(self.decoder.step(self.tokens, positions, self.slot, self.mask[:b, : self.slot + 1]))
+                if b == 1 and self.row_step is not None:
+                    self.single_row_steps += 1
+                    parts.append(self.row_step.step_into(self.k[:, 0], self.v[:, 0], self.slot, self.tokens, positions,
+                                                         self.mask[0, : self.slot]))
+                else:
+                    self.decoder.k, self.decoder.v = self.k[:, :b], self.v[:, :b]
+                    single = b == 1 and self.single_weights is not None
+                    self.decoder.w = self.single_weights if single else self.weights
+                    self.single_row_steps += single
+                    parts.append(self.decoder.step(self.tokens, positions, self.slot, self.mask[:b, : self.slot + 1]))
                 self.slot += 1
             if self.pending:
                 parts.append(self._join())

@@ -410,6 +410,8 @@ def describe_layout(choice: dict) -> str:
     """``TorchEngine.choose_single_row``'s result in words, for the start-up line."""
     if choice.get("layouts") == 1:
         return "the one weight layout"
+    if choice["layout"] == "compiled":
+        return "a step compiled by inductor"
     text = f"{choice['layout']} weights"
     if choice["measured"]:
         text += f" (measured: packed {choice['packed_ms']:.1f} ms, plain {choice['plain_ms']:.1f} ms per step)"
@@ -427,7 +429,8 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
     ``allowed_hosts`` adds to the loopback names a keyless server answers as (``*``: any);
     ``continuous=False`` batches dynamically (a request waits for the batch it arrived during); ``memory`` names
     a store of per-user adapters (``postlab memory``) served to requests carrying that ``user``; ``single_row`` is
-    the weight layout of decode steps with one request running (``TorchEngine``; "auto" measures at start)."""
+    the weight layout of decode steps with one request running (``TorchEngine``; "auto" measures at start;
+    "compiled" compiles a step with inductor before serving)."""
     import torch
     import uvicorn
 
@@ -455,6 +458,10 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
     def prepare():  # the engine decodes in the batcher's thread; no other live thread may hold an OpenMP team
         lm, tokenizer = load_model_and_tokenizer(model, dtype=dtypes[dtype])
         engine = TorchEngine(model=lm, tokenizer=tokenizer, single_row=single_row)
+        if single_row == "compiled":
+            print("compiling the one-request decode step (about a minute on a 2-core CPU the first time; inductor "
+                  "caches it)", flush=True)
+            engine.warm_up()
         return lm, tokenizer, engine, engine.choose_single_row(max_batch)
 
     lm, tokenizer, engine, layout = in_passing_thread(prepare)

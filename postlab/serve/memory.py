@@ -77,7 +77,9 @@ class AdapterPool:
         engine = TorchEngine(model=model, tokenizer=copy.deepcopy(base.tokenizer),
                              stop_token_ids=base.stop_ids.tolist(), fast_decode=base.fast_decode,
                              decode_dtype=base.decode_dtype,
-                             single_row=base.choose_single_row()["layout"])  # the base's measured choice
+                             # the base's measured choice; an adapter's engine does not compile a step of its own
+                             single_row=layout if (layout := base.choose_single_row()["layout"]) != "compiled"
+                             else "packed")
         self.loads += 1
         log.info("loaded memory adapter %s/%s", version.user, version.name)
         return self.make_batcher(engine)
