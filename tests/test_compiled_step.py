@@ -6,7 +6,7 @@ import torch
 
 from postlab.models.load import load_model_and_tokenizer
 from postlab.rollout import SamplingParams, TorchEngine, compiled_step, llama_decode
-from test_serve_engine import PROMPTS, run_session
+from test_serve_engine import PROMPTS, assert_one_row_sessions_agree
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +68,5 @@ def test_compiled_one_row_steps_draw_what_eager_ones_do(tiny):
         b = compiled.generate_ids(prompts[: len(params)], params)
         assert torch.equal(a.response_ids, b.response_ids)
         torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)
-    schedule = {0: [("a", prompts[0], greedy)], 12: [("b", prompts[1], seeded)]}  # alone, two, alone again
-    sessions = {e: e.session(batch_hint=4) for e in (eager, compiled)}
-    out = {e: run_session(s, schedule) for e, s in sessions.items()}
-    assert sessions[compiled].single_row_steps > 10 and sessions[eager].single_row_steps == 0
-    for name in "ab":
-        assert out[compiled][name][0] == out[eager][name][0], name
-        torch.testing.assert_close(torch.tensor(out[compiled][name][1]), torch.tensor(out[eager][name][1]),
-                                   rtol=1e-4, atol=1e-4)
+    assert_one_row_sessions_agree(eager, compiled, prompts, greedy, seeded)
     assert compiled.row_step().calls > 40

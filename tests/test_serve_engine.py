@@ -259,6 +259,19 @@ def test_single_row_layout_choice_follows_the_measured_times():
         TorchEngine(model=None, tokenizer=None, single_row="fast")
 
 
+def assert_one_row_sessions_agree(reference, other, prompts, greedy, seeded):
+    """A session of ``other`` (whose one-row steps run another way) draws what one of ``reference`` does: a row
+    alone, then beside a second, then alone again; tokens equal, log-probs up to summation order."""
+    schedule = {0: [("a", prompts[0], greedy)], 12: [("b", prompts[1], seeded)]}  # alone, two, alone again
+    sessions = {e: e.session(batch_hint=4) for e in (reference, other)}
+    out = {e: run_session(s, schedule) for e, s in sessions.items()}
+    assert sessions[other].single_row_steps > 10 and sessions[reference].single_row_steps == 0
+    for name in "ab":
+        assert out[other][name][0] == out[reference][name][0], name
+        torch.testing.assert_close(torch.tensor(out[other][name][1]), torch.tensor(out[reference][name][1]),
+                                   rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="two weight layouts need oneDNN")
 def test_one_row_steps_on_plain_weights_draw_what_packed_ones_do(fast_engine):
     """single_row="plain": a session's steps with one running row, and generate's once one row is left,
@@ -271,14 +284,7 @@ def test_one_row_steps_on_plain_weights_draw_what_packed_ones_do(fast_engine):
     prompts = fast_engine.encode_prompts(PROMPTS)
     greedy = SamplingParams(temperature=0, max_new_tokens=30, stop_at_eos=False)
     seeded = SamplingParams(temperature=1.0, max_new_tokens=20, seed=5, stop_at_eos=False)
-    schedule = {0: [("a", prompts[0], greedy)], 12: [("b", prompts[1], seeded)]}  # alone, two, alone again
-    sessions = {e: e.session(batch_hint=4) for e in (fast_engine, plain)}
-    out = {e: run_session(s, schedule) for e, s in sessions.items()}
-    assert sessions[plain].single_row_steps > 10 and sessions[fast_engine].single_row_steps == 0
-    for name in "ab":
-        assert out[plain][name][0] == out[fast_engine][name][0], name
-        torch.testing.assert_close(torch.tensor(out[plain][name][1]), torch.tensor(out[fast_engine][name][1]),
-                                   rtol=1e-4, atol=1e-4)
+    assert_one_row_sessions_agree(fast_engine, plain, prompts, greedy, seeded)
     rows = [[greedy.model_copy(update={"max_new_tokens": n})] for n in (4, 25)]
     a = fast_engine.generate_ids(prompts[:2], [p[0] for p in rows])  # the second row runs alone after 4 steps
     b = plain.generate_ids(prompts[:2], [p[0] for p in rows])
