@@ -63,10 +63,6 @@ class RowStep(nn.Module):
             self.gu.append(param(torch.cat([m.gate_proj.weight, m.up_proj.weight])))
             self.down.append(param(m.down_proj.weight))
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.embed.dtype
-
     def forward(self, token: torch.Tensor, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """token, position: (1,) long; k, v: (L, Hkv, S, D) the row's cached keys (after RoPE) and values;
@@ -108,11 +104,10 @@ class CompiledRowStep:
 
     Call with the same arguments as ``RowStep.forward`` inside ``torch.no_grad()`` or ``inference_mode``."""
 
-    def __init__(self, model, dtype: torch.dtype | None = None, *, autotune: bool = True):
+    def __init__(self, model, dtype: torch.dtype | None = None):
         if not compiler_available():
             raise RuntimeError("a compiled decode step needs a C++ compiler (g++) on the PATH for inductor")
         self.module = RowStep(model, dtype).eval()
-        self.autotune = autotune
         self._compiled = torch.compile(self.module, dynamic=False)
         self.calls = 0
 
@@ -122,7 +117,7 @@ class CompiledRowStep:
         for t, dim in ((k, 2), (v, 2), (valid, 0)):  # the columns so far: one graph for every length
             torch._dynamo.mark_dynamic(t, dim)
         # The settings hold for any recompile too (a KV buffer of another shape); inductor's config is global.
-        with _COMPILE_LOCK, inductor.patch(freezing=True, max_autotune=self.autotune,
+        with _COMPILE_LOCK, inductor.patch(freezing=True, max_autotune=True,
                                            max_autotune_gemm_backends="CPP,ATEN"):
             out = self._compiled(token, position, k, v, valid)
         self.calls += 1
