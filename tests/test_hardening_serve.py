@@ -414,7 +414,10 @@ def test_a_cancelled_handler_counts_its_request_as_abandoned():
     async def cancel_while_waiting():
         http = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive=never)
         task = asyncio.ensure_future(_complete(server, http, protocol.parse_request(json.dumps(chat()).encode())))
-        await asyncio.sleep(0.2)
+        for _ in range(500):  # until the request is queued (tokenising runs in a thread: slower on a busy machine)
+            if server.batcher._queue.qsize():
+                break
+            await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
