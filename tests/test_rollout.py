@@ -192,17 +192,71 @@ def test_decode_weights_follow_parameter_updates():
     assert torch.equal(after.response_ids, reference.response_ids)
 
 
-def test_lora_wrapped_policy_generates_through_the_generic_path():
+def _lora_policy(model, *, r: int = 2, use_dora: bool = False):
+    """A LoRA policy over ``model`` whose adapters change its function (B is zero at init: set it at random)."""
     from postlab.models.prepare import apply_lora
-    from postlab.rollout import llama_decode
     from postlab.train.common import LoraConfig
 
+    if use_dora:
+        from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+        peft_model = get_peft_model(model, PeftLoraConfig(r=r, target_modules=["q_proj", "v_proj"], use_dora=True))
+    else:
+        peft_model = apply_lora(model, LoraConfig(enabled=True, r=r), seed=0)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return peft_model
+
+
+def test_lora_policy_decodes_on_the_lean_path_with_its_adapters_merged():
+    """A LoRA policy (RL with lora.enabled) samples through the lean step, with W + (α/r)·B·A in the copies: the
+    same greedy tokens as its own forward through peft, and the base model's with the adapters disabled."""
+    from postlab.rollout import llama_decode
+
     model, tok = load_model_and_tokenizer("tiny")
-    plain = TorchEngine(model=model, tokenizer=tok).generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=12))
-    peft_model = apply_lora(model, LoraConfig(enabled=True, r=2), seed=0)  # B = 0 at init: same function
-    assert not llama_decode.supports(peft_model)
-    wrapped = TorchEngine(model=peft_model, tokenizer=tok).generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=12))
-    assert torch.equal(plain.response_ids, wrapped.response_ids)
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    base = TorchEngine(model=model, tokenizer=tok, fast_decode=False).generate(PROMPTS, greedy)
+    policy = _lora_policy(model)
+    assert llama_decode.supports(policy)
+    engine = TorchEngine(model=policy, tokenizer=tok)
+    lean = engine.generate(PROMPTS, greedy)
+    generic = TorchEngine(model=policy, tokenizer=tok, fast_decode=False).generate(PROMPTS, greedy)
+    assert torch.equal(lean.response_ids, generic.response_ids)
+    assert not torch.equal(lean.response_ids, base.response_ids)  # the adapters do change the answers
+    torch.testing.assert_close(lean.logprobs, generic.logprobs, atol=1e-4, rtol=0)
+    with policy.disable_adapter():  # the reference policy of a LoRA run: the same engine notices
+        assert torch.equal(engine.generate(PROMPTS, greedy).response_ids, base.response_ids)
+    assert torch.equal(engine.generate(PROMPTS, greedy).response_ids, lean.response_ids)
+
+
+def test_lora_decode_weights_follow_optimizer_steps_on_the_adapters():
+    model, tok = load_model_and_tokenizer("tiny")
+    policy = _lora_policy(model)
+    engine = TorchEngine(model=policy, tokenizer=tok)
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    before = engine.generate(PROMPTS, greedy)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=0.5, fused=True)
+    policy(input_ids=torch.tensor([[5, 6, 7]])).logits.sum().backward()
+    opt.step()
+    after = engine.generate(PROMPTS, greedy)
+    reference = TorchEngine(model=policy, tokenizer=tok, fast_decode=False).generate(PROMPTS, greedy)
+    assert not torch.equal(before.response_ids, after.response_ids)
+    assert torch.equal(after.response_ids, reference.response_ids)
+
+
+def test_dora_adapters_take_the_generic_path():
+    """DoRA rescales each weight column by a learnt magnitude: not a low-rank delta the copies can add."""
+    from postlab.rollout import llama_decode
+
+    model, tok = load_model_and_tokenizer("tiny")
+    policy = _lora_policy(model, use_dora=True)
+    assert not llama_decode.supports(policy)
+    greedy = SamplingParams(temperature=0, max_new_tokens=8)
+    out = TorchEngine(model=policy, tokenizer=tok).generate(PROMPTS, greedy)
+    assert out.response_ids.shape[0] == len(PROMPTS)
 
 
 def test_decode_weights_follow_fused_adamw_steps():

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from postlab.rollout.llama_decode import rms_norm
+from postlab.rollout.llama_decode import base_causal_lm, linear_weight, rms_norm
 
 _COMPILE_LOCK = threading.Lock()  # inductor's config is global: one compile at a time
 
@@ -39,6 +39,7 @@ class RowStep(nn.Module):
 
     def __init__(self, model, dtype: torch.dtype | None = None):
         super().__init__()
+        model = base_causal_lm(model)
         cfg = model.config
         cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
 
@@ -52,16 +53,17 @@ class RowStep(nn.Module):
         self.register_buffer("inv_freq", model.model.rotary_emb.inv_freq.detach().float().clone(), persistent=False)
         self.embed = param(model.model.embed_tokens.weight)
         self.final_norm = param(model.model.norm.weight)
-        self.lm_head = param(model.lm_head.weight)
+        self.lm_head = param(linear_weight(model.lm_head))
         self.ln1, self.qkv, self.o, self.ln2, self.gu, self.down = (nn.ParameterList() for _ in range(6))
+        W = linear_weight  # a LoRA model's adapters merged in
         for layer in model.model.layers:
             a, m = layer.self_attn, layer.mlp
             self.ln1.append(param(layer.input_layernorm.weight))
-            self.qkv.append(param(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])))
-            self.o.append(param(a.o_proj.weight))
+            self.qkv.append(param(torch.cat([W(a.q_proj), W(a.k_proj), W(a.v_proj)])))
+            self.o.append(param(W(a.o_proj)))
             self.ln2.append(param(layer.post_attention_layernorm.weight))
-            self.gu.append(param(torch.cat([m.gate_proj.weight, m.up_proj.weight])))
-            self.down.append(param(m.down_proj.weight))
+            self.gu.append(param(torch.cat([W(m.gate_proj), W(m.up_proj)])))
+            self.down.append(param(W(m.down_proj)))
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,8 +22,58 @@ from postlab.rollout.types import distinct_rows
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 
 
+def base_causal_lm(model):
+    """The causal LM itself, under a peft wrapper (``PeftModel``: a LoRA policy) or not."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _lora_layer(module):
+    """``module`` if it is one of peft's LoRA layers (wrapping a base layer), else None."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # peft is optional here
+        return None
+    return module if isinstance(module, LoraLayer) else None
+
+
+def linear_supported(module) -> bool:
+    """A bias-free ``nn.Linear``, or a peft LoRA layer over one whose adapters are plain low-rank deltas
+    (no DoRA, no fan-in-fan-out): both apply one (out, in) matrix, ``linear_weight``."""
+    lora = _lora_layer(module)
+    if lora is not None:
+        return isinstance(lora.base_layer, torch.nn.Linear) and lora.base_layer.bias is None and \
+            not getattr(lora, "fan_in_fan_out", False) and not any(lora.use_dora.get(a) for a in lora.lora_A)
+    return isinstance(module, torch.nn.Linear) and module.bias is None
+
+
+def linear_weight(module) -> torch.Tensor:
+    """The (out, in) matrix a supported linear layer applies now: its weight, or for a LoRA layer the base weight
+    plus (α/r)·B·A of each active adapter not already merged into it (peft's ``get_delta_weight``), less the merged
+    ones' while adapters are disabled (``disable_adapter()``: the reference policy)."""
+    lora = _lora_layer(module)
+    if lora is None:
+        return module.weight
+    w = lora.base_layer.weight
+    if lora.disable_adapters:
+        deltas, sign = lora.merged_adapters, -1.0
+    else:
+        deltas, sign = [a for a in lora.active_adapters if a in lora.lora_A and a not in lora.merged_adapters], 1.0
+    for a in deltas:
+        w = w + sign * lora.get_delta_weight(a).to(w.dtype)
+    return w
+
+
+def lora_state(model) -> tuple:
+    """What decides a LoRA model's weights besides its parameters: per LoRA layer, whether adapters are disabled,
+    which are merged and which active (empty for a model without LoRA)."""
+    return tuple((m.disable_adapters, tuple(m.merged_adapters), tuple(m.active_adapters))
+                 for m in model.modules() if _lora_layer(m) is not None)
+
+
 def supports(model) -> bool:
-    """True for plain (non-peft) Llama-style causal LMs with default RoPE and no projection biases."""
+    """True for Llama-style causal LMs with default RoPE and no projection biases, plain or with LoRA adapters
+    (a peft policy decodes with its adapters merged into the copies: ``linear_weight``)."""
+    model = base_causal_lm(model)
     cfg = model.config
     if cfg.model_type not in SUPPORTED_MODEL_TYPES or getattr(cfg, "sliding_window", None):
         return False
@@ -31,12 +81,14 @@ def supports(model) -> bool:
     if rope.get("rope_type", "default") != "default":
         return False
     try:
-        attn = model.model.layers[0].self_attn
-        mlp = model.model.layers[0].mlp
+        layers = model.model.layers
+        embed, head = model.model.embed_tokens, model.lm_head
     except AttributeError:
         return False
-    return all(getattr(m, "bias", None) is None for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)) and \
-        all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj")) and isinstance(attn.q_proj, torch.nn.Linear)
+    linears = [head] + [m for layer in layers for m in (
+        layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+        getattr(layer.mlp, "gate_proj", None), getattr(layer.mlp, "up_proj", None), getattr(layer.mlp, "down_proj", None))]
+    return isinstance(embed, torch.nn.Embedding) and all(linear_supported(m) for m in linears)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -102,6 +154,7 @@ class DecodeWeights:
         """`dtype` casts the copies (e.g. bf16 sampling from an fp32 policy being trained). `packed`: None packs
         for oneDNN where it can (``packs_weights``); False keeps plain row-major weights (``x @ W.T``, BLAS),
         which some CPUs run faster at one row (a matrix-vector product): see ``TorchEngine.single_row``."""
+        model = base_causal_lm(model)
         cfg = model.config
         cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
         self.L = cfg.num_hidden_layers
@@ -126,22 +179,24 @@ class DecodeWeights:
             return torch.ops.mkldnn._reorder_linear_weight(w, batch_hint) if use_mkldnn else w
 
         with torch.no_grad():
-            self.lm_head = prep(model.lm_head.weight)
+            W = linear_weight  # a LoRA policy's adapters merged in
+            self.lm_head = prep(W(model.lm_head))
             self.layers = []
             for layer in model.model.layers:
                 a, m = layer.self_attn, layer.mlp
                 self.layers.append((
                     cast(layer.input_layernorm.weight),
-                    prep(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),  # (Hq·D + 2·Hkv·D, C)
-                    prep(a.o_proj.weight),
+                    prep(torch.cat([W(a.q_proj), W(a.k_proj), W(a.v_proj)])),  # (Hq·D + 2·Hkv·D, C)
+                    prep(W(a.o_proj)),
                     cast(layer.post_attention_layernorm.weight),
-                    prep(torch.cat([m.gate_proj.weight, m.up_proj.weight])),  # (2·F, C)
-                    prep(m.down_proj.weight),
+                    prep(torch.cat([W(m.gate_proj), W(m.up_proj)])),  # (2·F, C)
+                    prep(W(m.down_proj)),
                 ))
 
     @staticmethod
     def version_key(model) -> tuple:
-        """Changes whenever any parameter is replaced or updated in place (e.g. by an optimizer step).
+        """Changes whenever any parameter is replaced or updated in place (e.g. by an optimizer step), or a LoRA
+        model's adapters are disabled, merged or switched (``lora_state``).
 
         Version counters alone are not enough: fused AdamW (`torch._fused_adamw_`) updates parameters
         without bumping them. So the key also holds the sum of a strided sample (~4k values) of every
@@ -149,7 +204,7 @@ class DecodeWeights:
         with torch.no_grad():
             sample = [p.detach().reshape(-1)[:: max(1, p.numel() // 4096)].float().sum() for p in model.parameters()]
             fingerprint = tuple(torch.stack(sample).tolist())
-        return tuple((p.data_ptr(), p._version) for p in model.parameters()) + fingerprint
+        return tuple((p.data_ptr(), p._version) for p in model.parameters()) + fingerprint + lora_state(model)
 
 
 class LlamaDecoder:
