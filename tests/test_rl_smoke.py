@@ -51,12 +51,13 @@ def test_grpo_and_rloo_raise_a_synthetic_reward(tmp_path, advantage):
     assert any(changed)
 
 
-def test_ppo_raises_a_synthetic_reward_and_leaves_the_reference_alone(tmp_path):
+@pytest.mark.parametrize("value_head", ["model", "shared"])
+def test_ppo_raises_a_synthetic_reward_and_leaves_the_reference_alone(tmp_path, value_head):
     from postlab.models.load import load_model_and_tokenizer
     from postlab.train.ppo import PPOConfig, train
 
     cfg = PPOConfig(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), prompts_per_step=16,
-                    steps=20, ppo_epochs=2, minibatch_size=8, kl_coef=0.01,
+                    steps=20, ppo_epochs=2, minibatch_size=8, kl_coef=0.01, value_head=value_head,
                     reward={"source": "python:test_rl_smoke:lowercase_reward", "missing_eos_penalty": None},
                     sampling={"max_new_tokens": 12, "temperature": 1.0, "seed": 0},
                     optim={"lr": 1e-2, "bf16": False, "micro_batch_size": 8},
@@ -75,6 +76,51 @@ def test_ppo_raises_a_synthetic_reward_and_leaves_the_reference_alone(tmp_path):
     fresh, _ = load_model_and_tokenizer("tiny")
     trained, _ = load_model_and_tokenizer(str(tmp_path / "run" / "model"))
     assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+
+
+@pytest.mark.parametrize("varied", [False, True], ids=["shared prompts", "plain pass"])
+def test_a_shared_value_head_reads_the_hidden_state_that_predicts_each_token(tmp_path, varied):
+    """V(s_t) from the policy's own pass = head(last hidden state at the position predicting token t), whether the
+    rows share their prompts (the prompt runs once) or not; the log-probs are response_logprobs' own."""
+    from postlab.models.load import load_model_and_tokenizer
+    from postlab.rollout.types import Rollout
+    from postlab.train.rl_common import positions, response_logprobs, response_logprobs_and_values
+
+    model, _ = load_model_and_tokenizer("tiny")
+    g = torch.Generator().manual_seed(0)
+    B, P, R = 4, 6, 5
+    ids = torch.randint(3, 200, (B, P + R), generator=g)
+    if not varied:
+        ids[:, :P] = ids[0, :P]  # one prompt for every row
+    mask = torch.ones_like(ids)
+    if varied:
+        mask[1, :2] = 0  # a shorter, left-padded prompt
+    response_mask = torch.ones(B, R, dtype=torch.long)
+    response_mask[2, 3:] = 0
+    r = Rollout(prompt_ids=ids[:, :P], prompt_mask=mask[:, :P], response_ids=ids[:, P:], response_mask=response_mask,
+                logprobs=torch.zeros(B, R), texts=[""] * B, finished=torch.ones(B, dtype=torch.bool), pad_id=0)
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    with torch.no_grad():
+        logp, ent, values = response_logprobs_and_values(model, head, r, 1.0, entropy=True)
+        want_logp, want_ent = response_logprobs(model, r, 1.0, entropy=True)
+        h = model.model(input_ids=r.input_ids, attention_mask=r.attention_mask,
+                        position_ids=positions(r.attention_mask)).last_hidden_state
+        want = head(h[:, P - 1 : P + R - 1]).squeeze(-1) * response_mask
+    torch.testing.assert_close(logp, want_logp)
+    torch.testing.assert_close(ent, want_ent)
+    torch.testing.assert_close(values, want, atol=1e-5, rtol=1e-4)
+    assert values[2, 3:].eq(0).all() and values[0].ne(0).all()
+
+
+def test_a_shared_value_head_is_refused_where_it_cannot_work(tmp_path):
+    from postlab.errors import ConfigError
+    from postlab.train.ppo import PPOConfig
+
+    base = dict(model="tiny", out_dir=str(tmp_path / "run"), suite=_suite(tmp_path), value_head="shared")
+    with pytest.raises(ConfigError, match="value_model"):
+        PPOConfig(**base, value_model="tiny").check()
+    with pytest.raises(ConfigError, match="fsdp"):
+        PPOConfig(**base, optim={"fsdp": True}).check()
 
 
 def test_rl_recipes_run_the_gold_eval_callback_and_resume(tmp_path):

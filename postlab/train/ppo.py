@@ -38,6 +38,7 @@ from postlab.train.rl_common import (PhaseTimes, RewardConfig, require_sampling_
                                      make_reward_fn, reward_watch, prompt_batches, rank_micro_batches,
                                      RankMicroBatches, reference_mode, refuse_fsdp_where_unsupported,
                                      over_micro_batches_on_ranks, response_logprobs, response_values,
+                                     final_norm, response_logprobs_and_values,
                                      rollout_subset, row_sampling, run_padding, run_rl_loop, sampling_weights,
                                      shard_or_broadcast, share_reward_watch, RolloutWorkersConfig, close_rollout_engine,
                                      push_rollout_weights, ray_rollout_engine, rollout_metrics)
@@ -54,6 +55,10 @@ class PPOConfig(Section):
     split: Literal["train", "test", "all"] = Field("train", description="which split to train on")
     limit: int | None = Field(None, ge=1, description="only the first N items")
     value_model: str | None = Field(None, description="value model init (default: the reward model of reward.source=rm:..., else the policy with a new head)")
+    value_head: Literal["model", "shared"] = Field(
+        "model", description="'model': a value model with its own backbone (value_model); 'shared': a scalar head on "
+        "the policy's last hidden state, one forward and backward for both losses (the value loss, × vf_coef, "
+        "also trains the policy's body)")
     prompts_per_step: int = Field(16, ge=1, description="responses sampled per step (one per prompt)")
     steps: int = Field(50, ge=1, description="PPO steps (each: sample, score, ppo_epochs of updates)")
     ppo_epochs: int = Field(4, ge=1, description="passes over each step's batch")
@@ -97,6 +102,11 @@ class PPOConfig(Section):
         self.rollout.refuse_with_lora(self.lora.enabled)
         if self.minibatch_size > self.prompts_per_step:
             raise ConfigError(f"minibatch_size ({self.minibatch_size}) > prompts_per_step ({self.prompts_per_step})")
+        if self.value_head == "shared" and self.value_model:
+            raise ConfigError("value_model: a shared value head sits on the policy, with no model of its own; "
+                              "drop value_model or set value_head=model")
+        if self.value_head == "shared" and self.optim.fsdp:
+            raise ConfigError("value_head=shared is not supported with optim.fsdp; use value_head=model")
 
 
 LOSS_STATS = ("loss/policy", "policy/clipfrac", "policy/approxkl", "val/ratio", "loss/value", "val/clipfrac")
@@ -135,10 +145,19 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
     ref_model = None
     if not cfg.lora.enabled:
         ref_model = load_reference(cfg.model, policy)
-    value_init = cfg.value_model or (cfg.reward.source[3:] if cfg.reward.source.startswith("rm:") else cfg.model)
+    shared_value = cfg.value_head == "shared"
     torch.manual_seed(cfg.optim.seed)
-    value, _ = load_reward_model(value_init)
-    value.to(device)
+    if shared_value:
+        value_init = "a new head on the policy's backbone"
+        if final_norm(policy) is None:
+            raise ConfigError(f"value_head=shared: {cfg.model} has no final norm (model.norm) to read hidden states from")
+        value = torch.nn.Linear(policy.config.hidden_size, 1, device=device)  # (H,) -> V(s)
+        torch.nn.init.normal_(value.weight, std=getattr(policy.config, "initializer_range", 0.02))
+        torch.nn.init.zeros_(value.bias)
+    else:
+        value_init = cfg.value_model or (cfg.reward.source[3:] if cfg.reward.source.startswith("rm:") else cfg.model)
+        value, _ = load_reward_model(value_init)
+        value.to(device)
     modules = PolicyAndValue(policy, value)
     sharded = cfg.optim.fsdp
     shard_or_broadcast(policy, ref_model, world, sharded, value=value)
@@ -156,6 +175,12 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         print(f"ppo: {len(items)} prompts, {cfg.prompts_per_step} per step{ranks}, reward {cfg.reward.source}, value "
               f"from {value_init}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
     bf16, T = cfg.optim.bf16, cfg.sampling.temperature
+
+    def policy_pass(sub: Rollout, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """log π (B, R), its entropy (or None) and V (B, R): one pass with a shared head, else the value model's too."""
+        if shared_value:
+            return response_logprobs_and_values(policy, value, sub, T, entropy=entropy)
+        return *response_logprobs(policy, sub, T, entropy=entropy), response_values(value, sub)
 
     def step(state: TrainState) -> dict:
         beta = state.extra.setdefault("kl_coef", cfg.kl_coef)
@@ -189,13 +214,11 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
         epochs = [minibatches(torch.randperm(B, generator=g).tolist()) for _ in range(cfg.ppo_epochs)]
         first = RankMicroBatches.joined([micro for _, micro in epochs[0]])  # old/ref/value passes see the rows as epoch 1 will
         with timer("logprob"), torch.no_grad(), autocast(policy, bf16):
-            old_logp, ent = over_micro_batches_on_ranks(
-                r, first, 2, lambda sub: response_logprobs(policy, sub, T, entropy=True), device, world)
+            old_logp, ent, old_values = over_micro_batches_on_ranks(
+                r, first, 3, lambda sub: policy_pass(sub, entropy=True), device, world)
             with reference_mode(policy, ref_model) as ref:
                 [ref_logp] = over_micro_batches_on_ranks(r, first, 1, lambda sub: response_logprobs(ref, sub, T)[:1],
                                                          device, world)
-            [old_values] = over_micro_batches_on_ranks(r, first, 1, lambda sub: (response_values(value, sub),),
-                                                       device, world)
         rewards, kl = kl_shaped_rewards(scores, old_logp, ref_logp, mask, beta)
         adv, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         adv = whiten(adv, mask)
@@ -217,8 +240,7 @@ def train(cfg: PPOConfig, callbacks=()) -> dict:
                         sub = rollout_subset(r, idx)
                         Rs, sub_mask = sub.response_ids.size(1), sub.response_mask.float()
                         with autocast(policy, bf16):
-                            logp, _ = response_logprobs(policy, sub, T)
-                            v = response_values(value, sub)
+                            logp, _, v = policy_pass(sub)
                         pg, pst = ppo_policy_loss(logp, old_logp[idx, :Rs], adv[idx, :Rs], sub_mask, cfg.clip, n_tokens)
                         vf, vst = ppo_value_loss(v, old_values[idx, :Rs], returns[idx, :Rs], sub_mask, cfg.vf_clip, n_tokens)
                         backward_share(pg + cfg.vf_coef * vf, sharded, world)

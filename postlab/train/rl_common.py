@@ -144,6 +144,33 @@ def response_values(value_model, rollout: Rollout) -> torch.Tensor:
     return inner.score(h[:, P - 1 : P + R - 1]).squeeze(-1).float() * rollout.response_mask.to(device)
 
 
+def final_norm(model) -> torch.nn.Module | None:
+    """The norm that ends a causal LM's body (its output is the last hidden state the LM head reads), or None."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    norm = getattr(getattr(inner, "model", None), "norm", None)
+    return norm if isinstance(norm, torch.nn.Module) else None
+
+
+def response_logprobs_and_values(model, value_head: torch.nn.Module, rollout: Rollout, temperature: float, *,
+                                 entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """PPO's two needs from one pass of the policy, with a value head on its own backbone (``value_head=shared``):
+    ``response_logprobs`` (B, R) and its entropy, and V(s_t) = head(h_t) (B, R) fp32, h_t the policy's last hidden
+    state at the position that predicts token t (the one its log-probability is read from). The hidden states are
+    the body's final norm output, caught by a hook: the pass is ``response_logprobs``' own, shared prompts and all."""
+    seen: list[torch.Tensor] = []
+    handle = final_norm(model).register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        logp, ent = response_logprobs(model, rollout, temperature, entropy=entropy)
+    finally:
+        handle.remove()
+    h = seen[-1]  # the pass that ran the responses: (B, P + R, H) plain, or (B, R, H) after a shared prompt
+    P, R = rollout.prompt_ids.size(1), rollout.response_ids.size(1)
+    if h.size(1) != R:
+        h = h[:, P - 1 : P + R - 1]
+    values = value_head(h).squeeze(-1).float() * rollout.response_mask.to(h.device)
+    return logp, ent, values
+
+
 @contextmanager
 def reference_mode(policy, ref_model):
     """The frozen reference π_ref: the separate copy if there is one, else the policy with its LoRA
