@@ -23,6 +23,7 @@ from postlab.config import Section
 from postlab.errors import ConfigError
 from postlab.machine import AutoBF16
 from postlab.models.attention import varying_shape_attention
+from postlab.rollout.llama_decode import base_causal_lm
 from postlab.rollout.types import Rollout
 from postlab.tasks.suite import Item
 from postlab.train.common import CheckpointConfig
@@ -146,8 +147,7 @@ def response_values(value_model, rollout: Rollout) -> torch.Tensor:
 
 def final_norm(model) -> torch.nn.Module | None:
     """The norm that ends a causal LM's body (its output is the last hidden state the LM head reads), or None."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    norm = getattr(getattr(inner, "model", None), "norm", None)
+    norm = getattr(getattr(base_causal_lm(model), "model", None), "norm", None)
     return norm if isinstance(norm, torch.nn.Module) else None
 
 
