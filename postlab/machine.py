@@ -9,8 +9,11 @@ defaults to ``auto`` picks the faster of the two on this machine:
 - on a CPU, the faster dtype of a short matmul benchmark (``measure_matmul``: ~1 s per dtype, the
   best call counts, so a busy neighbour has to be busy the whole second to spoil it), bf16 only when it
   is at least ``BF16_MARGIN`` times faster, since autocast adds casts a matmul does not show; the
-  numbers are measured once and cached in ``$POSTLAB_HOME/machine.json``, keyed by CPU model, device,
-  torch version and thread count (delete the file to measure again);
+  numbers are measured once and cached in ``$POSTLAB_HOME/machine.json``, keyed by CPU model, flags, device,
+  torch version and thread count (delete the file to measure again). ``postlab run``, whose time budget
+  rests on them, measures again at every start (``refresh``) and keeps, per dtype, the highest figure seen
+  (``best_seen``): another process on the cores only ever lowers a measurement, and a figure taken beside one
+  would otherwise shrink every later run's plan;
 - unmeasured, by the CPU's flags (``amx_bf16`` / ``avx512_bf16``);
 - ``POSTLAB_DTYPE=fp32|bf16`` overrides the choice (e.g. to pin tests or CI).
 
@@ -120,12 +123,22 @@ def choose_dtype(*, fp32_gflops: float | None, bf16_gflops: float | None, flags:
 
 
 def _cache_key(rec: dict) -> str:
-    return f"{rec['cpu']} | {rec['device_name']} | torch {rec['torch']} | {rec['threads']} threads"
+    # The flags are part of the key: one model name covers CPUs with and without AVX512-BF16 ("AMD EPYC").
+    flags = ",".join(f for f, on in rec["flags"].items() if on) or "-"
+    return f"{rec['cpu']} [{flags}] | {rec['device_name']} | torch {rec['torch']} | {rec['threads']} threads"
 
 
-def probe(*, measure: bool = True, measure_fn=None, device: str | None = None, cpuinfo: str | None = None) -> dict:
+def best_seen(cached: dict | None, fresh: dict[str, float]) -> dict[str, float]:
+    """Per dtype, the higher of a cached and a fresh measurement (GFLOP/s)."""
+    return {k: max(v, (cached or {}).get(k) or 0.0) for k, v in fresh.items()}
+
+
+def probe(*, measure: bool = True, refresh: bool = False, measure_fn=None, device: str | None = None,
+          cpuinfo: str | None = None) -> dict:
     """This machine: CPU model, bf16 flags, cores, torch threads and version, the device, and (when
-    ``measure``) matmul GFLOP/s in fp32 and bf16, from the cache when this machine was measured before."""
+    ``measure``) matmul GFLOP/s in fp32 and bf16, from the cache when this machine was measured before. With
+    ``refresh`` (and ``measure``), measured again even so, and the cache keeps the highest figure seen per dtype
+    (``best_seen``); the record then also holds this measurement as ``measured_now``."""
     import torch
 
     cuda = torch.cuda.is_available() if device is None else device == "cuda"
@@ -139,14 +152,15 @@ def probe(*, measure: bool = True, measure_fn=None, device: str | None = None, c
     except (OSError, ValueError):
         cache = {}
     key = _cache_key(rec)
-    if key in cache:
+    if key in cache and not (refresh and measure):
         rec["matmul_gflops"] = {**cache[key], "cached": True}
     elif measure:
         fn = measure_fn or measure_matmul
-        cache[key] = {**fn(seconds=MATMUL_SECONDS, n=MATMUL_N, device=device), "n": MATMUL_N,
+        fresh = fn(seconds=MATMUL_SECONDS, n=MATMUL_N, device=device)
+        cache[key] = {**best_seen(cache.get(key), fresh), "n": MATMUL_N,
                       "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(path, json.dumps(cache, indent=2) + "\n")
-        rec["matmul_gflops"] = {**cache[key], "cached": False}
+        rec["matmul_gflops"] = {**cache[key], "cached": False, **({"measured_now": fresh} if refresh else {})}
     return rec
 
 
@@ -166,6 +180,9 @@ def describe(rec: dict) -> str:
     mm = rec.get("matmul_gflops")
     speed = (f"matmul fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s{' (cached)' if mm.get('cached') else ''}"
              if mm else "matmul not measured")
+    now = (mm or {}).get("measured_now")
+    if now and any(now[k] < 0.85 * mm[k] for k in now):  # busy now, or slower than before: say which is used
+        speed += f" (the highest seen; measured now fp32 {now['fp32']:.0f}, bf16 {now['bf16']:.0f})"
     where = rec["cpu"] if rec["device"] == "cpu" else f"{rec['device_name']} (host {rec['cpu']})"
     return f"{where}, {rec['cores']} cores, {rec['threads']} torch threads, flags {flags}; torch {rec['torch']}; {speed}"
 
