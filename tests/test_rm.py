@@ -177,6 +177,64 @@ def test_trainable_layers_trains_only_the_top(tmp_path):
             assert not torch.equal(after[name], w), name
 
 
+def test_a_prompts_comparisons_in_one_batch_score_each_response_once():
+    # InstructGPT's batching: 4 responses in all 6 pairs of a prompt are 4 forwards, not 12, for the same loss and
+    # gradient as the 6 pairs batched the old way (each side its own row) and as the pairs one at a time.
+    from postlab.train.rm import RewardObjective, _pad, bradley_terry_loss, group_by_prompt
+
+    torch.manual_seed(0)
+    model, tok = load_reward_model("tiny")
+    prompt = [{"role": "user", "content": "hi"}]
+    seqs = [encode_response(tok, prompt, t) for t in ("ok", "a longer answer here", "mid size", "x y")]
+    pairs = [{"chosen_ids": seqs[i], "rejected_ids": seqs[j], "margin": 0.5 * (i % 2), "gold_margin": 1.0,
+              "prompt_key": "p"} for i in range(4) for j in range(i + 1, 4)]
+    objective = RewardObjective(tok.pad_token_id)
+    (group,) = group_by_prompt(pairs)
+    batch = objective.collate([group])
+    assert batch.input_ids.size(0) == 4 and batch.margin.tolist() == [0.0] * 3 + [0.5] * 2 + [0.0]
+    assert group["num_tokens"] == sum(map(len, seqs))
+    model.train()
+    model.zero_grad()
+    loss, stats = objective.loss(model, batch, 6)
+    loss.backward()
+    grouped = {n: q.grad.clone() for n, q in model.named_parameters()}
+    # reference: every pair's two sides as their own rows, 2B rows, by hand
+    model.zero_grad()
+    ids, mask = _pad([p["chosen_ids"] for p in pairs] + [p["rejected_ids"] for p in pairs], tok.pad_token_id)
+    r = objective.score(model, ids, mask)
+    ref, _ = bradley_terry_loss(r[:6], r[6:], torch.tensor([p["margin"] for p in pairs]), 6)
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-6)
+    for n, q in model.named_parameters():
+        assert torch.allclose(grouped[n], q.grad, atol=1e-6), n
+    # and the same numbers from the same pairs collated ungrouped (duplicates scored once there too)
+    assert objective.loss(model, objective.collate(pairs), 6)[0].item() == pytest.approx(ref.item(), abs=1e-6)
+    assert objective.collate(pairs).input_ids.size(0) == 4
+    model.eval()
+    ev = objective.evaluate(model, [group], batch_size=1)
+    assert ev["eval_gold_clear_pairs"] == 6 and ev["eval_loss"] == pytest.approx(
+        bradley_terry_loss(r[:6].detach(), r[6:].detach(), None, 6)[0].item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("trainable_layers", [0, 1])
+def test_group_by_prompt_trains_and_reports_pairs(tmp_path, trainable_layers):
+    from postlab.train.rm import RMConfig, train
+
+    rows = _marker_pairs(256, 0)
+    for i, r in enumerate(rows):  # 8 pairs a prompt
+        r["prompt_id"], r["prompt"] = str(i // 8), f"Say something {i // 8}."
+    train_file = write_jsonl(tmp_path / "train.jsonl", rows)
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", _marker_pairs(64, 1))
+    cfg = RMConfig(model="tiny", out_dir=str(tmp_path / "rm"), group_by_prompt=True, trainable_layers=trainable_layers,
+                   data={"train_file": str(train_file), "eval_file": str(eval_file)},
+                   optim={"lr": 3e-3, "batch_size": 2, "epochs": 3, "bf16": False, "warmup_steps": 0},
+                   checkpoint={"progress": False})
+    res = train(cfg)
+    assert res["train_pairs"] == 256 and res["eval_pairs"] == 64 and res["gold_clear_pairs"] == 64
+    assert res["steps"] == 3 * 32 // 2  # 32 prompts a pass, 2 a step
+    assert res["accuracy_vs_labels"] >= 0.9 and res["accuracy_vs_gold"] >= 0.9
+
+
 def test_trainable_layers_config_errors(tmp_path):
     from postlab.errors import ConfigError
     from postlab.train.rm import RMConfig, train

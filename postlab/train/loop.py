@@ -152,7 +152,10 @@ def example_index(k: int, n: int, seed: int) -> int:
 
 
 def example_length(example: dict) -> int:
-    """Tokens in an example: the sum over its token-id lists (one sequence, or chosen + rejected)."""
+    """Tokens in an example: its ``num_tokens`` when it says, else the sum over its token-id lists (one
+    sequence, or chosen + rejected)."""
+    if "num_tokens" in example:
+        return example["num_tokens"]
     return sum(len(v) for v in example.values() if isinstance(v, (list, tuple)) and v and isinstance(v[0], int))
 
 

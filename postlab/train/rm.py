@@ -70,7 +70,10 @@ class RMConfig(Section):
     clear_margin: float = Field(0.3, gt=0, le=1, description="gold margin at or above which a held-out pair counts for accuracy_vs_gold")
     length_control: bool = Field(False, description="Bradley–Terry with a length term (algos.reward.length_controlled_bt_loss): a learned β takes the raters' taste for length and the reward is kept uncorrelated with length in each batch, so it scores the rest; β is reported as length_beta and is not part of the saved model")
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-5, batch_size=8, epochs=1.0, warmup_steps=5),
-                               description="optimiser and loop (batch_size counts pairs)")
+                               description="optimiser and loop (batch_size counts pairs, or prompts with group_by_prompt)")
+    group_by_prompt: bool = Field(False, description="all of a prompt's comparisons as one batch element, each response "
+                                  "scored once per step (InstructGPT, Ouyang et al. 2022 §3.5): a response in k pairs costs "
+                                  "one forward, not k; batch_size then counts prompts")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters (the score head trains fully)")
     trainable_layers: int = Field(0, ge=0, description="train only the top N transformer layers + final norm + score head, "
                                   "on the frozen bottom's hidden states computed once per distinct sequence and cached "
@@ -92,12 +95,17 @@ class RMConfig(Section):
 
 @dataclass
 class PairBatch:
-    input_ids: torch.Tensor  # (2B, T) chosen rows then rejected rows, right-padded
-    attention_mask: torch.Tensor  # (2B, T)
+    """B pairs over S ≤ 2B distinct sequences, each scored once: pair i compares row chosen_row[i] with
+    row rejected_row[i]."""
+
+    input_ids: torch.Tensor  # (S, T) the distinct sequences, right-padded, in order of first appearance
+    attention_mask: torch.Tensor  # (S, T)
     margin: torch.Tensor  # (B,) BT margin per pair
     gold_margin: torch.Tensor  # (B,) gold(chosen) − gold(rejected); NaN when unknown
     length_chosen: torch.Tensor | None = None  # (B,) log(1 + words) of each chosen response
     length_rejected: torch.Tensor | None = None  # (B,) and of each rejected one
+    chosen_row: torch.Tensor | None = None  # (B,) long: the row of each pair's chosen sequence
+    rejected_row: torch.Tensor | None = None  # (B,) long: and of its rejected one
 
 
 def _accuracy_vs_gold(diff: torch.Tensor, gold: torch.Tensor, clear: float) -> tuple[float, int]:
@@ -124,11 +132,20 @@ class RewardObjective:
     clear_margin: float = 0.3
 
     def collate(self, examples: list[dict]) -> PairBatch:
-        ids, mask = _pad([e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples], self.pad_id)
-        return PairBatch(ids, mask, torch.tensor([e["margin"] for e in examples], dtype=torch.float32),
-                         torch.tensor([e["gold_margin"] for e in examples], dtype=torch.float32),
-                         torch.tensor([e.get("length_chosen", 0.0) for e in examples], dtype=torch.float32),
-                         torch.tensor([e.get("length_rejected", 0.0) for e in examples], dtype=torch.float32))
+        pairs = pairs_of(examples)
+        rows: dict[tuple[int, ...], int] = {}  # distinct sequence -> its row
+
+        def row(ids) -> int:
+            return rows.setdefault(tuple(ids), len(rows))
+
+        chosen, rejected = [row(p["chosen_ids"]) for p in pairs], [row(p["rejected_ids"]) for p in pairs]
+        ids, mask = _pad([list(s) for s in rows], self.pad_id)
+
+        def column(key: str, default=None) -> torch.Tensor:
+            return torch.tensor([p[key] if default is None else p.get(key, default) for p in pairs], dtype=torch.float32)
+
+        return PairBatch(ids, mask, column("margin"), column("gold_margin"), column("length_chosen", 0.0),
+                         column("length_rejected", 0.0), torch.tensor(chosen), torch.tensor(rejected))
 
     def units(self, batch: PairBatch) -> int:
         return batch.margin.numel()
@@ -147,9 +164,8 @@ class RewardObjective:
         return rewards(model, input_ids.to(device), attention_mask.to(device))
 
     def _rewards(self, model, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        r = self.score(model, batch.input_ids, batch.attention_mask)  # (2B,)
-        B = batch.margin.numel()
-        return r[:B], r[B:]
+        r = self.score(model, batch.input_ids, batch.attention_mask)  # (S,)
+        return r[batch.chosen_row.to(r.device)], r[batch.rejected_row.to(r.device)]  # (B,), (B,)
 
     def loss(self, model, batch: PairBatch, total_units: int):
         r_c, r_r = self._rewards(model, batch)
@@ -167,10 +183,11 @@ class RewardObjective:
         model.eval()
         sums: dict[str, float] = {}
         diffs, golds = [], []
+        total = len(pairs_of(examples))
         for i in range(0, len(examples), batch_size):
             batch = self.collate(list(examples[i : i + batch_size]))
             r_c, r_r = self._rewards(model, batch)
-            _, stats = bradley_terry_loss(r_c, r_r, None, len(examples))
+            _, stats = bradley_terry_loss(r_c, r_r, None, total)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
             diffs.append((r_c - r_r).cpu())
@@ -288,7 +305,7 @@ def encode_pairs(tok, pairs: list[PreferencePair], cfg: RMConfig, source: str) -
             skipped += 1
             continue
         margin = STRENGTH_MARGINS.get(p.strength or "", 0.0) if cfg.margin == "strength" else 0.0
-        out.append({"chosen_ids": c, "rejected_ids": r, "margin": margin,
+        out.append({"chosen_ids": c, "rejected_ids": r, "margin": margin, "prompt_key": p.prompt_id or json.dumps(p.prompt),
                     "gold_margin": float("nan") if p.gold_margin is None else p.gold_margin,
                     "length_chosen": _log_length(p.chosen), "length_rejected": _log_length(p.rejected)})
     if skipped:
@@ -315,9 +332,23 @@ def split_by_prompt(pairs: list[PreferencePair], fraction: float, seed: int):
     return [p for k in train_keys for p in groups[k]], [p for k in eval_keys for p in groups[k]]
 
 
+def pairs_of(examples: Sequence[dict]) -> list[dict]:
+    """The pairs of a list of examples: each is a pair, or (group_by_prompt) a prompt's group of them."""
+    return [p for e in examples for p in e.get("pairs", [e])]
+
+
+def group_by_prompt(examples: list[dict]) -> list[dict]:
+    """One example per prompt holding all its pairs, in order of first appearance; ``num_tokens`` counts its
+    distinct sequences' tokens (what a step runs: ``loop.example_length``)."""
+    groups: dict[str, list[dict]] = {}
+    for e in examples:
+        groups.setdefault(e["prompt_key"], []).append(e)
+    return [{"pairs": ps, "num_tokens": sum(len(s) for s in sequences(ps))} for ps in groups.values()]
+
+
 def sequences(examples: Sequence[dict]) -> list[tuple[int, ...]]:
     """The distinct token sequences (both sides of each pair), sorted."""
-    return sorted({tuple(e[k]) for e in examples for k in ("chosen_ids", "rejected_ids")})
+    return sorted({tuple(p[k]) for p in pairs_of(examples) for k in ("chosen_ids", "rejected_ids")})
 
 
 @torch.no_grad()
@@ -377,6 +408,10 @@ def train(cfg: RMConfig) -> dict:
     trainable, total = count_parameters(model)
     print(f"rm: {len(examples)} train / {len(eval_examples)} held-out pairs; training {trainable:,} of "
           f"{total:,} parameters", file=sys.stderr)
+    n_pairs = len(examples)
+    if cfg.group_by_prompt:
+        examples, eval_examples = group_by_prompt(examples), group_by_prompt(eval_examples)
+        print(f"rm: grouped by prompt: {len(examples)} train / {len(eval_examples)} held-out prompts", file=sys.stderr)
     try:
         result: TrainResult = train_loop(model=model, examples=examples, eval_examples=eval_examples,
                                          objective=objective, optim=cfg.optim, ckpt=cfg.checkpoint, run_dir=out, desc="rm")
@@ -391,7 +426,7 @@ def train(cfg: RMConfig) -> dict:
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     setattr(inner.config, OFFSET_KEY, offset)
     ev = result.eval_metrics
-    summary = {"model": str(out / "model"), "train_pairs": len(examples), "eval_pairs": len(eval_examples),
+    summary = {"model": str(out / "model"), "train_pairs": n_pairs, "eval_pairs": len(pairs_of(eval_examples)),
                "accuracy_vs_labels": ev.get("eval_rewards/accuracies"), "accuracy_vs_gold": ev.get("eval_accuracy_vs_gold"),
                "gold_clear_pairs": ev.get("eval_gold_clear_pairs"), "clear_margin": cfg.clear_margin,
                "eval_loss": ev.get("eval_loss"), "reward_offset": offset, "steps": result.state.step,
