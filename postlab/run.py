@@ -416,25 +416,33 @@ def rm_all_pairs_accuracy(rm_dir: str, prefs: str, candidates: str, k: Knobs, cl
     """The reward model against gold on every pair of candidates of its held-out prompts whose gold margin
     is at least `clear`, labelled or not: the pairs a best-of-n or RL step would meet (the labelled
     held-out pairs are only those the panel agreed on, an easier set)."""
-    import itertools
-
     from postlab.raters.reward_model import RewardModelRater
 
     held = _held_out_prompts(prefs, k)
-    items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in held}
-    texts = {pid: list(dict.fromkeys(t for t, _ in c if t)) for pid, c in _candidates(Path(candidates)).items()
-             if pid in items}
-    rater, gold = RewardModelRater(rm_dir, bf16=k.bf16), GoldRater()
-    right = total = 0
-    for pid, ts in texts.items():
-        proxy = rater.score_texts([items[pid].messages] * len(ts), ts)
+    right, total, prompts = all_pairs_agreement(RewardModelRater(rm_dir, bf16=k.bf16).score_texts, held, candidates, clear)
+    return {"accuracy_vs_gold_all_pairs": right / total if total else None, "gold_clear_pairs_all": total,
+            "held_out_prompts": prompts}
+
+
+def all_pairs_agreement(score_texts, prompt_ids: set[str], candidates: str, clear: float = 0.3) -> tuple[int, int, int]:
+    """(pairs where ``score_texts(prompts, texts)`` orders two candidates as gold does, pairs whose gold margin is at
+    least `clear`, prompts with candidates) over every pair of the distinct candidates of `prompt_ids` (train items)."""
+    import itertools
+
+    items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in prompt_ids}
+    gold, right, total, prompts = GoldRater(), 0, 0, 0
+    for pid, c in _candidates(Path(candidates)).items():
+        if pid not in items:
+            continue
+        prompts += 1
+        ts = list(dict.fromkeys(t for t, _ in c if t))
+        proxy = score_texts([items[pid].messages] * len(ts), ts)
         golds = [gold.score(items[pid], t) for t in ts]
         for (p1, g1), (p2, g2) in itertools.combinations(zip(proxy, golds), 2):
             if abs(g1 - g2) >= clear:
                 total += 1
                 right += (p1 > p2) == (g1 > g2)
-    return {"accuracy_vs_gold_all_pairs": right / total if total else None, "gold_clear_pairs_all": total,
-            "held_out_prompts": len(texts)}
+    return right, total, prompts
 
 
 def best_of_n(rm_dir: str, sft_candidates: str, prefs: str, out: Path, k: Knobs) -> dict:

@@ -171,27 +171,11 @@ def accuracy_on(score: Scorer, pairs: list, clear: float = 0.3) -> tuple[float |
     return sum((a > b) == (p.gold_margin > 0) for a, b, p in zip(rc, rr, keep)) / len(keep), len(keep)
 
 
-def all_pairs_accuracy(score: Scorer, candidates: str, held_ids: set[str], clear: float = 0.3) -> tuple[float | None, int]:
-    """Against gold on every pair of the held-out prompts' candidates whose gold margin is clear (as
-    ``postlab.run.rm_all_pairs_accuracy``)."""
-    import itertools
+def all_pairs_accuracy(score: Scorer, candidates: str, held_ids: set[str]) -> tuple[float | None, int]:
+    """Against gold on every pair of the held-out prompts' candidates whose gold margin is clear."""
+    from postlab.run import all_pairs_agreement
 
-    from postlab.raters.gold import GoldRater
-    from postlab.run import SUITE, _candidates
-    from postlab.tasks.suite import load_suite
-
-    items = {it.id: it for it in load_suite(SUITE, split="train") if it.id in held_ids}
-    gold, right, total = GoldRater(), 0, 0
-    for pid, c in _candidates(Path(candidates)).items():
-        if pid not in items:
-            continue
-        ts = list(dict.fromkeys(t for t, _ in c if t))
-        proxy = score([items[pid].messages] * len(ts), ts)
-        golds = [gold.score(items[pid], t) for t in ts]
-        for (p1, g1), (p2, g2) in itertools.combinations(zip(proxy, golds), 2):
-            if abs(g1 - g2) >= clear:
-                total += 1
-                right += (p1 > p2) == (g1 > g2)
+    right, total, _ = all_pairs_agreement(score, held_ids, candidates)
     return (right / total if total else None), total
 
 
