@@ -21,7 +21,6 @@ sets the reward model's epochs (v4s04e1). Prints one table row per variant and w
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import re
 import sys
@@ -39,7 +38,6 @@ def parse_variant(name: str) -> dict:
 
 
 def main() -> None:
-    global _ORDER
     from postlab.data.preferences import load_preferences
     from postlab.raters import label as labeling
     from postlab.run import SUITE, Knobs
@@ -47,7 +45,7 @@ def main() -> None:
     from postlab.train import loop
     from postlab.train.common import CheckpointConfig, OptimConfig
 
-    _ORDER = loop.ExampleOrder
+    order = loop.ExampleOrder  # the data order; --warm moves its seed per member
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
@@ -93,7 +91,7 @@ def main() -> None:
                 dirs.append(res["model"])
                 continue
             if args.warm:  # the same initialisation, another data order
-                loop.ExampleOrder = functools.partial(_Order, offset=1000 * i)
+                loop.ExampleOrder = lambda n, seed, *a, _i=i, **kw: order(n, seed + 1000 * _i, *a, **kw)
             res = rm.train(rm.RMConfig(
                 model=policy, out_dir=str(d / (f"rm{i}" if i else "rm")), margin="strength",
                 data=rm.RMDataConfig(train_file=str(d / "train.jsonl"), eval_file=str(d / "own_held.jsonl"),
@@ -121,16 +119,6 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-
-
-_ORDER = None
-
-
-class _Order:
-    """``loop.ExampleOrder`` with its seed moved by ``offset``: another data order, the same initialisation."""
-
-    def __new__(cls, n, seed, *a, offset=0, **kw):
-        return _ORDER(n, seed + offset, *a, **kw)
 
 
 def average_weights(dirs: list[str], out: Path) -> str:
