@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 ## The test suite (fast tier; `make test-slow` adds the real-model tier).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 8 --dist worksteal
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

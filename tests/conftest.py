@@ -9,7 +9,10 @@ def pytest_configure(config):
     # Fast tests build the tiny model into a private cache; slow tests use the real cache (the
     # SmolLM2 download is ~93 MB), unless POSTLAB_HOME is already set.
     if not config.getoption("-m") or "slow" not in config.getoption("-m") or "not slow" in config.getoption("-m"):
-        os.environ["POSTLAB_HOME"] = str(Path(config.rootpath) / ".pytest_cache" / "postlab-home")
+        # Under pytest-xdist (`make test` runs `-n auto`) each worker process gets its own home.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        home = "postlab-home" + (f"-{worker}" if worker else "")
+        os.environ["POSTLAB_HOME"] = str(Path(config.rootpath) / ".pytest_cache" / home)
         # Tiny models: with tensors this small, two intra-op threads mostly contend with each other
         # (and with other jobs) on a 2-core machine; one thread each. Subprocesses inherit it.
         os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -63,12 +63,31 @@ def db_url(request, tmp_path):
         pytest.skip("POSTLAB_TEST_DATABASE_URL not set (.ci/run starts PostgreSQL)")
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(PG_URL)
+    url = worker_database(PG_URL)
+    engine = create_engine(url)
     with engine.begin() as conn:  # a clean database for every test
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    return PG_URL
+    return url
+
+
+def worker_database(url: str) -> str:
+    """Under pytest-xdist, a database of each worker's own (``postlab_test_gw1``), created on first use, so that two
+    workers never wipe each other's tables; the given database otherwise."""
+    from sqlalchemy import create_engine, make_url, text
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parsed = make_url(url)
+    name = f"{parsed.database}_{worker}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture
