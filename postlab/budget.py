@@ -54,15 +54,32 @@ FLOORS = {"rs_prompts": 48, "rs_k": 2, "sample_prompts": 32, "rl_steps": 4, "pro
 # A reward model trained on its top layers over cached activations costs this share of full fine-tuning over
 # one epoch, cache included (benchmarks/rm_speed.py: 4.5x faster at N=4, docs/benchmarks.md).
 RM_TOP_LAYERS_COST = 0.22
-# Share of compared pairs a unanimous panel keeps at the default thresholds (5 of 5, mean margin ≥ 0.7):
-# 1,727 of 10,895 on run d3's SmolLM2 candidates (scripts/panel_experiments.py panel-table runs/d3).
-PANEL_KEEP = 0.16
+# Share of compared pairs a five-rater panel keeps, by the share of its votes the winner needs (rows) and the
+# panel's mean margin toward it (columns, PANEL_MARGINS), on run r2's 3,333 compared pairs of SmolLM2 candidates
+# (scripts/panel_experiments.py keep-grid runs/r2; the default, 5 of 5 at 0.7, kept 470: 0.141).
+PANEL_MARGINS = (0.0, 0.15, 0.3, 0.5, 0.7)
+PANEL_KEEP = {3 / 5: (1.0, 0.728, 0.591, 0.419, 0.273),
+              4 / 5: (0.535, 0.497, 0.449, 0.354, 0.244),
+              5 / 5: (0.189, 0.189, 0.187, 0.175, 0.141)}
+
+
+def panel_keep(raters: int, min_votes: int | None, min_strength: float) -> float:
+    """Share of compared pairs a panel keeps (``raters`` judges; the winner needs ``min_votes`` of them, None = a
+    strict majority; mean margin ≥ ``min_strength``): PANEL_KEEP's row of the largest vote share and column of the
+    largest margin not above the panel's own, so a setting between the measured ones is predicted to keep more
+    pairs, not fewer. One rater keeps every verdict."""
+    if raters <= 1:
+        return 1.0
+    need = raters // 2 + 1 if min_votes is None else min(min_votes, raters)
+    row = max((v for v in PANEL_KEEP if v <= need / raters + 1e-9), default=min(PANEL_KEEP))
+    col = max(i for i, m in enumerate(PANEL_MARGINS) if m <= min_strength + 1e-9)
+    return PANEL_KEEP[row][col]
 
 
 def labelled_pairs(k) -> float:
     """Pairs the reward model is expected to train on (``k``: run.Knobs)."""
     compared = k.sample_prompts * min(k.pairs_per_prompt, math.comb(k.sample_k + k.rs_k, 2))
-    return compared * (PANEL_KEEP if k.panel_raters > 1 else 1.0)
+    return compared * panel_keep(k.panel_raters, k.panel_min_votes, k.panel_min_strength)
 
 
 def slowdown(gflops: float | None, reference_gflops: float, share: float = MATMUL_SHARE) -> float:
@@ -99,12 +116,27 @@ def replay_conversations(k) -> float:
     return float(sum(k.demos_per_category.get(c, 0) for c in k.bon_replay))
 
 
+# Share of a stage's reference time that does not grow with its work. The reward-model stage loads the policy,
+# caches the frozen layers' activations of every distinct sequence and scores the held-out pairs: runs r2 and r3
+# (the same machine and candidates, 371 and 1,485 training pairs) took 210 and 543 s, 99 s + 0.30 s a pair, so about
+# 0.3 of the reference stage's 339 s is fixed.
+FIXED_SHARE = {"rm": 0.3}
+
+
 def predict_seconds(k, ref_k, ref_seconds: dict[str, float], slow: float, test_items: int) -> dict[str, float]:
-    """Each stage's predicted seconds: reference seconds × slowdown × work(k) / work(ref_k).
+    """Each stage's predicted seconds: reference seconds × slowdown × (f + (1 − f) · work(k) / work(ref_k)), f its
+    FIXED_SHARE (0 for most).
 
     ``algo=bon_sft``'s RL stage is not made of RL steps (``bon_sft_seconds``)."""
     work, ref_work = stage_work(k, test_items), stage_work(ref_k, test_items)
-    out = {s: t * slow * (work[s] / ref_work[s] if ref_work.get(s) else 1.0) for s, t in ref_seconds.items()}
+
+    def scale(s: str) -> float:
+        if not ref_work.get(s):
+            return 1.0
+        f = FIXED_SHARE.get(s, 0.0)
+        return f + (1 - f) * work[s] / ref_work[s]
+
+    out = {s: t * slow * scale(s) for s, t in ref_seconds.items()}
     if getattr(k, "algo", None) == "bon_sft" and "rl" in out:
         out["rl"] = bon_sft_seconds(k, ref_seconds["sft"] / ref_work["sft"], slow)
     if getattr(k, "algo", None) == "bon" and "rl_eval" in out:

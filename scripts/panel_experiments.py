@@ -3,6 +3,9 @@ candidates (`RUN/data/candidates.jsonl`: SFT and base samples of train prompts).
 
     python scripts/panel_experiments.py panel-table runs/d3
         gold-decided share and agreement of the kept pairs, one rater vs panels (all pairs of each prompt)
+    python scripts/panel_experiments.py keep-grid runs/r2 [--pairs-per-prompt 28]
+        the share of the run's compared pairs a five-rater panel keeps, by the votes its winner needs and the
+        mean margin toward it (postlab.budget.PANEL_KEEP, which plans the reward-model stage's time)
     python scripts/panel_experiments.py rm runs/d3 --out runs/panel_rm [--layers 4 --lr 3e-4 --epochs 2
         --min-votes 5 --min-strength 0.7]
         a reward model on the panel's pairs of 85% of the prompts, measured against gold on the other 15%:
@@ -51,6 +54,25 @@ def panel_table(args) -> None:
         pairs, c = label(items, cands, raters, votes, strength)
         print(f"| {name} | {len(pairs):,} of {c['pairs']:,} | {c['gold_decided'] / len(pairs):.0%} | "
               f"{c['agree_with_gold'] / c['gold_decided']:.0%} |")
+
+
+def keep_grid(args) -> None:
+    from postlab.budget import PANEL_MARGINS
+    from postlab.raters.label import asked_pairs, panel_verdict, read_candidates
+    from postlab.raters.registry import make_rater
+
+    items = {it.id: it for it in load_suite("spec")}
+    cands = read_candidates(str(Path(args.run) / "data" / "candidates.jsonl"), items)  # as `postlab run` labels them
+    rater = make_rater("simulated", 0)
+    asked = asked_pairs(items, cands, max_pairs_per_prompt=args.pairs_per_prompt, seed=0)
+    verdicts = [panel_verdict(rater.panel(item, a, b, 5)) for _, item, a, b in asked]
+    print(f"{len(asked):,} compared pairs; share kept by a five-rater panel\n")
+    print("| the winner needs | " + " | ".join(f"margin ≥ {m:g}" for m in PANEL_MARGINS) + " |")
+    print("|---|" + "---|" * len(PANEL_MARGINS))
+    for votes in (3, 4, 5):
+        kept = [sum(p.choice != "tie" and won >= votes and p.strength >= m for p, won in verdicts) / len(asked)
+                for m in PANEL_MARGINS]
+        print(f"| {votes} of 5 | " + " | ".join(f"{x:.3f}" for x in kept) + " |")
 
 
 def rm_experiment(args) -> None:
@@ -114,6 +136,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("panel-table").add_argument("run")
+    grid = sub.add_parser("keep-grid")
+    grid.add_argument("run")
+    grid.add_argument("--pairs-per-prompt", type=int, default=28)
     r = sub.add_parser("rm")
     r.add_argument("run")
     r.add_argument("--out", required=True)
@@ -127,7 +152,7 @@ def main() -> None:
     p.add_argument("--ranker", required=True, help="gold, or a reward model directory")
     p.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"panel-table": panel_table, "rm": rm_experiment, "ranked-pairs": ranked_pairs}[args.cmd](args)
+    {"panel-table": panel_table, "keep-grid": keep_grid, "rm": rm_experiment, "ranked-pairs": ranked_pairs}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ cuts (samples and steps first, then SFT, held-out eval items last and never belo
 import pytest
 
 from postlab import budget
-from postlab.run import PRESETS, REFERENCE_SECONDS
+from postlab.run import PRESETS, REFERENCE_KNOBS, REFERENCE_SECONDS
 
 # The default preset as these tests were written: PPO (RL timed by steps x prompts x tokens) after a 2-epoch SFT;
 # bon_sft's RL-stage model has its own test below.
@@ -33,6 +33,30 @@ def test_predicted_seconds_scale_with_speed_and_with_each_stages_knobs():
     assert p["label"] == 1.0  # no knob: only the machine's speed
     # eval_limit larger than the split is the whole split
     assert budget.predict_seconds(REF.model_copy(update={"eval_limit": 5000}), REF, secs, 1.0, 417)["baseline"] == 100
+
+
+def test_the_reward_model_stage_grows_with_the_pairs_a_looser_panel_keeps():
+    # Run r3 (docs/results.md): the majority panel, margin >= 0.3, kept 1,970 of 3,333 pairs against the unanimous
+    # panel's 470, and its reward-model stage took 543 s against 210; the planner had predicted the same time for both.
+    # Now: 4.19x the pairs on the 70% of the stage that grows with them (budget.FIXED_SHARE), 2.6x the time in all.
+    secs = {"rm": 100.0}
+    loose = REF.model_copy(update={"panel_min_votes": 3, "panel_min_strength": 0.3})
+    ratio = budget.predict_seconds(loose, REF, secs, slow=1.0, test_items=417)["rm"] / 100.0
+    assert ratio == pytest.approx(0.3 + 0.7 * 0.591 / 0.141)
+    r2 = REF.model_copy(update={"sample_prompts": 172, "rs_k": 3})
+    r3 = r2.model_copy(update={"panel_min_votes": 3, "panel_min_strength": 0.3})
+    ref = REFERENCE_KNOBS["default"]  # what `postlab run` predicts against
+    r2_s, r3_s = (budget.predict_seconds(k, ref, secs, slow=1.0, test_items=417)["rm"] for k in (r2, r3))
+    assert r3_s / r2_s == pytest.approx(543 / 210, rel=0.05)  # what the two runs took
+    # By hand from the measured table: rows by the vote share the winner needs, columns by the margin, each read on
+    # the conservative side (the largest grid value not above the panel's own: more pairs, a longer stage).
+    assert budget.panel_keep(5, 5, 0.7) == 0.141
+    assert budget.panel_keep(5, 5, 0.6) == 0.175      # margin 0.6 reads the 0.5 column
+    assert budget.panel_keep(5, None, 0.0) == 1.0     # a plain majority of five keeps every decided pair
+    assert budget.panel_keep(3, None, 0.0) == 1.0     # 2 of 3 (0.67) reads the 3-of-5 row
+    assert budget.panel_keep(3, 3, 0.3) == 0.187      # unanimous of 3 reads the unanimous row
+    assert budget.panel_keep(5, 9, 0.0) == 0.189      # more votes than raters: the run asks for all of them
+    assert budget.panel_keep(1, 1, 0.7) == 1.0        # one rater: every verdict kept
 
 
 def test_bon_sft_rl_stage_is_timed_as_scoring_plus_sft():
@@ -147,23 +171,24 @@ def test_a_run_slower_than_predicted_cuts_only_the_stages_still_to_run():
     secs, k = REFERENCE_SECONDS["default"], REFERENCE_KNOBS["default"]  # the reference run, as it ran
     predicted = budget.predict_seconds(k, k, secs, 1.0, 417)
     assert sum(predicted.values()) < 1800  # it fitted when it started
-    seconds = {"fetch": 30.0, "baseline": 2 * predicted["baseline"], "sft_data": 2 * predicted["sft_data"]}
+    # 1.9x slower than predicted (at 2x even the floors overrun: 30% of the reward-model stage is fixed)
+    seconds = {"fetch": 30.0, "baseline": 1.9 * predicted["baseline"], "sft_data": 1.9 * predicted["sft_data"]}
 
     def keep(upto, kk=k, fixed=()):
         return budget.keep_to_pace(kk, k, secs, slow=1.0, budget_s=1800, test_items=417, order=ORDER, upto=upto,
                                    seconds=seconds, first_stage=FIRST_STAGE, fixed=fixed)
 
     cut, changes, pace = keep("sft_data")
-    assert pace == pytest.approx(2.0)  # fetch left out
+    assert pace == pytest.approx(1.9)  # fetch left out
     knobs = {c["knob"] for c in changes}
     assert knobs and knobs <= {"sample_prompts", "rl_steps", "probe_prompts", "sft_epochs"}
-    assert {c["after"] for c in changes} == {"sft_data"} and "2.00x its predicted stage times" in changes[0]["why"]
+    assert {c["after"] for c in changes} == {"sft_data"} and "1.90x its predicted stage times" in changes[0]["why"]
     # what the stages that ran used stays: their data, their eval items
     for name in ("rs_prompts", "rs_k", "demos_per_category", "eval_limit", "batch_size"):
         assert getattr(cut, name) == getattr(k, name), name
     spent = sum(seconds.values())
     rest = sum(t for s, t in budget.predict_seconds(cut, k, secs, 1.0, 417).items() if s not in ORDER[:3])
-    assert spent + 2.0 * rest <= 1800 + 1e-6  # at this pace the cut run fits
+    assert spent + 1.9 * rest <= 1800 + 1e-6  # at this pace the cut run fits
     assert keep("sft_data", fixed={"rl_steps"})[0].rl_steps == k.rl_steps  # the command line's knobs stay
     # on pace, or faster: nothing is cut
     seconds.update(baseline=predicted["baseline"], sft_data=0.5 * predicted["sft_data"])

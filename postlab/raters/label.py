@@ -94,19 +94,27 @@ def panel_verdict(prefs: list[Preference]) -> tuple[Preference, int]:
                       gold_margin=prefs[0].gold_margin), votes[win]
 
 
-def label_pairs(items: dict[str, Item], candidates: dict[str, list[str]], rater_spec: str, *,
-                max_pairs_per_prompt: int, seed: int, raters_per_pair: int = 1, min_votes: int | None = None,
-                min_strength: float = 0.0) -> tuple[list[PreferencePair], Counter]:
-    rater = make_rater(rater_spec, seed)
-    gold = GoldRater()
+def asked_pairs(items: dict[str, Item], candidates: dict[str, list[str]], *, max_pairs_per_prompt: int,
+                seed: int) -> list[tuple[str, Item, str, str]]:
+    """The comparisons put to the raters: (prompt id, item, a, b), a shown first; at most ``max_pairs_per_prompt``
+    of each prompt's pairs, drawn and ordered by ``seed``."""
     rng = random.Random(seed)
-    asked = []  # (prompt id, item, a, b), a shown first
+    asked = []
     for pid, texts in candidates.items():
         pairs = list(itertools.combinations(range(len(texts)), 2))
         rng.shuffle(pairs)
         for i, j in pairs[:max_pairs_per_prompt]:
             a, b = (texts[i], texts[j]) if rng.random() < 0.5 else (texts[j], texts[i])  # presentation order
             asked.append((pid, items[pid], a, b))
+    return asked
+
+
+def label_pairs(items: dict[str, Item], candidates: dict[str, list[str]], rater_spec: str, *,
+                max_pairs_per_prompt: int, seed: int, raters_per_pair: int = 1, min_votes: int | None = None,
+                min_strength: float = 0.0) -> tuple[list[PreferencePair], Counter]:
+    rater = make_rater(rater_spec, seed)
+    gold = GoldRater()
+    asked = asked_pairs(items, candidates, max_pairs_per_prompt=max_pairs_per_prompt, seed=seed)
     counts: Counter = Counter(pairs=len(asked))
     if raters_per_pair > 1:
         need = raters_per_pair // 2 + 1 if min_votes is None else min_votes
