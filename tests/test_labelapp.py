@@ -3,6 +3,7 @@
 Store-backed tests run on SQLite, and on PostgreSQL when POSTLAB_TEST_DATABASE_URL is set (`.ci/run` starts one).
 """
 
+import functools
 import json
 import os
 import threading
@@ -72,9 +73,10 @@ def db_url(request, tmp_path):
     return url
 
 
+@functools.cache
 def worker_database(url: str) -> str:
-    """Under pytest-xdist, a database of each worker's own (``postlab_test_gw1``), created on first use, so that two
-    workers never wipe each other's tables; the given database otherwise."""
+    """Under pytest-xdist, a database of each worker's own (``postlab_test_gw1``), created on first use (once per
+    worker process), so that two workers never wipe each other's tables; the given database otherwise."""
     from sqlalchemy import create_engine, make_url, text
 
     worker = os.environ.get("PYTEST_XDIST_WORKER")
