@@ -44,7 +44,7 @@ from postlab.models.load import load_model_and_tokenizer, resolve_model
 from postlab.raters import label as labeling
 from postlab.raters.gold import GoldRater, ruler_version
 from postlab.rollout import SamplingParams, TorchEngine
-from postlab.run_state import FIRST_STAGE, invalidate_changed_stages, portable, resolve
+from postlab.run_state import FIRST_STAGE, changed_knobs, invalidate_changed_stages, portable, resolve, stale_stages
 from postlab.tasks import demos
 from postlab.tasks.suite import load_suite
 from postlab.train import bon, sft
@@ -710,20 +710,67 @@ def budget_plan(cfg, rec: dict, knobs_cls, ref_dtype: str, predict, fit) -> tupl
     return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predict(k, slow), changes)
 
 
-def plan(cfg: RunConfig, rec: dict) -> tuple[Knobs, dict, dict]:
+def plan(cfg: RunConfig, rec: dict, held: dict | None = None) -> tuple[Knobs, dict, dict]:
     """(knobs to run with, the ``machine`` section, the ``scaled`` section) on the machine ``rec``:
-    ``bf16=auto`` resolved, knobs cut to the time budget (never those set on the command line), and
-    each stage's predicted seconds for the ETA."""
+    ``bf16=auto`` resolved, knobs cut to the time budget (never those set on the command line, nor those in
+    ``held``: knob -> the value a finished stage ran with, ``plan_around_finished_stages``), and each stage's
+    predicted seconds for the ETA."""
     k, mach, slow = resolve_machine(cfg.knobs(), rec, REFERENCE_DTYPE[cfg.preset])
     ref_k, ref_seconds = REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset]
     test_items = _test_items()
     unscaled = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
-    changes: list[dict] = []
+    held = held or {}
+    changes = [{"knob": n, "from": getattr(k, n), "to": v, "why": f"as the finished {FIRST_STAGE[n]} stage ran with it "
+                "(a rerun with other knobs fits the budget with the stages still to run)"}
+               for n, v in held.items() if getattr(k, n) != v]
+    k = k.model_copy(update=held)
     if k.budget_minutes > 0:
-        k, changes = budget.fit_budget(k, ref_k, ref_seconds, slow=slow, budget_s=60 * k.budget_minutes,
-                                       test_items=test_items, fixed=set_knobs(Knobs, cfg))
+        k, cuts = budget.fit_budget(k, ref_k, ref_seconds, slow=slow, budget_s=60 * k.budget_minutes,
+                                    test_items=test_items, fixed=set_knobs(Knobs, cfg) | set(held))
+        changes += cuts
     predicted = budget.predict_seconds(k, ref_k, ref_seconds, slow, test_items)
     return k, mach, scaled_section(k.budget_minutes, slow, unscaled, predicted, changes)
+
+
+def finished_stage_knobs(out: Path, cfg: RunConfig, k: Knobs) -> dict:
+    """The knobs a budget cuts whose first stage this run directory has finished and will keep, at the values
+    recorded in ``resolved_config.json`` (those the stages ran with), less the ones the command line sets. A stage
+    is kept unless a knob that the budget does not decide (or that the command line sets) changed for it or an
+    earlier one (``k``: the knobs now)."""
+    record = out / "resolved_config.json"
+    if not record.exists():
+        return {}
+    ran, given = json.loads(record.read_text()), set_knobs(Knobs, cfg)
+    cut = {n for _, _, names in budget.TIERS for n in names}
+    changed = [n for n in changed_knobs(ran, k.model_dump(mode="json")) if n not in cut or n in given]
+    redone = stale_stages(changed, STAGES)
+    return {n: ran[n] for n in cut if n in ran and n not in given and FIRST_STAGE[n] not in redone
+            and (out / "stages" / f"{FIRST_STAGE[n]}.json").exists()}
+
+
+def plan_around_finished_stages(cfg: RunConfig, out: Path, k: Knobs, stages: "Stages", scaled: dict) -> tuple:
+    """(knobs, scaled) for a run directory, after ``plan``: the pace checks of its finished stages replayed over
+    their recorded times (``paced``), and then, where that moves a knob a finished stage ran with (a changed knob
+    such as the panel or the RL algorithm changes the predicted times, so the budget cuts samples differently),
+    planned again with every such knob held at what its stage ran with, so the change redoes only the stages it
+    affects. An unchanged rerun is planned exactly as the run was."""
+    def replay(kk: Knobs, sc: dict, held: dict) -> Knobs:
+        return replay_pace(stages, STAGES, kk, lambda k2, upto, say: paced(cfg, k2, upto, stages, sc, say=say,
+                                                                           held=held))
+
+    k = replay(k, scaled, {})
+    held = finished_stage_knobs(out, cfg, k)
+    if all(getattr(k, n) == v for n, v in held.items()):
+        return k, scaled
+    k, _, scaled = plan(cfg, machine_record(out, measure=False), held)
+    stages.reference = scaled["predicted_s"]
+    fits = "" if scaled["fits"] is None else (
+        " (fits)" if scaled["fits"] else " (over the budget: the stages still to run are at their floors)")
+    print(f"budget: planned again around the finished stages, whose knobs stay as they ran; predicted "
+          f"{_minutes(scaled['predicted_minutes'])}{fits}: "
+          + ", ".join(f"{c['knob']} {_show_knob(c['from'])} -> {_show_knob(c['to'])}" for c in scaled["changes"]),
+          file=sys.stderr)
+    return replay(k, scaled, held), scaled
 
 
 def _minutes(m: float) -> str:
@@ -794,15 +841,18 @@ def _test_items() -> int:
     return len(load_suite(SUITE, split="test"))
 
 
-def paced(cfg: RunConfig, k: Knobs, upto: str, stages: Stages, scaled: dict, *, say: bool = True) -> Knobs:
+def paced(cfg: RunConfig, k: Knobs, upto: str, stages: Stages, scaled: dict, *, say: bool = True,
+          held: dict | None = None) -> Knobs:
     """After stage ``upto``: the knobs cut to keep the run inside its budget at its own pace so far
-    (``budget.keep_to_pace``), the cuts added to ``scaled`` and the ETA's stage times updated. A rerun
-    replays it over the recorded stage times (``say=False``), so it resolves the knobs the run ran with."""
+    (``budget.keep_to_pace``; never those set on the command line or ``held``), the cuts added to ``scaled``
+    and the ETA's stage times updated. A rerun replays it over the recorded stage times (``say=False``), so
+    it resolves the knobs the run ran with."""
     test_items = _test_items()
     ref_k, ref_seconds = REFERENCE_KNOBS[cfg.preset], REFERENCE_SECONDS[cfg.preset]
     cut, changes, pace = budget.keep_to_pace(
         k, ref_k, ref_seconds, slow=scaled["slowdown"], budget_s=60 * (k.budget_minutes or 0), test_items=test_items,
-        order=STAGES, upto=upto, seconds=stages.timings(), first_stage=FIRST_STAGE, fixed=set_knobs(Knobs, cfg))
+        order=STAGES, upto=upto, seconds=stages.timings(), first_stage=FIRST_STAGE,
+        fixed=set_knobs(Knobs, cfg) | set(held or {}))
     return _kept_to_pace(k, cut, changes, pace, upto, stages, scaled, say,
                          lambda kk: budget.predict_seconds(kk, ref_k, ref_seconds, scaled["slowdown"], test_items))
 
@@ -860,14 +910,15 @@ def _kept_to_pace(k, cut, changes: list[dict], pace: float | None, upto: str, st
 def _run(cfg: RunConfig, out: Path) -> dict:
     k, mach, scaled = start_run(cfg, out, plan)
     stages = Stages(out, cfg.stop_after, scaled["predicted_s"])
+    k, scaled = plan_around_finished_stages(cfg, out, k, stages, scaled)
+    held = finished_stage_knobs(out, cfg, k)
 
     def pace(kk: Knobs, upto: str, say: bool) -> Knobs:
-        return paced(cfg, kk, upto, stages, scaled, say=say)
+        return paced(cfg, kk, upto, stages, scaled, say=say, held=held)
 
     def write_resolved(kk: Knobs) -> None:
         atomic_write_text(out / "resolved_config.json", json.dumps(kk.model_dump(mode="json"), indent=2) + "\n")
 
-    k = replay_pace(stages, STAGES, k, pace)
     invalidate_changed_stages(out, k.model_dump(mode="json"), STAGES)
     regrade_stale_evals(out, stages, k)
     p = cfg.progress

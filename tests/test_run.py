@@ -499,6 +499,53 @@ def test_a_run_behind_its_pace_cuts_the_stages_still_to_run_and_a_rerun_replays_
     assert invalidate_changed_stages(tmp_path, k_again.model_dump(mode="json"), STAGES) == []
 
 
+def test_a_rerun_with_a_later_knob_changed_keeps_what_the_finished_stages_ran_with(tmp_path, monkeypatch):
+    """Under a budget a changed knob can move the whole plan: a looser panel gives the reward model more pairs, so
+    the plan cuts samples harder, rs_prompts and rs_k included, which would redo SFT data and SFT for a change
+    that touches the labels on. A rerun keeps the budget knobs of the finished stages as they ran (unless the
+    command line sets them), says so in `scaled`, and fits the budget with the knobs of the stages still to run."""
+    from postlab.run import Stages, finished_stage_knobs, plan_around_finished_stages
+    from postlab.run_state import FIRST_STAGE, invalidate_changed_stages
+
+    monkeypatch.delenv("POSTLAB_DTYPE", raising=False)
+    # the AMD EPYC of runs r2 and r3 (bf16 438 GFLOP/s): the default preset's samples cut part of the way
+    EPYC = {**XEON, "cpu": "AMD EPYC", "flags": {"amx_bf16": False, "avx512_bf16": True, "avx2": True},
+            "matmul_gflops": {"fp32": 199.0, "bf16": 438.0, "n": 1024, "cached": True}}
+    k0, _, scaled = _plan(f"out={tmp_path}", rec=EPYC)
+    assert {"rs_prompts", "rs_k", "sample_prompts"} <= {c["knob"] for c in scaled["changes"]}
+    for name in STAGES[: STAGES.index("sample") + 1]:  # every stage before the labels, each as long as predicted
+        seconds = scaled["predicted_s"].get(name, 1.0)
+        (tmp_path / "stages").mkdir(exist_ok=True)
+        (tmp_path / "stages" / f"{name}.json").write_text(json.dumps({"result": {}, "seconds": seconds}))
+    (tmp_path / "resolved_config.json").write_text(json.dumps(k0.model_dump(mode="json")))
+    (tmp_path / "machine.json").write_text(json.dumps(EPYC))
+
+    args = [f"out={tmp_path}", "panel_min_votes=3", "panel_min_strength=0.3"]
+    naive, _, _ = _plan(*args, rec=EPYC)
+    assert naive.rs_prompts < k0.rs_prompts  # planned afresh, the finished sft_data stage would run again
+
+    cfg = load_config(RunConfig, None, args)
+    k, _, scaled2 = _plan(*args, rec=EPYC)
+    stages = Stages(tmp_path, None, scaled2["predicted_s"])
+    k, scaled2 = plan_around_finished_stages(cfg, tmp_path, k, stages, scaled2)
+    for name in ("rs_prompts", "rs_k", "demos_per_category", "eval_limit", "sample_prompts"):
+        assert getattr(k, name) == getattr(k0, name), name
+    assert invalidate_changed_stages(tmp_path, k.model_dump(mode="json"), STAGES) == []  # no finished stage redone
+    kept = {c["knob"] for c in scaled2["changes"] if "finished" in c["why"]}
+    assert {"rs_prompts", "rs_k", "sample_prompts"} <= kept
+    assert all(STAGES.index(FIRST_STAGE[n]) <= STAGES.index("sample") for n in kept)
+    # a changed knob that redoes sft_data itself (its token cap) leaves its samples to the budget again
+    early = load_config(RunConfig, None, [f"out={tmp_path}", "rs_max_new_tokens=64"])
+    held = finished_stage_knobs(tmp_path, early, k0.model_copy(update={"rs_max_new_tokens": 64}))
+    assert "rs_prompts" not in held and "sample_prompts" not in held and held["eval_limit"] == k0.eval_limit
+    # nothing to keep when nothing moved: an unchanged rerun is planned as before
+    k_same, _, scaled_same = _plan(f"out={tmp_path}", rec=EPYC)
+    again, scaled_again = plan_around_finished_stages(load_config(RunConfig, None, [f"out={tmp_path}"]), tmp_path,
+                                                      k_same, Stages(tmp_path, None, scaled_same["predicted_s"]),
+                                                      scaled_same)
+    assert again == k0 and scaled_again is scaled_same
+
+
 def test_sft_gets_what_the_budget_leaves_and_a_stop_at_it_is_recorded(tmp_path, monkeypatch):
     """Before SFT, `sft_allowance` is the budget's allowance for it at the run's pace (None where the command
     line set sft_epochs); an SFT stage that stopped at it is listed with the budget's cuts."""
