@@ -118,8 +118,8 @@ def replay_conversations(k) -> float:
 
 # Share of a stage's reference time that does not grow with its work. The reward-model stage loads the policy,
 # caches the frozen layers' activations of every distinct sequence and scores the held-out pairs: runs r2 and r3
-# (the same machine and candidates, 371 and 1,485 training pairs) took 210 and 543 s, 99 s + 0.30 s a pair, so about
-# 0.3 of the reference stage's 339 s is fixed.
+# (the same 2-core AMD EPYC, avx512_bf16, no AMX, bf16; the same candidates; 371 and 1,485 training pairs) took
+# 210 and 543 s, 99 s + 0.30 s a pair, so about 0.3 of the reference stage's 339 s is fixed.
 FIXED_SHARE = {"rm": 0.3}
 
 

@@ -749,11 +749,12 @@ def finished_stage_knobs(out: Path, cfg: RunConfig, k: Knobs) -> dict:
 
 
 def plan_around_finished_stages(cfg: RunConfig, out: Path, k: Knobs, stages: "Stages", scaled: dict) -> tuple:
-    """(knobs, scaled) for a run directory, after ``plan``: the pace checks of its finished stages replayed over
+    """(knobs, scaled, held) for a run directory, after ``plan``: the pace checks of its finished stages replayed over
     their recorded times (``paced``), and then, where that moves a knob a finished stage ran with (a changed knob
     such as the panel or the RL algorithm changes the predicted times, so the budget cuts samples differently),
     planned again with every such knob held at what its stage ran with, so the change redoes only the stages it
-    affects. An unchanged rerun is planned exactly as the run was."""
+    affects. An unchanged rerun is planned exactly as the run was. ``held``: the finished stages' knobs
+    (``finished_stage_knobs``), which the run's own pace checks must not cut either."""
     def replay(kk: Knobs, sc: dict, held: dict) -> Knobs:
         return replay_pace(stages, STAGES, kk, lambda k2, upto, say: paced(cfg, k2, upto, stages, sc, say=say,
                                                                            held=held))
@@ -761,7 +762,7 @@ def plan_around_finished_stages(cfg: RunConfig, out: Path, k: Knobs, stages: "St
     k = replay(k, scaled, {})
     held = finished_stage_knobs(out, cfg, k)
     if all(getattr(k, n) == v for n, v in held.items()):
-        return k, scaled
+        return k, scaled, held
     k, _, scaled = plan(cfg, machine_record(out, measure=False), held)
     stages.reference = scaled["predicted_s"]
     fits = "" if scaled["fits"] is None else (
@@ -770,7 +771,7 @@ def plan_around_finished_stages(cfg: RunConfig, out: Path, k: Knobs, stages: "St
           f"{_minutes(scaled['predicted_minutes'])}{fits}: "
           + ", ".join(f"{c['knob']} {_show_knob(c['from'])} -> {_show_knob(c['to'])}" for c in scaled["changes"]),
           file=sys.stderr)
-    return replay(k, scaled, held), scaled
+    return replay(k, scaled, held), scaled, held
 
 
 def _minutes(m: float) -> str:
@@ -910,8 +911,7 @@ def _kept_to_pace(k, cut, changes: list[dict], pace: float | None, upto: str, st
 def _run(cfg: RunConfig, out: Path) -> dict:
     k, mach, scaled = start_run(cfg, out, plan)
     stages = Stages(out, cfg.stop_after, scaled["predicted_s"])
-    k, scaled = plan_around_finished_stages(cfg, out, k, stages, scaled)
-    held = finished_stage_knobs(out, cfg, k)
+    k, scaled, held = plan_around_finished_stages(cfg, out, k, stages, scaled)
 
     def pace(kk: Knobs, upto: str, say: bool) -> Knobs:
         return paced(cfg, kk, upto, stages, scaled, say=say, held=held)

@@ -527,7 +527,7 @@ def test_a_rerun_with_a_later_knob_changed_keeps_what_the_finished_stages_ran_wi
     cfg = load_config(RunConfig, None, args)
     k, _, scaled2 = _plan(*args, rec=EPYC)
     stages = Stages(tmp_path, None, scaled2["predicted_s"])
-    k, scaled2 = plan_around_finished_stages(cfg, tmp_path, k, stages, scaled2)
+    k, scaled2, _ = plan_around_finished_stages(cfg, tmp_path, k, stages, scaled2)
     for name in ("rs_prompts", "rs_k", "demos_per_category", "eval_limit", "sample_prompts"):
         assert getattr(k, name) == getattr(k0, name), name
     assert invalidate_changed_stages(tmp_path, k.model_dump(mode="json"), STAGES) == []  # no finished stage redone
@@ -540,7 +540,7 @@ def test_a_rerun_with_a_later_knob_changed_keeps_what_the_finished_stages_ran_wi
     assert "rs_prompts" not in held and "sample_prompts" not in held and held["eval_limit"] == k0.eval_limit
     # nothing to keep when nothing moved: an unchanged rerun is planned as before
     k_same, _, scaled_same = _plan(f"out={tmp_path}", rec=EPYC)
-    again, scaled_again = plan_around_finished_stages(load_config(RunConfig, None, [f"out={tmp_path}"]), tmp_path,
+    again, scaled_again, _ = plan_around_finished_stages(load_config(RunConfig, None, [f"out={tmp_path}"]), tmp_path,
                                                       k_same, Stages(tmp_path, None, scaled_same["predicted_s"]),
                                                       scaled_same)
     assert again == k0 and scaled_again is scaled_same
